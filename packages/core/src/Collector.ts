@@ -1,0 +1,248 @@
+/**
+ * The collector: the seed's Manager. It lists instances, reads their kernel files through the
+ * ports and keeps the latest snapshot that the HTTP API and the metric exporters read.
+ *
+ * - One instance's failed read never fails a collection; it is recorded as unavailable and counted.
+ * - A failing InstanceSource is reported in the snapshot (`sourceError`) and counted; the last good
+ *   listing is read again meanwhile, so running VMs do not vanish from the scrape.
+ * - Concurrent callers share one in-flight collection, and a snapshot younger than `maxAge` is reused.
+ * - Kept resources (open fds) are released when an instance leaves the listing or changes pid/TAP.
+ *
+ * Reads run synchronously in chunks (default 256 VMs) with a yield between chunks, so a large host
+ * does not starve other fibers; per-VM work is plain code, not an Effect per VM (see perf-notes).
+ *
+ * @since 0.1.0
+ */
+import { Clock, Context, Deferred, Duration, Effect, Either, Exit, Layer, Option, Ref, type Scope } from "effect"
+import type { InstanceSourceError, TapReadError } from "./Errors.js"
+import type { InstanceInfo } from "./Instance.js"
+import { InstanceSource } from "./InstanceSource.js"
+import { buildVmStats, countUnavailable, type Identities, type UnavailableCounts } from "./internal/vmStats.js"
+import { ProcReader } from "./ProcReader.js"
+import { validateTapName } from "./TapName.js"
+import { type TapCounters, TapReader } from "./TapReader.js"
+import type { ReadSource, VmStats } from "./VmStats.js"
+
+/** Cumulative count of values that could not be read, by source and reason. @category models */
+export interface UnavailableTotal {
+  readonly source: ReadSource
+  readonly reason: string
+  readonly count: number
+}
+
+/** The result of one collection over all listed instances. @category models */
+export interface Snapshot {
+  /** 1 for the first collection, +1 for each one after it. */
+  readonly sequence: number
+  readonly sampledAtMs: number
+  readonly durationMs: number
+  /** In source order. */
+  readonly stats: ReadonlyArray<VmStats>
+  /** Set when the source failed this time; `stats` then come from the last good listing. */
+  readonly sourceError: InstanceSourceError | null
+  /** How many times the source has failed since start. */
+  readonly sourceErrorsTotal: number
+  readonly unavailableTotals: ReadonlyArray<UnavailableTotal>
+}
+
+/** @category tags */
+export class Collector extends Context.Tag("@vm-metrics/core/Collector")<
+  Collector,
+  {
+    /** Reads one instance now (the seed's GetInstanceStats). Never fails: see `unavailable`. */
+    readonly getInstanceStats: (info: InstanceInfo) => Effect.Effect<VmStats>
+    /** A snapshot no older than `maxAge`, shared with concurrent callers (the seed's CollectAll). */
+    readonly collectAll: Effect.Effect<Snapshot>
+    /** A new collection (joining one already in flight), whatever the age of the last one. */
+    readonly refresh: Effect.Effect<Snapshot>
+    /** The last completed snapshot without any I/O: for metric callbacks. */
+    readonly latest: Effect.Effect<Option.Option<Snapshot>>
+  }
+>() {}
+
+/** @category models */
+export interface Options {
+  /** How long a snapshot is reused by `collectAll`. Default 1 second. */
+  readonly maxAge?: Duration.DurationInput
+  /** VMs read per synchronous step. Default 256. */
+  readonly chunkSize?: number
+}
+
+interface CacheState {
+  readonly latest: Snapshot | undefined
+  readonly inflight: Deferred.Deferred<Snapshot> | undefined
+}
+
+const chunksOf = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
+  const chunks: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size))
+  return chunks
+}
+
+/** Builds the collector; its in-flight collections live in the given scope. @category constructors */
+export const make = (
+  options: Options = {}
+): Effect.Effect<Context.Tag.Service<Collector>, never, Scope.Scope | InstanceSource | ProcReader | TapReader> =>
+  Effect.gen(function* () {
+    const source = yield* InstanceSource
+    const proc = yield* ProcReader
+    const taps = yield* TapReader
+    const scope = yield* Effect.scope
+    const maxAgeMs = Duration.toMillis(Duration.decode(options.maxAge ?? "1 second"))
+    const chunkSize = Math.max(1, options.chunkSize ?? 256)
+
+    const identities: Identities = new Map()
+    const unavailableCounts: UnavailableCounts = new Map()
+    const heldPids = new Set<number>()
+    const heldTaps = new Set<string>()
+    let lastGoodListing: ReadonlyArray<InstanceInfo> = []
+    let sourceErrorsTotal = 0
+    let sequence = 0
+
+    /** Reads a chunk of instances: one batched call per port, then plain per-VM code. */
+    const sampleChunk = (infos: ReadonlyArray<InstanceInfo>, sampledAtMs: number) =>
+      Effect.gen(function* () {
+        const pids: Array<number> = []
+        const tapNames: Array<string> = []
+        const tapResults = new Array<Either.Either<TapCounters, TapReadError> | undefined>(infos.length)
+        for (let i = 0; i < infos.length; i++) {
+          const info = infos[i]
+          if (info.hypervisorPid !== undefined) pids.push(info.hypervisorPid)
+          if (info.tapDevice !== undefined) {
+            const valid = validateTapName(info.tapDevice)
+            if (Either.isLeft(valid)) tapResults[i] = Either.left(valid.left)
+            else tapNames.push(info.tapDevice)
+          }
+        }
+        const procSamples = yield* proc.sample(pids)
+        const tapSamples = yield* taps.sample(tapNames)
+        for (const pid of pids) heldPids.add(pid)
+        for (const name of tapNames) heldTaps.add(name)
+        const stats = new Array<VmStats>(infos.length)
+        let p = 0
+        let t = 0
+        for (let i = 0; i < infos.length; i++) {
+          const info = infos[i]
+          const procSample = info.hypervisorPid === undefined ? undefined : procSamples[p++]
+          const tapSample = info.tapDevice === undefined ? undefined : (tapResults[i] ?? tapSamples[t++])
+          const vm = buildVmStats(info, procSample, tapSample, proc.kernel, identities, sampledAtMs)
+          countUnavailable(unavailableCounts, vm)
+          stats[i] = vm
+        }
+        return stats
+      })
+
+    /** Forgets identities and releases fds of whatever is no longer listed. */
+    const prune = (listed: ReadonlyArray<InstanceInfo>) =>
+      Effect.gen(function* () {
+        const ids = new Set<string>()
+        const pids = new Set<number>()
+        const names = new Set<string>()
+        for (const info of listed) {
+          ids.add(info.id)
+          if (info.hypervisorPid !== undefined) pids.add(info.hypervisorPid)
+          if (info.tapDevice !== undefined) names.add(info.tapDevice)
+        }
+        for (const id of identities.keys()) if (!ids.has(id)) identities.delete(id)
+        for (const pid of heldPids) {
+          if (pids.has(pid)) continue
+          heldPids.delete(pid)
+          yield* proc.release(pid)
+        }
+        for (const name of heldTaps) {
+          if (names.has(name)) continue
+          heldTaps.delete(name)
+          yield* taps.release(name)
+        }
+      })
+
+    const totals = (): ReadonlyArray<UnavailableTotal> =>
+      Array.from(unavailableCounts, ([key, count]) => {
+        const [source, reason] = key.split("\u0000") as [ReadSource, string]
+        return { source, reason, count }
+      })
+
+    const collectFresh = Effect.gen(function* () {
+      const startedNs = yield* Clock.currentTimeNanos
+      const sampledAtMs = yield* Clock.currentTimeMillis
+      const listing = yield* Effect.either(source.list)
+      let sourceError: InstanceSourceError | null = null
+      if (Either.isRight(listing)) {
+        lastGoodListing = listing.right
+      } else {
+        sourceError = listing.left
+        sourceErrorsTotal++
+        yield* Effect.logWarning("instance source failed; reading the last good listing").pipe(
+          Effect.annotateLogs({ reason: sourceError.reason, instances: lastGoodListing.length })
+        )
+      }
+      const infos = lastGoodListing
+      const stats: Array<VmStats> = []
+      const chunks = chunksOf(infos, chunkSize)
+      for (let c = 0; c < chunks.length; c++) {
+        if (c > 0) yield* Effect.yieldNow()
+        for (const vm of yield* sampleChunk(chunks[c], sampledAtMs)) stats.push(vm)
+      }
+      yield* prune(infos)
+      const endedNs = yield* Clock.currentTimeNanos
+      sequence++
+      return {
+        sequence,
+        sampledAtMs,
+        durationMs: Number(endedNs - startedNs) / 1e6,
+        stats,
+        sourceError,
+        sourceErrorsTotal,
+        unavailableTotals: totals()
+      } satisfies Snapshot
+    })
+
+    const cache = yield* Ref.make<CacheState>({ latest: undefined, inflight: undefined })
+
+    /** Starts a collection in the collector's scope, so an interrupted caller cannot orphan it. */
+    const start = (deferred: Deferred.Deferred<Snapshot>) =>
+      collectFresh.pipe(
+        Effect.exit,
+        Effect.tap((exit) =>
+          Ref.update(cache, (state) => ({
+            latest: Exit.isSuccess(exit) ? exit.value : state.latest,
+            inflight: undefined
+          }))
+        ),
+        Effect.flatMap((exit) => Deferred.done(deferred, exit)),
+        Effect.forkIn(scope),
+        Effect.zipRight(Deferred.await(deferred))
+      )
+
+    const collect = (reuseWithinMs: number) =>
+      Effect.gen(function* () {
+        const now = yield* Clock.currentTimeMillis
+        const fresh = yield* Deferred.make<Snapshot>()
+        const next = yield* Ref.modify(cache, (state): [Effect.Effect<Snapshot>, CacheState] => {
+          if (state.latest !== undefined && now - state.latest.sampledAtMs < reuseWithinMs) {
+            return [Effect.succeed(state.latest), state]
+          }
+          if (state.inflight !== undefined) return [Deferred.await(state.inflight), state]
+          return [start(fresh), { ...state, inflight: fresh }]
+        })
+        return yield* next
+      })
+
+    const getInstanceStats = (info: InstanceInfo) =>
+      Effect.gen(function* () {
+        const sampledAtMs = yield* Clock.currentTimeMillis
+        const [vm] = yield* sampleChunk([info], sampledAtMs)
+        return vm
+      })
+
+    return Collector.of({
+      getInstanceStats,
+      collectAll: collect(maxAgeMs),
+      refresh: collect(0),
+      latest: Effect.map(Ref.get(cache), (state) => Option.fromNullable(state.latest))
+    })
+  })
+
+/** @category layers */
+export const layer = (options: Options = {}): Layer.Layer<Collector, never, InstanceSource | ProcReader | TapReader> =>
+  Layer.scoped(Collector, make(options))

@@ -1,0 +1,65 @@
+/**
+ * What the collector needs to know about a VM: the seed's `InstanceInfo` (with a TAP name) and
+ * `InstanceData` (with `networkEnabled` instead), and `buildInstanceInfo`, which derives the TAP name.
+ * These are plain `Schema.Struct`s: callers build them as object literals; the schemas validate input
+ * that arrives from files or HTTP.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+import { tapNameFor } from "./TapName.js"
+
+/** A Linux pid: 1 … 2^22 (PID_MAX_LIMIT). @category schemas */
+export const Pid = Schema.Int.pipe(Schema.between(1, 4_194_304))
+
+const common = {
+  id: Schema.String,
+  name: Schema.String,
+  /** The hypervisor process; absent when the VM has no process (stopped, standby, never started). */
+  hypervisorPid: Schema.optional(Pid),
+  allocatedVcpus: Schema.Int.pipe(Schema.nonNegative()),
+  /** Size + hotplug size. May be ≤ 0, which makes the utilisation ratio null. */
+  allocatedMemoryBytes: Schema.Int
+}
+
+/** @category schemas */
+export const InstanceInfo = Schema.Struct({
+  ...common,
+  /** Host-side TAP device; absent when the VM has no network. */
+  tapDevice: Schema.optional(Schema.String)
+})
+/** @category models */
+export type InstanceInfo = typeof InstanceInfo.Type
+
+/** @category schemas */
+export const InstanceData = Schema.Struct({ ...common, networkEnabled: Schema.Boolean })
+/** @category models */
+export type InstanceData = typeof InstanceData.Type
+
+/** The seed's `BuildInstanceInfo`: the TAP name comes from the id, only when networking is on. @category constructors */
+export const buildInstanceInfo = (
+  id: string,
+  name: string,
+  hypervisorPid: number | undefined,
+  networkEnabled: boolean,
+  allocatedVcpus: number,
+  allocatedMemoryBytes: number
+): InstanceInfo => ({
+  id,
+  name,
+  ...(hypervisorPid === undefined ? {} : { hypervisorPid }),
+  ...(networkEnabled ? { tapDevice: tapNameFor(id) } : {}),
+  allocatedVcpus,
+  allocatedMemoryBytes
+})
+
+/** `InstanceData` → `InstanceInfo`, as the seed's lister adapter does. @category constructors */
+export const fromInstanceData = (data: InstanceData): InstanceInfo =>
+  buildInstanceInfo(
+    data.id,
+    data.name,
+    data.hypervisorPid,
+    data.networkEnabled,
+    data.allocatedVcpus,
+    data.allocatedMemoryBytes
+  )

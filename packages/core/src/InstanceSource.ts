@@ -1,0 +1,104 @@
+/**
+ * Port: lists the instances to collect. Constructors cover the seed's adapters: a fixed list, any
+ * Effect, a lister of `InstanceData` (TAP names derived from ids) and a manager that already returns
+ * `InstanceInfo`. Any failure becomes an `InstanceSourceError`, which the collector reports.
+ *
+ * @since 0.1.0
+ */
+import { Cause, Context, Effect, Layer } from "effect"
+import { InstanceSourceError } from "./Errors.js"
+import { fromInstanceData, type InstanceData, type InstanceInfo } from "./Instance.js"
+
+/** @category tags */
+export class InstanceSource extends Context.Tag("@vm-metrics/core/InstanceSource")<
+  InstanceSource,
+  { readonly list: Effect.Effect<ReadonlyArray<InstanceInfo>, InstanceSourceError> }
+>() {}
+
+const toSourceError = (cause: unknown): InstanceSourceError =>
+  cause instanceof InstanceSourceError
+    ? cause
+    : new InstanceSourceError({ reason: cause instanceof Error ? cause.message : String(cause), cause })
+
+/** A fixed list. @category constructors */
+export const fromList = (instances: ReadonlyArray<InstanceInfo>): Context.Tag.Service<InstanceSource> =>
+  InstanceSource.of({ list: Effect.succeed(instances) })
+
+/** Any Effect that lists instances; its failures and defects are wrapped (a source never crashes a scrape). @category constructors */
+export const fromEffect = <E, R>(
+  list: Effect.Effect<ReadonlyArray<InstanceInfo>, E, R>
+): Effect.Effect<Context.Tag.Service<InstanceSource>, never, R> =>
+  Effect.map(Effect.context<R>(), (context) =>
+    InstanceSource.of({
+      list: list.pipe(
+        Effect.catchAllCause(
+          (cause): Effect.Effect<never, InstanceSourceError> =>
+            Cause.isInterruptedOnly(cause) ? Effect.interrupt : Effect.fail(toSourceError(Cause.squash(cause)))
+        ),
+        Effect.provide(context)
+      )
+    })
+  )
+
+/** The seed's lister adapter: `InstanceData` in, TAP names derived from ids. @category constructors */
+export const fromLister = <E, R>(
+  list: Effect.Effect<ReadonlyArray<InstanceData>, E, R>
+): Effect.Effect<Context.Tag.Service<InstanceSource>, never, R> =>
+  fromEffect(Effect.map(list, (data) => data.map(fromInstanceData)))
+
+/** The seed's manager adapter: anything that lists ready `InstanceInfo`s of running instances. @category constructors */
+export const fromManager = <E, R>(manager: {
+  readonly listRunningInstancesInfo: Effect.Effect<ReadonlyArray<InstanceInfo>, E, R>
+}): Effect.Effect<Context.Tag.Service<InstanceSource>, never, R> => fromEffect(manager.listRunningInstancesInfo)
+
+/** No instances: the seed's nil source. @category layers */
+export const layerEmpty: Layer.Layer<InstanceSource> = Layer.succeed(InstanceSource, fromList([]))
+
+/** @category layers */
+export const layerStatic = (instances: ReadonlyArray<InstanceInfo>): Layer.Layer<InstanceSource> =>
+  Layer.succeed(InstanceSource, fromList(instances))
+
+/** @category layers */
+export const layerEffect = <E, R>(
+  list: Effect.Effect<ReadonlyArray<InstanceInfo>, E, R>
+): Layer.Layer<InstanceSource, never, R> => Layer.effect(InstanceSource, fromEffect(list))
+
+/** @category layers */
+export const layerLister = <E, R>(
+  list: Effect.Effect<ReadonlyArray<InstanceData>, E, R>
+): Layer.Layer<InstanceSource, never, R> => Layer.effect(InstanceSource, fromLister(list))
+
+/** A source tests can change between collections. @category models */
+export interface MemoryInstanceSource {
+  readonly source: Context.Tag.Service<InstanceSource>
+  readonly set: (instances: ReadonlyArray<InstanceInfo>) => void
+  /** Make `list` fail (pass undefined to recover). */
+  readonly fail: (error: InstanceSourceError | undefined) => void
+  readonly calls: () => number
+}
+
+/** @category constructors */
+export const makeMemory = (initial: ReadonlyArray<InstanceInfo> = []): MemoryInstanceSource => {
+  let instances = initial
+  let failure: InstanceSourceError | undefined
+  let calls = 0
+  return {
+    source: InstanceSource.of({
+      list: Effect.suspend(() => {
+        calls++
+        return failure === undefined ? Effect.succeed(instances) : Effect.fail(failure)
+      })
+    }),
+    set: (next) => {
+      instances = next
+    },
+    fail: (error) => {
+      failure = error
+    },
+    calls: () => calls
+  }
+}
+
+/** @category layers */
+export const layerMemory = (memory: MemoryInstanceSource): Layer.Layer<InstanceSource> =>
+  Layer.succeed(InstanceSource, memory.source)

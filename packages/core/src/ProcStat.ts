@@ -1,0 +1,109 @@
+/**
+ * Pure parser for `/proc/<pid>/stat`.
+ *
+ * The comm field (2) is in parentheses and may itself hold spaces and parentheses, so the text is
+ * split after the LAST `)`. Field numbers below are the 1-based numbers of proc(5). Counters are
+ * `bigint` (exact above 2^53, see internal/decimal.ts). At least 13 fields after the paren (up to
+ * stime) are required, as in the Go original; starttime (22) and guest_time (43) are kept when present.
+ *
+ * @since 0.1.0
+ */
+import { Either } from "effect"
+import { ParseError } from "./Errors.js"
+import { bytesOf, excerpt, isSpace, parseUnsigned } from "./internal/decimal.js"
+
+/** @category models */
+export interface ProcStat {
+  /** Field 2, decoded as Latin-1 (the kernel does not promise UTF-8). */
+  readonly comm: string
+  /** Field 3: R, S, D, Z, X, … */
+  readonly state: string
+  /** Field 14, clock ticks. */
+  readonly utimeTicks: bigint
+  /** Field 15, clock ticks. */
+  readonly stimeTicks: bigint
+  /** Field 22, clock ticks after boot; the process's identity together with the pid. */
+  readonly startTimeTicks: bigint | null
+  /** Field 43, clock ticks spent running a guest (already inside utime). */
+  readonly guestTimeTicks: bigint | null
+}
+
+const FILE = "/proc/<pid>/stat"
+const CLOSE_PAREN = 0x29
+const OPEN_PAREN = 0x28
+const MIN_FIELDS = 13
+
+// 0-based indexes of the fields after the comm: field n (1-based) is index n - 3.
+const UTIME = 11
+const STIME = 12
+const STARTTIME = 19
+const GUEST_TIME = 40
+
+const fail = (reason: string) => Either.left(new ParseError({ file: FILE, reason }))
+
+/** Parses the first `length` bytes of a stat file. @category parsers */
+export const parseProcStat = (
+  bytes: Uint8Array,
+  length: number = bytes.length
+): Either.Either<ProcStat, ParseError> => {
+  if (length === 0) return fail("empty file")
+  let close = length - 1
+  while (close >= 0 && bytes[close] !== CLOSE_PAREN) close--
+  if (close < 0) return fail("no closing paren")
+  const open = bytes.indexOf(OPEN_PAREN)
+  let comm = ""
+  for (let i = open + 1; open >= 0 && i < close; i++) comm += String.fromCharCode(bytes[i])
+
+  let state = ""
+  let utime: bigint | undefined
+  let stime: bigint | undefined
+  let startTime: bigint | null = null
+  let guestTime: bigint | null = null
+  let field = 0
+  let i = close + 1
+  while (i < length && field <= GUEST_TIME) {
+    while (i < length && isSpace(bytes[i])) i++
+    if (i >= length) break
+    const start = i
+    while (i < length && !isSpace(bytes[i])) i++
+    switch (field) {
+      case 0:
+        state = excerpt(bytes, start, i)
+        break
+      case UTIME:
+        utime = parseUnsigned(bytes, start, i)
+        if (utime === undefined) return fail(`utime is not a number: ${excerpt(bytes, start, i)}`)
+        break
+      case STIME:
+        stime = parseUnsigned(bytes, start, i)
+        if (stime === undefined) return fail(`stime is not a number: ${excerpt(bytes, start, i)}`)
+        break
+      case STARTTIME:
+        startTime = parseUnsigned(bytes, start, i) ?? null
+        if (startTime === null) return fail(`starttime is not a number: ${excerpt(bytes, start, i)}`)
+        break
+      case GUEST_TIME:
+        guestTime = parseUnsigned(bytes, start, i) ?? null
+        if (guestTime === null) return fail(`guest_time is not a number: ${excerpt(bytes, start, i)}`)
+        break
+    }
+    field++
+  }
+  if (field < MIN_FIELDS || utime === undefined || stime === undefined) {
+    return fail(`not enough fields after the comm (${field}, need ${MIN_FIELDS})`)
+  }
+  return Either.right({
+    comm,
+    state,
+    utimeTicks: utime,
+    stimeTicks: stime,
+    startTimeTicks: startTime,
+    guestTimeTicks: guestTime
+  })
+}
+
+/** The same parser over text (fixtures, tests, platforms that hand over strings). @category parsers */
+export const parseProcStatText = (text: string): Either.Either<ProcStat, ParseError> => parseProcStat(bytesOf(text))
+
+/** Whether the state means the hypervisor no longer runs: a zombie (Z) or dead (X) task. @category utils */
+export const isNotRunning = (stat: ProcStat): boolean => stat.state === "Z" || stat.state === "X"

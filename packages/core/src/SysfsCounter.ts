@@ -1,0 +1,30 @@
+/**
+ * Pure parser for one sysfs counter file such as `/sys/class/net/<tap>/statistics/rx_bytes`:
+ * a base-10 unsigned number, surrounded by optional whitespace. The value is an exact `bigint`.
+ *
+ * @since 0.1.0
+ */
+import { Either } from "effect"
+import { ParseError } from "./Errors.js"
+import { bytesOf, excerpt, isSpace, parseUnsigned } from "./internal/decimal.js"
+
+/** Parses the first `length` bytes; `file` names the counter in the error. @category parsers */
+export const parseSysfsCounter = (
+  bytes: Uint8Array,
+  length: number = bytes.length,
+  file = "sysfs counter"
+): Either.Either<bigint, ParseError> => {
+  let start = 0
+  let end = length
+  while (start < end && isSpace(bytes[start])) start++
+  while (end > start && isSpace(bytes[end - 1])) end--
+  if (start === end) return Either.left(new ParseError({ file, reason: "empty file" }))
+  const value = parseUnsigned(bytes, start, end)
+  return value === undefined
+    ? Either.left(new ParseError({ file, reason: `not a number: ${excerpt(bytes, start, end)}` }))
+    : Either.right(value)
+}
+
+/** The same parser over text. @category parsers */
+export const parseSysfsCounterText = (text: string, file?: string): Either.Either<bigint, ParseError> =>
+  parseSysfsCounter(bytesOf(text), text.length, file)

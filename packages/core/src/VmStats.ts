@@ -1,0 +1,85 @@
+/**
+ * One VM's resource use at one instant: the seed's `VMStats`, plus identity and time.
+ *
+ * Deviation from the Go original, on purpose: a value that could not be read is `null` and listed
+ * in `unavailable` with its reason, never 0 (a 0 on a counter is a fake reset to Prometheus). A VM
+ * with no process has `state: "no-process"` and null usage; a VM without network has null rx/tx.
+ * Kernel-derived numbers are exact `bigint`s.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+import { Pid } from "./Instance.js"
+
+/** Which kernel file a value comes from. @category schemas */
+export const ReadSource = Schema.Literal("stat", "statm", "tap")
+/** @category models */
+export type ReadSource = typeof ReadSource.Type
+
+/** A value we could not read this time, and why. @category schemas */
+export const Unavailable = Schema.Struct({
+  source: ReadSource,
+  /** Low-cardinality label: process_gone, not_running, permission_denied, tap_missing, parse_error, … */
+  reason: Schema.String,
+  message: Schema.String
+})
+/** @category models */
+export type Unavailable = typeof Unavailable.Type
+
+/**
+ * - `running`: the hypervisor process exists and is not a zombie;
+ * - `exited`: a pid was given but the process is gone or a zombie;
+ * - `no-process`: no pid was given;
+ * - `unknown`: the process could not be inspected (e.g. permission denied).
+ *
+ * @category schemas
+ */
+export const VmState = Schema.Literal("running", "exited", "no-process", "unknown")
+/** @category models */
+export type VmState = typeof VmState.Type
+
+const Counter = Schema.NullOr(Schema.BigIntFromSelf)
+
+/** @category schemas */
+export const VmStats = Schema.Struct({
+  instanceId: Schema.String,
+  instanceName: Schema.String,
+  state: VmState,
+  pid: Schema.NullOr(Pid),
+  tapDevice: Schema.NullOr(Schema.String),
+  /** Field 22 of stat: with the pid, the identity of the hypervisor process. */
+  processStartTicks: Counter,
+  /** The same as wall-clock milliseconds (boot time + start ticks), when boot time is known. */
+  processStartTimeMs: Schema.NullOr(Schema.Number),
+  /** 0 for the first process seen for this instance; +1 each time another process takes its place. */
+  epoch: Schema.Int,
+  /** When this sample was taken, in ms since the epoch. */
+  sampledAtMs: Schema.Number,
+  /** utime + stime of the hypervisor process (all threads), µs. */
+  cpuUsec: Counter,
+  /** guest_time (inside cpuUsec), µs. */
+  guestUsec: Counter,
+  memoryRssBytes: Counter,
+  memoryVmsBytes: Counter,
+  /** Bytes the VM received = the TAP's tx_bytes. */
+  netRxBytes: Counter,
+  /** Bytes the VM sent = the TAP's rx_bytes. */
+  netTxBytes: Counter,
+  allocatedVcpus: Schema.Int,
+  allocatedMemoryBytes: Schema.Int,
+  unavailable: Schema.Array(Unavailable)
+})
+/** @category models */
+export type VmStats = typeof VmStats.Type
+
+/** CPU time in seconds (1 500 000 µs → 1.5), null when unavailable. @category getters */
+export const cpuSeconds = (stats: Pick<VmStats, "cpuUsec">): number | null =>
+  stats.cpuUsec === null ? null : Number(stats.cpuUsec) / 1e6
+
+/** RSS / allocated memory; null when allocated ≤ 0 or RSS is unavailable; may exceed 1. @category getters */
+export const memoryUtilizationRatio = (
+  stats: Pick<VmStats, "memoryRssBytes" | "allocatedMemoryBytes">
+): number | null =>
+  stats.allocatedMemoryBytes <= 0 || stats.memoryRssBytes === null
+    ? null
+    : Number(stats.memoryRssBytes) / stats.allocatedMemoryBytes

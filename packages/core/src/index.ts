@@ -1,0 +1,26 @@
+/** @since 0.1.0 */
+export * as Auxv from "./Auxv.js"
+/** @since 0.1.0 */
+export * as Collector from "./Collector.js"
+/** @since 0.1.0 */
+export * as Errors from "./Errors.js"
+/** @since 0.1.0 */
+export * as Instance from "./Instance.js"
+/** @since 0.1.0 */
+export * as InstanceSource from "./InstanceSource.js"
+/** @since 0.1.0 */
+export * as Kernel from "./Kernel.js"
+/** @since 0.1.0 */
+export * as ProcReader from "./ProcReader.js"
+/** @since 0.1.0 */
+export * as ProcStat from "./ProcStat.js"
+/** @since 0.1.0 */
+export * as ProcStatm from "./ProcStatm.js"
+/** @since 0.1.0 */
+export * as SysfsCounter from "./SysfsCounter.js"
+/** @since 0.1.0 */
+export * as TapName from "./TapName.js"
+/** @since 0.1.0 */
+export * as TapReader from "./TapReader.js"
+/** @since 0.1.0 */
+export * as VmStats from "./VmStats.js"
