@@ -1,0 +1,61 @@
+/**
+ * Kept-open file descriptors re-read at offset 0 (a `pread`): procfs and sysfs regenerate the content
+ * on every read, and this costs one syscall instead of open/read/close (about 6× cheaper, measured in
+ * perf-notes.md). Synchronous on purpose: these reads never block on disk, and the libuv threadpool
+ * round trips of `fs.promises` cost 20× more CPU.
+ *
+ * @internal
+ */
+import * as fs from "node:fs"
+import { Data, Effect } from "effect"
+
+/** A read buffer shared by every read of one reader; grown when a file fills it. @internal */
+export class ReadBuffer {
+  bytes: Buffer = Buffer.allocUnsafe(4096)
+
+  /** Reads the whole file behind `fd` from offset 0; returns the length read. Throws the errno error. */
+  readAt0(fd: number): number {
+    for (;;) {
+      const length = fs.readSync(fd, this.bytes, 0, this.bytes.length, 0)
+      if (length < this.bytes.length) return length
+      this.bytes = Buffer.allocUnsafe(this.bytes.length * 2)
+    }
+  }
+}
+
+/** The errno code of a thrown fs error ("ENOENT", …), or "UNKNOWN". @internal */
+export const errnoOf = (error: unknown): string =>
+  typeof error === "object" && error !== null && typeof (error as { code?: unknown }).code === "string"
+    ? (error as { code: string }).code
+    : "UNKNOWN"
+
+/** Opens read-only; returns the fd or the errno code. @internal */
+export const openReadOnly = (path: string): number | string => {
+  try {
+    return fs.openSync(path, "r") // libuv adds O_CLOEXEC
+  } catch (error) {
+    return errnoOf(error)
+  }
+}
+
+/** Closes, ignoring errors (the fd may belong to a file that is already gone). @internal */
+export const closeQuietly = (fd: number): void => {
+  try {
+    fs.closeSync(fd)
+  } catch {
+    // nothing left to release
+  }
+}
+
+/** A configured /proc or /sys root that is not a plain absolute path. */
+export class InvalidRoot extends Data.TaggedError("InvalidRoot")<{ readonly option: string; readonly root: string }> {
+  override get message() {
+    return `${this.option} must be an absolute path without "..": ${JSON.stringify(this.root)}`
+  }
+}
+
+/** Accepts a root only when it is absolute and cannot climb out of itself; strips a trailing "/". @internal */
+export const checkRoot = (option: string, root: string): Effect.Effect<string, InvalidRoot> =>
+  root.startsWith("/") && !root.split("/").includes("..") && !root.includes("\u0000")
+    ? Effect.succeed(root.length > 1 ? root.replace(/\/+$/, "") : root)
+    : Effect.fail(new InvalidRoot({ option, root }))

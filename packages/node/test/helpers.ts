@@ -1,0 +1,93 @@
+/** Real processes and real TAP devices for the node package's tests. */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+
+export const isRoot = typeof process.getuid === "function" && process.getuid() === 0
+
+export const hasCommand = (command: string): boolean => {
+  try {
+    execFileSync("sh", ["-c", `command -v ${command}`], { stdio: "ignore" })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Why the TAP tests cannot run here, or undefined when they can. */
+export const tapSkipReason = (): string | undefined => {
+  if (!isRoot) return "needs root to create TAP devices (ip tuntap); .ci/run runs as root"
+  if (!fs.existsSync("/dev/net/tun")) return "needs /dev/net/tun"
+  if (!hasCommand("ip")) return "needs iproute2 (ip)"
+  if (!hasCommand("python3")) return "needs python3 to push frames through the TAP"
+  return undefined
+}
+
+export const spawnChild = (script: string): ChildProcess & { pid: number } => {
+  const child = spawn("sh", ["-c", script], { stdio: "ignore" })
+  if (child.pid === undefined) throw new Error(`could not spawn ${script}`)
+  return child as ChildProcess & { pid: number }
+}
+
+export const stopChild = (child: ChildProcess): Promise<void> =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve()
+    child.once("exit", () => resolve())
+    child.kill("SIGKILL")
+  })
+
+export const sleepMs = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** `ps -o rss=,vsz=,times=` of a pid: KiB, KiB, CPU seconds. */
+export const psOf = (pid: number) => {
+  const [rss, vsz, times] = execFileSync("ps", ["-o", "rss=,vsz=,times=", "-p", String(pid)], { encoding: "utf8" })
+    .trim()
+    .split(/\s+/)
+    .map(Number)
+  return { rssKiB: rss!, vszKiB: vsz!, cpuSeconds: times! }
+}
+
+export const getconf = (name: string): number => Number(execFileSync("getconf", [name], { encoding: "utf8" }).trim())
+
+let tapCounter = 0
+/** A fresh persistent TAP with IPv6 off (so the kernel sends nothing into it by itself). */
+export const createTap = (): string => {
+  const name = `vmmt${process.pid % 100000}${tapCounter++}`.slice(0, 15)
+  execFileSync("ip", ["tuntap", "add", "dev", name, "mode", "tap"])
+  fs.writeFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, "1")
+  return name
+}
+
+export const deleteTap = (name: string): void => {
+  try {
+    execFileSync("ip", ["link", "del", name], { stdio: "ignore" })
+  } catch {
+    // already gone
+  }
+}
+
+/** Pushes `count` frames each way through the TAP (test/fixtures/tap-frames.py). */
+export const pushFrames = (tap: string, count: number, payload: number) =>
+  JSON.parse(
+    execFileSync("python3", [path.join(import.meta.dirname, "fixtures", "tap-frames.py"), tap, String(count), String(payload)], {
+      encoding: "utf8"
+    })
+  ) as { sent_by_guest: number; received_by_guest: number; frame_bytes: number }
+
+export const sysCounter = (tap: string, counter: "rx_bytes" | "tx_bytes"): bigint =>
+  BigInt(fs.readFileSync(`/sys/class/net/${tap}/statistics/${counter}`, "utf8").trim())
+
+/** The TAP's byte counters as `ip -s -j link` reports them (independent of sysfs reading code). */
+export const ipLinkBytes = (tap: string): { rx: bigint; tx: bigint } => {
+  const [link] = JSON.parse(execFileSync("ip", ["-s", "-j", "link", "show", "dev", tap], { encoding: "utf8" }))
+  return { rx: BigInt(link.stats64.rx.bytes), tx: BigInt(link.stats64.tx.bytes) }
+}
+
+/** Children of a pid (from /proc/<pid>/task/<pid>/children). */
+export const childrenOf = (pid: number): Array<number> =>
+  fs
+    .readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8")
+    .trim()
+    .split(/\s+/)
+    .filter((s) => s !== "")
+    .map(Number)
