@@ -1,6 +1,8 @@
 /** @since 0.1.0 */
 export * as Auxv from "./Auxv.js"
 /** @since 0.1.0 */
+export * as BootTime from "./BootTime.js"
+/** @since 0.1.0 */
 export * as Collector from "./Collector.js"
 /** @since 0.1.0 */
 export * as Errors from "./Errors.js"

@@ -38,7 +38,9 @@ export const readKernelInfo = (options: { readonly procRoot?: string; readonly a
       yield* Effect.logWarning(`page size not found in ${auxvPath}; assuming ${fallbackKernelInfo.pageSize}`)
     }
     if (clockTicks === undefined || clockTicks <= 0) {
-      yield* Effect.logWarning(`clock ticks not found in ${auxvPath}; assuming ${fallbackKernelInfo.clockTicksPerSecond}`)
+      yield* Effect.logWarning(
+        `clock ticks not found in ${auxvPath}; assuming ${fallbackKernelInfo.clockTicksPerSecond}`
+      )
     }
     if (bootTimeMs === undefined) {
       yield* Effect.logWarning(`btime not found in ${statPath}; process start times stay unknown`)

@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import { InvalidPid, PermissionDenied, type ProcReadError, ProcessGone, ReadFailed } from "@vm-metrics/core/Errors"
+import { InvalidPid, PermissionDenied, ProcessGone, type ProcReadError, ReadFailed } from "@vm-metrics/core/Errors"
 import type { KernelInfo } from "@vm-metrics/core/Kernel"
 import { ProcReader, type ProcSample } from "@vm-metrics/core/ProcReader"
 import { parseProcStat } from "@vm-metrics/core/ProcStat"
@@ -125,4 +125,5 @@ export const make = (options: Options = {}) =>
   })
 
 /** @category layers */
-export const layer = (options: Options = {}): Layer.Layer<ProcReader, InvalidRoot> => Layer.scoped(ProcReader, make(options))
+export const layer = (options: Options = {}): Layer.Layer<ProcReader, InvalidRoot> =>
+  Layer.scoped(ProcReader, make(options))

@@ -105,9 +105,8 @@ export const makeSync = (sysRoot: string) => {
 /** Builds the reader; its fds are closed when the scope closes. @category constructors */
 export const make = (options: Options = {}) =>
   Effect.map(
-    Effect.acquireRelease(
-      Effect.map(checkRoot("sysRoot", options.sysRoot ?? "/sys"), makeSync),
-      (r) => Effect.sync(r.closeAll)
+    Effect.acquireRelease(Effect.map(checkRoot("sysRoot", options.sysRoot ?? "/sys"), makeSync), (r) =>
+      Effect.sync(r.closeAll)
     ),
     (reader) =>
       TapReader.of({
@@ -117,4 +116,5 @@ export const make = (options: Options = {}) =>
   )
 
 /** @category layers */
-export const layer = (options: Options = {}): Layer.Layer<TapReader, InvalidRoot> => Layer.scoped(TapReader, make(options))
+export const layer = (options: Options = {}): Layer.Layer<TapReader, InvalidRoot> =>
+  Layer.scoped(TapReader, make(options))

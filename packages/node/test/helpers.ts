@@ -51,8 +51,7 @@ export const getconf = (name: string): number => Number(execFileSync("getconf", 
 
 let tapCounter = 0
 /** A fresh persistent TAP with IPv6 off (so the kernel sends nothing into it by itself). */
-export const createTap = (): string => {
-  const name = `vmmt${process.pid % 100000}${tapCounter++}`.slice(0, 15)
+export const createTap = (name = `vmmt${process.pid % 100000}${tapCounter++}`.slice(0, 15)): string => {
   execFileSync("ip", ["tuntap", "add", "dev", name, "mode", "tap"])
   fs.writeFileSync(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, "1")
   return name
@@ -66,12 +65,22 @@ export const deleteTap = (name: string): void => {
   }
 }
 
-/** Pushes `count` frames each way through the TAP (test/fixtures/tap-frames.py). */
-export const pushFrames = (tap: string, count: number, payload: number) =>
+/** The guest sends `count` frames and receives `receiveCount` through the TAP (test/fixtures/tap-frames.py). */
+export const pushFrames = (tap: string, count: number, payload: number, receiveCount = count) =>
   JSON.parse(
-    execFileSync("python3", [path.join(import.meta.dirname, "fixtures", "tap-frames.py"), tap, String(count), String(payload)], {
-      encoding: "utf8"
-    })
+    execFileSync(
+      "python3",
+      [
+        path.join(import.meta.dirname, "fixtures", "tap-frames.py"),
+        tap,
+        String(count),
+        String(payload),
+        String(receiveCount)
+      ],
+      {
+        encoding: "utf8"
+      }
+    )
   ) as { sent_by_guest: number; received_by_guest: number; frame_bytes: number }
 
 export const sysCounter = (tap: string, counter: "rx_bytes" | "tx_bytes"): bigint =>
