@@ -93,8 +93,11 @@ export const make = (
 
     const identities: Identities = new Map()
     const unavailableCounts: UnavailableCounts = new Map()
-    const heldPids = new Set<number>()
-    const heldTaps = new Set<string>()
+    // What each kept resource was last used by: a collection number. Whatever a full collection did
+    // not touch is released after it, without building sets of the listing on every collection.
+    let generation = 0
+    const heldPids = new Map<number, number>()
+    const heldTaps = new Map<string, number>()
     let lastGoodListing: ReadonlyArray<InstanceInfo> = []
     let sourceErrorsTotal = 0
     let sequence = 0
@@ -116,8 +119,8 @@ export const make = (
         }
         const procSamples = yield* proc.sample(pids)
         const tapSamples = yield* taps.sample(tapNames)
-        for (const pid of pids) heldPids.add(pid)
-        for (const name of tapNames) heldTaps.add(name)
+        for (const pid of pids) heldPids.set(pid, generation)
+        for (const name of tapNames) heldTaps.set(name, generation)
         const stats = new Array<VmStats>(infos.length)
         let p = 0
         let t = 0
@@ -125,36 +128,27 @@ export const make = (
           const info = infos[i]
           const procSample = info.hypervisorPid === undefined ? undefined : procSamples[p++]
           const tapSample = info.tapDevice === undefined ? undefined : (tapResults[i] ?? tapSamples[t++])
-          const vm = buildVmStats(info, procSample, tapSample, proc.kernel, identities, sampledAtMs)
+          const vm = buildVmStats(info, procSample, tapSample, proc.kernel, identities, generation, sampledAtMs)
           countUnavailable(unavailableCounts, vm)
           stats[i] = vm
         }
         return stats
       })
 
-    /** Forgets identities and releases fds of whatever is no longer listed. */
-    const prune = (listed: ReadonlyArray<InstanceInfo>) =>
-      Effect.gen(function* () {
-        const ids = new Set<string>()
-        const pids = new Set<number>()
-        const names = new Set<string>()
-        for (const info of listed) {
-          ids.add(info.id)
-          if (info.hypervisorPid !== undefined) pids.add(info.hypervisorPid)
-          if (info.tapDevice !== undefined) names.add(info.tapDevice)
-        }
-        for (const id of identities.keys()) if (!ids.has(id)) identities.delete(id)
-        for (const pid of heldPids) {
-          if (pids.has(pid)) continue
-          heldPids.delete(pid)
-          yield* proc.release(pid)
-        }
-        for (const name of heldTaps) {
-          if (names.has(name)) continue
-          heldTaps.delete(name)
-          yield* taps.release(name)
-        }
-      })
+    /** Forgets identities and releases fds of whatever this collection did not touch. */
+    const prune = Effect.gen(function* () {
+      for (const [id, identity] of identities) if (identity.seen !== generation) identities.delete(id)
+      for (const [pid, used] of heldPids) {
+        if (used === generation) continue
+        heldPids.delete(pid)
+        yield* proc.release(pid)
+      }
+      for (const [name, used] of heldTaps) {
+        if (used === generation) continue
+        heldTaps.delete(name)
+        yield* taps.release(name)
+      }
+    })
 
     const totals = (): ReadonlyArray<UnavailableTotal> =>
       Array.from(unavailableCounts, ([key, count]) => {
@@ -165,6 +159,7 @@ export const make = (
     const collectFresh = Effect.gen(function* () {
       const startedNs = yield* Clock.currentTimeNanos
       const sampledAtMs = yield* Clock.currentTimeMillis
+      generation++
       const listing = yield* Effect.either(source.list)
       let sourceError: InstanceSourceError | null = null
       if (Either.isRight(listing)) {
@@ -183,7 +178,7 @@ export const make = (
         if (c > 0) yield* Effect.yieldNow()
         for (const vm of yield* sampleChunk(chunks[c], sampledAtMs)) stats.push(vm)
       }
-      yield* prune(infos)
+      yield* prune
       const endedNs = yield* Clock.currentTimeNanos
       sequence++
       return {

@@ -10,7 +10,7 @@
  */
 import { Either } from "effect"
 import { ParseError } from "./Errors.js"
-import { bytesOf, excerpt, isSpace, parseUnsigned } from "./internal/decimal.js"
+import { bytesOf, excerpt, parseUnsigned, SEPARATOR_MAX } from "./internal/decimal.js"
 
 /** @category models */
 export interface ProcStat {
@@ -39,6 +39,13 @@ const STIME = 12
 const STARTTIME = 19
 const GUEST_TIME = 40
 
+/** Bytes as Latin-1 text (comm is at most 64 bytes, state one). */
+const latin1 = (bytes: Uint8Array, start: number, end: number): string => {
+  let text = ""
+  for (let i = start; i < end; i++) text += String.fromCharCode(bytes[i])
+  return text
+}
+
 const fail = (reason: string) => Either.left(new ParseError({ file: FILE, reason }))
 
 /** Parses the first `length` bytes of a stat file. @category parsers */
@@ -50,9 +57,9 @@ export const parseProcStat = (
   let close = length - 1
   while (close >= 0 && bytes[close] !== CLOSE_PAREN) close--
   if (close < 0) return fail("no closing paren")
-  const open = bytes.indexOf(OPEN_PAREN)
-  let comm = ""
-  for (let i = open + 1; open >= 0 && i < close; i++) comm += String.fromCharCode(bytes[i])
+  let open = 0 // a plain loop: Buffer#indexOf is a native call, dearer than the few bytes before "("
+  while (open < close && bytes[open] !== OPEN_PAREN) open++
+  const comm = open < close ? latin1(bytes, open + 1, close) : ""
 
   let state = ""
   let utime: bigint | undefined
@@ -62,13 +69,13 @@ export const parseProcStat = (
   let field = 0
   let i = close + 1
   while (i < length && field <= GUEST_TIME) {
-    while (i < length && isSpace(bytes[i])) i++
+    while (i < length && bytes[i] <= SEPARATOR_MAX) i++
     if (i >= length) break
     const start = i
-    while (i < length && !isSpace(bytes[i])) i++
+    while (i < length && bytes[i] > SEPARATOR_MAX) i++
     switch (field) {
       case 0:
-        state = excerpt(bytes, start, i)
+        state = latin1(bytes, start, i)
         break
       case UTIME:
         utime = parseUnsigned(bytes, start, i)

@@ -6,7 +6,7 @@
  */
 import { Either } from "effect"
 import { ParseError } from "./Errors.js"
-import { bytesOf, excerpt, isSpace, parseUnsigned } from "./internal/decimal.js"
+import { bytesOf, excerpt, parseUnsigned, SEPARATOR_MAX } from "./internal/decimal.js"
 
 /** @category models */
 export interface ProcStatm {
@@ -25,10 +25,10 @@ export const parseProcStatm = (
   const values: Array<bigint> = []
   let i = 0
   while (values.length < 2) {
-    while (i < length && isSpace(bytes[i])) i++
+    while (i < length && bytes[i] <= SEPARATOR_MAX) i++
     if (i >= length) return fail(`not enough fields (${values.length}, need 2)`)
     const start = i
-    while (i < length && !isSpace(bytes[i])) i++
+    while (i < length && bytes[i] > SEPARATOR_MAX) i++
     const value = parseUnsigned(bytes, start, i)
     if (value === undefined) {
       return fail(`${values.length === 0 ? "size" : "resident"} is not a number: ${excerpt(bytes, start, i)}`)

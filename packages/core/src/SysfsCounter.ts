@@ -6,7 +6,7 @@
  */
 import { Either } from "effect"
 import { ParseError } from "./Errors.js"
-import { bytesOf, excerpt, isSpace, parseUnsigned } from "./internal/decimal.js"
+import { bytesOf, excerpt, parseUnsigned, SEPARATOR_MAX } from "./internal/decimal.js"
 
 /** Parses the first `length` bytes; `file` names the counter in the error. @category parsers */
 export const parseSysfsCounter = (
@@ -16,8 +16,8 @@ export const parseSysfsCounter = (
 ): Either.Either<bigint, ParseError> => {
   let start = 0
   let end = length
-  while (start < end && isSpace(bytes[start])) start++
-  while (end > start && isSpace(bytes[end - 1])) end--
+  while (start < end && bytes[start] <= SEPARATOR_MAX) start++
+  while (end > start && bytes[end - 1] <= SEPARATOR_MAX) end--
   if (start === end) return Either.left(new ParseError({ file, reason: "empty file" }))
   const value = parseUnsigned(bytes, start, end)
   return value === undefined

@@ -19,17 +19,22 @@ export const tapNameFor = (instanceId: string): string => TAP_PREFIX + instanceI
 
 const MAX_LENGTH = 15
 
-/** Returns the name when it is safe to use as a network interface name, else the reason. @category validation */
-export const validateTapName = (name: string): Either.Either<string, InvalidTapName> => {
-  const invalid = (reason: string) => Either.left(new InvalidTapName({ name, reason }))
-  if (name.length === 0) return invalid("empty")
-  if (name.length > MAX_LENGTH) return invalid(`longer than ${MAX_LENGTH} characters`)
-  if (name === "." || name === "..") return invalid("a path component")
+/** Why a name is not safe as a network interface name, or undefined when it is. @category validation */
+export const tapNameProblem = (name: string): string | undefined => {
+  if (name.length === 0) return "empty"
+  if (name.length > MAX_LENGTH) return `longer than ${MAX_LENGTH} characters`
+  if (name === "." || name === "..") return "a path component"
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i)
-    if (c === 0x2f) return invalid("contains '/'")
-    if (c === 0x3a) return invalid("contains ':'")
-    if (c <= 0x20 || c >= 0x7f) return invalid("not printable ASCII")
+    if (c === 0x2f) return "contains '/'"
+    if (c === 0x3a) return "contains ':'"
+    if (c <= 0x20 || c >= 0x7f) return "not printable ASCII"
   }
-  return Either.right(name)
+  return undefined
+}
+
+/** Returns the name when it is safe to use as a network interface name, else the typed error. @category validation */
+export const validateTapName = (name: string): Either.Either<string, InvalidTapName> => {
+  const reason = tapNameProblem(name)
+  return reason === undefined ? Either.right(name) : Either.left(new InvalidTapName({ name, reason }))
 }

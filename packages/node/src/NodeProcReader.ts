@@ -27,6 +27,12 @@ type FileName = "stat" | "statm"
 
 const PID_MAX = 4_194_304
 
+/**
+ * Paths are built only when a file is opened or an error is reported, never per read; the hot path
+ * also creates no closures (tsx/esbuild's keepNames makes each one a costly defineProperty).
+ */
+const pathOf = (procRoot: string, pid: number, name: FileName) => `${procRoot}/${pid}/${name}`
+
 const errorOf = (pid: number, path: string, code: string): ProcReadError => {
   switch (code) {
     case "ENOENT":
@@ -68,13 +74,12 @@ export const makeSync = (procRoot: string) => {
     name: FileName,
     parse: (bytes: Uint8Array, length: number) => Either.Either<A, ProcReadError>
   ): Either.Either<A, ProcReadError> => {
-    const path = `${procRoot}/${pid}/${name}`
     const entry = fds(pid)
     for (let attempt = 0; attempt < 2; attempt++) {
       const wasKept = entry[name] >= 0
       if (!wasKept) {
-        const opened = openReadOnly(path)
-        if (typeof opened === "string") return Either.left(errorOf(pid, path, opened))
+        const opened = openReadOnly(pathOf(procRoot, pid, name))
+        if (typeof opened === "string") return Either.left(errorOf(pid, pathOf(procRoot, pid, name), opened))
         entry[name] = opened
       }
       try {
@@ -84,10 +89,10 @@ export const makeSync = (procRoot: string) => {
         entry[name] = -1
         const code = errnoOf(error)
         // A stale kept fd (the process it belonged to exited): try the path once more.
-        if (!(wasKept && code === "ESRCH")) return Either.left(errorOf(pid, path, code))
+        if (!(wasKept && code === "ESRCH")) return Either.left(errorOf(pid, pathOf(procRoot, pid, name), code))
       }
     }
-    return Either.left(new ProcessGone({ pid, path }))
+    return Either.left(new ProcessGone({ pid, path: pathOf(procRoot, pid, name) }))
   }
 
   const sampleOne = (pid: number): ProcSample => {

@@ -21,6 +21,9 @@ export interface Options {
 
 type Counter = "rx_bytes" | "tx_bytes"
 
+/** Built only on open or error, never per read (see NodeProcReader). */
+const pathOf = (sysRoot: string, name: string, counter: Counter) => `${sysRoot}/class/net/${name}/statistics/${counter}`
+
 const errorOf = (tap: string, path: string, code: string): TapReadError => {
   switch (code) {
     case "ENOENT":
@@ -53,12 +56,11 @@ export const makeSync = (sysRoot: string) => {
     entry: { rx_bytes: number; tx_bytes: number },
     counter: Counter
   ): Either.Either<bigint, TapReadError> => {
-    const path = `${sysRoot}/class/net/${name}/statistics/${counter}`
     for (let attempt = 0; attempt < 2; attempt++) {
       const wasKept = entry[counter] >= 0
       if (!wasKept) {
-        const opened = openReadOnly(path)
-        if (typeof opened === "string") return Either.left(errorOf(name, path, opened))
+        const opened = openReadOnly(pathOf(sysRoot, name, counter))
+        if (typeof opened === "string") return Either.left(errorOf(name, pathOf(sysRoot, name, counter), opened))
         entry[counter] = opened
       }
       try {
@@ -68,17 +70,18 @@ export const makeSync = (sysRoot: string) => {
         entry[counter] = -1
         const code = errnoOf(error)
         // The TAP was deleted (and maybe created again): try the path once more.
-        if (!(wasKept && code === "ENODEV")) return Either.left(errorOf(name, path, code))
+        if (!(wasKept && code === "ENODEV")) return Either.left(errorOf(name, pathOf(sysRoot, name, counter), code))
       }
     }
-    return Either.left(new TapMissing({ tap: name, path }))
+    return Either.left(new TapMissing({ tap: name, path: pathOf(sysRoot, name, counter) }))
   }
 
   const sampleOne = (name: string): Either.Either<TapCounters, TapReadError> => {
-    const valid = validateTapName(name)
-    if (Either.isLeft(valid)) return Either.left(valid.left)
     let entry = kept.get(name)
     if (entry === undefined) {
+      // Validated once, when first seen: a kept name was valid.
+      const valid = validateTapName(name)
+      if (Either.isLeft(valid)) return Either.left(valid.left)
       entry = { rx_bytes: -1, tx_bytes: -1 }
       kept.set(name, entry)
     }

@@ -10,8 +10,11 @@
 
 const U64_MAX = 2n ** 64n - 1n
 
-/** Whitespace as the kernel writes it between fields (space, \t, \n, \v, \f, \r). @internal */
-export const isSpace = (c: number): boolean => c === 0x20 || (c >= 0x09 && c <= 0x0d)
+/**
+ * Bytes up to this value separate fields: the kernel writes spaces and a final newline; treating all
+ * whitespace and control bytes alike keeps the hot loops at one comparison per byte. @internal
+ */
+export const SEPARATOR_MAX = 0x20
 
 /** Parses bytes[start, end) as an unsigned decimal; undefined if empty, not all digits, or above u64. @internal */
 export const parseUnsigned = (bytes: Uint8Array, start: number, end: number): bigint | undefined => {

@@ -14,11 +14,12 @@ import { isNotRunning } from "../ProcStat.js"
 import type { TapCounters } from "../TapReader.js"
 import type { ReadSource, Unavailable, VmState, VmStats } from "../VmStats.js"
 
-/** The process seen last for an instance, and how many processes came before it. @internal */
+/** The process seen last for an instance, how many processes came before it, and when it was last listed. @internal */
 interface Identity {
   readonly pid: number
   readonly startTicks: bigint
   readonly epoch: number
+  seen: number
 }
 
 /** Per-instance process identity, kept across collections by the collector. @internal */
@@ -40,15 +41,33 @@ const notRunning = (source: ReadSource, pid: number): Unavailable => ({
 })
 
 /** The epoch of this (pid, starttime): a new one whenever another process takes the instance's place. */
-const epochOf = (identities: Identities, id: string, pid: number, startTicks: bigint): number => {
+const epochOf = (identities: Identities, id: string, pid: number, startTicks: bigint, generation: number): number => {
   const known = identities.get(id)
-  if (known !== undefined && known.pid === pid && known.startTicks === startTicks) return known.epoch
+  if (known !== undefined && known.pid === pid && known.startTicks === startTicks) {
+    known.seen = generation
+    return known.epoch
+  }
   const epoch = known === undefined ? 0 : known.epoch + 1
-  identities.set(id, { pid, startTicks, epoch })
+  identities.set(id, { pid, startTicks, epoch, seen: generation })
   return epoch
 }
 
 const isGone = (error: ProcReadError) => error._tag === "ProcessGone"
+
+/**
+ * ⌊ticks × 10^6 / hz⌋ exactly. In doubles (fewer bigint allocations on the hot path) when hz divides
+ * 10^6 (USER_HZ is 100 on Linux) and the product stays below 2^53, so the quotient is exact; else in bigint.
+ */
+const ticksToUsec = (ticks: bigint, hz: number): bigint =>
+  ticks < 9_007_199_254n && 1_000_000 % hz === 0
+    ? BigInt((Number(ticks) * 1_000_000) / hz)
+    : (ticks * 1_000_000n) / BigInt(hz)
+
+/** value × unit exactly: in doubles while the product is a safe integer, else in bigint. */
+const times = (value: bigint, unit: number): bigint => {
+  const product = Number(value) * unit
+  return product <= Number.MAX_SAFE_INTEGER ? BigInt(product) : value * BigInt(unit)
+}
 
 /** @internal */
 export const buildVmStats = (
@@ -57,6 +76,7 @@ export const buildVmStats = (
   tap: Either.Either<TapCounters, TapReadError> | undefined,
   kernel: KernelInfo,
   identities: Identities,
+  generation: number,
   sampledAtMs: number
 ): VmStats => {
   const unavailable: Array<Unavailable> = []
@@ -67,7 +87,12 @@ export const buildVmStats = (
   let rss: bigint | null = null
   let vms: bigint | null = null
   let startTicks: bigint | null = null
-  let epoch = identities.get(info.id)?.epoch ?? 0
+  const known = identities.get(info.id)
+  let epoch = 0
+  if (known !== undefined) {
+    known.seen = generation
+    epoch = known.epoch
+  }
 
   if (pid !== null && proc !== undefined) {
     const { stat, statm } = proc
@@ -80,18 +105,17 @@ export const buildVmStats = (
       state = gone ? "exited" : anyRead ? "running" : "unknown"
       if (Either.isRight(stat)) {
         const s = stat.right
-        const hz = BigInt(kernel.clockTicksPerSecond)
-        cpuUsec = ((s.utimeTicks + s.stimeTicks) * 1_000_000n) / hz
-        guestUsec = s.guestTimeTicks === null ? null : (s.guestTimeTicks * 1_000_000n) / hz
+        const hz = kernel.clockTicksPerSecond
+        cpuUsec = ticksToUsec(s.utimeTicks + s.stimeTicks, hz)
+        guestUsec = s.guestTimeTicks === null ? null : ticksToUsec(s.guestTimeTicks, hz)
         startTicks = s.startTimeTicks
-        if (startTicks !== null) epoch = epochOf(identities, info.id, pid, startTicks)
+        if (startTicks !== null) epoch = epochOf(identities, info.id, pid, startTicks, generation)
       } else {
         unavailable.push(unavailableOf("stat", stat.left))
       }
       if (Either.isRight(statm)) {
-        const page = BigInt(kernel.pageSize)
-        rss = statm.right.rssPages * page
-        vms = statm.right.vmsPages * page
+        rss = times(statm.right.rssPages, kernel.pageSize)
+        vms = times(statm.right.vmsPages, kernel.pageSize)
       } else {
         unavailable.push(unavailableOf("statm", statm.left))
       }
