@@ -211,8 +211,12 @@ const benchSize = async (n: number) => {
       for (const approach of [...approaches].sort(() => Math.random() - 0.5))
         times[approach.name] = await measure(approach)
       for (const approach of approaches) {
-        ;(perRound[approach.name] ??= []).push((times[approach.name]! * 1000) / n)
-        ;(ratios[approach.name] ??= []).push(times[approach.name]! / times["bare kept fds"]!)
+        const perVm = perRound[approach.name] ?? []
+        const ratio = ratios[approach.name] ?? []
+        perVm.push((times[approach.name]! * 1000) / n)
+        ratio.push(times[approach.name]! / times["bare kept fds"]!)
+        perRound[approach.name] = perVm
+        ratios[approach.name] = ratio
       }
     }
     for (const a of approaches) await a.close()
