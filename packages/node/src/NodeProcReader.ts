@@ -1,8 +1,10 @@
 /**
  * `ProcReader` for Linux: keeps `<procRoot>/<pid>/stat` and `statm` open per pid and re-reads them at
- * offset 0 into one reused buffer. A kept fd of a process that exited reads ESRCH forever (even after
- * the pid is reused), so on ESRCH the fds are dropped and the path is opened once more: a reused pid
+ * offset 0 into one reused buffer (internal/keptFile.ts). A kept fd of a process that exited reads
+ * ESRCH forever (even after the pid is reused), so on ESRCH the path is opened once more: a reused pid
  * is then read as the new process, whose different starttime the collector turns into a new epoch.
+ * The hot path builds no strings and creates no closures (tsx/esbuild's keepNames makes each closure
+ * a costly defineProperty; measured with `pnpm bench`).
  *
  * @since 0.1.0
  */
@@ -12,7 +14,7 @@ import { ProcReader, type ProcSample } from "@vm-metrics/core/ProcReader"
 import { parseProcStat } from "@vm-metrics/core/ProcStat"
 import { parseProcStatm } from "@vm-metrics/core/ProcStatm"
 import { Effect, Either, Layer } from "effect"
-import { checkRoot, closeQuietly, errnoOf, type InvalidRoot, openReadOnly, ReadBuffer } from "./internal/keptFile.js"
+import { checkRoot, type InvalidRoot, KeptFile, ReadBuffer } from "./internal/keptFile.js"
 import { readKernelInfo } from "./NodeKernel.js"
 
 /** @category models */
@@ -23,15 +25,7 @@ export interface Options {
   readonly kernel?: KernelInfo
 }
 
-type FileName = "stat" | "statm"
-
 const PID_MAX = 4_194_304
-
-/**
- * Paths are built only when a file is opened or an error is reported, never per read; the hot path
- * also creates no closures (tsx/esbuild's keepNames makes each one a costly defineProperty).
- */
-const pathOf = (procRoot: string, pid: number, name: FileName) => `${procRoot}/${pid}/${name}`
 
 const errorOf = (pid: number, path: string, code: string): ProcReadError => {
   switch (code) {
@@ -46,53 +40,43 @@ const errorOf = (pid: number, path: string, code: string): ProcReadError => {
   }
 }
 
+interface ProcFiles {
+  readonly stat: KeptFile
+  readonly statm: KeptFile
+}
+
 /** The synchronous core of the reader, usable without Effect (benchmarks). @category constructors */
 export const makeSync = (procRoot: string) => {
   const buffer = new ReadBuffer()
-  const kept = new Map<number, { stat: number; statm: number }>()
+  const kept = new Map<number, ProcFiles>()
 
-  const fds = (pid: number) => {
-    let entry = kept.get(pid)
-    if (entry === undefined) {
-      entry = { stat: -1, statm: -1 }
-      kept.set(pid, entry)
+  const filesOf = (pid: number): ProcFiles => {
+    let files = kept.get(pid)
+    if (files === undefined) {
+      files = {
+        stat: new KeptFile(`${procRoot}/${pid}/stat`, "ESRCH"),
+        statm: new KeptFile(`${procRoot}/${pid}/statm`, "ESRCH")
+      }
+      kept.set(pid, files)
     }
-    return entry
+    return files
   }
 
   const release = (pid: number): void => {
-    const entry = kept.get(pid)
-    if (entry === undefined) return
-    if (entry.stat >= 0) closeQuietly(entry.stat)
-    if (entry.statm >= 0) closeQuietly(entry.statm)
+    const files = kept.get(pid)
+    if (files === undefined) return
+    files.stat.close()
+    files.statm.close()
     kept.delete(pid)
   }
 
-  /** Reads one file of one pid: kept fd first, then one fresh open if the kept one is stale. */
   const read = <A>(
     pid: number,
-    name: FileName,
+    file: KeptFile,
     parse: (bytes: Uint8Array, length: number) => Either.Either<A, ProcReadError>
   ): Either.Either<A, ProcReadError> => {
-    const entry = fds(pid)
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const wasKept = entry[name] >= 0
-      if (!wasKept) {
-        const opened = openReadOnly(pathOf(procRoot, pid, name))
-        if (typeof opened === "string") return Either.left(errorOf(pid, pathOf(procRoot, pid, name), opened))
-        entry[name] = opened
-      }
-      try {
-        return parse(buffer.bytes, buffer.readAt0(entry[name]))
-      } catch (error) {
-        closeQuietly(entry[name])
-        entry[name] = -1
-        const code = errnoOf(error)
-        // A stale kept fd (the process it belonged to exited): try the path once more.
-        if (!(wasKept && code === "ESRCH")) return Either.left(errorOf(pid, pathOf(procRoot, pid, name), code))
-      }
-    }
-    return Either.left(new ProcessGone({ pid, path: pathOf(procRoot, pid, name) }))
+    const length = file.read(buffer)
+    return typeof length === "string" ? Either.left(errorOf(pid, file.path, length)) : parse(buffer.bytes, length)
   }
 
   const sampleOne = (pid: number): ProcSample => {
@@ -100,9 +84,9 @@ export const makeSync = (procRoot: string) => {
       const error = Either.left(new InvalidPid({ pid }))
       return { stat: error, statm: error }
     }
-    const sample = { stat: read(pid, "stat", parseProcStat), statm: read(pid, "statm", parseProcStatm) }
-    const entry = kept.get(pid)
-    if (entry !== undefined && entry.stat < 0 && entry.statm < 0) kept.delete(pid)
+    const files = filesOf(pid)
+    const sample = { stat: read(pid, files.stat, parseProcStat), statm: read(pid, files.statm, parseProcStatm) }
+    if (!files.stat.isOpen && !files.statm.isOpen) kept.delete(pid)
     return sample
   }
 

@@ -1,8 +1,8 @@
 /**
  * `TapReader` for Linux: keeps `<sysRoot>/class/net/<tap>/statistics/{rx,tx}_bytes` open per TAP and
- * re-reads them at offset 0 (the sysfs path walk costs ~10× the read). Every name is validated
- * before it becomes part of a path. A kept fd of a deleted TAP reads ENODEV forever, even after a TAP
- * of that name is created again, so ENODEV drops the fds and the path is opened once more.
+ * re-reads them at offset 0 (the sysfs path walk costs ~10× the read). A name is validated when first
+ * seen, before it becomes part of a path. A kept fd of a deleted TAP reads ENODEV forever, even after
+ * a TAP of that name is created again, so on ENODEV the path is opened once more (internal/keptFile.ts).
  *
  * @since 0.1.0
  */
@@ -11,18 +11,13 @@ import { parseSysfsCounter } from "@vm-metrics/core/SysfsCounter"
 import { validateTapName } from "@vm-metrics/core/TapName"
 import { type TapCounters, TapReader } from "@vm-metrics/core/TapReader"
 import { Effect, Either, Layer } from "effect"
-import { checkRoot, closeQuietly, errnoOf, type InvalidRoot, openReadOnly, ReadBuffer } from "./internal/keptFile.js"
+import { checkRoot, type InvalidRoot, KeptFile, ReadBuffer } from "./internal/keptFile.js"
 
 /** @category models */
 export interface Options {
   /** Where the host's /sys is mounted. Default `/sys`. */
   readonly sysRoot?: string
 }
-
-type Counter = "rx_bytes" | "tx_bytes"
-
-/** Built only on open or error, never per read (see NodeProcReader). */
-const pathOf = (sysRoot: string, name: string, counter: Counter) => `${sysRoot}/class/net/${name}/statistics/${counter}`
 
 const errorOf = (tap: string, path: string, code: string): TapReadError => {
   switch (code) {
@@ -38,63 +33,53 @@ const errorOf = (tap: string, path: string, code: string): TapReadError => {
   }
 }
 
+interface TapFiles {
+  readonly rx: KeptFile
+  readonly tx: KeptFile
+}
+
 /** The synchronous core of the reader, usable without Effect (benchmarks). @category constructors */
 export const makeSync = (sysRoot: string) => {
   const buffer = new ReadBuffer()
-  const kept = new Map<string, { rx_bytes: number; tx_bytes: number }>()
+  const kept = new Map<string, TapFiles>()
 
   const release = (name: string): void => {
-    const entry = kept.get(name)
-    if (entry === undefined) return
-    if (entry.rx_bytes >= 0) closeQuietly(entry.rx_bytes)
-    if (entry.tx_bytes >= 0) closeQuietly(entry.tx_bytes)
+    const files = kept.get(name)
+    if (files === undefined) return
+    files.rx.close()
+    files.tx.close()
     kept.delete(name)
   }
 
-  const read = (
-    name: string,
-    entry: { rx_bytes: number; tx_bytes: number },
-    counter: Counter
-  ): Either.Either<bigint, TapReadError> => {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const wasKept = entry[counter] >= 0
-      if (!wasKept) {
-        const opened = openReadOnly(pathOf(sysRoot, name, counter))
-        if (typeof opened === "string") return Either.left(errorOf(name, pathOf(sysRoot, name, counter), opened))
-        entry[counter] = opened
-      }
-      try {
-        return parseSysfsCounter(buffer.bytes, buffer.readAt0(entry[counter]), counter)
-      } catch (error) {
-        closeQuietly(entry[counter])
-        entry[counter] = -1
-        const code = errnoOf(error)
-        // The TAP was deleted (and maybe created again): try the path once more.
-        if (!(wasKept && code === "ENODEV")) return Either.left(errorOf(name, pathOf(sysRoot, name, counter), code))
-      }
-    }
-    return Either.left(new TapMissing({ tap: name, path: pathOf(sysRoot, name, counter) }))
+  /** A missing or broken TAP keeps nothing open. */
+  const dropAfter = (name: string, error: TapReadError): Either.Either<never, TapReadError> => {
+    release(name)
+    return Either.left(error)
+  }
+
+  const read = (name: string, file: KeptFile, counter: string): Either.Either<bigint, TapReadError> => {
+    const length = file.read(buffer)
+    return typeof length === "string"
+      ? Either.left(errorOf(name, file.path, length))
+      : parseSysfsCounter(buffer.bytes, length, counter)
   }
 
   const sampleOne = (name: string): Either.Either<TapCounters, TapReadError> => {
-    let entry = kept.get(name)
-    if (entry === undefined) {
-      // Validated once, when first seen: a kept name was valid.
+    let files = kept.get(name)
+    if (files === undefined) {
       const valid = validateTapName(name)
       if (Either.isLeft(valid)) return Either.left(valid.left)
-      entry = { rx_bytes: -1, tx_bytes: -1 }
-      kept.set(name, entry)
+      const statistics = `${sysRoot}/class/net/${name}/statistics`
+      files = {
+        rx: new KeptFile(`${statistics}/rx_bytes`, "ENODEV"),
+        tx: new KeptFile(`${statistics}/tx_bytes`, "ENODEV")
+      }
+      kept.set(name, files)
     }
-    const rx = read(name, entry, "rx_bytes")
-    if (Either.isLeft(rx)) {
-      release(name)
-      return Either.left(rx.left)
-    }
-    const tx = read(name, entry, "tx_bytes")
-    if (Either.isLeft(tx)) {
-      release(name)
-      return Either.left(tx.left)
-    }
+    const rx = read(name, files.rx, "rx_bytes")
+    if (Either.isLeft(rx)) return dropAfter(name, rx.left)
+    const tx = read(name, files.tx, "tx_bytes")
+    if (Either.isLeft(tx)) return dropAfter(name, tx.left)
     return Either.right({ rxBytes: rx.right, txBytes: tx.right })
   }
 

@@ -23,6 +23,52 @@ export class ReadBuffer {
   }
 }
 
+/**
+ * One kernel file kept open and re-read from offset 0. The path is built once, when the file is first
+ * wanted, never per read. A kept fd that reads `staleCode` (ESRCH: its process exited; ENODEV: its
+ * device was deleted) stays stale forever, so it is closed and the path opened once more: whatever
+ * now stands at that path is read.
+ *
+ * @internal
+ */
+export class KeptFile {
+  private fd = -1
+
+  constructor(
+    readonly path: string,
+    private readonly staleCode: string
+  ) {}
+
+  /** The length read into `buffer`, or the errno code of the failure. */
+  read(buffer: ReadBuffer): number | string {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const wasKept = this.fd >= 0
+      if (!wasKept) {
+        const opened = openReadOnly(this.path)
+        if (typeof opened === "string") return opened
+        this.fd = opened
+      }
+      try {
+        return buffer.readAt0(this.fd)
+      } catch (error) {
+        this.close()
+        const code = errnoOf(error)
+        if (!(wasKept && code === this.staleCode)) return code
+      }
+    }
+    return this.staleCode
+  }
+
+  get isOpen(): boolean {
+    return this.fd >= 0
+  }
+
+  close(): void {
+    if (this.fd >= 0) closeQuietly(this.fd)
+    this.fd = -1
+  }
+}
+
 /** The errno code of a thrown fs error ("ENOENT", …), or "UNKNOWN". @internal */
 export const errnoOf = (error: unknown): string =>
   typeof error === "object" && error !== null && typeof (error as { code?: unknown }).code === "string"
