@@ -13,7 +13,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Deferred, Duration, Effect, Either, Exit, Layer, Option, Ref, type Scope } from "effect"
+import { Clock, Context, Deferred, Duration, Effect, Either, Exit, FiberId, Layer, Option, Ref, type Scope } from "effect"
 import type { InstanceSourceError, TapReadError } from "./Errors.js"
 import type { InstanceInfo } from "./Instance.js"
 import { InstanceSource } from "./InstanceSource.js"
@@ -72,6 +72,11 @@ interface CacheState {
   readonly latest: Snapshot | undefined
   readonly inflight: Deferred.Deferred<Snapshot> | undefined
 }
+
+/** What a caller of collectAll/refresh does: reuse a snapshot, join a collection, or start one. */
+type Decision =
+  | { readonly _tag: "Reuse"; readonly snapshot: Snapshot }
+  | { readonly _tag: "Join" | "Start"; readonly deferred: Deferred.Deferred<Snapshot> }
 
 const chunksOf = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
   const chunks: Array<ReadonlyArray<A>> = []
@@ -194,34 +199,41 @@ export const make = (
 
     const cache = yield* Ref.make<CacheState>({ latest: undefined, inflight: undefined })
 
-    /** Starts a collection in the collector's scope, so an interrupted caller cannot orphan it. */
-    const start = (deferred: Deferred.Deferred<Snapshot>) =>
+    /** Clears the in-flight mark and publishes the outcome to everyone waiting on it. */
+    const publish = (deferred: Deferred.Deferred<Snapshot>, exit: Exit.Exit<Snapshot>) =>
+      Ref.update(cache, (state) => ({
+        latest: Exit.isSuccess(exit) ? exit.value : state.latest,
+        inflight: undefined
+      })).pipe(Effect.zipRight(Deferred.done(deferred, exit)))
+
+    /** One collection, run in the collector's scope so that no caller's interruption can orphan it. */
+    const run = (deferred: Deferred.Deferred<Snapshot>) =>
       collectFresh.pipe(
         Effect.exit,
-        Effect.tap((exit) =>
-          Ref.update(cache, (state) => ({
-            latest: Exit.isSuccess(exit) ? exit.value : state.latest,
-            inflight: undefined
-          }))
-        ),
-        Effect.flatMap((exit) => Deferred.done(deferred, exit)),
-        Effect.forkIn(scope),
-        Effect.zipRight(Deferred.await(deferred))
+        Effect.flatMap((exit) => publish(deferred, exit)),
+        Effect.onInterrupt(() => publish(deferred, Exit.interrupt(FiberId.none))),
+        Effect.interruptible
       )
 
+    // Deciding, marking in flight and forking happen uninterruptibly: a caller interrupted in between
+    // would otherwise leave an in-flight mark that nothing ever completes.
     const collect = (reuseWithinMs: number) =>
-      Effect.gen(function* () {
-        const now = yield* Clock.currentTimeMillis
-        const fresh = yield* Deferred.make<Snapshot>()
-        const next = yield* Ref.modify(cache, (state): [Effect.Effect<Snapshot>, CacheState] => {
-          if (state.latest !== undefined && now - state.latest.sampledAtMs < reuseWithinMs) {
-            return [Effect.succeed(state.latest), state]
-          }
-          if (state.inflight !== undefined) return [Deferred.await(state.inflight), state]
-          return [start(fresh), { ...state, inflight: fresh }]
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function* () {
+          const now = yield* Clock.currentTimeMillis
+          const fresh = yield* Deferred.make<Snapshot>()
+          const decision = yield* Ref.modify(cache, (state): [Decision, CacheState] => {
+            if (state.latest !== undefined && now - state.latest.sampledAtMs < reuseWithinMs) {
+              return [{ _tag: "Reuse", snapshot: state.latest }, state]
+            }
+            if (state.inflight !== undefined) return [{ _tag: "Join", deferred: state.inflight }, state]
+            return [{ _tag: "Start", deferred: fresh }, { ...state, inflight: fresh }]
+          })
+          if (decision._tag === "Reuse") return decision.snapshot
+          if (decision._tag === "Start") yield* Effect.forkIn(run(fresh), scope)
+          return yield* restore(Deferred.await(decision.deferred))
         })
-        return yield* next
-      })
+      )
 
     const getInstanceStats = (info: InstanceInfo) =>
       Effect.gen(function* () {

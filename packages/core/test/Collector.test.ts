@@ -860,14 +860,12 @@ describe("Collector interruption", () => {
     )
 
   /**
-   * KNOWN BUG (Collector.ts `collect`): `Ref.modify` records `inflight: fresh` and only afterwards
-   * runs `start(fresh)`, whose `Effect.forkIn(scope)` starts the collection. A caller interrupted
-   * between the two leaves a Deferred that nobody completes, so every later `collectAll` and
-   * `refresh` waits forever. The scan below moves the caller's yield point (maxOpsBeforeYield) across
-   * that window and interrupts the caller there. Remove `.fails` once the window is closed (e.g. run
-   * the modify and the fork under `Effect.uninterruptibleMask`, restoring only the await).
+   * Regression: `collect` once recorded `inflight` and forked the collection in two interruptible
+   * steps; a caller interrupted between them left a Deferred nobody completed, and every later
+   * `collectAll`/`refresh` waited forever. The scan moves the caller's yield point
+   * (maxOpsBeforeYield) across that window and interrupts the caller there.
    */
-  it.live.fails("KNOWN BUG: a caller interrupted right after claiming the in-flight slot wedges the collector", () =>
+  it.live("a caller interrupted right after claiming the in-flight slot does not wedge the collector", () =>
     Effect.gen(function* () {
       const wedgedAt: Array<number> = []
       for (let maxOps = 10; maxOps <= 200; maxOps++) {
