@@ -13,7 +13,20 @@
  *
  * @since 0.1.0
  */
-import { Clock, Context, Deferred, Duration, Effect, Either, Exit, FiberId, Layer, Option, Ref, type Scope } from "effect"
+import {
+  Clock,
+  Context,
+  Deferred,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  FiberId,
+  Layer,
+  Option,
+  Ref,
+  type Scope
+} from "effect"
 import type { InstanceSourceError, TapReadError } from "./Errors.js"
 import type { InstanceInfo } from "./Instance.js"
 import { InstanceSource } from "./InstanceSource.js"
@@ -227,7 +240,10 @@ export const make = (
               return [{ _tag: "Reuse", snapshot: state.latest }, state]
             }
             if (state.inflight !== undefined) return [{ _tag: "Join", deferred: state.inflight }, state]
-            return [{ _tag: "Start", deferred: fresh }, { ...state, inflight: fresh }]
+            return [
+              { _tag: "Start", deferred: fresh },
+              { ...state, inflight: fresh }
+            ]
           })
           if (decision._tag === "Reuse") return decision.snapshot
           if (decision._tag === "Start") yield* Effect.forkIn(run(fresh), scope)
