@@ -7,6 +7,9 @@
  *   listing is read again meanwhile, so running VMs do not vanish from the scrape.
  * - Concurrent callers share one in-flight collection, and a snapshot younger than `maxAge` is reused.
  * - Kept resources (open fds) are released when an instance leaves the listing or changes pid/TAP.
+ * - `getInstanceStats` shares this state: its unavailable reads are counted in the totals, it moves
+ *   an instance's epoch on, and what it opens for an unlisted instance is released by the next
+ *   collection.
  *
  * Reads run synchronously in chunks (default 256 VMs) with a yield between chunks, so a large host
  * does not starve other fibers; per-VM work is plain code, not an Effect per VM (see perf-notes).

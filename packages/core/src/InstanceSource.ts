@@ -15,10 +15,19 @@ export class InstanceSource extends Context.Tag("@vm-metrics/core/InstanceSource
   { readonly list: Effect.Effect<ReadonlyArray<InstanceInfo>, InstanceSourceError> }
 >() {}
 
+/** A readable reason for whatever a source failed with: an Error's message, a string, or its JSON. */
+const describe = (cause: unknown): string => {
+  if (cause instanceof Error) return cause.message
+  if (typeof cause !== "object" || cause === null) return String(cause)
+  try {
+    return JSON.stringify(cause)
+  } catch {
+    return String(cause)
+  }
+}
+
 const toSourceError = (cause: unknown): InstanceSourceError =>
-  cause instanceof InstanceSourceError
-    ? cause
-    : new InstanceSourceError({ reason: cause instanceof Error ? cause.message : String(cause), cause })
+  cause instanceof InstanceSourceError ? cause : new InstanceSourceError({ reason: describe(cause), cause })
 
 /** A fixed list. @category constructors */
 export const fromList = (instances: ReadonlyArray<InstanceInfo>): Context.Tag.Service<InstanceSource> =>

@@ -59,7 +59,8 @@ export const parseProcStat = (
   if (close < 0) return fail("no closing paren")
   let open = 0 // a plain loop: Buffer#indexOf is a native call, dearer than the few bytes before "("
   while (open < close && bytes[open] !== OPEN_PAREN) open++
-  const comm = open < close ? latin1(bytes, open + 1, close) : ""
+  if (open === close) return fail("no opening paren")
+  const comm = latin1(bytes, open + 1, close)
 
   let state = ""
   let utime: bigint | undefined

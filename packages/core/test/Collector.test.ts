@@ -932,6 +932,14 @@ describe("InstanceSource", () => {
     })
   )
 
+  it.effect("fromEffect describes a plain-object failure as JSON", () =>
+    Effect.gen(function* () {
+      const source = yield* InstanceSource.fromEffect(Effect.fail({ code: "ECONNRESET" }))
+      const error = yield* Effect.flip(source.list)
+      assert.strictEqual(error.reason, '{"code":"ECONNRESET"}')
+    })
+  )
+
   it.effect("fromEffect uses the message of an Error failure", () =>
     Effect.gen(function* () {
       const source = yield* InstanceSource.fromEffect(Effect.fail(new Error("ECONNREFUSED")))

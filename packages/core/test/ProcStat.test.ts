@@ -142,6 +142,11 @@ describe("parseProcStat", () => {
       left(parseProcStatText(distinctLine("vmm").replace(")", "")))
     })
 
+    it("a line without an opening paren is a ParseError", () => {
+      const error = left(parseProcStatText(distinctLine("vmm").replace("(", "")))
+      assert.include(error.reason, "opening paren")
+    })
+
     it("whitespace only is a ParseError", () => {
       left(parseProcStatText(" \n"))
     })
