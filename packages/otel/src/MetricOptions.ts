@@ -1,0 +1,55 @@
+/**
+ * What the exported metrics look like and how the guardrail behaves, with defaults and validation:
+ * the name prefix (default `hypeman_vm`, so other control planes can brand it), whether the derived
+ * utilisation ratio is exported, and the VM label budget. Read from config by `config`
+ * (`VM_METRICS_METRIC_PREFIX`, `VM_METRICS_UTILIZATION_RATIO`, `VM_METRICS_LABEL_BUDGET`).
+ *
+ * @since 0.1.0
+ */
+import { Config, Data, Effect } from "effect"
+
+/** @category models */
+export interface MetricOptions {
+  /** Prefix of every metric name. Default `hypeman_vm`. */
+  readonly prefix: string
+  /** Export `<prefix>_memory_utilization_ratio` (RSS / allocated). Default true. */
+  readonly utilizationRatio: boolean
+  /** More instances than this is "over budget" (warn once, count the transition). Default 200. */
+  readonly labelBudget: number
+}
+
+/** @category constants */
+export const defaults: MetricOptions = { prefix: "hypeman_vm", utilizationRatio: true, labelBudget: 200 }
+
+/** @category errors */
+export class InvalidMetricOption extends Data.TaggedError("InvalidMetricOption")<{
+  readonly option: string
+  readonly reason: string
+}> {
+  override get message() {
+    return `invalid ${this.option}: ${this.reason}`
+  }
+}
+
+const PREFIX = /^[a-zA-Z_][a-zA-Z0-9_]{0,99}$/
+
+/** Fills defaults and rejects a prefix that is not a Prometheus name or a budget ≤ 0. @category constructors */
+export const make = (options: Partial<MetricOptions> = {}): Effect.Effect<MetricOptions, InvalidMetricOption> => {
+  const resolved = { ...defaults, ...options }
+  if (!PREFIX.test(resolved.prefix)) {
+    return Effect.fail(
+      new InvalidMetricOption({ option: "prefix", reason: `not a Prometheus name: ${resolved.prefix}` })
+    )
+  }
+  if (!Number.isSafeInteger(resolved.labelBudget) || resolved.labelBudget <= 0) {
+    return Effect.fail(new InvalidMetricOption({ option: "labelBudget", reason: `must be a positive integer` }))
+  }
+  return Effect.succeed(resolved)
+}
+
+/** @category config */
+export const config: Config.Config<Partial<MetricOptions>> = Config.all({
+  prefix: Config.string("VM_METRICS_METRIC_PREFIX").pipe(Config.withDefault(defaults.prefix)),
+  utilizationRatio: Config.boolean("VM_METRICS_UTILIZATION_RATIO").pipe(Config.withDefault(defaults.utilizationRatio)),
+  labelBudget: Config.integer("VM_METRICS_LABEL_BUDGET").pipe(Config.withDefault(defaults.labelBudget))
+})

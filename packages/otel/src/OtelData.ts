@@ -1,0 +1,105 @@
+/**
+ * A collector snapshot as OTel `ScopeMetrics`, for the SDK's readers (OTLP push, or any reader given
+ * `metricProducers: [producer]`). Built from the Catalog like the Prometheus text.
+ *
+ * Unlike observable instruments, a producer sets each point's start time: a per-VM counter starts at
+ * its hypervisor process's start time, so a VMM restart (a new process) is an explicit reset to any
+ * OTLP consumer. Service counters start when this service started.
+ *
+ * @since 0.1.0
+ */
+import type { HrTime } from "@opentelemetry/api"
+import { ValueType } from "@opentelemetry/api"
+import {
+  AggregationTemporality,
+  DataPointType,
+  type MetricData,
+  type MetricDescriptor,
+  type ScopeMetrics
+} from "@opentelemetry/sdk-metrics"
+import type { Snapshot } from "@vm-metrics/core/Collector"
+import { type Family, serviceFamilies, vmFamilies } from "./Catalog.js"
+import type { MetricOptions } from "./MetricOptions.js"
+import { VERSION } from "./ResourceAttributes.js"
+
+/** The instrumentation scope of everything vm-metrics exports. @category constants */
+export const SCOPE = { name: "@vm-metrics/otel", version: VERSION }
+
+/** @category utils */
+export const hrTime = (ms: number): HrTime => {
+  const seconds = Math.floor(ms / 1000)
+  return [seconds, Math.round((ms - seconds * 1000) * 1e6)]
+}
+
+const descriptor = (family: Family): MetricDescriptor => ({
+  name: family.name,
+  description: family.help,
+  unit: family.unit,
+  valueType: family.integer ? ValueType.INT : ValueType.DOUBLE
+})
+
+interface Point {
+  readonly attributes: Record<string, string>
+  readonly startTime: HrTime
+  readonly endTime: HrTime
+  readonly value: number
+}
+
+const metricData = (family: Family, dataPoints: Array<Point>): MetricData =>
+  family.kind === "counter"
+    ? {
+        descriptor: descriptor(family),
+        aggregationTemporality: AggregationTemporality.CUMULATIVE,
+        dataPointType: DataPointType.SUM,
+        isMonotonic: true,
+        dataPoints
+      }
+    : {
+        descriptor: descriptor(family),
+        aggregationTemporality: AggregationTemporality.CUMULATIVE,
+        dataPointType: DataPointType.GAUGE,
+        dataPoints
+      }
+
+/** @category constructors */
+export const toScopeMetrics = (
+  options: MetricOptions,
+  snapshot: Snapshot,
+  budgetTransitions: number,
+  serviceStartMs: number
+): ScopeMetrics => {
+  const end = hrTime(snapshot.sampledAtMs)
+  const serviceStart = hrTime(serviceStartMs)
+  const metrics: Array<MetricData> = []
+  for (const family of vmFamilies(options)) {
+    const points: Array<Point> = []
+    for (const vm of snapshot.stats) {
+      const value = family.value(vm)
+      if (value === null) continue
+      const start =
+        family.kind === "gauge" ? end : vm.processStartTimeMs === null ? serviceStart : hrTime(vm.processStartTimeMs)
+      points.push({
+        attributes: { instance_id: vm.instanceId, instance_name: vm.instanceName },
+        startTime: start,
+        endTime: end,
+        value: Number(value)
+      })
+    }
+    metrics.push(metricData(family, points))
+  }
+  for (const family of serviceFamilies(options, snapshot, budgetTransitions)) {
+    const start = family.kind === "gauge" ? end : serviceStart
+    metrics.push(
+      metricData(
+        family,
+        family.samples.map((s) => ({
+          attributes: Object.fromEntries(s.labels),
+          startTime: start,
+          endTime: end,
+          value: s.value
+        }))
+      )
+    )
+  }
+  return { scope: SCOPE, metrics }
+}

@@ -1,0 +1,161 @@
+/**
+ * The export service: the collector's snapshots as Prometheus text, as an OTel `MetricProducer`, and
+ * as observable instruments on a caller's own `Meter`. Nothing here reads /proc: every path reads a
+ * snapshot, so a scrape and a push within the collector's max age share one collection.
+ *
+ * The label-budget guardrail sees each snapshot once, whichever path reads it first.
+ *
+ * @since 0.1.0
+ */
+import { type BatchObservableResult, type Meter, type Observable, ValueType } from "@opentelemetry/api"
+import { resourceFromAttributes } from "@opentelemetry/resources"
+import type { MetricProducer } from "@opentelemetry/sdk-metrics"
+import { Collector, type Snapshot } from "@vm-metrics/core/Collector"
+import { Clock, Context, Effect, Layer, Option, Runtime, type Scope } from "effect"
+import { type Family, serviceFamilies, vmFamilies } from "./Catalog.js"
+import * as LabelBudget from "./LabelBudget.js"
+import * as MetricOptions from "./MetricOptions.js"
+import { toScopeMetrics } from "./OtelData.js"
+import { makeRenderer } from "./PrometheusText.js"
+import * as ResourceAttributes from "./ResourceAttributes.js"
+
+/** @category tags */
+export class VmMetrics extends Context.Tag("@vm-metrics/otel/VmMetrics")<
+  VmMetrics,
+  {
+    readonly options: MetricOptions.MetricOptions
+    readonly resource: ResourceAttributes.ResourceAttributes
+    readonly budget: LabelBudget.LabelBudget
+    /** Prometheus text of a snapshot no older than the collector's max age. */
+    readonly prometheusText: Effect.Effect<string>
+    /** Prometheus text of the given snapshot, without I/O. */
+    readonly render: (snapshot: Snapshot) => Effect.Effect<string>
+    /** Reads the latest snapshot (no I/O): give it to a reader as `metricProducers: [producer]`. */
+    readonly producer: MetricProducer
+    /** Observable instruments on a caller's Meter, reading the latest snapshot; removed with the scope. */
+    readonly registerOn: (meter: Meter) => Effect.Effect<void, never, Scope.Scope>
+  }
+>() {}
+
+/** @category models */
+export interface Options {
+  readonly metrics?: Partial<MetricOptions.MetricOptions>
+  readonly resource?: ResourceAttributes.ResourceOptions
+}
+
+/** @category constructors */
+export const make = (options: Options = {}) =>
+  Effect.gen(function* () {
+    const collector = yield* Collector
+    const metricOptions = yield* MetricOptions.make(options.metrics)
+    const resource = yield* ResourceAttributes.fromConfig(options.resource).pipe(Effect.orDie)
+    const budget = LabelBudget.make(metricOptions.labelBudget)
+    const runtime = yield* Effect.runtime<never>()
+    const serviceStartMs = yield* Clock.currentTimeMillis
+    const renderer = makeRenderer(metricOptions, resource)
+    let observedSequence = 0
+
+    /** Feeds the guardrail once per snapshot. */
+    const observe = (snapshot: Snapshot) =>
+      Effect.suspend(() => {
+        if (snapshot.sequence <= observedSequence) return Effect.void
+        observedSequence = snapshot.sequence
+        return budget.observe(snapshot.stats.length)
+      })
+
+    const render = (snapshot: Snapshot) =>
+      Effect.zipRight(
+        observe(snapshot),
+        Effect.sync(() => renderer(snapshot, budget.transitions()))
+      )
+
+    /** The latest snapshot, observed by the guardrail; synchronous, for OTel callbacks. */
+    const latestObserved = (): Snapshot | undefined => {
+      const latest = Runtime.runSync(runtime)(collector.latest)
+      if (Option.isNone(latest)) return undefined
+      Runtime.runSync(runtime)(observe(latest.value))
+      return latest.value
+    }
+
+    const otelResource = resourceFromAttributes(resource)
+    const producer: MetricProducer = {
+      collect: async () => {
+        const snapshot = latestObserved()
+        const scopeMetrics =
+          snapshot === undefined ? [] : [toScopeMetrics(metricOptions, snapshot, budget.transitions(), serviceStartMs)]
+        return { resourceMetrics: { resource: otelResource, scopeMetrics }, errors: [] }
+      }
+    }
+
+    const registerOn = (meter: Meter) =>
+      Effect.gen(function* () {
+        const empty: Snapshot = {
+          sequence: 0,
+          sampledAtMs: 0,
+          durationMs: 0,
+          stats: [],
+          sourceError: null,
+          sourceErrorsTotal: 0,
+          unavailableTotals: []
+        }
+        const perVm = vmFamilies(metricOptions)
+        const service = serviceFamilies(metricOptions, empty, 0)
+        const instrument = (family: Family): Observable => {
+          const spec = {
+            description: family.help,
+            unit: family.unit,
+            valueType: family.integer ? ValueType.INT : ValueType.DOUBLE
+          }
+          return family.kind === "counter"
+            ? meter.createObservableCounter(family.name, spec)
+            : meter.createObservableGauge(family.name, spec)
+        }
+        const vmInstruments = perVm.map((family) => [family, instrument(family)] as const)
+        const serviceInstruments = new Map(service.map((family) => [family.name, instrument(family)]))
+        const callback = (result: BatchObservableResult) => {
+          const snapshot = latestObserved()
+          if (snapshot === undefined) return
+          for (const [family, target] of vmInstruments) {
+            for (const vm of snapshot.stats) {
+              const value = family.value(vm)
+              if (value !== null) {
+                result.observe(target, Number(value), {
+                  instance_id: vm.instanceId,
+                  instance_name: vm.instanceName
+                })
+              }
+            }
+          }
+          for (const family of serviceFamilies(metricOptions, snapshot, budget.transitions())) {
+            const target = serviceInstruments.get(family.name)
+            if (target === undefined) continue
+            for (const sample of family.samples) result.observe(target, sample.value, Object.fromEntries(sample.labels))
+          }
+        }
+        const all = [...vmInstruments.map(([, target]) => target), ...serviceInstruments.values()]
+        yield* Effect.acquireRelease(
+          Effect.sync(() => meter.addBatchObservableCallback(callback, all)),
+          () => Effect.sync(() => meter.removeBatchObservableCallback(callback, all))
+        )
+      })
+
+    return VmMetrics.of({
+      options: metricOptions,
+      resource,
+      budget,
+      prometheusText: Effect.flatMap(collector.collectAll, render),
+      render,
+      producer,
+      registerOn
+    })
+  })
+
+/** @category layers */
+export const layer = (options: Options = {}): Layer.Layer<VmMetrics, MetricOptions.InvalidMetricOption, Collector> =>
+  Layer.effect(VmMetrics, make(options))
+
+/** Options from the environment (see MetricOptions.config and ResourceAttributes.config). @category layers */
+export const layerConfig = (options: Options = {}) =>
+  Layer.unwrapEffect(
+    Effect.map(MetricOptions.config, (fromEnv) => layer({ ...options, metrics: { ...fromEnv, ...options.metrics } }))
+  )
