@@ -1,21 +1,26 @@
 /**
- * `pnpm bench`: what one collection costs per VM, for N = 1, 100, 1000 real processes (and as many
+ * `pnpm bench`: what one collection and one `/metrics` render cost per VM, for N = 1, 100, 1000 real processes (and as many
  * real TAP devices when root), next to two baselines measured in the same run:
  *
  * - naive: `readFileSync` per file and split on whitespace (a direct port of the Go original);
  * - bare:  kept fds re-read with `readSync` at offset 0 and parsed by hand, no Effect, no allocation.
  *
  * Approaches are interleaved round by round and every ratio is taken within one round, because the
- * machine is shared and noisy. Targets (issue #2): collector ≤ 1.3× bare and ≥ 3× faster than naive
- * at N = 1000. Usage: `pnpm bench [N ...]` (env BENCH_ROUNDS, default 5).
+ * machine is shared and noisy. Targets: collector ≤ 1.3× bare and ≥ 3× faster than naive at N = 1000
+ * (issue #2); rendering `/metrics` from the snapshot costs no more than the collection (issue #3),
+ * shown next to the OTel SDK path (observable instruments + PrometheusExporter.collect + serializer).
+ * Usage: `pnpm bench [N ...]` (env BENCH_ROUNDS, default 5).
  */
 import { execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
+import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
+import { MeterProvider } from "@opentelemetry/sdk-metrics"
 import * as Collector from "@vm-metrics/core/Collector"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
-import { Effect, Layer, ManagedRuntime } from "effect"
-import * as NodeReaders from "../src/NodeReaders.js"
+import * as NodeReaders from "@vm-metrics/node/NodeReaders"
+import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
+import { Effect, Exit, Layer, ManagedRuntime, Scope } from "effect"
 
 const sizes = process.argv
   .slice(2)
@@ -129,7 +134,7 @@ const bare = (vms: ReadonlyArray<Vm>): Approach => {
 
 // ---------- the product: core Collector over the node readers ----------
 
-const collector = (vms: ReadonlyArray<Vm>, pageSize: number): Approach => {
+const collector = (vms: ReadonlyArray<Vm>, pageSize: number) => {
   const infos: Array<InstanceInfo> = vms.map((vm, i) => ({
     id: `vm${i}`,
     name: `vm${i}`,
@@ -139,7 +144,8 @@ const collector = (vms: ReadonlyArray<Vm>, pageSize: number): Approach => {
     allocatedMemoryBytes: 1 << 30
   }))
   const runtime = ManagedRuntime.make(
-    Collector.layer({ maxAge: 0 }).pipe(
+    VmMetrics.layer().pipe(
+      Layer.provideMerge(Collector.layer({ maxAge: 0 })),
       Layer.provide(Layer.merge(NodeReaders.layer(), InstanceSource.layerStatic(infos))),
       Layer.orDie
     )
@@ -162,7 +168,41 @@ const collector = (vms: ReadonlyArray<Vm>, pageSize: number): Approach => {
     name: "vm-metrics Collector",
     run: () => runtime.runPromise(refresh),
     checksum: () => runtime.runPromise(checksum),
-    close: () => runtime.dispose()
+    close: () => runtime.dispose(),
+    runtime
+  }
+}
+
+type BenchRuntime = ReturnType<typeof collector>["runtime"]
+
+/** `/metrics` straight from the last snapshot (what the server does after its collection). */
+const directRender = async (runtime: BenchRuntime): Promise<Approach> => {
+  const { metrics, snapshot } = await runtime.runPromise(
+    Effect.all({ metrics: VmMetrics.VmMetrics, snapshot: Effect.flatMap(Collector.Collector, (c) => c.refresh) })
+  )
+  const render = metrics.render(snapshot)
+  return {
+    name: "render /metrics (direct)",
+    run: () => runtime.runSync(render),
+    checksum: () => 0n,
+    close: () => {}
+  }
+}
+
+/** The same text through the OTel SDK: instruments, PrometheusExporter.collect and its serializer. */
+const sdkRender = async (runtime: BenchRuntime): Promise<Approach> => {
+  const exporter = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true })
+  const provider = new MeterProvider({ readers: [exporter] })
+  const serializer = new PrometheusSerializer(undefined, false, undefined, false, true)
+  const scope = await runtime.runPromise(Scope.make())
+  await runtime.runPromise(
+    Effect.flatMap(VmMetrics.VmMetrics, (m) => m.registerOn(provider.getMeter("bench"))).pipe(Scope.extend(scope))
+  )
+  return {
+    name: "render via OTel SDK",
+    run: async () => serializer.serialize((await exporter.collect()).resourceMetrics),
+    checksum: () => 0n,
+    close: () => runtime.runPromise(Scope.close(scope, Exit.void)).then(() => provider.shutdown())
   }
 }
 
@@ -195,40 +235,48 @@ const fmt = (n: number, digits = 2) => n.toFixed(digits).padStart(8)
 
 const pageSize = Number(execFileSync("getconf", ["PAGESIZE"], { encoding: "utf8" }))
 
+const BARE = "bare kept fds"
+const NAIVE = "naive readFileSync+split"
+const COLLECTOR = "vm-metrics Collector"
+const DIRECT = "render /metrics (direct)"
+const SDK = "render via OTel SDK"
+
 const benchSize = async (n: number) => {
   const children = spawnSleepers(n)
   const taps = createTaps(n)
   try {
     await new Promise((resolve) => setTimeout(resolve, 200 + n))
     const vms: Array<Vm> = children.map((child, i) => ({ pid: child.pid!, tap: taps[i] }))
-    const approaches = [bare(vms), naive(vms), collector(vms, pageSize)]
-    const sums = await Promise.all(approaches.map((a) => a.checksum()))
+    const product = collector(vms, pageSize)
+    const readers = [bare(vms), naive(vms), product]
+    const sums = await Promise.all(readers.map((a) => a.checksum()))
     if (new Set(sums.map(String)).size !== 1) throw new Error(`approaches disagree: ${sums.join(" ")}`)
-    const perRound: Record<string, Array<number>> = {}
+    const approaches = [...readers, await directRender(product.runtime), await sdkRender(product.runtime)]
+    const perVm: Record<string, Array<number>> = {}
     const ratios: Record<string, Array<number>> = {}
     for (let round = 0; round < ROUNDS; round++) {
       const times: Record<string, number> = {}
-      for (const approach of [...approaches].sort(() => Math.random() - 0.5))
+      for (const approach of [...approaches].sort(() => Math.random() - 0.5)) {
         times[approach.name] = await measure(approach)
+      }
       for (const approach of approaches) {
-        const perVm = perRound[approach.name] ?? []
-        const ratio = ratios[approach.name] ?? []
-        perVm.push((times[approach.name]! * 1000) / n)
-        ratio.push(times[approach.name]! / times["bare kept fds"]!)
-        perRound[approach.name] = perVm
-        ratios[approach.name] = ratio
+        // Readers are compared with the bare loop; renders with the collection they follow.
+        const base = approach.name.startsWith("render") ? COLLECTOR : BARE
+        perVm[approach.name] = [...(perVm[approach.name] ?? []), (times[approach.name]! * 1000) / n]
+        ratios[approach.name] = [...(ratios[approach.name] ?? []), times[approach.name]! / times[base]!]
       }
     }
-    for (const a of approaches) await a.close()
+    for (const a of [...approaches].reverse()) await a.close()
     console.log(`\nN = ${n} VMs (${taps.length > 0 ? "with" : "without"} TAPs), ${ROUNDS} rounds, values agree`)
-    console.log("approach                       µs/VM   ×bare")
+    console.log("approach                       µs/VM   ratio")
     for (const a of approaches) {
-      console.log(`${a.name.padEnd(26)} ${fmt(median(perRound[a.name]!))} ${fmt(median(ratios[a.name]!))}`)
+      const base = a.name.startsWith("render") ? "×collection" : "×bare"
+      console.log(`${a.name.padEnd(26)} ${fmt(median(perVm[a.name]!))} ${fmt(median(ratios[a.name]!))} ${base}`)
     }
-    const c = median(ratios["vm-metrics Collector"]!)
-    const naiveOverCollector = median(ratios["naive readFileSync+split"]!) / c
+    const c = median(ratios[COLLECTOR]!)
     console.log(
-      `collector/bare = ${c.toFixed(2)} (target ≤ 1.3 at N=1000), naive/collector = ${naiveOverCollector.toFixed(2)} (target ≥ 3)`
+      `collector/bare = ${c.toFixed(2)} (target ≤ 1.3 at N=1000), naive/collector = ${(median(ratios[NAIVE]!) / c).toFixed(2)} (target ≥ 3), ` +
+        `render/collection = ${median(ratios[DIRECT]!).toFixed(2)} (target ≤ 1), SDK render/collection = ${median(ratios[SDK]!).toFixed(2)}`
     )
   } finally {
     for (const child of children) child.kill("SIGKILL")
