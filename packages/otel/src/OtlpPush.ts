@@ -7,6 +7,9 @@
  * come from options, else from the standard `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` /
  * `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_METRIC_EXPORT_INTERVAL` (ms).
  *
+ * The push has a MeterProvider of its own: the Prometheus text is rendered straight from the snapshot
+ * (PrometheusText.ts), so there is no SDK Prometheus reader to sit beside; both read the same snapshots.
+ *
  * @since 0.1.0
  */
 import { ExportResultCode } from "@opentelemetry/core"

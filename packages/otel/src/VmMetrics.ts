@@ -32,7 +32,11 @@ export class VmMetrics extends Context.Tag("@vm-metrics/otel/VmMetrics")<
     readonly render: (snapshot: Snapshot) => Effect.Effect<string>
     /** Reads the latest snapshot (no I/O): give it to a reader as `metricProducers: [producer]`. */
     readonly producer: MetricProducer
-    /** Observable instruments on a caller's Meter, reading the latest snapshot; removed with the scope. */
+    /**
+     * Observable instruments on a caller's Meter, reading the latest snapshot; removed with the scope.
+     * Note: the OTel JS SDK's cumulative readers keep re-exporting an attribute set they have seen, so
+     * a VM that is gone lingers there; readers given `producer` drop it on the next collection.
+     */
     readonly registerOn: (meter: Meter) => Effect.Effect<void, never, Scope.Scope>
   }
 >() {}
@@ -153,6 +157,10 @@ export const make = (options: Options = {}) =>
 /** @category layers */
 export const layer = (options: Options = {}): Layer.Layer<VmMetrics, MetricOptions.InvalidMetricOption, Collector> =>
   Layer.effect(VmMetrics, make(options))
+
+/** Registers the instruments on a caller's Meter for the lifetime of the layer. @category layers */
+export const layerRegisterOn = (meter: Meter): Layer.Layer<never, never, VmMetrics> =>
+  Layer.scopedDiscard(Effect.flatMap(VmMetrics, (metrics) => metrics.registerOn(meter)))
 
 /** Options from the environment (see MetricOptions.config and ResourceAttributes.config). @category layers */
 export const layerConfig = (options: Options = {}) =>

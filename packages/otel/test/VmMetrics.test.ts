@@ -4,8 +4,9 @@ import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporte
 import { DataPointType, MeterProvider, MetricReader, type ResourceMetrics } from "@opentelemetry/sdk-metrics"
 import { Collector } from "@vm-metrics/core/Collector"
 import { ParseError } from "@vm-metrics/core/Errors"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { hrTime } from "../src/OtelData.js"
+import * as VmMetricsModule from "../src/VmMetrics.js"
 import { VmMetrics } from "../src/VmMetrics.js"
 import { GiB, kernel, layerFor, makeWorld, parseExposition, vm } from "./fixtures.js"
 
@@ -102,6 +103,33 @@ describe("instruments on a caller's Meter (in-memory reader)", () => {
       const text = yield* metrics.prometheusText
       assert.notInclude(text, "utilization_ratio")
     }).pipe(Effect.provide(layerFor(world, { metrics: { prefix: "acme_vm", utilizationRatio: false } })))
+  })
+
+  it.effect("layerRegisterOn observes while the layer lives and stops when it is released", () => {
+    const world = twoVms()
+    return Effect.gen(function* () {
+      const reader = new TestReader()
+      const meter = new MeterProvider({ readers: [reader] }).getMeter("cp")
+      const cpuOfA = (data: ResourceMetrics) =>
+        byName(data)
+          .get("hypeman_vm_cpu_seconds_total")
+          ?.dataPoints.find((p) => p.attributes.instance_id === "a")?.value
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const collector = yield* Collector
+          yield* collector.refresh
+          assert.strictEqual(cpuOfA(yield* collectFrom(reader)), 2)
+          world.setProcess(10, { utime: 500 })
+          yield* collector.refresh
+          assert.strictEqual(cpuOfA(yield* collectFrom(reader)), 5)
+          world.setProcess(10, { utime: 900 })
+          yield* collector.refresh
+        }).pipe(Effect.provide(VmMetricsModule.layerRegisterOn(meter).pipe(Layer.provideMerge(layerFor(world)))))
+      )
+      // Released: the callback no longer runs, so the new 9 s is never observed. (The OTel JS SDK
+      // keeps re-exporting the last cumulative value of an attribute set it has seen.)
+      assert.strictEqual(cpuOfA(yield* collectFrom(reader)), 5)
+    })
   })
 
   it.effect("a prefix that is not a Prometheus name and a budget ≤ 0 are typed errors", () =>
@@ -234,6 +262,25 @@ describe("the OTel producer (OTLP path)", () => {
       assert.deepStrictEqual(startOf(after), hrTime(kernel.bootTimeMs + 9999 * 10))
       const point = after.get("hypeman_vm_cpu_seconds_total")!.dataPoints.find((p) => p.attributes.instance_id === "a")
       assert.strictEqual(point!.value, 0.03)
+    }).pipe(Effect.provide(layerFor(world)))
+  })
+
+  it.effect("a VM that disappears is gone from the producer's next collection", () => {
+    const world = twoVms()
+    return Effect.gen(function* () {
+      const metrics = yield* VmMetrics
+      const collector = yield* Collector
+      const reader = new TestReader({ metricProducers: [metrics.producer] })
+      new MeterProvider({ readers: [reader] })
+      const ids = (data: ResourceMetrics) =>
+        byName(data)
+          .get("hypeman_vm_allocated_vcpus")!
+          .dataPoints.map((p) => p.attributes.instance_id)
+      yield* collector.refresh
+      assert.deepStrictEqual(ids(yield* collectFrom(reader)), ["a", "b"])
+      world.source.set([vm("b", 20, { allocatedMemoryBytes: 0, allocatedVcpus: 4 })])
+      yield* collector.refresh
+      assert.deepStrictEqual(ids(yield* collectFrom(reader)), ["b"])
     }).pipe(Effect.provide(layerFor(world)))
   })
 
