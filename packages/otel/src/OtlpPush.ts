@@ -1,8 +1,9 @@
 /**
  * Optional OTLP push (OTLP/HTTP, protobuf) of the same series as `/metrics`, on its own schedule.
  *
- * Each tick asks the collector for a snapshot (shared with scrapes within its max age), collects it
- * through an SDK reader fed by the VmMetrics producer, and exports it. A failed push is logged and
+ * The first push goes out at start, then one every interval. Each asks the collector for a snapshot
+ * (shared with scrapes within its max age), collects it through an SDK reader fed by the VmMetrics
+ * producer, and exports it. A failed push is logged and
  * tried again on the next tick; it never touches the pull path. The endpoint, headers and interval
  * come from options, else from the standard `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` /
  * `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_METRIC_EXPORT_INTERVAL` (ms).
