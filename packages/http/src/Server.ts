@@ -1,0 +1,40 @@
+/**
+ * The HTTP server: the API, `/openapi.json`, a docs UI at `/docs` (Scalar, served inline, no CDN),
+ * behind the Guard, on Node's http server. Binds 127.0.0.1:9464 by default.
+ *
+ * @since 0.1.0
+ */
+import { createServer } from "node:http"
+import { HttpApiBuilder, HttpApiScalar, HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Layer, type Option, type Redacted } from "effect"
+import { guard } from "./Guard.js"
+import { ApiLive } from "./Http.js"
+
+/** @category models */
+export interface Options {
+  readonly host: string
+  readonly port: number
+  readonly authToken: Option.Option<Redacted.Redacted<string>>
+}
+
+/** @category constants */
+export const defaults = { host: "127.0.0.1", port: 9464 } as const
+
+/** Everything but the socket: tests provide `NodeHttpServer.layerTest`. @category layers */
+export const layerApp = (authToken: Options["authToken"]) =>
+  HttpApiBuilder.serve().pipe(
+    // An API-level middleware wraps the router (docs and OpenAPI included) before errors are turned
+    // into responses; a server-level one would only see a response already sent.
+    Layer.provide(HttpApiBuilder.middleware(guard(authToken))),
+    Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
+    Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
+    Layer.provide(ApiLive)
+  )
+
+/** @category layers */
+export const layer = (options: Options) =>
+  layerApp(options.authToken).pipe(
+    HttpServer.withLogAddress,
+    Layer.provide(NodeHttpServer.layer(createServer, { host: options.host, port: options.port }))
+  )

@@ -1,0 +1,85 @@
+/**
+ * The JSON of `GET /instances/{id}/stats`: the seed's ten snake_case fields, unchanged in name and
+ * meaning, plus extras (state, pid, TAP, epoch, times, and which values are unavailable and why).
+ *
+ * Integers are written as exact JSON integer literals, also above 2^53 (JSON.stringify cannot write a
+ * bigint, and a double would round), so the body is produced here rather than by Schema encoding;
+ * the Schema below describes it for OpenAPI. A value that could not be read is `null`, never 0.
+ *
+ * @since 0.1.0
+ */
+import { cpuSeconds, memoryUtilizationRatio, type VmStats } from "@vm-metrics/core/VmStats"
+import { Schema } from "effect"
+
+const Int64 = Schema.Int.annotations({ format: "int64" } as never)
+const NullableInt64 = Schema.NullOr(Int64)
+
+/** @category schemas */
+export const Unavailable = Schema.Struct({
+  source: Schema.Literal("stat", "statm", "tap"),
+  reason: Schema.String,
+  message: Schema.String
+})
+
+/** The response body, for the OpenAPI document. @category schemas */
+export class InstanceStats extends Schema.Class<InstanceStats>("InstanceStats")({
+  instance_id: Schema.String,
+  instance_name: Schema.String,
+  cpu_seconds: Schema.NullOr(Schema.Number).annotations({ description: "utime + stime of the hypervisor process" }),
+  memory_rss_bytes: NullableInt64,
+  memory_vms_bytes: NullableInt64,
+  network_rx_bytes: NullableInt64.annotations({ description: "bytes received by the VM (the TAP's tx_bytes)" }),
+  network_tx_bytes: NullableInt64.annotations({ description: "bytes sent by the VM (the TAP's rx_bytes)" }),
+  allocated_vcpus: Schema.Int,
+  allocated_memory_bytes: Int64,
+  memory_utilization_ratio: Schema.NullOr(Schema.Number).annotations({
+    description: "RSS / allocated memory; always present, null when allocated memory ≤ 0 or RSS is unavailable"
+  }),
+  state: Schema.Literal("running", "exited", "no-process", "unknown"),
+  pid: Schema.NullOr(Schema.Int),
+  tap_device: Schema.NullOr(Schema.String),
+  epoch: Schema.Int.annotations({ description: "+1 each time another process takes the instance's place" }),
+  process_start_time: Schema.NullOr(Schema.String).annotations({ description: "ISO 8601" }),
+  sampled_at: Schema.String.annotations({ description: "ISO 8601" }),
+  unavailable: Schema.Array(Unavailable)
+}) {}
+
+/** A list of instances with their stats. @category schemas */
+export class InstanceList extends Schema.Class<InstanceList>("InstanceList")({
+  instances: Schema.Array(InstanceStats),
+  sampled_at: Schema.String,
+  source_error: Schema.NullOr(Schema.String)
+}) {}
+
+/** The response fields of one VM, in order; bigints stay bigints until written. @category encoding */
+export const toFields = (vm: VmStats): ReadonlyArray<readonly [string, unknown]> => [
+  ["instance_id", vm.instanceId],
+  ["instance_name", vm.instanceName],
+  ["cpu_seconds", cpuSeconds(vm)],
+  ["memory_rss_bytes", vm.memoryRssBytes],
+  ["memory_vms_bytes", vm.memoryVmsBytes],
+  ["network_rx_bytes", vm.netRxBytes],
+  ["network_tx_bytes", vm.netTxBytes],
+  ["allocated_vcpus", vm.allocatedVcpus],
+  ["allocated_memory_bytes", vm.allocatedMemoryBytes],
+  ["memory_utilization_ratio", memoryUtilizationRatio(vm)],
+  ["state", vm.state],
+  ["pid", vm.pid],
+  ["tap_device", vm.tapDevice],
+  ["epoch", vm.epoch],
+  ["process_start_time", vm.processStartTimeMs === null ? null : new Date(vm.processStartTimeMs).toISOString()],
+  ["sampled_at", new Date(vm.sampledAtMs).toISOString()],
+  ["unavailable", vm.unavailable]
+]
+
+/** JSON text of any value, writing bigints as exact integer literals. @category encoding */
+export const jsonText = (value: unknown): string => {
+  if (typeof value === "bigint") return value.toString()
+  if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null"
+  if (Array.isArray(value)) return `[${value.map(jsonText).join(",")}]`
+  const entries = Object.entries(value).filter(([, v]) => v !== undefined)
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${jsonText(v)}`).join(",")}}`
+}
+
+/** The body of `GET /instances/{id}/stats`. @category encoding */
+export const statsJson = (vm: VmStats): string => jsonText(Object.fromEntries(toFields(vm)))

@@ -1,0 +1,245 @@
+/** The HTTP API over in-memory ports: every status code and body, lookup order, OpenAPI, hostile input, auth. */
+import * as http from "node:http"
+import { HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { assert, describe, layer } from "@effect/vitest"
+import * as Collector from "@vm-metrics/core/Collector"
+import type { InstanceInfo } from "@vm-metrics/core/Instance"
+import * as InstanceSource from "@vm-metrics/core/InstanceSource"
+import * as ProcReader from "@vm-metrics/core/ProcReader"
+import * as TapReader from "@vm-metrics/core/TapReader"
+import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
+import { Effect, Layer, Option, Redacted } from "effect"
+import * as Server from "../src/Server.js"
+
+const GiB = 1024 ** 3
+const kernel = { clockTicksPerSecond: 100, pageSize: 4096, bootTimeMs: 1_700_000_000_000 }
+
+const instances: ReadonlyArray<InstanceInfo> = [
+  {
+    id: "qilviffnqzck2jrim1x6s2b1",
+    name: "web",
+    hypervisorPid: 101,
+    tapDevice: "hype-qilviffn",
+    allocatedVcpus: 2,
+    allocatedMemoryBytes: 4 * GiB
+  },
+  { id: "qiz00000000000000000000", name: "db", hypervisorPid: 102, allocatedVcpus: 4, allocatedMemoryBytes: 0 },
+  { id: "web", name: "named-like-an-id", hypervisorPid: 103, allocatedVcpus: 1, allocatedMemoryBytes: GiB },
+  { id: "zz1", name: "twin", allocatedVcpus: 1, allocatedMemoryBytes: GiB },
+  { id: "zz2", name: "twin", allocatedVcpus: 1, allocatedMemoryBytes: GiB }
+]
+
+const proc = ProcReader.makeMemory(kernel)
+proc.set(101, {
+  stat: ProcReader.statLine({ pid: 101, utime: 2500, stime: 494, startTime: 4242 }),
+  statm: "1057311 108237 0 0 0 0 0\n"
+})
+proc.set(102, { stat: ProcReader.statLine({ pid: 102, utime: 1 }), statm: "10 5 0 0 0 0 0\n" })
+proc.set(103, { stat: ProcReader.statLine({ pid: 103, utime: 7 }), statm: "10 5 0 0 0 0 0\n" })
+const taps = TapReader.makeMemory()
+// Above 2^53: must arrive as exact JSON integers.
+taps.set("hype-qilviffn", { rxBytes: "18446744073709551615\n", txBytes: "9007199254740993\n" })
+
+const ports = Layer.mergeAll(
+  InstanceSource.layerStatic(instances),
+  ProcReader.layerMemory(proc),
+  TapReader.layerMemory(taps)
+)
+const metrics = VmMetrics.layer().pipe(
+  Layer.provideMerge(Collector.layer({ maxAge: "1 second" })),
+  Layer.provide(ports)
+)
+const serverWith = (token: Option.Option<Redacted.Redacted<string>>) =>
+  Server.layerApp(token).pipe(Layer.provide(metrics), Layer.provideMerge(NodeHttpServer.layerTest))
+
+/** A raw request (no URL normalisation by a client), so hostile paths arrive as written. */
+const raw = (path: string, headers: Record<string, string> = {}) =>
+  Effect.gen(function* () {
+    const server = yield* HttpServer.HttpServer
+    const port = (server.address as HttpServer.TcpAddress).port
+    return yield* Effect.async<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resume) => {
+      const req = http.request({ host: "127.0.0.1", port, path, headers }, (res) => {
+        let body = ""
+        res.setEncoding("utf8")
+        res.on("data", (chunk) => (body += chunk))
+        res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, headers: res.headers, body })))
+      })
+      req.on("error", (error) => resume(Effect.die(error)))
+      req.end()
+    })
+  })
+
+const jsonOf = (body: string) => JSON.parse(body) as Record<string, any>
+
+layer(serverWith(Option.none()), { excludeTestServices: true })("HTTP API", (it) => {
+  it.effect("GET /instances/{id}/stats: the seed's fields, exact integers above 2^53, and the extras", () =>
+    Effect.gen(function* () {
+      const res = yield* raw("/instances/qilviffnqzck2jrim1x6s2b1/stats")
+      assert.strictEqual(res.status, 200)
+      assert.match(res.headers["content-type"] ?? "", /^application\/json/)
+      assert.include(res.body, '"network_rx_bytes":9007199254740993')
+      assert.include(res.body, '"network_tx_bytes":18446744073709551615')
+      const body = jsonOf(res.body)
+      assert.deepStrictEqual(Object.keys(body).slice(0, 10), [
+        "instance_id",
+        "instance_name",
+        "cpu_seconds",
+        "memory_rss_bytes",
+        "memory_vms_bytes",
+        "network_rx_bytes",
+        "network_tx_bytes",
+        "allocated_vcpus",
+        "allocated_memory_bytes",
+        "memory_utilization_ratio"
+      ])
+      assert.strictEqual(body.instance_id, "qilviffnqzck2jrim1x6s2b1")
+      assert.strictEqual(body.instance_name, "web")
+      assert.strictEqual(body.cpu_seconds, 29.94)
+      assert.strictEqual(body.memory_rss_bytes, 108237 * 4096)
+      assert.strictEqual(body.memory_vms_bytes, 1057311 * 4096)
+      assert.strictEqual(body.allocated_vcpus, 2)
+      assert.strictEqual(body.allocated_memory_bytes, 4 * GiB)
+      assert.closeTo(body.memory_utilization_ratio, (108237 * 4096) / (4 * GiB), 1e-12)
+      assert.strictEqual(body.state, "running")
+      assert.strictEqual(body.pid, 101)
+      assert.strictEqual(body.tap_device, "hype-qilviffn")
+      assert.strictEqual(body.process_start_time, new Date(kernel.bootTimeMs + 42420).toISOString())
+      assert.deepStrictEqual(body.unavailable, [])
+    })
+  )
+
+  it.effect("memory_utilization_ratio is present and null when allocated memory is 0; unread values are null", () =>
+    Effect.gen(function* () {
+      const body = jsonOf((yield* raw("/instances/db/stats")).body)
+      assert.isTrue("memory_utilization_ratio" in body)
+      assert.isNull(body.memory_utilization_ratio)
+      const noProcess = jsonOf((yield* raw("/instances/zz1/stats")).body)
+      assert.strictEqual(noProcess.state, "no-process")
+      assert.isNull(noProcess.cpu_seconds)
+      assert.isNull(noProcess.network_rx_bytes)
+    })
+  )
+
+  it.effect("lookup: exact id, then exact name, then unique id prefix", () =>
+    Effect.gen(function* () {
+      const idOf = (path: string) => Effect.map(raw(path), (res) => jsonOf(res.body).instance_id)
+      // "web" is both an id and a name: the id wins.
+      assert.strictEqual(yield* idOf("/instances/web/stats"), "web")
+      assert.strictEqual(yield* idOf("/instances/named-like-an-id/stats"), "web")
+      assert.strictEqual(yield* idOf("/instances/db/stats"), "qiz00000000000000000000")
+      assert.strictEqual(yield* idOf("/instances/qil/stats"), "qilviffnqzck2jrim1x6s2b1")
+    })
+  )
+
+  it.effect("404 not_found and 409 ambiguous bodies", () =>
+    Effect.gen(function* () {
+      const unknown = yield* raw("/instances/nope/stats")
+      assert.strictEqual(unknown.status, 404)
+      assert.deepStrictEqual(jsonOf(unknown.body), { code: "not_found", message: "resource not found" })
+      for (const path of ["/instances/twin/stats", "/instances/qi/stats", "/instances/zz/stats"]) {
+        const ambiguous = yield* raw(path)
+        assert.strictEqual(ambiguous.status, 409, path)
+        assert.deepStrictEqual(jsonOf(ambiguous.body), {
+          code: "ambiguous",
+          message: "multiple resources match, use full ID"
+        })
+      }
+    })
+  )
+
+  it.effect("GET /instances lists every instance in source order", () =>
+    Effect.gen(function* () {
+      const res = yield* raw("/instances")
+      assert.strictEqual(res.status, 200)
+      const body = jsonOf(res.body)
+      assert.deepStrictEqual(
+        body.instances.map((i: any) => i.instance_id),
+        instances.map((i) => i.id)
+      )
+      assert.isNull(body.source_error)
+    })
+  )
+
+  it.effect("GET /metrics is Prometheus text; GET /healthz is ok", () =>
+    Effect.gen(function* () {
+      const metrics = yield* raw("/metrics")
+      assert.strictEqual(metrics.status, 200)
+      assert.strictEqual(metrics.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8")
+      assert.include(
+        metrics.body,
+        'hypeman_vm_cpu_seconds_total{instance_id="qilviffnqzck2jrim1x6s2b1",instance_name="web"} 29.94\n'
+      )
+      const health = yield* raw("/healthz")
+      assert.strictEqual(health.status, 200)
+      assert.deepStrictEqual(jsonOf(health.body), { status: "ok" })
+    })
+  )
+
+  it.effect("the OpenAPI document declares 200, 404 and 409 for the stats endpoint; /docs serves the UI", () =>
+    Effect.gen(function* () {
+      const doc = jsonOf((yield* raw("/openapi.json")).body)
+      const responses = doc.paths["/instances/{id}/stats"].get.responses
+      for (const status of ["200", "404", "409", "400", "401"]) assert.property(responses, status)
+      const docs = yield* raw("/docs")
+      assert.strictEqual(docs.status, 200)
+      assert.match(docs.headers["content-type"] ?? "", /text\/html/)
+    })
+  )
+
+  it.effect("hostile input gets a 4xx JSON error, never a 500, and reads nothing new", () =>
+    Effect.gen(function* () {
+      yield* raw("/instances") // make sure one collection happened
+      const readsBefore = JSON.stringify([...proc.reads].sort())
+      const hostile = [
+        `/instances/${"a".repeat(300)}/stats`,
+        "/instances/../stats",
+        "/instances/..%2F..%2Fetc%2Fpasswd/stats",
+        "/instances/%2Fproc%2F1/stats",
+        "/instances/%00/stats",
+        "/instances/%E2%98%83/stats",
+        "/instances/%ZZ/stats",
+        "/instances//stats",
+        "/instances/web/stats?x=1",
+        "/instances/web/stats?../../etc/passwd",
+        "/metrics?name[]=%00",
+        "/nope",
+        "/instances/web/stats/extra"
+      ]
+      for (const path of hostile) {
+        const res = yield* raw(path)
+        assert.isTrue(res.status >= 400 && res.status < 500, `${path} → ${res.status}`)
+        assert.match(res.headers["content-type"] ?? "", /application\/json/, path)
+        assert.isString(jsonOf(res.body).code ?? jsonOf(res.body)._tag, path)
+      }
+      // Within the max age nothing was re-read, and no hostile id ever became a read.
+      assert.strictEqual(JSON.stringify([...proc.reads].sort()), readsBefore)
+    })
+  )
+})
+
+layer(serverWith(Option.some(Redacted.make("s3cret-token"))), { excludeTestServices: true })(
+  "HTTP API with a token",
+  (it) => {
+    it.effect("everything but /healthz needs the bearer token", () =>
+      Effect.gen(function* () {
+        for (const path of ["/instances", "/instances/web/stats", "/metrics", "/openapi.json", "/docs", "/nope"]) {
+          const none = yield* raw(path)
+          assert.strictEqual(none.status, 401, path)
+          assert.deepStrictEqual(jsonOf(none.body), {
+            code: "unauthorized",
+            message: "a valid bearer token is required"
+          })
+          assert.strictEqual(none.headers["www-authenticate"], 'Bearer realm="vm-metrics"')
+          const wrong = yield* raw(path, { authorization: "Bearer s3cret-tokem" })
+          assert.strictEqual(wrong.status, 401, path)
+          const prefix = yield* raw(path, { authorization: "Bearer s3cret" })
+          assert.strictEqual(prefix.status, 401, path)
+        }
+        assert.strictEqual((yield* raw("/instances", { authorization: "Bearer s3cret-token" })).status, 200)
+        assert.strictEqual((yield* raw("/metrics", { authorization: "bearer s3cret-token" })).status, 200)
+        assert.strictEqual((yield* raw("/healthz")).status, 200)
+      })
+    )
+  }
+)
