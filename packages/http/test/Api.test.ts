@@ -2,7 +2,7 @@
 import * as http from "node:http"
 import { HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { assert, describe, layer } from "@effect/vitest"
+import { assert, layer } from "@effect/vitest"
 import * as Collector from "@vm-metrics/core/Collector"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
