@@ -12,7 +12,7 @@ import { VmMetrics } from "@vm-metrics/otel/VmMetrics"
 import { Effect, Either, Layer } from "effect"
 import { Ambiguous, NotFound, VmMetricsApi } from "./Api.js"
 import { lookup } from "./Lookup.js"
-import { jsonText, toFields } from "./StatsJson.js"
+import { jsonText, statsJson, toFields } from "./StatsJson.js"
 
 const json = (body: string) => HttpServerResponse.text(body, { contentType: "application/json" })
 
@@ -24,7 +24,7 @@ const InstancesLive = HttpApiBuilder.group(VmMetricsApi, "instances", (handlers)
         Effect.flatMap(collector.collectAll, (snapshot) =>
           Either.match(lookup(snapshot.stats, path.id), {
             onRight: (vm): Effect.Effect<HttpServerResponse.HttpServerResponse, NotFound | Ambiguous> =>
-              Effect.succeed(json(jsonText(Object.fromEntries(toFields(vm))))),
+              Effect.succeed(json(statsJson(vm))),
             onLeft: (failure) =>
               failure._tag === "NotFound"
                 ? Effect.fail(new NotFound({ code: "not_found", message: "resource not found" }))

@@ -1,18 +1,23 @@
 #!/usr/bin/env node
 /**
- * The `vm-metrics` command. Until the server issue lands, `serve` is a placeholder that says so and
- * exits with status 2; the HTTP API, `/metrics` and discovery come with packages/http and packages/otel.
+ * The `vm-metrics` binary. A bad flag or environment value prints one line and exits with status 2.
  *
  * @since 0.1.0
  */
-const [command] = process.argv.slice(2)
+import { ValidationError } from "@effect/cli"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Console, Effect } from "effect"
+import { run } from "./Cli.js"
 
-if (command === "serve") {
-  console.error(
-    "vm-metrics serve: the HTTP server is not built yet (it arrives with the server issue).\n" +
-      "Today the project ships the collector library: see README.md, 'Use it as a library'."
-  )
-  process.exit(2)
-}
-console.error("usage: vm-metrics serve")
-process.exit(64)
+const exitUsage = Effect.sync(() => process.exit(2))
+const usage = (message: string) => Effect.zipRight(Console.error(`vm-metrics: ${message}`), exitUsage)
+
+run(process.argv).pipe(
+  Effect.catchTag("UsageError", (error) => usage(error.message)),
+  // @effect/cli has already printed what is wrong with the flags; help and version are no error.
+  Effect.catchIf(ValidationError.isValidationError, (error) =>
+    ValidationError.isHelpRequested(error) ? Effect.void : exitUsage
+  ),
+  Effect.provide(NodeContext.layer),
+  NodeRuntime.runMain
+)

@@ -1,4 +1,10 @@
 /** @since 0.1.0 */
+export * as Discovery from "./Discovery.js"
+/** @since 0.1.0 */
+export * as HypervisorCmdline from "./HypervisorCmdline.js"
+/** @since 0.1.0 */
+export * as LibvirtSource from "./LibvirtSource.js"
+/** @since 0.1.0 */
 export * as NodeKernel from "./NodeKernel.js"
 /** @since 0.1.0 */
 export * as NodeProcReader from "./NodeProcReader.js"
@@ -6,3 +12,5 @@ export * as NodeProcReader from "./NodeProcReader.js"
 export * as NodeReaders from "./NodeReaders.js"
 /** @since 0.1.0 */
 export * as NodeTapReader from "./NodeTapReader.js"
+/** @since 0.1.0 */
+export * as StaticFileSource from "./StaticFileSource.js"

@@ -1,6 +1,7 @@
 /** Real processes and real TAP devices for the node package's tests. */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 
 export const isRoot = typeof process.getuid === "function" && process.getuid() === 0
@@ -111,3 +112,16 @@ export const childrenOf = (pid: number): Array<number> =>
     .split(/\s+/)
     .filter((s) => s !== "")
     .map(Number)
+
+const tempDirs: Array<string> = []
+
+/** A fresh directory under the system temp dir; `removeTempDirs` (from `afterAll`) removes it even when a test fails. */
+export const makeTempDir = (prefix: string): string => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  tempDirs.push(dir)
+  return dir
+}
+
+export const removeTempDirs = (): void => {
+  for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
+}

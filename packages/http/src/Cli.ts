@@ -1,0 +1,242 @@
+/**
+ * The `vm-metrics` command: `serve`, `list` and `stats <id>`. Every option falls back to an
+ * environment variable, then to a default (shown by `--help`). `serve` is the composition root of
+ * the whole product: source → readers → collector → metrics → (OTLP push) → HTTP server.
+ *
+ * @since 0.1.0
+ */
+import * as fs from "node:fs"
+import { Args, Command, Options } from "@effect/cli"
+import * as Collector from "@vm-metrics/core/Collector"
+import { cpuSeconds } from "@vm-metrics/core/VmStats"
+import * as NodeReaders from "@vm-metrics/node/NodeReaders"
+import * as OtlpPush from "@vm-metrics/otel/OtlpPush"
+import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
+import { Config, Console, Data, Duration, Effect, Either, Layer, Option, Redacted } from "effect"
+import { lookup } from "./Lookup.js"
+import * as Server from "./Server.js"
+import * as Sources from "./Sources.js"
+import { statsJson } from "./StatsJson.js"
+
+/** A bad flag or environment value, said in one line. @category errors */
+export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
+
+const env = <A>(config: Config.Config<A>) => Options.withFallbackConfig(config)
+
+/** "500ms", "2s", "1.5 seconds", "250 millis" → a Duration; anything else is a UsageError. @category parsers */
+export const parseDuration = (text: string): Either.Either<Duration.Duration, UsageError> => {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|millis|milliseconds|s|sec|seconds|m|min|minutes)?\s*$/.exec(text)
+  if (match === null)
+    return Either.left(new UsageError({ message: `not a duration: ${JSON.stringify(text)} (try 500ms or 2s)` }))
+  const value = Number(match[1])
+  const unit = match[2] ?? "ms"
+  const millis =
+    unit.startsWith("m") && unit !== "m" && !unit.startsWith("min")
+      ? value
+      : unit.startsWith("s")
+        ? value * 1000
+        : value * 60_000
+  return Either.right(Duration.millis(millis))
+}
+
+const host = Options.text("host").pipe(
+  env(Config.string("VM_METRICS_HOST")),
+  Options.withDefault(Server.defaults.host),
+  Options.withDescription("address to listen on; default 127.0.0.1 (env VM_METRICS_HOST)")
+)
+const port = Options.integer("port").pipe(
+  env(Config.integer("VM_METRICS_PORT")),
+  Options.withDefault(Server.defaults.port),
+  Options.withDescription("port to listen on, 1-65535; default 9464 (env VM_METRICS_PORT)")
+)
+const source = Options.choice("source", Sources.kinds).pipe(
+  env(Config.literal(...Sources.kinds)("VM_METRICS_SOURCE")),
+  Options.withDefault("discovery" as const),
+  Options.withDescription(
+    "where instances come from: discovery (hypervisor processes in /proc; the default), file (--instances-file), libvirt (env VM_METRICS_SOURCE)"
+  )
+)
+const instancesFile = Options.text("instances-file").pipe(
+  env(Config.string("VM_METRICS_INSTANCES_FILE")),
+  Options.optional,
+  Options.withDescription("JSON or YAML list of instances, for --source file (env VM_METRICS_INSTANCES_FILE)")
+)
+const libvirtRunDir = Options.text("libvirt-run-dir").pipe(
+  env(Config.string("VM_METRICS_LIBVIRT_RUN_DIR")),
+  Options.withDefault("/run/libvirt/qemu"),
+  Options.withDescription(
+    "libvirt's status files, for --source libvirt; default /run/libvirt/qemu (env VM_METRICS_LIBVIRT_RUN_DIR)"
+  )
+)
+const maxAge = Options.text("max-age").pipe(
+  env(Config.string("VM_METRICS_MAX_AGE")),
+  Options.withDefault("1s"),
+  Options.withDescription(
+    "how long a collection is reused by concurrent requests, e.g. 500ms or 2s; default 1s (env VM_METRICS_MAX_AGE)"
+  )
+)
+const procRoot = Options.text("proc-root").pipe(
+  env(Config.string("VM_METRICS_PROC_ROOT")),
+  Options.withDefault("/proc"),
+  Options.withDescription("where the host's /proc is mounted; default /proc (env VM_METRICS_PROC_ROOT)")
+)
+const sysRoot = Options.text("sys-root").pipe(
+  env(Config.string("VM_METRICS_SYS_ROOT")),
+  Options.withDefault("/sys"),
+  Options.withDescription("where the host's /sys is mounted; default /sys (env VM_METRICS_SYS_ROOT)")
+)
+const authTokenFile = Options.text("auth-token-file").pipe(
+  env(Config.string("VM_METRICS_AUTH_TOKEN_FILE")),
+  Options.optional,
+  Options.withDescription(
+    "file holding the bearer token required on every path but /healthz (env VM_METRICS_AUTH_TOKEN_FILE; or the token itself in VM_METRICS_AUTH_TOKEN)"
+  )
+)
+const otlp = Options.choice("otlp", ["on", "off"]).pipe(
+  env(Config.literal("on", "off")("VM_METRICS_OTLP")),
+  Options.withDefault("off" as const),
+  Options.withDescription(
+    "push metrics over OTLP/HTTP protobuf too; endpoint, headers and interval from OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_HEADERS and OTEL_METRIC_EXPORT_INTERVAL; default off (env VM_METRICS_OTLP)"
+  )
+)
+const metricPrefix = Options.text("metric-prefix").pipe(
+  env(Config.string("VM_METRICS_METRIC_PREFIX")),
+  Options.withDefault("hypeman_vm"),
+  Options.withDescription("prefix of every metric name; default hypeman_vm (env VM_METRICS_METRIC_PREFIX)")
+)
+
+const collectorOptions = { source, instancesFile, libvirtRunDir, maxAge, procRoot, sysRoot }
+
+interface CollectorConfig {
+  readonly source: Sources.Kind
+  readonly instancesFile: Option.Option<string>
+  readonly libvirtRunDir: string
+  readonly maxAge: string
+  readonly procRoot: string
+  readonly sysRoot: string
+}
+
+/** Source → readers → collector, failing with a UsageError on a bad flag. */
+const collectorLayer = (config: CollectorConfig) =>
+  Layer.unwrapEffect(
+    Effect.gen(function* () {
+      const maxAge = yield* parseDuration(config.maxAge)
+      const source = Sources.layer({
+        kind: config.source,
+        procRoot: config.procRoot,
+        instancesFile: config.instancesFile,
+        libvirtRunDir: config.libvirtRunDir
+      })
+      return Collector.layer({ maxAge }).pipe(
+        Layer.provide(Layer.merge(NodeReaders.layer({ procRoot: config.procRoot, sysRoot: config.sysRoot }), source)),
+        Layer.mapError((error) => new UsageError({ message: error.message }))
+      )
+    })
+  )
+
+/** The token from --auth-token-file, else VM_METRICS_AUTH_TOKEN, else none. */
+const readToken = (file: Option.Option<string>) =>
+  Effect.gen(function* () {
+    if (Option.isSome(file)) {
+      const token = yield* Effect.try({
+        try: () => fs.readFileSync(file.value, "utf8").trim(),
+        catch: () => new UsageError({ message: `cannot read the auth token file ${file.value}` })
+      })
+      if (token === "") return yield* new UsageError({ message: `the auth token file ${file.value} is empty` })
+      return Option.some(Redacted.make(token))
+    }
+    return yield* Config.option(Config.redacted("VM_METRICS_AUTH_TOKEN")).pipe(
+      Effect.mapError(() => new UsageError({ message: "VM_METRICS_AUTH_TOKEN is not valid" }))
+    )
+  })
+
+const serve = Command.make("serve", { host, port, authTokenFile, otlp, metricPrefix, ...collectorOptions }, (config) =>
+  Effect.gen(function* () {
+    if (config.port < 1 || config.port > 65535) {
+      return yield* new UsageError({ message: `--port must be 1-65535, got ${config.port}` })
+    }
+    const authToken = yield* readToken(config.authTokenFile)
+    const metrics = VmMetrics.layerConfig({ metrics: { prefix: config.metricPrefix } }).pipe(
+      Layer.mapError((error) => new UsageError({ message: error.message })),
+      Layer.provideMerge(collectorLayer(config))
+    )
+    const push = config.otlp === "on" ? OtlpPush.layer() : Layer.empty
+    const server = Server.layer({ host: config.host, port: config.port, authToken })
+    return yield* Layer.launch(Layer.merge(server, push).pipe(Layer.provide(metrics)))
+  })
+).pipe(Command.withDescription("serve the HTTP API and /metrics for the VMs on this host"))
+
+const human = (bytes: bigint | null) => {
+  if (bytes === null) return "-"
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"]
+  let value = Number(bytes)
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return `${value.toFixed(unit === 0 ? 0 : 1)}${units[unit]}`
+}
+
+/** Left-aligned columns, two spaces apart. */
+const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) => {
+  const all = [header, ...rows]
+  const widths = header.map((_, c) => Math.max(...all.map((row) => (row[c] ?? "").length)))
+  return all
+    .map((row) =>
+      row
+        .map((cell, c) => cell.padEnd(widths[c] ?? 0))
+        .join("  ")
+        .trimEnd()
+    )
+    .join("\n")
+}
+
+const list = Command.make("list", collectorOptions, (config) =>
+  Effect.gen(function* () {
+    const snapshot = yield* Effect.flatMap(Collector.Collector, (c) => c.refresh)
+    const header = ["ID", "NAME", "STATE", "PID", "VCPUS", "CPU_S", "RSS", "ALLOCATED", "TAP", "RX", "TX"]
+    const rows = snapshot.stats.map((vm) => [
+      vm.instanceId,
+      vm.instanceName,
+      vm.state,
+      vm.pid === null ? "-" : String(vm.pid),
+      String(vm.allocatedVcpus),
+      cpuSeconds(vm)?.toFixed(2) ?? "-",
+      human(vm.memoryRssBytes),
+      human(BigInt(vm.allocatedMemoryBytes)),
+      vm.tapDevice ?? "-",
+      human(vm.netRxBytes),
+      human(vm.netTxBytes)
+    ])
+    yield* Console.log(table(header, rows))
+    if (snapshot.sourceError !== null) yield* Console.error(`source error: ${snapshot.sourceError.reason}`)
+  }).pipe(Effect.provide(collectorLayer(config)))
+).pipe(Command.withDescription("print a table of the instances found and their current usage"))
+
+const id = Args.text({ name: "id" }).pipe(Args.withDescription("instance id, name or unique id prefix"))
+
+const stats = Command.make("stats", { id, ...collectorOptions }, (config) =>
+  Effect.gen(function* () {
+    const snapshot = yield* Effect.flatMap(Collector.Collector, (c) => c.refresh)
+    const found = lookup(snapshot.stats, config.id)
+    if (Either.isLeft(found)) {
+      return yield* new UsageError({
+        message:
+          found.left._tag === "NotFound"
+            ? `no instance matches ${JSON.stringify(config.id)}`
+            : `${found.left.matches} instances match ${JSON.stringify(config.id)}, use the full id`
+      })
+    }
+    yield* Console.log(statsJson(found.right))
+  }).pipe(Effect.provide(collectorLayer(config)))
+).pipe(Command.withDescription("print the JSON of one instance, as GET /instances/{id}/stats returns it"))
+
+/** @category commands */
+export const command = Command.make("vm-metrics").pipe(
+  Command.withDescription("host-side resource use of the virtual machines on this host"),
+  Command.withSubcommands([serve, list, stats])
+)
+
+/** @category commands */
+export const run = Command.run(command, { name: "vm-metrics", version: "0.1.0" })

@@ -1,0 +1,187 @@
+/** The `vm-metrics` binary, run as a user runs it: flags, env fallbacks, exit codes, list/stats/serve. */
+import { type ChildProcess, execFile, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+import { Duration, Either } from "effect"
+import { parseDuration } from "../src/Cli.js"
+
+const BIN = path.join(import.meta.dirname, "..", "src", "bin.ts")
+
+const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(
+      process.execPath,
+      ["--import", "tsx", BIN, ...args],
+      { env: { ...process.env, ...env, NO_COLOR: "1" }, timeout: 30_000 },
+      (error, stdout, stderr) =>
+        resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr })
+    )
+  })
+
+const freePort = () =>
+  new Promise<number>((resolve) => {
+    const server = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+
+/** A process that discovery takes for QEMU: /bin/sh copied under QEMU's name, with QEMU-like flags. */
+const fakeQemu = (dir: string): ChildProcess => {
+  const exe = path.join(dir, "qemu-system-x86_64")
+  fs.copyFileSync("/bin/sh", exe)
+  return spawn(
+    exe,
+    [
+      "-c",
+      "sleep 60",
+      "-name",
+      "cli-vm,debug-threads=on",
+      "-uuid",
+      "7d2f1c3a-0000-4000-8000-00000000c11e",
+      "-smp",
+      "3",
+      "-m",
+      "512M"
+    ],
+    { stdio: "ignore" }
+  )
+}
+
+describe("parseDuration", () => {
+  it("reads ms, s and minutes; refuses anything else", () => {
+    assert.strictEqual(Duration.toMillis(Either.getOrThrow(parseDuration("500ms"))), 500)
+    assert.strictEqual(Duration.toMillis(Either.getOrThrow(parseDuration("2s"))), 2000)
+    assert.strictEqual(Duration.toMillis(Either.getOrThrow(parseDuration("1.5 seconds"))), 1500)
+    assert.strictEqual(Duration.toMillis(Either.getOrThrow(parseDuration("250 millis"))), 250)
+    assert.strictEqual(Duration.toMillis(Either.getOrThrow(parseDuration("1m"))), 60_000)
+    for (const bad of ["soon", "", "-1s", "1h", "5 parsecs"]) assert.isTrue(Either.isLeft(parseDuration(bad)), bad)
+  })
+})
+
+describe("vm-metrics CLI", () => {
+  it("--help of serve documents every flag with its environment variable", async () => {
+    const { code, stdout } = await cli(["serve", "--help"])
+    assert.strictEqual(code, 0)
+    for (const flag of [
+      "host",
+      "port",
+      "source",
+      "instances-file",
+      "libvirt-run-dir",
+      "max-age",
+      "proc-root",
+      "sys-root",
+      "auth-token-file",
+      "otlp",
+      "metric-prefix"
+    ]) {
+      assert.include(stdout, `--${flag}`)
+    }
+    for (const variable of [
+      "VM_METRICS_HOST",
+      "VM_METRICS_PORT",
+      "VM_METRICS_SOURCE",
+      "VM_METRICS_MAX_AGE",
+      "VM_METRICS_AUTH_TOKEN_FILE",
+      "VM_METRICS_OTLP",
+      "VM_METRICS_METRIC_PREFIX"
+    ]) {
+      assert.include(stdout, variable)
+    }
+  })
+
+  it("bad flags and values exit with status 2 and say what is wrong", async () => {
+    const cases: ReadonlyArray<[ReadonlyArray<string>, Record<string, string>, string]> = [
+      [["serve", "--source", "nope"], {}, "discovery, file, libvirt"],
+      [["serve", "--port", "abc"], {}, "abc"],
+      [["serve", "--port", "70000"], {}, "1-65535"],
+      [["serve", "--max-age", "soon"], {}, "not a duration"],
+      [["serve", "--source", "file"], {}, "--instances-file"],
+      [["serve", "--proc-root", "relative"], {}, "procRoot"],
+      [["serve"], { VM_METRICS_PORT: "nope" }, "VM_METRICS_PORT"],
+      [["serve", "--auth-token-file", "/nonexistent/token"], {}, "auth token file"],
+      [["stats"], {}, "Missing argument"],
+      [["frobnicate"], {}, "serve"]
+    ]
+    const results = await Promise.all(cases.map(([args, env]) => cli(args, env)))
+    results.forEach(({ code, stderr, stdout }, i) => {
+      const [args, , expected] = cases[i]!
+      assert.strictEqual(code, 2, `${args.join(" ")}: ${stderr}`)
+      assert.include(stderr + stdout, expected, args.join(" "))
+    })
+  })
+
+  it("list and stats show a discovered hypervisor process; stats of an unknown id exits 2", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-cli-"))
+    const qemu = fakeQemu(dir)
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      const listed = await cli(["list"])
+      assert.strictEqual(listed.code, 0, listed.stderr)
+      const row = listed.stdout.split("\n").find((line) => line.includes("cli-vm"))
+      assert.isDefined(row)
+      assert.match(
+        row!,
+        new RegExp(`^7d2f1c3a-0000-4000-8000-00000000c11e\\s+cli-vm\\s+running\\s+${qemu.pid}\\s+3\\s`)
+      )
+      const stats = await cli(["stats", "cli-vm"])
+      assert.strictEqual(stats.code, 0, stats.stderr)
+      const body = JSON.parse(stats.stdout)
+      assert.strictEqual(body.instance_id, "7d2f1c3a-0000-4000-8000-00000000c11e")
+      assert.strictEqual(body.allocated_vcpus, 3)
+      assert.strictEqual(body.allocated_memory_bytes, 512 * 1024 * 1024)
+      assert.strictEqual(body.pid, qemu.pid)
+      const unknown = await cli(["stats", "no-such-vm"])
+      assert.strictEqual(unknown.code, 2)
+      assert.include(unknown.stderr, "no instance matches")
+    } finally {
+      qemu.kill("SIGKILL")
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it("serve: env fallbacks, a static file source and the bearer token from a file", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-cli-"))
+    const port = await freePort()
+    fs.writeFileSync(path.join(dir, "token"), "tok-123\n")
+    fs.writeFileSync(
+      path.join(dir, "vms.json"),
+      JSON.stringify([{ id: "static-1", name: "from-file", pid: process.pid, vcpus: 2, memory: "1G" }])
+    )
+    const server = spawn(
+      process.execPath,
+      ["--import", "tsx", BIN, "serve", "--source", "file", "--instances-file", path.join(dir, "vms.json")],
+      {
+        env: { ...process.env, VM_METRICS_PORT: String(port), VM_METRICS_AUTH_TOKEN_FILE: path.join(dir, "token") },
+        stdio: ["ignore", "ignore", "pipe"]
+      }
+    )
+    let stderr = ""
+    server.stderr?.on("data", (chunk) => (stderr += chunk))
+    try {
+      const base = `http://127.0.0.1:${port}`
+      let health: Response | undefined
+      for (let i = 0; i < 100 && health === undefined; i++) {
+        health = await fetch(`${base}/healthz`).catch(() => undefined)
+        if (health === undefined) await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      assert.strictEqual(health?.status, 200, stderr)
+      assert.strictEqual((await fetch(`${base}/instances/from-file/stats`)).status, 401)
+      const res = await fetch(`${base}/instances/from-file/stats`, { headers: { authorization: "Bearer tok-123" } })
+      assert.strictEqual(res.status, 200)
+      const body = (await res.json()) as Record<string, unknown>
+      assert.strictEqual(body.instance_id, "static-1")
+      assert.strictEqual(body.pid, process.pid)
+      assert.strictEqual(body.state, "running")
+      assert.strictEqual(body.allocated_memory_bytes, 1024 ** 3)
+    } finally {
+      server.kill("SIGINT")
+      await new Promise((resolve) => server.once("exit", resolve))
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
