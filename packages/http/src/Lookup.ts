@@ -16,8 +16,10 @@ export const lookup = <A extends Pick<VmStats, "instanceId" | "instanceName">>(
   instances: ReadonlyArray<A>,
   idOrName: string
 ): Either.Either<A, LookupFailure> => {
-  const byId = instances.find((vm) => vm.instanceId === idOrName)
-  if (byId !== undefined) return Either.right(byId)
+  const byId = instances.filter((vm) => vm.instanceId === idOrName)
+  if (byId.length === 1) return Either.right(byId[0] as A)
+  // Sources give unique ids; one that does not is ambiguous rather than silently the first.
+  if (byId.length > 1) return Either.left({ _tag: "Ambiguous", matches: byId.length })
   const byName = instances.filter((vm) => vm.instanceName === idOrName)
   if (byName.length === 1) return Either.right(byName[0] as A)
   if (byName.length > 1) return Either.left({ _tag: "Ambiguous", matches: byName.length })

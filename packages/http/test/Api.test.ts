@@ -148,6 +148,19 @@ layer(serverWith(Option.none()), { excludeTestServices: true })("HTTP API", (it)
     })
   )
 
+  it.effect("an exact id listed twice is ambiguous (409), never silently the first", () =>
+    Effect.gen(function* () {
+      const { lookup } = yield* Effect.promise(() => import("../src/Lookup.js"))
+      const twins = [
+        { instanceId: "same", instanceName: "x" },
+        { instanceId: "same", instanceName: "y" }
+      ]
+      assert.deepStrictEqual(lookup(twins, "same"), lookup(twins, "same"))
+      const result = lookup(twins, "same")
+      assert.strictEqual(result._tag === "Left" && result.left._tag, "Ambiguous")
+    })
+  )
+
   it.effect("GET /instances lists every instance in source order", () =>
     Effect.gen(function* () {
       const res = yield* raw("/instances")

@@ -18,7 +18,9 @@
  * file (no symlink, no FIFO) and at most 1 MiB. A missing or bad config means defaults, not failure.
  *
  * Only an unlistable `<procRoot>` fails the listing (`InstanceSourceError`). The result is sorted by
- * id (then pid), so its order is stable.
+ * id (then pid), so its order is stable. Ids must be unique (each is a series in /metrics and a REST
+ * resource): processes that derive the same id (two QEMUs with one `-name` and no `-uuid`) are told
+ * apart as `<id>-pid<pid>`.
  *
  * @since 0.1.0
  */
@@ -85,6 +87,15 @@ interface Known {
 
 const byId = (a: InstanceInfo, b: InstanceInfo): number =>
   a.id < b.id ? -1 : a.id > b.id ? 1 : (a.hypervisorPid ?? 0) - (b.hypervisorPid ?? 0)
+
+/** Gives every process of a shared id its own, `<id>-pid<pid>`; unique ids stay as they are. @category utils */
+export const uniqueIds = (sortedById: ReadonlyArray<InstanceInfo>): ReadonlyArray<InstanceInfo> => {
+  const counts = new Map<string, number>()
+  for (const info of sortedById) counts.set(info.id, (counts.get(info.id) ?? 0) + 1)
+  return sortedById.map((info) =>
+    (counts.get(info.id) ?? 0) > 1 ? { ...info, id: `${info.id}-pid${info.hypervisorPid ?? 0}` } : info
+  )
+}
 
 /** The synchronous scanner behind the source, usable without Effect (benchmarks). @category models */
 export interface Scanner {
@@ -155,7 +166,7 @@ export const makeScanner = (procRoot: string): Scanner => {
       found.push(hypervisorProcess.info)
     }
     for (const [pid, entry] of known) if (entry.seen !== generation) known.delete(pid)
-    return Either.right(found.sort(byId))
+    return Either.right(uniqueIds(found.sort(byId)))
   }
 
   return { scan, known: () => known.size }

@@ -263,7 +263,7 @@ describe("Discovery over a fake proc root", () => {
     )
   })
 
-  it("sorts instances with the same id by pid", () => {
+  it("sorts instances with the same id by pid, and tells their ids apart", () => {
     const root = makeTempDir("vm-metrics-discovery-dup-")
     // Enough of them that the directory's own order is practically never already sorted.
     const pids = [731, 95, 4000, 12, 3999, 250, 17, 1024, 600, 88, 2, 40000]
@@ -272,7 +272,7 @@ describe("Discovery over a fake proc root", () => {
     const listed = Either.getOrThrow(Discovery.makeScanner(root).scan())
     assert.deepStrictEqual(
       listed.map((vm) => [vm.id, vm.hypervisorPid]),
-      [["b", 29], ...[...pids].sort((a, b) => a - b).map((pid) => ["same", pid])]
+      [["b", 29], ...[...pids].sort((a, b) => a - b).map((pid) => [`same-pid${pid}`, pid])]
     )
   })
 
@@ -402,4 +402,36 @@ describe.skipIf(qemuMissing !== undefined)("Discovery of a real QEMU", () => {
         )
       )
   )
+})
+
+describe("Discovery ids are unique", () => {
+  it("two hypervisors that derive the same id get <id>-pid<pid>; unique ids stay", () => {
+    const info = (id: string, pid: number): InstanceInfo => ({
+      id,
+      name: id,
+      hypervisorPid: pid,
+      allocatedVcpus: 1,
+      allocatedMemoryBytes: 1
+    })
+    const ids = Discovery.uniqueIds([info("dup", 20), info("dup", 31), info("solo", 5)]).map((i) => i.id)
+    assert.deepStrictEqual(ids, ["dup-pid20", "dup-pid31", "solo"])
+  })
+
+  it("two real QEMU-named processes with one -name and no -uuid are listed apart", async () => {
+    const dir = makeTempDir("vm-metrics-discovery-twins-")
+    const exe = path.join(dir, "qemu-system-x86_64")
+    fs.copyFileSync("/bin/sh", exe)
+    const start = () => spawn(exe, ["-c", "sleep 30", "-name", "twin-vm", "-m", "256"], { stdio: "ignore" })
+    const [a, b] = [start(), start()]
+    try {
+      await sleepMs(300)
+      const listed = Effect.runSync(
+        Effect.flatMap(InstanceSource, (s) => s.list).pipe(Effect.provide(Discovery.layer()))
+      )
+      const twins = listed.filter((i) => i.name === "twin-vm")
+      assert.deepStrictEqual(twins.map((i) => i.id).sort(), [`twin-vm-pid${a.pid}`, `twin-vm-pid${b.pid}`].sort())
+    } finally {
+      await Promise.all([stopChild(a), stopChild(b)])
+    }
+  })
 })

@@ -1,0 +1,783 @@
+/**
+ * The QEMU rig of the http package's end-to-end tests: a real `qemu-system-x86_64` guest (TCG, the tiny
+ * guest that `.ci/qemu-guest.sh` builds), its network, the real `vm-metrics serve` CLI, and readings of
+ * the same VM that the test takes itself from the kernel (/proc, `ps`, `ip -s -j link`).
+ *
+ * Network: netns `<netns>` holds the peer 10.77.0.1/24 on a veth whose other end is a port of bridge
+ * `<bridge>` in the host netns; the VM's TAP is also in the HOST netns (so the server can read
+ * /sys/class/net/<tap>), is a port of the same bridge and has no address. IPv6 is off on every link and
+ * in the guest, and the host has no address on any of them: the guest's pings (every 0.2 s, to
+ * 10.77.0.1) never leave the namespace and the bridge.
+ *
+ * Everything here is released with its scope, also when the test fails: QEMU (SIGTERM, then SIGKILL),
+ * the server's process group, the TAP, veth, bridge and netns, the temporary directory. Leftovers of an
+ * earlier run that was killed (a QEMU on the same TAP, the links, the netns) are removed first.
+ */
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { Duration, Effect, Schema, type Scope } from "effect"
+import { assert } from "vitest"
+import { getconf, hasCommand, ipLinkBytes, isRoot, sleepMs } from "../../node/test/helpers.js"
+import { freePort, request, skipReason, tempDir } from "./rig.js"
+
+// ---------------------------------------------------------------------------------------------------
+// Prerequisites
+
+/** The repository's root (this file is packages/http/test/qemuRig.ts). */
+export const REPO_ROOT = path.resolve(import.meta.dirname, "../../..")
+
+/** The guest of `.ci/qemu-guest.sh`: `$VM_METRICS_GUEST_DIR`, else `${VM_METRICS_CI_CACHE:-/var/cache/vm-metrics-ci}/guest`. */
+export const guestDir = (): string =>
+  process.env.VM_METRICS_GUEST_DIR ?? path.join(process.env.VM_METRICS_CI_CACHE ?? "/var/cache/vm-metrics-ci", "guest")
+
+export interface Guest {
+  readonly kernel: string
+  readonly initrd: string
+}
+
+export const guest = (): Guest => ({
+  kernel: path.join(guestDir(), "vmlinuz"),
+  initrd: path.join(guestDir(), "initrd.gz")
+})
+
+/** The CLI under test: `$VM_METRICS_E2E_BIN`, else packages/http/src/bin.ts. */
+export const serverBin = (): string =>
+  process.env.VM_METRICS_E2E_BIN ?? path.join(REPO_ROOT, "packages/http/src/bin.ts")
+
+/** Why a real QEMU guest cannot run here, or undefined when it can. */
+export const qemuMissing = (): string | undefined => {
+  if (process.platform !== "linux") return "needs Linux"
+  if (!isRoot) return "needs root (TAP devices, a netns, a bridge); .ci/run runs as root"
+  if (!fs.existsSync("/dev/net/tun")) return "needs /dev/net/tun"
+  for (const [command, pkg] of [
+    ["ip", "iproute2"],
+    ["ps", "procps"],
+    ["getconf", "libc-bin"],
+    ["qemu-system-x86_64", "qemu-system-x86; run `bash .ci/qemu-guest.sh`"]
+  ] as const) {
+    if (!hasCommand(command)) return `needs ${command} (${pkg})`
+  }
+  const { initrd, kernel } = guest()
+  if (!fs.existsSync(kernel) || !fs.existsSync(initrd)) {
+    return `the tiny guest is not built: no ${kernel} / ${initrd} (run \`bash .ci/qemu-guest.sh\`, or set VM_METRICS_GUEST_DIR)`
+  }
+  return undefined
+}
+
+/**
+ * Why the server under test cannot run: its bin.ts is missing or still the placeholder that only says
+ * "not built yet" and exits 2.
+ */
+export const serverMissing = (): string | undefined => {
+  const bin = serverBin()
+  if (!fs.existsSync(bin)) return `no ${bin}`
+  if (fs.readFileSync(bin, "utf8").includes("not built yet")) {
+    return `${path.relative(REPO_ROOT, bin)} is still the placeholder (the HTTP server is not built yet)`
+  }
+  return undefined
+}
+
+/** First missing prerequisite of `what`, as a skip reason (a failure under CI=true, as in rig.ts). */
+export const qemuSkipReason = (what: string, ...more: ReadonlyArray<() => string | undefined>): string | undefined => {
+  for (const check of [qemuMissing, ...more, serverMissing]) {
+    const missing = check()
+    if (missing !== undefined) return skipReason(missing, what)
+  }
+  return undefined
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Commands
+
+const run = (command: string, args: ReadonlyArray<string>): string => {
+  const result = spawnSync(command, args, { encoding: "utf8", timeout: 30_000 })
+  if (result.status !== 0) {
+    throw new Error(
+      `${command} ${args.join(" ")} exited ${result.status ?? result.signal}: ${result.stderr}${result.error ?? ""}`
+    )
+  }
+  return result.stdout
+}
+
+/** Runs a command, ignoring failure (cleanup of what may not exist). */
+const tryRun = (command: string, args: ReadonlyArray<string>): void => {
+  spawnSync(command, args, { stdio: "ignore", timeout: 30_000 })
+}
+
+const linkExists = (name: string): boolean => fs.existsSync(`/sys/class/net/${name}`)
+
+const netnsExists = (netns: string): boolean => fs.existsSync(`/run/netns/${netns}`)
+
+const disableIpv6 = (link: string): void => fs.writeFileSync(`/proc/sys/net/ipv6/conf/${link}/disable_ipv6`, "1")
+
+const pidAlive = (pid: number): boolean => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z"
+  } catch {
+    return false
+  }
+}
+
+/** SIGTERM, up to `graceMs` for it to go, then SIGKILL and up to 3 s more. */
+export const killPid = async (pid: number, graceMs = 5_000): Promise<void> => {
+  const waitGone = async (ms: number) => {
+    const deadline = Date.now() + ms
+    while (pidAlive(pid) && Date.now() < deadline) await sleepMs(50)
+    return !pidAlive(pid)
+  }
+  try {
+    process.kill(pid, "SIGTERM")
+  } catch {
+    return
+  }
+  if (await waitGone(graceMs)) return
+  try {
+    process.kill(pid, "SIGKILL")
+  } catch {
+    return
+  }
+  await waitGone(3_000)
+}
+
+/** Pids of QEMU processes (comm `qemu-system-*`) whose command line contains `needle` (leftovers of a killed run). */
+export const qemuPidsWith = (needle: string): Array<number> => {
+  const pids: Array<number> = []
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      if (!fs.readFileSync(`/proc/${entry}/comm`, "utf8").startsWith("qemu-system-")) continue
+      if (
+        fs
+          .readFileSync(`/proc/${entry}/cmdline`, "utf8")
+          .split("\0")
+          .some((arg) => arg.includes(needle))
+      ) {
+        pids.push(Number(entry))
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids
+}
+
+/** The last `lines` lines of a file, without the terminal escape sequences SeaBIOS prints. */
+export const tailOf = (file: string, lines = 40): string => {
+  try {
+    return (
+      fs
+        .readFileSync(file, "utf8")
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: strips terminal escape sequences
+        .replace(/\u001b\[[0-9;?]*[A-Za-z]|\u001bc/g, "")
+        .split(/\r?\n/)
+        .slice(-lines)
+        .join("\n")
+    )
+  } catch (error) {
+    return `(cannot read ${file}: ${String(error)})`
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The network: netns + veth + bridge, and the VM's TAP in the host netns
+
+export interface NetConfig {
+  /** Network namespace holding the peer. */
+  readonly netns: string
+  /** Bridge in the host netns (no address). */
+  readonly bridge: string
+  /** veth end in the host netns, a port of the bridge. */
+  readonly vethHost: string
+  /** veth end inside the netns, with `peerAddress`. */
+  readonly vethPeer: string
+}
+
+/** The guest pings this address, which exists only inside the netns. */
+export const PEER_ADDRESS = "10.77.0.1"
+export const GUEST_ADDRESS = "10.77.0.2"
+
+const removeNetwork = (net: NetConfig): void => {
+  if (linkExists(net.vethHost)) tryRun("ip", ["link", "del", net.vethHost])
+  if (linkExists(net.bridge)) tryRun("ip", ["link", "del", net.bridge])
+  if (netnsExists(net.netns)) tryRun("ip", ["netns", "del", net.netns])
+}
+
+/** The netns with the peer behind the bridge; removed with the scope (leftovers of a killed run first). */
+export const guestNetwork = (net: NetConfig): Effect.Effect<NetConfig, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      removeNetwork(net)
+      try {
+        run("ip", ["netns", "add", net.netns])
+        run("ip", ["netns", "exec", net.netns, "sh", "-c", ipv6OffInNetns])
+        run("ip", ["-n", net.netns, "link", "set", "lo", "up"])
+        run("ip", ["link", "add", net.bridge, "type", "bridge"])
+        disableIpv6(net.bridge)
+        run("ip", ["link", "set", net.bridge, "up"])
+        run("ip", ["link", "add", net.vethHost, "type", "veth", "peer", "name", net.vethPeer, "netns", net.netns])
+        disableIpv6(net.vethHost)
+        run("ip", ["-n", net.netns, "addr", "add", `${PEER_ADDRESS}/24`, "dev", net.vethPeer])
+        run("ip", ["-n", net.netns, "link", "set", net.vethPeer, "up"])
+        run("ip", ["link", "set", net.vethHost, "master", net.bridge])
+        run("ip", ["link", "set", net.vethHost, "up"])
+      } catch (error) {
+        removeNetwork(net)
+        throw error
+      }
+      return net
+    }),
+    (net) => Effect.sync(() => removeNetwork(net))
+  )
+
+const ipv6OffInNetns =
+  "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6"
+
+/** Kills any QEMU still attached to `tap` (a killed earlier run) and deletes the TAP. */
+const removeTap = async (tap: string): Promise<void> => {
+  for (const pid of qemuPidsWith(`ifname=${tap},`)) await killPid(pid, 3_000)
+  if (linkExists(tap)) tryRun("ip", ["link", "del", tap])
+}
+
+/**
+ * A persistent TAP (≤ 15 characters) in the host netns, IPv6 off, a port of `bridge`, up; deleted with
+ * the scope. QEMU (`ifname=`) or libvirt (`managed='no'`) attaches to it.
+ */
+export const hostTap = (tap: string, bridge: string): Effect.Effect<string, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.promise(async () => {
+      if (tap.length > 15) throw new Error(`TAP name ${tap} is longer than 15 characters`)
+      await removeTap(tap)
+      run("ip", ["tuntap", "add", "dev", tap, "mode", "tap"])
+      try {
+        disableIpv6(tap)
+        run("ip", ["link", "set", tap, "master", bridge])
+        run("ip", ["link", "set", tap, "up"])
+      } catch (error) {
+        tryRun("ip", ["link", "del", tap])
+        throw error
+      }
+      return tap
+    }),
+    (tap) => Effect.promise(() => removeTap(tap))
+  )
+
+// ---------------------------------------------------------------------------------------------------
+// The guest
+
+/** The kernel command line of the tiny guest: its address, and pings to the peer every 0.2 s. */
+export const guestCmdline = (): string =>
+  [
+    "console=ttyS0 quiet panic=-1 ipv6.disable=1",
+    `vmm.ip=${GUEST_ADDRESS}/24 vmm.peer=${PEER_ADDRESS} vmm.interval=0.2 vmm.size=1000`
+  ].join(" ")
+
+/** What the guest's /init prints on the serial console once eth0 is up. */
+export const NETWORK_UP = "vm-metrics-guest: network up"
+
+export const GUEST_MAC = "52:54:00:77:00:02"
+export const GUEST_MEMORY_MIB = 256
+export const GUEST_VCPUS = 1
+
+/**
+ * Waits (≤ `timeout`) for the guest's "network up" line in the serial log; fails early when `alive`
+ * says the VM is gone. The error carries the serial log's tail.
+ */
+export const waitForGuestNetwork = (
+  serial: string,
+  alive: () => boolean,
+  timeout: Duration.DurationInput = "30 seconds"
+): Effect.Effect<number> =>
+  Effect.promise(async () => {
+    const started = Date.now()
+    const deadline = started + Duration.toMillis(timeout)
+    for (;;) {
+      let text = ""
+      try {
+        text = fs.readFileSync(serial, "utf8")
+      } catch {
+        // not created yet
+      }
+      if (text.includes(NETWORK_UP)) return Date.now() - started
+      if (!alive()) throw new Error(`the VM exited before its network came up; serial log:\n${tailOf(serial)}`)
+      if (Date.now() > deadline) {
+        throw new Error(
+          `the guest's network was not up within ${Duration.format(timeout)}; serial log tail:\n${tailOf(serial)}`
+        )
+      }
+      await sleepMs(100)
+    }
+  })
+
+/** One running VM. */
+export interface QemuVm {
+  readonly name: string
+  readonly uuid: string
+  readonly pid: number
+  readonly tap: string
+  readonly serial: string
+  /** How long the guest took from start to "network up", ms. */
+  readonly bootMs: number
+  readonly serialTail: () => string
+  /** SIGTERM (SIGKILL after 5 s) while the pid is still this QEMU. */
+  readonly stop: () => Promise<void>
+}
+
+/**
+ * `qemu-system-x86_64 -name <name>,debug-threads=on -uuid <uuid> -accel tcg -m 256 -smp 1 … -netdev
+ * tap,ifname=<tap> … -daemonize`, booted until the guest's network is up (≤ 30 s). Killed with the scope.
+ */
+export const qemuVm = (options: {
+  readonly name: string
+  readonly uuid: string
+  readonly tap: string
+}): Effect.Effect<QemuVm, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const dir = yield* tempDir("vm-metrics-qemu-")
+    const serial = path.join(dir, "serial")
+    const pidfile = path.join(dir, "pid")
+    const { initrd, kernel } = guest()
+    const args = [
+      "-name",
+      `${options.name},debug-threads=on`,
+      "-uuid",
+      options.uuid,
+      "-accel",
+      "tcg",
+      "-m",
+      String(GUEST_MEMORY_MIB),
+      "-smp",
+      String(GUEST_VCPUS),
+      "-nographic",
+      "-nodefaults",
+      "-no-reboot",
+      "-serial",
+      `file:${serial}`,
+      "-monitor",
+      "none",
+      "-kernel",
+      kernel,
+      "-initrd",
+      initrd,
+      "-append",
+      guestCmdline(),
+      "-netdev",
+      `tap,id=n0,ifname=${options.tap},script=no,downscript=no`,
+      "-device",
+      `virtio-net-pci,netdev=n0,mac=${GUEST_MAC}`,
+      "-pidfile",
+      pidfile,
+      "-daemonize"
+    ]
+    // Only while the pid is still this QEMU (on this TAP): a pid the kernel reused is left alone.
+    const stop = async (pid: number) => {
+      if (qemuPidsWith(`ifname=${options.tap},`).includes(pid)) await killPid(pid)
+    }
+    const pid = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const started = spawnSync("qemu-system-x86_64", args, { encoding: "utf8", timeout: 30_000 })
+        const pid = fs.existsSync(pidfile) ? Number(fs.readFileSync(pidfile, "utf8").trim()) : Number.NaN
+        if (started.status !== 0 || !Number.isInteger(pid)) {
+          if (Number.isInteger(pid)) process.kill(pid, "SIGKILL")
+          throw new Error(
+            `qemu-system-x86_64 ${args.join(" ")} exited ${started.status ?? started.signal}: ${started.stderr}${started.error ?? ""}`
+          )
+        }
+        return pid
+      }),
+      (pid) => Effect.promise(() => stop(pid))
+    )
+    const bootMs = yield* waitForGuestNetwork(serial, () => pidAlive(pid))
+    return {
+      name: options.name,
+      uuid: options.uuid,
+      pid,
+      tap: options.tap,
+      serial,
+      bootMs,
+      serialTail: () => tailOf(serial),
+      stop: () => stop(pid)
+    }
+  })
+
+// ---------------------------------------------------------------------------------------------------
+// The server under test
+
+/** The running `vm-metrics serve`, with its recent output for failure messages. */
+export interface VmMetricsServer {
+  readonly base: string
+  readonly args: ReadonlyArray<string>
+  readonly process: ChildProcess
+  readonly output: () => string
+  /** GET a path; remembers when the last request ended (see `freshAfterMs`). */
+  readonly get: (pathname: string) => Promise<{ status: number; contentType: string | null; body: string }>
+  /** Ms since the last request to the server ended (its snapshot cache is older than this). */
+  readonly idleMs: () => number
+}
+
+/** The server's `--max-age`: a response may reuse a snapshot up to this old. */
+export const SERVER_MAX_AGE_MS = 200
+
+const tsxBin = (): Array<string> => {
+  const local = path.join(REPO_ROOT, "node_modules/.bin/tsx")
+  return fs.existsSync(local) ? [local] : ["npx", "tsx"]
+}
+
+/**
+ * The test's environment without the server's own settings (VM_METRICS_*, OTEL_*): a token, a prefix or
+ * other /proc and /sys roots in a developer's shell would change what the server answers.
+ */
+const serverEnv = (): NodeJS.ProcessEnv =>
+  Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => !key.startsWith("VM_METRICS_") && !key.startsWith("OTEL_"))
+  )
+
+const exited = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null
+
+/** SIGTERM to the server's process group (tsx and its node child), SIGKILL after 5 s. */
+const stopServer = (child: ChildProcess): Promise<void> =>
+  new Promise((resolve) => {
+    const group = (signal: NodeJS.Signals) => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, signal)
+      } catch {
+        // the group is gone
+      }
+    }
+    if (exited(child)) {
+      group("SIGKILL") // a grandchild may outlive tsx
+      return resolve()
+    }
+    const kill = setTimeout(() => group("SIGKILL"), 5_000)
+    child.once("exit", () => {
+      clearTimeout(kill)
+      group("SIGKILL")
+      resolve()
+    })
+    group("SIGTERM")
+  })
+
+/**
+ * `tsx packages/http/src/bin.ts serve --host 127.0.0.1 --port <free port> --max-age 200millis <extra>`
+ * from the repository root, in its own process group; ready once `GET /healthz` answers 200
+ * `{"status":"ok"}` (≤ 30 s). Stopped with the scope.
+ */
+export const vmMetricsServer = (extra: ReadonlyArray<string>): Effect.Effect<VmMetricsServer, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const port = yield* freePort
+    const [command, ...prefix] = tsxBin()
+    const args = [
+      ...prefix,
+      serverBin(),
+      "serve",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--max-age",
+      `${SERVER_MAX_AGE_MS}millis`,
+      ...extra
+    ]
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() =>
+        spawn(command!, args, { cwd: REPO_ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"], env: serverEnv() })
+      ),
+      (child) => Effect.promise(() => stopServer(child))
+    )
+    let output = ""
+    const keep = (chunk: Buffer) => {
+      output = (output + chunk.toString("utf8")).slice(-16_000)
+    }
+    child.stdout?.on("data", keep)
+    child.stderr?.on("data", keep)
+    child.on("error", (error) => keep(Buffer.from(`spawn error: ${error.message}\n`)))
+    const base = `http://127.0.0.1:${port}`
+    let lastRequestEnd = 0
+    const get = async (pathname: string) => {
+      try {
+        return await request(`${base}${pathname}`)
+      } finally {
+        lastRequestEnd = Date.now()
+      }
+    }
+    const describe = () => `${command} ${args.join(" ")}`
+    yield* Effect.promise(async () => {
+      const deadline = Date.now() + 30_000
+      let last = "nothing yet"
+      for (;;) {
+        if (exited(child)) {
+          throw new Error(`${describe()} exited (${child.exitCode ?? child.signalCode}) before /healthz:\n${output}`)
+        }
+        try {
+          const health = await get("/healthz")
+          if (health.status === 200 && JSON.stringify(JSON.parse(health.body)) === `{"status":"ok"}`) return
+          last = `${health.status} ${health.body}`
+        } catch (error) {
+          last = String(error)
+        }
+        if (Date.now() > deadline)
+          throw new Error(`${describe()}: no healthy /healthz in 30 s (last: ${last}):\n${output}`)
+        await sleepMs(100)
+      }
+    })
+    return {
+      base,
+      args,
+      process: child,
+      output: () => output,
+      get,
+      idleMs: () => Date.now() - lastRequestEnd
+    }
+  })
+
+// ---------------------------------------------------------------------------------------------------
+// The API's JSON
+
+const Count = Schema.Number.pipe(Schema.nonNegative())
+const NullableCount = Schema.NullOr(Count)
+
+/** `GET /instances/{id}/stats`, as the issue specifies it (extra fields are ignored). */
+export const StatsJson = Schema.Struct({
+  instance_id: Schema.String,
+  instance_name: Schema.String,
+  cpu_seconds: NullableCount,
+  memory_rss_bytes: NullableCount,
+  memory_vms_bytes: NullableCount,
+  network_rx_bytes: NullableCount,
+  network_tx_bytes: NullableCount,
+  allocated_vcpus: Count,
+  allocated_memory_bytes: Count,
+  memory_utilization_ratio: Schema.NullOr(Schema.Number),
+  state: Schema.String,
+  pid: Schema.NullOr(Schema.Number),
+  tap_device: Schema.NullOr(Schema.String),
+  epoch: Schema.Number,
+  sampled_at: Schema.String,
+  process_start_time: Schema.NullOr(Schema.String),
+  unavailable: Schema.Array(Schema.Unknown)
+})
+export type StatsJson = typeof StatsJson.Type
+
+/** Parses a stats body (fails with the body and what is wrong). */
+export const decodeStats = (body: string): StatsJson => {
+  let json: unknown
+  try {
+    json = JSON.parse(body)
+  } catch {
+    throw new Error(`not JSON: ${body}`)
+  }
+  const decoded = Schema.decodeUnknownEither(StatsJson)(json, { onExcessProperty: "ignore" })
+  if (decoded._tag === "Left") throw new Error(`unexpected stats JSON ${body}:\n${decoded.left.message}`)
+  return decoded.right
+}
+
+/** An ISO 8601 timestamp as epoch ms (NaN when it is none). */
+export const isoMs = (value: string): number =>
+  /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/.test(value) ? Date.parse(value) : Number.NaN
+
+// ---------------------------------------------------------------------------------------------------
+// The test's own readings of the VM, independent of vm-metrics
+
+export const CLK_TCK = getconf("CLK_TCK")
+
+/** What the kernel says about the VM right now, through other tools than vm-metrics. */
+export interface Reading {
+  readonly atMs: number
+  /** utime + stime (stat fields 14 + 15) ÷ CLK_TCK. */
+  readonly cpuSeconds: number
+  /** `ps -o rss=` × 1024. */
+  readonly rssBytes: number
+  /** `ps -o vsz=` × 1024. */
+  readonly vszBytes: number
+  /** `ip -s -j link show dev <tap>` tx bytes: what the VM received. */
+  readonly vmRxBytes: number
+  /** … rx bytes: what the VM sent. */
+  readonly vmTxBytes: number
+}
+
+export const statFields = (pid: number): Array<string> => {
+  const text = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+  return [
+    "pid",
+    "comm",
+    ...text
+      .slice(text.lastIndexOf(")") + 2)
+      .trim()
+      .split(" ")
+  ]
+}
+
+export const readVm = (pid: number, tap: string): Reading => {
+  const atMs = Date.now()
+  const fields = statFields(pid)
+  const cpuSeconds = (Number(fields[13]) + Number(fields[14])) / CLK_TCK
+  const [rss, vsz] = execFileSync("ps", ["-o", "rss=,vsz=", "-p", String(pid)], { encoding: "utf8" })
+    .trim()
+    .split(/\s+/)
+    .map(Number)
+  const link = ipLinkBytes(tap)
+  return {
+    atMs,
+    cpuSeconds,
+    rssBytes: rss! * 1024,
+    vszBytes: vsz! * 1024,
+    vmRxBytes: Number(link.tx),
+    vmTxBytes: Number(link.rx)
+  }
+}
+
+/** The process's start time from its stat field 22 and the boot time in /proc/stat, epoch ms. */
+export const processStartMs = (pid: number): number => {
+  const btime = Number(/^btime (\d+)$/m.exec(fs.readFileSync("/proc/stat", "utf8"))![1])
+  return btime * 1000 + (Number(statFields(pid)[21]) * 1000) / CLK_TCK
+}
+
+/**
+ * `GET path` bracketed by two readings of the VM, with no cached snapshot in play: it first waits until
+ * the server has been idle longer than its max age (plus a margin), so the response must come from a
+ * collection that started after `before` was taken.
+ */
+export const bracketedGet = async (server: VmMetricsServer, pathname: string, vm: { pid: number; tap: string }) => {
+  const wait = SERVER_MAX_AGE_MS + 150 - server.idleMs()
+  if (wait > 0) await sleepMs(wait)
+  const before = readVm(vm.pid, vm.tap)
+  const response = await server.get(pathname)
+  const after = readVm(vm.pid, vm.tap)
+  return { before, response, after }
+}
+
+/** Asserts `low - slack ≤ value ≤ high + slack`, with a message that shows all three. */
+export const assertWithin = (value: number, low: number, high: number, what: string, slack = 1e-9): void => {
+  if (!(value >= low - slack && value <= high + slack)) assert.fail(`${what}: ${value} is not within [${low}, ${high}]`)
+}
+
+/** What the server must say about a VM (the test's own knowledge of it). */
+export interface Expected {
+  readonly id: string
+  readonly name: string
+  readonly pid: number
+  readonly tap: string
+  readonly vcpus: number
+  readonly memoryBytes: number
+}
+
+/** Every check of one stats response against what the test knows and the readings right before and after it. */
+export const checkStats = (stats: StatsJson, expected: Expected, before: Reading, after: Reading): void => {
+  assert.strictEqual(stats.instance_id, expected.id, "instance_id")
+  assert.strictEqual(stats.instance_name, expected.name, "instance_name")
+  assert.strictEqual(stats.state, "running")
+  assert.strictEqual(stats.pid, expected.pid, "pid: the hypervisor's")
+  assert.strictEqual(stats.tap_device, expected.tap, "tap_device")
+  assert.strictEqual(stats.allocated_vcpus, expected.vcpus, "allocated_vcpus")
+  assert.strictEqual(stats.allocated_memory_bytes, expected.memoryBytes, "allocated_memory_bytes")
+  assert.deepStrictEqual(stats.unavailable, [], "every value was read")
+
+  assert.isNotNull(stats.cpu_seconds, "cpu_seconds")
+  assertWithin(stats.cpu_seconds!, before.cpuSeconds, after.cpuSeconds, "cpu_seconds vs /proc/<pid>/stat utime+stime")
+  assert.isAbove(stats.cpu_seconds!, 0)
+
+  // RSS moves while the guest runs: within 3 % of what ps saw before and after.
+  assert.isNotNull(stats.memory_rss_bytes, "memory_rss_bytes")
+  assertWithin(
+    stats.memory_rss_bytes!,
+    Math.min(before.rssBytes, after.rssBytes) * 0.97,
+    Math.max(before.rssBytes, after.rssBytes) * 1.03,
+    "memory_rss_bytes vs ps rss"
+  )
+  assert.isNotNull(stats.memory_vms_bytes, "memory_vms_bytes")
+  assertWithin(
+    stats.memory_vms_bytes!,
+    Math.min(before.vszBytes, after.vszBytes) * 0.99,
+    Math.max(before.vszBytes, after.vszBytes) * 1.01,
+    "memory_vms_bytes vs ps vsz"
+  )
+  assert.isNotNull(stats.memory_utilization_ratio, "memory_utilization_ratio")
+  assert.closeTo(
+    stats.memory_utilization_ratio!,
+    stats.memory_rss_bytes! / expected.memoryBytes,
+    1e-9,
+    "RSS / allocated"
+  )
+
+  // The VM's perspective: what it received is the TAP's tx, what it sent the TAP's rx.
+  assert.isNotNull(stats.network_rx_bytes, "network_rx_bytes")
+  assert.isNotNull(stats.network_tx_bytes, "network_tx_bytes")
+  assertWithin(stats.network_rx_bytes!, before.vmRxBytes, after.vmRxBytes, "network_rx_bytes vs the TAP's tx bytes")
+  assertWithin(stats.network_tx_bytes!, before.vmTxBytes, after.vmTxBytes, "network_tx_bytes vs the TAP's rx bytes")
+  assert.isAbove(stats.network_rx_bytes!, 0, "the peer answered the guest's pings")
+  assert.isAbove(stats.network_tx_bytes!, 0, "the guest pinged")
+
+  assert.isTrue(Number.isInteger(stats.epoch) && stats.epoch >= 0, `epoch ${stats.epoch}`)
+  assert.isNotNull(stats.process_start_time, "process_start_time")
+  const startMs = isoMs(stats.process_start_time!)
+  assert.closeTo(
+    startMs,
+    processStartMs(expected.pid),
+    1000 / CLK_TCK + 1,
+    `process_start_time ${stats.process_start_time}`
+  )
+  // No cached snapshot was in play (bracketedGet waited out --max-age), so it was sampled in between.
+  assertWithin(isoMs(stats.sampled_at), before.atMs, after.atMs, `sampled_at ${stats.sampled_at}`, 2)
+}
+
+/** Checks the Prometheus text's per-VM samples, labelled exactly {instance_id, instance_name}. */
+export const checkMetrics = (body: string, expected: Expected, before: Reading, after: Reading): void => {
+  const labels = `\\{instance_id="${expected.id}",instance_name="${expected.name}"\\}`
+  const sample = (metric: string): number => {
+    const found = new RegExp(`^${metric}${labels} (\\S+)$`, "m").exec(body)
+    if (found === null) {
+      assert.fail(`no ${metric}{instance_id="${expected.id}",instance_name="${expected.name}"} in:\n${body}`)
+    }
+    return Number(found[1])
+  }
+  assertWithin(sample("hypeman_vm_cpu_seconds_total"), before.cpuSeconds, after.cpuSeconds, "cpu seconds counter")
+  assertWithin(sample("hypeman_vm_network_rx_bytes_total"), before.vmRxBytes, after.vmRxBytes, "rx bytes counter")
+  assertWithin(sample("hypeman_vm_network_tx_bytes_total"), before.vmTxBytes, after.vmTxBytes, "tx bytes counter")
+  assert.strictEqual(sample("hypeman_vm_allocated_vcpus"), expected.vcpus, "allocated vcpus gauge")
+  assert.strictEqual(sample("hypeman_vm_allocated_memory_bytes"), expected.memoryBytes, "allocated memory gauge")
+}
+
+/** On failure, the guest's serial log and the server's output go to stderr next to the assertion. */
+export const withDiagnostics = <A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  vm: { readonly name: string; readonly serialTail: () => string },
+  server: VmMetricsServer
+): Effect.Effect<A, E, R> =>
+  self.pipe(
+    Effect.onError(() =>
+      Effect.sync(() =>
+        console.error(
+          `--- serial log of ${vm.name} (tail) ---\n${vm.serialTail()}\n` +
+            `--- vm-metrics serve ${server.args.join(" ")} (output tail) ---\n${server.output()}`
+        )
+      )
+    )
+  )
+
+/**
+ * After the VM is gone (and the server's max age has passed): the instance is either no longer listed
+ * (404 `not_found`) or listed as `exited` with null usage, never with stale or zero counters; and
+ * /metrics has no series of it any more.
+ */
+export const checkGone = async (server: VmMetricsServer, expected: Pick<Expected, "id" | "name">): Promise<string> => {
+  await sleepMs(SERVER_MAX_AGE_MS + 150)
+  const response = await server.get(`/instances/${expected.id}/stats`)
+  let outcome: string
+  if (response.status === 404) {
+    assert.strictEqual((JSON.parse(response.body) as { code?: unknown }).code, "not_found", response.body)
+    outcome = "404 not_found"
+  } else {
+    assert.strictEqual(response.status, 200, response.body)
+    const stats = decodeStats(response.body)
+    assert.strictEqual(stats.state, "exited", response.body)
+    for (const field of ["cpu_seconds", "memory_rss_bytes", "memory_vms_bytes"] as const) {
+      assert.isNull(stats[field], `${field} of an exited VM: ${response.body}`)
+    }
+    outcome = "200 state exited"
+  }
+  const metrics = await server.get("/metrics")
+  assert.strictEqual(metrics.status, 200)
+  assert.notInclude(metrics.body, `instance_id="${expected.id}"`, "no series of a VM that is gone")
+  return outcome
+}
