@@ -17,6 +17,7 @@ import { lookup } from "./Lookup.js"
 import * as Server from "./Server.js"
 import * as Sources from "./Sources.js"
 import { statsJson } from "./StatsJson.js"
+import * as Top from "./Top.js"
 
 /** A bad flag or environment value, said in one line. @category errors */
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
@@ -232,10 +233,34 @@ const stats = Command.make("stats", { id, ...collectorOptions }, (config) =>
   }).pipe(Effect.provide(collectorLayer(config)))
 ).pipe(Command.withDescription("print the JSON of one instance, as GET /instances/{id}/stats returns it"))
 
+const url = Options.text("url").pipe(
+  env(Config.string("VM_METRICS_URL")),
+  Options.optional,
+  Options.withDescription("read a vm-metrics server at this base URL instead of this host (env VM_METRICS_URL)")
+)
+const interval = Options.text("interval").pipe(
+  Options.withDefault("1s"),
+  Options.withDescription("refresh interval, e.g. 1s or 500ms; default 1s")
+)
+
+const top = Command.make("top", { url, interval, authTokenFile, ...collectorOptions }, (config) =>
+  Effect.gen(function* () {
+    const every = yield* parseDuration(config.interval)
+    if (Option.isSome(config.url)) {
+      const base = config.url.value
+      if (!/^https?:\/\/[^\s]+$/.test(base)) return yield* new UsageError({ message: `not an http(s) URL: ${base}` })
+      return yield* Top.run(Top.remote(base, yield* readToken(config.authTokenFile)), every)
+    }
+    return yield* Effect.flatMap(Top.local, (source) => Top.run(source, every)).pipe(
+      Effect.provide(collectorLayer(config))
+    )
+  })
+).pipe(Command.withDescription("a live view of every VM: CPU, memory and network rates, like top"))
+
 /** @category commands */
 export const command = Command.make("vm-metrics").pipe(
   Command.withDescription("host-side resource use of the virtual machines on this host"),
-  Command.withSubcommands([serve, list, stats])
+  Command.withSubcommands([serve, list, stats, top])
 )
 
 /** @category commands */

@@ -1,0 +1,164 @@
+/**
+ * `vm-metrics top` driven as a person would, in tmux (send-keys / capture-pane), against a real QEMU
+ * guest that pings through its TAP: locally (reading /proc and /sys) and against a server (`--url`,
+ * with the bearer token). Needs root, QEMU, the tiny guest and tmux; skips with a message otherwise
+ * and fails instead under CI=true.
+ */
+import { execFileSync } from "node:child_process"
+import { randomUUID } from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { assert, describe, layer } from "@effect/vitest"
+import { Context, Effect, Layer } from "effect"
+import { hasCommand, sleepMs } from "../../node/test/helpers.js"
+import {
+  guestNetwork,
+  hostTap,
+  type NetConfig,
+  type QemuVm,
+  qemuSkipReason,
+  qemuVm,
+  REPO_ROOT,
+  serverBin,
+  type VmMetricsServer,
+  vmMetricsServer
+} from "./qemuRig.js"
+
+const skip = qemuSkipReason("vm-metrics top tests", () => (hasCommand("tmux") ? undefined : "needs tmux"))
+
+const NET: NetConfig = { netns: "vmm-e2t-ns", bridge: "vmm-e2t-br", vethHost: "vmm-e2t-v0", vethPeer: "vmm-e2t-v1" }
+const VM_NAME = "vmm-e2t-top"
+const TOKEN = `top-${randomUUID()}`
+
+class Rig extends Context.Tag("e2e/TopRig")<Rig, { readonly vm: QemuVm; readonly server: VmMetricsServer }>() {}
+
+const rigLayer = Layer.scoped(
+  Rig,
+  Effect.gen(function* () {
+    const net = yield* guestNetwork(NET)
+    const tap = yield* hostTap("hv-e2t1", net.bridge)
+    const vm = yield* qemuVm({ name: VM_NAME, uuid: randomUUID(), tap })
+    const tokenFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-top-")), "token")
+    fs.writeFileSync(tokenFile, TOKEN)
+    const server = yield* vmMetricsServer(["--source", "discovery", "--auth-token-file", tokenFile])
+    return { vm, server }
+  })
+)
+
+const tmux = (...args: ReadonlyArray<string>) => execFileSync("tmux", args, { encoding: "utf8" })
+
+/** Starts `vm-metrics top <args>` in a detached 160×30 tmux session. */
+const startTop = (session: string, args: ReadonlyArray<string>) => {
+  const command = [process.execPath, "--import", "tsx", serverBin(), "top", ...args].map((a) => `'${a}'`).join(" ")
+  tmux(
+    "new-session",
+    "-d",
+    "-s",
+    session,
+    "-x",
+    "160",
+    "-y",
+    "30",
+    "-c",
+    REPO_ROOT,
+    `VM_METRICS_AUTH_TOKEN='${TOKEN}' ${command}`
+  )
+}
+const screenOf = (session: string) => tmux("capture-pane", "-p", "-t", session)
+const alive = (session: string) => {
+  try {
+    tmux("has-session", "-t", session)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** The screen once the VM's row shows rates (the second refresh). */
+const awaitRates = async (session: string): Promise<{ screen: string; cells: Array<string> }> => {
+  let screen = ""
+  for (let i = 0; i < 60; i++) {
+    await sleepMs(250)
+    screen = screenOf(session)
+    const row = screen.split("\n").find((line) => line.startsWith(VM_NAME))
+    const cells = row?.trim().split(/\s+/) ?? []
+    if (cells[2] !== undefined && cells[2] !== "-" && cells[6] !== "-") return { screen, cells }
+  }
+  throw new Error(`no rates on the screen:\n${screen}`)
+}
+
+/** Checks one screen's row: NAME STATE CORES %VCPU RSS %ALLOC RX/s TX/s ID. */
+const checkRow = (cells: ReadonlyArray<string>, vm: QemuVm) => {
+  const [name, state, cores, share, rss, , rx, tx, id] = cells
+  assert.strictEqual(name, VM_NAME)
+  assert.strictEqual(state, "running")
+  assert.strictEqual(id, vm.uuid)
+  // TCG burns about a third of a core; one vCPU allocated, so %VCPU = cores × 100.
+  assert.isAbove(Number(cores), 0.02)
+  assert.isBelow(Number(cores), 1.6)
+  assert.strictEqual(Number(share!.replace("%", "")), Math.round(Number(cores) * 100))
+  assert.match(rss!, /^\d+\.\dM$/)
+  // The guest pings 1000-byte payloads 5 times a second: a few KiB/s each way.
+  for (const rate of [rx!, tx!]) {
+    assert.match(rate, /^\d+(\.\d)?K$/, rate)
+    assert.isAbove(Number(rate.slice(0, -1)), 1)
+    assert.isBelow(Number(rate.slice(0, -1)), 50)
+  }
+}
+
+describe.skipIf(skip !== undefined)("vm-metrics top", () => {
+  layer(rigLayer, { excludeTestServices: true, timeout: 90_000 })("against a real QEMU guest", (it) => {
+    it.effect(
+      "local: rows with cores, rates and RSS; keys change the sort; q quits",
+      () =>
+        Effect.gen(function* () {
+          const { vm } = yield* Rig
+          const session = `vmtop-local-${process.pid}`
+          yield* Effect.acquireRelease(
+            Effect.sync(() => startTop(session, ["--interval", "1s"])),
+            () => Effect.sync(() => alive(session) && tmux("kill-session", "-t", session))
+          )
+          const { screen, cells } = yield* Effect.promise(() => awaitRates(session))
+          assert.include(screen, "vm-metrics top — this host")
+          assert.include(screen, "sort: cpu")
+          checkRow(cells, vm)
+          for (const [key, sort] of [
+            ["m", "memory"],
+            ["n", "network"],
+            ["a", "name"],
+            ["c", "cpu"]
+          ] as const) {
+            tmux("send-keys", "-t", session, key)
+            yield* Effect.promise(() => sleepMs(400))
+            assert.include(screenOf(session).split("\n")[0], `sort: ${sort}`)
+          }
+          tmux("send-keys", "-t", session, "q")
+          yield* Effect.promise(() => sleepMs(1500))
+          assert.isFalse(alive(session), "top should have quit on q")
+        }).pipe(Effect.scoped),
+      60_000
+    )
+
+    it.effect(
+      "remote: --url reads the server's /instances with the bearer token",
+      () =>
+        Effect.gen(function* () {
+          const { vm, server } = yield* Rig
+          const session = `vmtop-remote-${process.pid}`
+          yield* Effect.acquireRelease(
+            Effect.sync(() => startTop(session, ["--url", server.base, "--interval", "1s"])),
+            () => Effect.sync(() => alive(session) && tmux("kill-session", "-t", session))
+          )
+          const { screen, cells } = yield* Effect.promise(() => awaitRates(session))
+          assert.include(screen, `vm-metrics top — ${server.base}`)
+          assert.notInclude(screen, "error:")
+          checkRow(cells, vm)
+          tmux("send-keys", "-t", session, "q")
+          yield* Effect.promise(() => sleepMs(1500))
+          assert.isFalse(alive(session))
+        }).pipe(Effect.scoped),
+      60_000
+    )
+  })
+})

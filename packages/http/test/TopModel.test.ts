@@ -1,0 +1,90 @@
+import { assert, describe, it } from "@effect/vitest"
+import { bytes, rows, type Sample, screen, sorted, type VmSample } from "../src/TopModel.js"
+
+const vm = (over: Partial<VmSample> & Pick<VmSample, "id">): VmSample => ({
+  name: over.id,
+  state: "running",
+  epoch: 0,
+  processStart: "2026-11-26T00:00:00.000Z",
+  cpuSeconds: 10,
+  rssBytes: 512 * 1024 ** 2,
+  allocatedMemoryBytes: 1024 ** 3,
+  vcpus: 2,
+  rxBytes: 1000,
+  txBytes: 2000,
+  ...over
+})
+const at = (atMs: number, vms: ReadonlyArray<VmSample>): Sample => ({ atMs, vms })
+
+describe("top: rates from consecutive samples", () => {
+  it("cores, share of vCPUs and of memory, bytes per second", () => {
+    const [row] = rows(
+      at(0, [vm({ id: "a" })]),
+      at(2000, [vm({ id: "a", cpuSeconds: 13, rxBytes: 5000, txBytes: 2000 + 2048 })])
+    )
+    assert.strictEqual(row!.cores, 1.5)
+    assert.strictEqual(row!.cpuShare, 0.75)
+    assert.strictEqual(row!.memoryShare, 0.5)
+    assert.strictEqual(row!.rxPerSecond, 2000)
+    assert.strictEqual(row!.txPerSecond, 1024)
+  })
+
+  it("the first sample has no rates yet", () => {
+    const [row] = rows(undefined, at(1000, [vm({ id: "a" })]))
+    assert.isNull(row!.cores)
+    assert.isNull(row!.rxPerSecond)
+    assert.strictEqual(row!.memoryShare, 0.5)
+  })
+
+  it("a restarted VMM (new epoch or start time) gives no CPU rate, never a negative one", () => {
+    const before = at(0, [vm({ id: "a", cpuSeconds: 500 })])
+    const newEpoch = rows(before, at(1000, [vm({ id: "a", cpuSeconds: 1, epoch: 1 })]))[0]!
+    assert.isNull(newEpoch.cores)
+    const newStart = rows(
+      before,
+      at(1000, [vm({ id: "a", cpuSeconds: 1, processStart: "2026-11-26T01:00:00.000Z" })])
+    )[0]!
+    assert.isNull(newStart.cores)
+    // A counter that went down for any other reason is not a rate either.
+    const dropped = rows(before, at(1000, [vm({ id: "a", cpuSeconds: 499, rxBytes: 10 })]))[0]!
+    assert.isNull(dropped.cores)
+    assert.isNull(dropped.rxPerSecond)
+  })
+
+  it("unavailable values stay unknown", () => {
+    const [row] = rows(
+      at(0, [vm({ id: "a", cpuSeconds: null })]),
+      at(1000, [vm({ id: "a", cpuSeconds: 3, rssBytes: null })])
+    )
+    assert.isNull(row!.cores)
+    assert.isNull(row!.memoryShare)
+  })
+
+  it("sorts by cpu, memory, network (largest first) or name", () => {
+    const all = rows(
+      at(0, [vm({ id: "a" }), vm({ id: "b" }), vm({ id: "c" })]),
+      at(1000, [
+        vm({ id: "a", cpuSeconds: 12, rssBytes: 100, rxBytes: 1000 }),
+        vm({ id: "b", cpuSeconds: 10.5, rssBytes: 300, rxBytes: 9000 }),
+        vm({ id: "c", cpuSeconds: 11, rssBytes: 200, rxBytes: 1000 })
+      ])
+    )
+    const names = (key: Parameters<typeof sorted>[1]) => sorted(all, key).map((r) => r.name)
+    assert.deepStrictEqual(names("cpu"), ["a", "c", "b"])
+    assert.deepStrictEqual(names("memory"), ["b", "c", "a"])
+    assert.deepStrictEqual(names("network"), ["b", "a", "c"])
+    assert.deepStrictEqual(names("name"), ["a", "b", "c"])
+  })
+
+  it("renders a header, the keys and one aligned row per VM", () => {
+    const all = rows(at(0, [vm({ id: "a" })]), at(1000, [vm({ id: "a", cpuSeconds: 10.25 })]))
+    const text = screen(all, { sort: "cpu", source: "this host", at: new Date("2026-11-26T01:02:03Z") })
+    const lines = text.split("\n")
+    assert.strictEqual(lines[0], "vm-metrics top — this host — 01:02:03 — 1 VMs — sort: cpu")
+    assert.include(lines[1], "q quit")
+    assert.match(lines[3]!, /^NAME\s+STATE\s+CORES\s+%VCPU\s+RSS\s+%ALLOC\s+RX\/s\s+TX\/s\s+ID$/)
+    assert.match(lines[4]!, /^a\s+running\s+0\.25\s+13%\s+512\.0M\s+50%\s+0B\s+0B\s+a$/)
+    assert.strictEqual(bytes(1536), "1.5K")
+    assert.strictEqual(bytes(null), "-")
+  })
+})
