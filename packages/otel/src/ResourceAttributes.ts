@@ -43,11 +43,12 @@ export const parseAttributeList = (text: string): Record<string, string> => {
 
 /** @category constructors */
 export const make = (options: ResourceOptions = {}): ResourceAttributes => {
-  const host = options.hostName ?? os.hostname()
+  // A host name given as an attribute (OTEL_RESOURCE_ATTRIBUTES=host.name=…) names the instance too.
+  const host = options.hostName ?? options.attributes?.["host.name"] ?? os.hostname()
   return {
     "service.name": options.serviceName ?? "vm-metrics",
     "service.version": options.serviceVersion ?? VERSION,
-    "service.instance.id": options.serviceInstanceId ?? host,
+    "service.instance.id": options.serviceInstanceId ?? options.attributes?.["service.instance.id"] ?? host,
     "host.name": host,
     ...options.attributes
   }

@@ -43,6 +43,11 @@ describe("configuration from the environment", () => {
         withEnv({ OTEL_SERVICE_NAME: "vmm-host" })
       )
       assert.strictEqual(explicit["service.name"], "mine")
+      const hostFromEnv = yield* ResourceAttributes.fromConfig().pipe(
+        withEnv({ OTEL_RESOURCE_ATTRIBUTES: "host.name=host-a" })
+      )
+      assert.strictEqual(hostFromEnv["host.name"], "host-a")
+      assert.strictEqual(hostFromEnv["service.instance.id"], "host-a")
       const defaults = yield* ResourceAttributes.fromConfig({ hostName: "h3" }).pipe(withEnv({}))
       assert.strictEqual(defaults["service.name"], "vm-metrics")
     })
