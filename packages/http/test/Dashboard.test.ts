@@ -31,17 +31,15 @@ import {
   Exporter,
   exporterLayer,
   findPrometheus,
-  freePort,
   instantQuery,
   request,
   type Series,
   skipReason,
-  startServer,
+  startPrometheus,
   statmRssBytes,
   tapBytes,
   tapMissing,
   tempDir,
-  versionOf,
   waitFor
 } from "./rig.js"
 
@@ -416,7 +414,6 @@ const rigPrometheusLayer = Layer.scoped(
     const exporter = yield* Exporter
     const rig = yield* Rig
     const dir = yield* tempDir("vm-metrics-dash-")
-    const port = yield* freePort
     const target = `127.0.0.1:${exporter.port}`
     const config = path.join(dir, "prom.yml")
     fs.writeFileSync(
@@ -428,21 +425,7 @@ const rigPrometheusLayer = Layer.scoped(
         ""
       ].join("\n")
     )
-    const server = yield* startServer("prometheus", prometheus!, [
-      `--config.file=${config}`,
-      `--storage.tsdb.path=${path.join(dir, "data")}`,
-      `--web.listen-address=127.0.0.1:${port}`
-    ])
-    const base = `http://127.0.0.1:${port}`
-    yield* waitFor(
-      "Prometheus /-/ready",
-      async () => ((await request(`${base}/-/ready`)).status === 200 ? true : undefined),
-      {
-        timeout: "15 seconds",
-        server
-      }
-    )
-    yield* Effect.log(`${versionOf(prometheus!)} ready at ${base}, scraping ${target}`)
+    const { base, server } = yield* startPrometheus(prometheus!, config, path.join(dir, "data"))
     // Prometheus 2.42 applies new targets after ~5 s.
     yield* waitFor("7 samples (6 s) in Prometheus", async () => ((await samplesStored(base)) >= 7 ? true : undefined), {
       timeout: "25 seconds",

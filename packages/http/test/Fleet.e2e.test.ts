@@ -15,7 +15,7 @@
  * The agents listen on 127.0.0.1 and 127.0.0.2 (both loopback on Linux): `host` is derived from the
  * scrape address, so two agents on one address would be one host.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import * as os from "node:os"
@@ -31,11 +31,11 @@ import {
   type Series,
   type Server,
   skipReason,
-  startServer,
+  startPrometheus,
   statCpuSeconds,
+  stopProcess,
   TICK_SECONDS,
   tempDir,
-  versionOf,
   waitFor
 } from "./rig.js"
 
@@ -454,17 +454,6 @@ class Fleet extends Context.Tag("e2e/Fleet")<
   }
 >() {}
 
-const stopProcess = (child: ChildProcess): Promise<void> =>
-  new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve()
-    const kill = setTimeout(() => child.kill("SIGKILL"), 5_000)
-    child.once("exit", () => {
-      clearTimeout(kill)
-      resolve()
-    })
-    child.kill("SIGTERM")
-  })
-
 /** `vm-metrics serve` as a user starts it, with its own environment; SIGTERM (then SIGKILL) on release. */
 const startAgent = (spec: AgentSpec, dir: string, tokenFile: string): Effect.Effect<Agent, never, Scope.Scope> =>
   Effect.gen(function* () {
@@ -541,22 +530,7 @@ const fleetLayer = Layer.scoped(
     fs.writeFileSync(config, YAML.stringify(derived))
     const checked = run(promtool!, ["check", "config", config])
 
-    const port = yield* freePort
-    const server = yield* startServer("prometheus", prometheus!, [
-      `--config.file=${config}`,
-      `--storage.tsdb.path=${path.join(dir, "data")}`,
-      `--web.listen-address=127.0.0.1:${port}`
-    ])
-    const base = `http://127.0.0.1:${port}`
-    yield* waitFor(
-      "Prometheus /-/ready",
-      async () => ((await request(`${base}/-/ready`)).status === 200 ? true : undefined),
-      {
-        timeout: "15 seconds",
-        server
-      }
-    )
-    yield* Effect.log(`${versionOf(prometheus!)} at ${base} scraping ${agents.map((a) => a.target).join(", ")}`)
+    const { base } = yield* startPrometheus(prometheus!, config, path.join(dir, "data"))
     return { agents, deadTarget, prometheus: base, deployed, derived, promtoolCheck: checked }
   })
 )

@@ -13,14 +13,13 @@ import {
   Exporter,
   exporterLayer,
   findPrometheus,
-  freePort,
   instantQuery,
   pipelineLayer,
   promtoolCheck,
   request,
   type Series,
   skipReason,
-  startServer,
+  startPrometheus,
   statCpuSeconds,
   statmRssBytes,
   TestVm,
@@ -31,7 +30,6 @@ import {
   testVmLayer,
   VM_ID,
   VM_NAME,
-  versionOf,
   waitFor
 } from "./rig.js"
 
@@ -58,7 +56,6 @@ const prometheusLayer = Layer.scoped(
   Effect.gen(function* () {
     const exporter = yield* Exporter
     const dir = yield* tempDir("vm-metrics-prom-")
-    const port = yield* freePort
     const target = `127.0.0.1:${exporter.port}`
     const config = path.join(dir, "prom.yml")
     fs.writeFileSync(
@@ -69,21 +66,7 @@ const prometheusLayer = Layer.scoped(
         ""
       ].join("\n")
     )
-    const server = yield* startServer("prometheus", prometheus!, [
-      `--config.file=${config}`,
-      `--storage.tsdb.path=${path.join(dir, "data")}`,
-      `--web.listen-address=127.0.0.1:${port}`
-    ])
-    const base = `http://127.0.0.1:${port}`
-    yield* waitFor(
-      "Prometheus /-/ready",
-      async () => ((await request(`${base}/-/ready`)).status === 200 ? true : undefined),
-      {
-        timeout: "15 seconds",
-        server
-      }
-    )
-    yield* Effect.log(`${versionOf(prometheus!)} ready at ${base}, scraping ${target}`)
+    const { base } = yield* startPrometheus(prometheus!, config, path.join(dir, "data"))
     return { base, target }
   })
 )

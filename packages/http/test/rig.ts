@@ -111,7 +111,8 @@ export interface Server {
   readonly output: () => string
 }
 
-const stopProcess = (child: ChildProcess): Promise<void> =>
+/** SIGTERM, then SIGKILL after 5 s; resolves when the process has exited. */
+export const stopProcess = (child: ChildProcess): Promise<void> =>
   new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve()
     const kill = setTimeout(() => child.kill("SIGKILL"), 5_000)
@@ -363,3 +364,26 @@ export const versionOf = (binary: string, flag = "--version"): string => {
     return "unknown version"
   }
 }
+
+/** A real Prometheus on a free loopback port with the given config file, ready (`/-/ready`) before it returns. */
+export const startPrometheus = (
+  binary: string,
+  config: string,
+  dataDir: string
+): Effect.Effect<{ readonly base: string; readonly server: Server }, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const port = yield* freePort
+    const server = yield* startServer("prometheus", binary, [
+      `--config.file=${config}`,
+      `--storage.tsdb.path=${dataDir}`,
+      `--web.listen-address=127.0.0.1:${port}`
+    ])
+    const base = `http://127.0.0.1:${port}`
+    yield* waitFor(
+      "Prometheus /-/ready",
+      async () => ((await request(`${base}/-/ready`)).status === 200 ? true : undefined),
+      { timeout: "15 seconds", server }
+    )
+    yield* Effect.log(`${versionOf(binary)} ready at ${base}`)
+    return { base, server }
+  })
