@@ -161,6 +161,14 @@ export const serviceFamilies = (
       samples: Array.from(byState, ([state, count]) => ({ labels: [["state", state]] as const, value: count }))
     },
     {
+      name: `${p}_last_collection_timestamp_seconds`,
+      kind: "gauge",
+      unit: "s",
+      integer: false,
+      help: "When the snapshot behind these series was taken (Unix time); its age tells how stale they are.",
+      samples: [{ labels: [], value: snapshot.sampledAtMs / 1000 }]
+    },
+    {
       name: `${p}_collection_duration_seconds`,
       kind: "gauge",
       unit: "s",

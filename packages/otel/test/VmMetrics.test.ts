@@ -4,7 +4,7 @@ import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporte
 import { DataPointType, MeterProvider, MetricReader, type ResourceMetrics } from "@opentelemetry/sdk-metrics"
 import { Collector } from "@vm-metrics/core/Collector"
 import { ParseError } from "@vm-metrics/core/Errors"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, TestClock } from "effect"
 import { hrTime } from "../src/OtelData.js"
 import * as VmMetricsModule from "../src/VmMetrics.js"
 import { VmMetrics } from "../src/VmMetrics.js"
@@ -161,6 +161,15 @@ describe("what is and is not exported", () => {
       assert.strictEqual(samples.get('hypeman_vm_metrics_read_errors_total{reason="parse_error",source="stat"}'), "1")
       assert.strictEqual(samples.get('hypeman_vm_metrics_read_errors_total{reason="tap_missing",source="tap"}'), "1")
       assert.strictEqual(samples.get('hypeman_vm_metrics_instances{state="running"}'), "2")
+    }).pipe(Effect.provide(layerFor(world)))
+  })
+
+  it.effect("the snapshot's time is exported, so a consumer can tell stale series", () => {
+    const world = twoVms()
+    return Effect.gen(function* () {
+      yield* TestClock.adjust("1234500 millis")
+      const { samples } = parseExposition(yield* Effect.flatMap(VmMetrics, (m) => m.prometheusText))
+      assert.strictEqual(samples.get("hypeman_vm_metrics_last_collection_timestamp_seconds{}"), "1234.5")
     }).pipe(Effect.provide(layerFor(world)))
   })
 
