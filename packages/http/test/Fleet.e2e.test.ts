@@ -32,8 +32,8 @@ import {
   type Server,
   skipReason,
   startPrometheus,
+  startServer,
   statCpuSeconds,
-  stopProcess,
   TICK_SECONDS,
   tempDir,
   waitFor
@@ -467,29 +467,15 @@ const startAgent = (spec: AgentSpec, dir: string, tokenFile: string): Effect.Eff
       JSON.stringify([{ id: spec.vmId, name: spec.vmName, pid: vm.pid, vcpus: spec.vcpus, memory: "1G" }])
     )
     const port = yield* freePort
-    const server = yield* Effect.acquireRelease(
-      Effect.sync((): Server => {
-        const args = ["--import", "tsx", BIN, "serve", "--host", spec.address, "--port", String(port)]
-        args.push("--source", "file", "--instances-file", instances, "--auth-token-file", tokenFile, "--otlp", "off")
-        const child = spawn(process.execPath, args, {
-          cwd: REPO,
-          env: agentEnv({
-            OTEL_SERVICE_NAME: SERVICE_NAME,
-            OTEL_RESOURCE_ATTRIBUTES: `host.name=${spec.hostName},deployment.environment=e2e`
-          }),
-          stdio: ["ignore", "pipe", "pipe"]
-        })
-        let output = ""
-        const keep = (chunk: Buffer) => {
-          output = (output + chunk.toString("utf8")).slice(-16_000)
-        }
-        child.stdout?.on("data", keep)
-        child.stderr?.on("data", keep)
-        child.on("error", (error) => keep(Buffer.from(`spawn error: ${error.message}\n`)))
-        return { name: `agent ${spec.hostName}`, process: child, output: () => output }
-      }),
-      (server) => Effect.promise(() => stopProcess(server.process))
-    )
+    const args = ["--import", "tsx", BIN, "serve", "--host", spec.address, "--port", String(port)]
+    args.push("--source", "file", "--instances-file", instances, "--auth-token-file", tokenFile, "--otlp", "off")
+    const server = yield* startServer(`agent ${spec.hostName}`, process.execPath, args, {
+      cwd: REPO,
+      env: agentEnv({
+        OTEL_SERVICE_NAME: SERVICE_NAME,
+        OTEL_RESOURCE_ATTRIBUTES: `host.name=${spec.hostName},deployment.environment=e2e`
+      })
+    })
     return { ...spec, port, target: `${spec.address}:${port}`, vmPid: vm.pid, server }
   })
 

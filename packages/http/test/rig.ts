@@ -127,11 +127,12 @@ export const stopProcess = (child: ChildProcess): Promise<void> =>
 export const startServer = (
   name: string,
   command: string,
-  args: ReadonlyArray<string>
+  args: ReadonlyArray<string>,
+  options: { readonly cwd?: string; readonly env?: NodeJS.ProcessEnv } = {}
 ): Effect.Effect<Server, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"] })
+      const child = spawn(command, args, { ...options, stdio: ["ignore", "pipe", "pipe"] })
       let output = ""
       const keep = (chunk: Buffer) => {
         output = (output + chunk.toString("utf8")).slice(-16_000)
