@@ -12,7 +12,7 @@ import { VmMetrics } from "@vm-metrics/otel/VmMetrics"
 import { Effect, Either, Layer } from "effect"
 import { Ambiguous, NotFound, VmMetricsApi } from "./Api.js"
 import { lookup } from "./Lookup.js"
-import { jsonText, statsJson, toFields } from "./StatsJson.js"
+import { jsonText, statsBody, statsJson } from "./StatsJson.js"
 
 const json = (body: string) => HttpServerResponse.text(body, { contentType: "application/json" })
 
@@ -36,7 +36,7 @@ const InstancesLive = HttpApiBuilder.group(VmMetricsApi, "instances", (handlers)
         Effect.map(collector.collectAll, (snapshot) =>
           json(
             jsonText({
-              instances: snapshot.stats.map((vm) => Object.fromEntries(toFields(vm))),
+              instances: snapshot.stats.map(statsBody),
               sampled_at: new Date(snapshot.sampledAtMs).toISOString(),
               source_error: snapshot.sourceError?.reason ?? null
             })

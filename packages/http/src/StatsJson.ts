@@ -51,26 +51,26 @@ export class InstanceList extends Schema.Class<InstanceList>("InstanceList")({
   source_error: Schema.NullOr(Schema.String)
 }) {}
 
-/** The response fields of one VM, in order; bigints stay bigints until written. @category encoding */
-export const toFields = (vm: VmStats): ReadonlyArray<readonly [string, unknown]> => [
-  ["instance_id", vm.instanceId],
-  ["instance_name", vm.instanceName],
-  ["cpu_seconds", cpuSeconds(vm)],
-  ["memory_rss_bytes", vm.memoryRssBytes],
-  ["memory_vms_bytes", vm.memoryVmsBytes],
-  ["network_rx_bytes", vm.netRxBytes],
-  ["network_tx_bytes", vm.netTxBytes],
-  ["allocated_vcpus", vm.allocatedVcpus],
-  ["allocated_memory_bytes", vm.allocatedMemoryBytes],
-  ["memory_utilization_ratio", memoryUtilizationRatio(vm)],
-  ["state", vm.state],
-  ["pid", vm.pid],
-  ["tap_device", vm.tapDevice],
-  ["epoch", vm.epoch],
-  ["process_start_time", vm.processStartTimeMs === null ? null : new Date(vm.processStartTimeMs).toISOString()],
-  ["sampled_at", new Date(vm.sampledAtMs).toISOString()],
-  ["unavailable", vm.unavailable]
-]
+/** The response body of one VM, fields in order; bigints stay bigints until written. @category encoding */
+export const statsBody = (vm: VmStats): Record<string, unknown> => ({
+  instance_id: vm.instanceId,
+  instance_name: vm.instanceName,
+  cpu_seconds: cpuSeconds(vm),
+  memory_rss_bytes: vm.memoryRssBytes,
+  memory_vms_bytes: vm.memoryVmsBytes,
+  network_rx_bytes: vm.netRxBytes,
+  network_tx_bytes: vm.netTxBytes,
+  allocated_vcpus: vm.allocatedVcpus,
+  allocated_memory_bytes: vm.allocatedMemoryBytes,
+  memory_utilization_ratio: memoryUtilizationRatio(vm),
+  state: vm.state,
+  pid: vm.pid,
+  tap_device: vm.tapDevice,
+  epoch: vm.epoch,
+  process_start_time: vm.processStartTimeMs === null ? null : new Date(vm.processStartTimeMs).toISOString(),
+  sampled_at: new Date(vm.sampledAtMs).toISOString(),
+  unavailable: vm.unavailable
+})
 
 /** JSON text of any value, writing bigints as exact integer literals. @category encoding */
 export const jsonText = (value: unknown): string => {
@@ -82,4 +82,4 @@ export const jsonText = (value: unknown): string => {
 }
 
 /** The body of `GET /instances/{id}/stats`. @category encoding */
-export const statsJson = (vm: VmStats): string => jsonText(Object.fromEntries(toFields(vm)))
+export const statsJson = (vm: VmStats): string => jsonText(statsBody(vm))

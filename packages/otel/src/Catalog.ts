@@ -126,6 +126,21 @@ export const vmFamilies = (options: MetricOptions): ReadonlyArray<VmFamily> => {
 
 const STATES: ReadonlyArray<VmState> = ["running", "exited", "no-process", "unknown"]
 
+/** A snapshot of nothing: what the service families look like before any collection. */
+const NO_SNAPSHOT: Snapshot = {
+  sequence: 0,
+  sampledAtMs: 0,
+  durationMs: 0,
+  stats: [],
+  sourceError: null,
+  sourceErrorsTotal: 0,
+  unavailableTotals: []
+}
+
+/** Names, kinds and units of the service-level families, without samples (to create instruments). @category constructors */
+export const serviceFamilyDefinitions = (options: MetricOptions): ReadonlyArray<Family> =>
+  serviceFamilies(options, NO_SNAPSHOT, 0)
+
 /** Service-level families for one snapshot; `budgetTransitions` comes from the label budget guardrail. @category constructors */
 export const serviceFamilies = (
   options: MetricOptions,

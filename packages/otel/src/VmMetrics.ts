@@ -12,7 +12,7 @@ import { resourceFromAttributes } from "@opentelemetry/resources"
 import type { MetricProducer } from "@opentelemetry/sdk-metrics"
 import { Collector, type Snapshot } from "@vm-metrics/core/Collector"
 import { Clock, Context, Effect, Layer, Option, Runtime, type Scope } from "effect"
-import { type Family, serviceFamilies, vmFamilies } from "./Catalog.js"
+import { type Family, serviceFamilies, serviceFamilyDefinitions, vmFamilies } from "./Catalog.js"
 import * as LabelBudget from "./LabelBudget.js"
 import * as MetricOptions from "./MetricOptions.js"
 import { toScopeMetrics } from "./OtelData.js"
@@ -93,17 +93,8 @@ export const make = (options: Options = {}) =>
 
     const registerOn = (meter: Meter) =>
       Effect.gen(function* () {
-        const empty: Snapshot = {
-          sequence: 0,
-          sampledAtMs: 0,
-          durationMs: 0,
-          stats: [],
-          sourceError: null,
-          sourceErrorsTotal: 0,
-          unavailableTotals: []
-        }
         const perVm = vmFamilies(metricOptions)
-        const service = serviceFamilies(metricOptions, empty, 0)
+        const service = serviceFamilyDefinitions(metricOptions)
         const instrument = (family: Family): Observable => {
           const spec = {
             description: family.help,
