@@ -51,7 +51,17 @@ export const VmStats = Schema.Struct({
   processStartTicks: Counter,
   /** The same as wall-clock milliseconds (boot time + start ticks), when boot time is known. */
   processStartTimeMs: Schema.NullOr(Schema.Number),
-  /** 0 for the first process seen for this instance; +1 each time another process takes its place. */
+  /**
+   * Wall-clock start (ms since the epoch) of the current series of this VM's cumulative counters: the
+   * process start time, or, when a kernel counter went down under the same process (a TAP deleted and
+   * created again), the time of the last sample before the drop. Null when neither is known. OTLP
+   * exports it as the cumulative start time, so a counter never goes down within one start time.
+   */
+  seriesStartTimeMs: Schema.NullOr(Schema.Number),
+  /**
+   * 0 for the first series seen for this instance; +1 each time another process takes its place or a
+   * kernel counter went down (a new series).
+   */
   epoch: Schema.Int,
   /** When this sample was taken, in ms since the epoch. */
   sampledAtMs: Schema.Number,

@@ -48,6 +48,7 @@ describe("VmStats schema", () => {
     tapDevice: "hype-abcd1234",
     processStartTicks: 1000n,
     processStartTimeMs: null,
+    seriesStartTimeMs: null,
     epoch: 0,
     sampledAtMs: 0,
     cpuUsec: 1_500_000n,

@@ -134,6 +134,10 @@ export const buildVmStats = (
     }
   }
 
+  const processStartTimeMs =
+    startTicks === null || kernel.bootTimeMs === null
+      ? null
+      : kernel.bootTimeMs + (Number(startTicks) * 1000) / kernel.clockTicksPerSecond
   return {
     instanceId: info.id,
     instanceName: info.name,
@@ -141,10 +145,8 @@ export const buildVmStats = (
     pid,
     tapDevice: info.tapDevice ?? null,
     processStartTicks: startTicks,
-    processStartTimeMs:
-      startTicks === null || kernel.bootTimeMs === null
-        ? null
-        : kernel.bootTimeMs + (Number(startTicks) * 1000) / kernel.clockTicksPerSecond,
+    processStartTimeMs,
+    seriesStartTimeMs: processStartTimeMs,
     epoch,
     sampledAtMs,
     cpuUsec,
