@@ -74,8 +74,34 @@ export class ReadFailed extends Schema.TaggedError<ReadFailed>()("ReadFailed", {
   }
 }
 
-/** The instance source could not list instances. @category errors */
+/**
+ * What kind of failure an instance source had: a closed, low-cardinality set that is safe to show to any
+ * client (it names no path and carries no content). @category models
+ */
+export const InstanceSourceErrorKind = Schema.Literal(
+  "parse_error", // the file is not valid JSON/YAML or not a valid instance list (see line/column)
+  "permission_denied", // EACCES / EPERM
+  "not_found", // ENOENT
+  "too_large", // over the size or entry-count cap
+  "too_deep", // nesting deeper than the cap
+  "read_failed", // any other I/O failure
+  "invalid_config", // the source's own configuration is invalid (e.g. a relative proc root)
+  "unavailable" // anything else, e.g. a library user's source that failed
+)
+
+/** @category models */
+export type InstanceSourceErrorKind = typeof InstanceSourceErrorKind.Type
+
+/**
+ * The instance source could not list instances. `kind`, `line` and `column` may be shown to API clients;
+ * `reason` is for the local log only (it may name paths, never file content). @category errors
+ */
 export class InstanceSourceError extends Schema.TaggedError<InstanceSourceError>()("InstanceSourceError", {
+  kind: Schema.optionalWith(InstanceSourceErrorKind, { default: () => "unavailable" as const }),
+  /** 1-based line of a parse error, when known. */
+  line: Schema.optional(Schema.Int.pipe(Schema.positive())),
+  /** 1-based column of a parse error, when known. */
+  column: Schema.optional(Schema.Int.pipe(Schema.positive())),
   reason: Schema.String,
   cause: Schema.optional(Schema.Defect)
 }) {

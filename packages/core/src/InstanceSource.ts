@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import { Cause, Context, Effect, Layer } from "effect"
-import { InstanceSourceError } from "./Errors.js"
+import { InstanceSourceError, type InstanceSourceErrorKind } from "./Errors.js"
 import { fromInstanceData, type InstanceData, type InstanceInfo } from "./Instance.js"
 
 /** @category tags */
@@ -26,8 +26,21 @@ const describe = (cause: unknown): string => {
   }
 }
 
+/** A foreign failure is `unavailable`: its text stays in `reason`, for the local log only. */
 const toSourceError = (cause: unknown): InstanceSourceError =>
-  cause instanceof InstanceSourceError ? cause : new InstanceSourceError({ reason: describe(cause), cause })
+  cause instanceof InstanceSourceError
+    ? cause
+    : new InstanceSourceError({ kind: "unavailable", reason: describe(cause), cause })
+
+/** The error kind of an errno code (`ENOENT`, `EACCES`, …), for sources that read files. @category utils */
+export const kindOfErrno = (code: string): InstanceSourceErrorKind =>
+  code === "ENOENT" || code === "ENOTDIR"
+    ? "not_found"
+    : code === "EACCES" || code === "EPERM"
+      ? "permission_denied"
+      : code === "EFBIG"
+        ? "too_large"
+        : "read_failed"
 
 /** A fixed list. @category constructors */
 export const fromList = (instances: ReadonlyArray<InstanceInfo>): Context.Tag.Service<InstanceSource> =>

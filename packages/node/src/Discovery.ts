@@ -28,7 +28,7 @@
 import * as fs from "node:fs"
 import { InstanceSourceError } from "@vm-metrics/core/Errors"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
-import { InstanceSource } from "@vm-metrics/core/InstanceSource"
+import { InstanceSource, kindOfErrno } from "@vm-metrics/core/InstanceSource"
 import { type Context, Effect, Either, Layer } from "effect"
 import {
   firecrackerInfo,
@@ -153,7 +153,10 @@ export const makeScanner = (procRoot: string): Scanner => {
     try {
       entries = fs.readdirSync(procRoot)
     } catch (error) {
-      return Either.left(new InstanceSourceError({ reason: `cannot list ${procRoot}: ${errnoOf(error)}` }))
+      const code = errnoOf(error)
+      return Either.left(
+        new InstanceSourceError({ kind: kindOfErrno(code), reason: `cannot list ${procRoot}: ${code}` })
+      )
     }
     generation++
     const found: Array<InstanceInfo> = []
@@ -180,7 +183,11 @@ export const make = (options: Options = {}): Effect.Effect<Context.Tag.Service<I
       return InstanceSource.of({ list: Effect.suspend(scanner.scan) })
     }),
     Effect.catchAll((invalid) =>
-      Effect.succeed(InstanceSource.of({ list: Effect.fail(new InstanceSourceError({ reason: invalid.message })) }))
+      Effect.succeed(
+        InstanceSource.of({
+          list: Effect.fail(new InstanceSourceError({ kind: "invalid_config", reason: invalid.message }))
+        })
+      )
     )
   )
 

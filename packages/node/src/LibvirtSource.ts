@@ -24,7 +24,7 @@
 import * as fs from "node:fs"
 import { InstanceSourceError } from "@vm-metrics/core/Errors"
 import { type InstanceInfo, Pid } from "@vm-metrics/core/Instance"
-import { InstanceSource } from "@vm-metrics/core/InstanceSource"
+import { InstanceSource, kindOfErrno } from "@vm-metrics/core/InstanceSource"
 import { type Context, Effect, Either, Layer, Schema } from "effect"
 import { errnoOf } from "./internal/keptFile.js"
 import { SmallFileReader } from "./internal/smallFile.js"
@@ -256,7 +256,12 @@ export const makeSync = (options: Options = {}) => {
         files.clear()
         return Either.right({ instances: [], unparsable: [] })
       }
-      return Either.left(new InstanceSourceError({ reason: `cannot list libvirt run directory ${runDir}: ${code}` }))
+      return Either.left(
+        new InstanceSourceError({
+          kind: kindOfErrno(code),
+          reason: `cannot list libvirt run directory ${runDir}: ${code}`
+        })
+      )
     }
     generation++
     const instances: Array<InstanceInfo> = []

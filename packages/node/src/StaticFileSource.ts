@@ -25,9 +25,9 @@
  */
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
-import { InstanceSourceError } from "@vm-metrics/core/Errors"
+import { InstanceSourceError, type InstanceSourceErrorKind } from "@vm-metrics/core/Errors"
 import { type InstanceInfo, Pid } from "@vm-metrics/core/Instance"
-import { InstanceSource } from "@vm-metrics/core/InstanceSource"
+import { InstanceSource, kindOfErrno } from "@vm-metrics/core/InstanceSource"
 import { tapNameFor, tapNameProblem } from "@vm-metrics/core/TapName"
 import { type Context, Effect, Either, Layer, ParseResult, Schema } from "effect"
 import { parseDocument } from "yaml"
@@ -212,7 +212,8 @@ export const makeSync = (options: Options) => {
   const reader = new SmallFileReader()
   let loaded: Loaded | undefined
 
-  const failure = (what: string) => new InstanceSourceError({ reason: `${file}: ${what}` })
+  const failure = (what: string, kind: InstanceSourceErrorKind = "parse_error") =>
+    new InstanceSourceError({ kind, reason: `${file}: ${what}` })
 
   const pidOf = (entry: Entry): number | undefined => {
     if (entry.pidfile === undefined) return entry.pid
@@ -226,13 +227,14 @@ export const makeSync = (options: Options) => {
       const stat = fs.statSync(file, { bigint: true })
       version = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`
     } catch (error) {
-      return Either.left(failure(`cannot read: ${errnoOf(error)}`))
+      const code = errnoOf(error)
+      return Either.left(failure(`cannot read: ${code}`, kindOfErrno(code)))
     }
     if (loaded?.version !== version) {
       const bytes = reader.read(file, { limit: MAX_FILE_BYTES, regularOnly: true })
       // A read failure is not remembered: the next listing tries again even if nothing changed.
-      if (typeof bytes === "string") return Either.left(failure(`cannot read: ${bytes}`))
-      const result = Either.mapLeft(parseInstancesFile(bytes.toString("utf8"), json), failure)
+      if (typeof bytes === "string") return Either.left(failure(`cannot read: ${bytes}`, kindOfErrno(bytes)))
+      const result = Either.mapLeft(parseInstancesFile(bytes.toString("utf8"), json), (what) => failure(what))
       const fixed =
         Either.isRight(result) && result.right.every((entry) => entry.pidfile === undefined)
           ? result.right.map((entry) => toInstanceInfo(entry, entry.pid))
