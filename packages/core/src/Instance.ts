@@ -17,6 +17,12 @@ const common = {
   name: Schema.String,
   /** The hypervisor process; absent when the VM has no process (stopped, standby, never started). */
   hypervisorPid: Schema.optional(Pid),
+  /**
+   * Field 22 of the hypervisor's `/proc/<pid>/stat` (clock ticks after boot), for sources that know
+   * it: the pid must still carry this start time, else it is another process (`pid_reused`). Without
+   * it, the first reading pins the start time.
+   */
+  hypervisorStartTicks: Schema.optional(Schema.Int.pipe(Schema.nonNegative())),
   allocatedVcpus: Schema.Int.pipe(Schema.nonNegative()),
   /** Size + hotplug size. May be ≤ 0, which makes the utilisation ratio null. */
   allocatedMemoryBytes: Schema.Int
@@ -54,8 +60,8 @@ export const buildInstanceInfo = (
 })
 
 /** `InstanceData` → `InstanceInfo`, as the seed's lister adapter does. @category constructors */
-export const fromInstanceData = (data: InstanceData): InstanceInfo =>
-  buildInstanceInfo(
+export const fromInstanceData = (data: InstanceData): InstanceInfo => {
+  const info = buildInstanceInfo(
     data.id,
     data.name,
     data.hypervisorPid,
@@ -63,3 +69,5 @@ export const fromInstanceData = (data: InstanceData): InstanceInfo =>
     data.allocatedVcpus,
     data.allocatedMemoryBytes
   )
+  return data.hypervisorStartTicks === undefined ? info : { ...info, hypervisorStartTicks: data.hypervisorStartTicks }
+}

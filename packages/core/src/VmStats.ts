@@ -4,7 +4,9 @@
  * Deviation from the Go original, on purpose: a value that could not be read is `null` and listed
  * in `unavailable` with its reason, never 0 (a 0 on a counter is a fake reset to Prometheus). A VM
  * with no process has `state: "no-process"` and null usage; a VM without network has null rx/tx.
- * Kernel-derived numbers are exact `bigint`s.
+ * Kernel-derived numbers are exact `bigint`s, never above 2^64 − 1 for memory (a statm product beyond
+ * that is null with reason `out_of_range`). A pid that now belongs to another process (another start
+ * time) is `exited` with reason `pid_reused`: its values are never reported as the VM's.
  *
  * @since 0.1.0
  */
@@ -19,7 +21,10 @@ export type ReadSource = typeof ReadSource.Type
 /** A value we could not read this time, and why. @category schemas */
 export const Unavailable = Schema.Struct({
   source: ReadSource,
-  /** Low-cardinality label: process_gone, not_running, permission_denied, tap_missing, parse_error, … */
+  /**
+   * Low-cardinality label: process_gone, not_running, pid_reused, permission_denied, tap_missing,
+   * parse_error, out_of_range, …
+   */
   reason: Schema.String,
   message: Schema.String
 })
@@ -28,9 +33,11 @@ export type Unavailable = typeof Unavailable.Type
 
 /**
  * - `running`: the hypervisor process exists and is not a zombie;
- * - `exited`: a pid was given but the process is gone or a zombie;
+ * - `exited`: a pid was given but the process is gone, a zombie, or the pid now belongs to another
+ *   process (`pid_reused`);
  * - `no-process`: no pid was given;
- * - `unknown`: the process could not be inspected (e.g. permission denied).
+ * - `unknown`: the process could not be inspected (permission denied, or hidden by a `hidepid` /proc
+ *   while it is alive): never read as exited.
  *
  * @category schemas
  */
@@ -82,11 +89,22 @@ export const VmStats = Schema.Struct({
 /** @category models */
 export type VmStats = typeof VmStats.Type
 
-/** CPU time in seconds (1 500 000 µs → 1.5), null when unavailable. @category getters */
+/**
+ * CPU time in seconds (1 500 000 µs → 1.5), null when unavailable. A double: the nearest one to the
+ * exact quotient while cpuUsec < 2^53 (285 years of CPU); beyond that, within one double rounding. Use
+ * `cpuUsec` where exactness matters.
+ *
+ * @category getters
+ */
 export const cpuSeconds = (stats: Pick<VmStats, "cpuUsec">): number | null =>
   stats.cpuUsec === null ? null : Number(stats.cpuUsec) / 1e6
 
-/** RSS / allocated memory; null when allocated ≤ 0 or RSS is unavailable; may exceed 1. @category getters */
+/**
+ * RSS / allocated memory; null when allocated ≤ 0 or RSS is unavailable; may exceed 1. A ratio is a
+ * double (RSS above 2^53 bytes, 8 PiB, is rounded to 53 bits first, a relative error below 10^-15).
+ *
+ * @category getters
+ */
 export const memoryUtilizationRatio = (
   stats: Pick<VmStats, "memoryRssBytes" | "allocatedMemoryBytes">
 ): number | null =>

@@ -151,6 +151,120 @@ describe("Collector", () => {
     })
   })
 
+  describe("issue 8 item 3: statm × page size beyond uint64", () => {
+    it.effect("above 2^64 − 1 bytes → null with statm:out_of_range, counted; 2^64 − 1 itself is kept", () => {
+      const r = rig({ instances: [vm("a", { hypervisorPid: 10 }), vm("b", { hypervisorPid: 11 })] })
+      // 18446744073709551615 pages × 4096 was shown as 75557863725914323415040 bytes.
+      r.procs.set(10, running(10, { utime: 1 }, `${U64_MAX} ${U64_MAX} 0 0 0 0 0\n`))
+      // (2^64 − 4096) / 4096 + … : exactly the last page that fits, and one page more.
+      const lastPage = (U64_MAX + 1n) / 4096n - 1n
+      r.procs.set(11, running(11, { utime: 1 }, `${lastPage + 1n} ${lastPage} 0 0 0 0 0\n`))
+      return Effect.gen(function* () {
+        const snapshot = yield* (yield* Collector.Collector).collectAll
+        const a = byId(snapshot.stats, "a")
+        assert.strictEqual(a.state, "running")
+        assert.isNull(a.memoryRssBytes)
+        assert.isNull(a.memoryVmsBytes)
+        assert.isNull(memoryUtilizationRatio(a))
+        assert.strictEqual(a.cpuUsec, 10_000n)
+        assert.deepStrictEqual(reasons(a), ["statm:out_of_range", "statm:out_of_range"])
+        const b = byId(snapshot.stats, "b")
+        assert.strictEqual(b.memoryRssBytes, U64_MAX + 1n - 4096n)
+        assert.isNull(b.memoryVmsBytes)
+        assert.deepStrictEqual(reasons(b), ["statm:out_of_range"])
+        assert.deepInclude(snapshot.unavailableTotals, { source: "statm", reason: "out_of_range", count: 3 })
+      }).pipe(Effect.provide(r.layer))
+    })
+  })
+
+  describe("issue 8 item 14: a kernel counter that goes down starts a new series", () => {
+    const bootTimeMs = 1_700_000_000_000
+    const kernel = { clockTicksPerSecond: 100, pageSize: 4096, bootTimeMs }
+
+    it.effect("a TAP recreated under the same process: new epoch, series start = the previous sample", () => {
+      const r = rig({ kernel, instances: [vm("a", { hypervisorPid: 10, tapDevice: "hype-a" })] })
+      r.procs.set(10, running(10, { startTime: 500, utime: 10 }))
+      r.taps.set("hype-a", tap("1000\n", "2000\n"))
+      return Effect.gen(function* () {
+        const collector = yield* Collector.Collector
+        yield* TestClock.adjust("10 seconds")
+        const first = byId((yield* collector.refresh).stats, "a")
+        assert.strictEqual(first.epoch, 0)
+        assert.strictEqual(first.processStartTimeMs, bootTimeMs + 5000)
+        assert.strictEqual(first.seriesStartTimeMs, bootTimeMs + 5000)
+
+        yield* TestClock.adjust("10 seconds")
+        r.taps.set("hype-a", tap("1500\n", "2500\n"))
+        const grown = byId((yield* collector.refresh).stats, "a")
+        assert.strictEqual(grown.epoch, 0)
+        assert.strictEqual(grown.seriesStartTimeMs, bootTimeMs + 5000)
+
+        // Deleted and created again: the counters start from 0 while the process stays.
+        yield* TestClock.adjust("10 seconds")
+        r.taps.set("hype-a", tap("7\n", "9\n"))
+        r.procs.set(10, running(10, { startTime: 500, utime: 11 }))
+        const reset = byId((yield* collector.refresh).stats, "a")
+        assert.strictEqual(reset.state, "running")
+        assert.strictEqual(reset.epoch, 1)
+        assert.strictEqual(reset.seriesStartTimeMs, grown.sampledAtMs)
+        assert.isTrue(reset.seriesStartTimeMs! < reset.sampledAtMs)
+        assert.strictEqual(reset.processStartTimeMs, bootTimeMs + 5000)
+        assert.strictEqual(reset.netRxBytes, 9n)
+
+        yield* TestClock.adjust("10 seconds")
+        r.taps.set("hype-a", tap("8\n", "10\n"))
+        const after = byId((yield* collector.refresh).stats, "a")
+        assert.strictEqual(after.epoch, 1)
+        assert.strictEqual(after.seriesStartTimeMs, grown.sampledAtMs)
+      }).pipe(Effect.provide(r.layer))
+    })
+
+    it.effect(
+      "a TAP missing for a while, then back with smaller counters: one new series; equal values keep it",
+      () => {
+        const r = rig({ kernel, instances: [vm("a", { hypervisorPid: 10, tapDevice: "hype-a" })] })
+        r.procs.set(10, running(10, { startTime: 500 }))
+        r.taps.set("hype-a", tap("100\n", "100\n"))
+        return Effect.gen(function* () {
+          const collector = yield* Collector.Collector
+          assert.strictEqual(byId((yield* collector.refresh).stats, "a").epoch, 0)
+          assert.strictEqual(byId((yield* collector.refresh).stats, "a").epoch, 0) // unchanged is no reset
+          r.taps.remove("hype-a")
+          yield* TestClock.adjust("1 second")
+          const missing = byId((yield* collector.refresh).stats, "a")
+          assert.strictEqual(missing.epoch, 0)
+          assert.isNull(missing.netRxBytes)
+          r.taps.set("hype-a", tap("100\n", "3\n"))
+          yield* TestClock.adjust("1 second")
+          const back = byId((yield* collector.refresh).stats, "a")
+          assert.strictEqual(back.epoch, 1)
+          assert.strictEqual(back.seriesStartTimeMs, missing.sampledAtMs)
+        }).pipe(Effect.provide(r.layer))
+      }
+    )
+
+    it.effect("a restart (new pid) starts the series at the new process's start time again", () => {
+      const r = rig({ kernel, instances: [vm("a", { hypervisorPid: 10, tapDevice: "hype-a" })] })
+      r.procs.set(10, running(10, { startTime: 500 }))
+      r.procs.set(20, running(20, { startTime: 900 }))
+      r.taps.set("hype-a", tap("100\n", "100\n"))
+      return Effect.gen(function* () {
+        const collector = yield* Collector.Collector
+        yield* TestClock.adjust("20 seconds")
+        yield* collector.refresh
+        r.taps.set("hype-a", tap("1\n", "1\n"))
+        yield* TestClock.adjust("1 second")
+        const reset = byId((yield* collector.refresh).stats, "a")
+        assert.strictEqual(reset.epoch, 1)
+        assert.strictEqual(reset.seriesStartTimeMs, 20_000)
+        r.source.set([vm("a", { hypervisorPid: 20, tapDevice: "hype-a" })])
+        const restarted = byId((yield* collector.refresh).stats, "a")
+        assert.strictEqual(restarted.epoch, 2)
+        assert.strictEqual(restarted.seriesStartTimeMs, bootTimeMs + 9000)
+      }).pipe(Effect.provide(r.layer))
+    })
+  })
+
   describe("what is read", () => {
     it.effect("parity 8: no tapDevice → net values null, no TAP read, no tap unavailable entry", () => {
       const r = rig()
@@ -409,27 +523,69 @@ describe("Collector", () => {
   })
 
   describe("process identity (weak spot 3)", () => {
-    it.effect("a new starttime for the same instance starts a new epoch; the same starttime keeps it", () => {
-      const r = rig({ instances: [vm("a", { hypervisorPid: 10 })] })
-      r.procs.set(10, running(10, { startTime: 1000 }))
+    it.effect(
+      "issue 8 item 2: the same pid with another starttime is pid_reused (exited, nulls), until a new pid",
+      () => {
+        const r = rig({ instances: [vm("a", { hypervisorPid: 10, tapDevice: "hype-a" })] })
+        r.procs.set(10, running(10, { startTime: 1000, utime: 7 }))
+        r.taps.set("hype-a", tap("5\n", "6\n"))
+        return Effect.gen(function* () {
+          const collector = yield* Collector.Collector
+          const first = byId((yield* collector.collectAll).stats, "a")
+          assert.strictEqual(first.epoch, 0)
+          assert.strictEqual(first.processStartTicks, 1000n)
+          assert.isNull(first.processStartTimeMs)
+
+          const same = byId((yield* collector.refresh).stats, "a")
+          assert.strictEqual(same.epoch, 0)
+          assert.strictEqual(same.processStartTicks, 1000n)
+
+          // Another process took pid 10: its CPU and RSS are never the VM's.
+          r.procs.set(10, running(10, { startTime: 2000, utime: 900 }, "9000 8000 0 0 0 0 0\n"))
+          for (let i = 0; i < 2; i++) {
+            const snapshot = yield* collector.refresh
+            const reused = byId(snapshot.stats, "a")
+            assert.strictEqual(reused.state, "exited")
+            assert.strictEqual(reused.epoch, 0)
+            assert.isNull(reused.cpuUsec)
+            assert.isNull(reused.guestUsec)
+            assert.isNull(reused.memoryRssBytes)
+            assert.isNull(reused.memoryVmsBytes)
+            assert.isNull(reused.processStartTicks)
+            assert.deepStrictEqual(reasons(reused), ["stat:pid_reused", "statm:pid_reused"])
+            assert.strictEqual(reused.netRxBytes, 6n) // the TAP is still the VM's own
+            assert.deepInclude(snapshot.unavailableTotals, { source: "stat", reason: "pid_reused", count: i + 1 })
+          }
+
+          // The source names another pid: a restart, a new epoch, counters from the new process.
+          r.procs.set(11, running(11, { startTime: 2500, utime: 3 }))
+          r.source.set([vm("a", { hypervisorPid: 11, tapDevice: "hype-a" })])
+          const restarted = byId((yield* collector.refresh).stats, "a")
+          assert.strictEqual(restarted.state, "running")
+          assert.strictEqual(restarted.epoch, 1)
+          assert.strictEqual(restarted.processStartTicks, 2500n)
+          assert.strictEqual(restarted.cpuUsec, 30_000n)
+          assert.deepStrictEqual(restarted.unavailable, [])
+        }).pipe(Effect.provide(r.layer))
+      }
+    )
+
+    it.effect("issue 8 item 2: a start time given by the source is checked from the first reading", () => {
+      const r = rig({ instances: [vm("a", { hypervisorPid: 10, hypervisorStartTicks: 1000 })] })
+      r.procs.set(10, running(10, { startTime: 1001, utime: 5 }))
       return Effect.gen(function* () {
         const collector = yield* Collector.Collector
-        const first = byId((yield* collector.collectAll).stats, "a")
-        assert.strictEqual(first.epoch, 0)
-        assert.strictEqual(first.processStartTicks, 1000n)
-        assert.isNull(first.processStartTimeMs)
+        const wrong = byId((yield* collector.collectAll).stats, "a")
+        assert.strictEqual(wrong.state, "exited")
+        assert.isNull(wrong.cpuUsec)
+        assert.deepStrictEqual(reasons(wrong), ["stat:pid_reused", "statm:pid_reused"])
 
-        const same = byId((yield* collector.refresh).stats, "a")
-        assert.strictEqual(same.epoch, 0)
-        assert.strictEqual(same.processStartTicks, 1000n)
-
-        r.procs.set(10, running(10, { startTime: 2000 }))
-        const restarted = byId((yield* collector.refresh).stats, "a")
-        assert.strictEqual(restarted.epoch, 1)
-        assert.strictEqual(restarted.processStartTicks, 2000n)
-
-        const again = byId((yield* collector.refresh).stats, "a")
-        assert.strictEqual(again.epoch, 1)
+        // The source now knows the process at that pid started at 1001: a restart it vouches for.
+        r.source.set([vm("a", { hypervisorPid: 10, hypervisorStartTicks: 1001 })])
+        const vouched = byId((yield* collector.refresh).stats, "a")
+        assert.strictEqual(vouched.state, "running")
+        assert.strictEqual(vouched.epoch, 1)
+        assert.strictEqual(vouched.cpuUsec, 50_000n)
       }).pipe(Effect.provide(r.layer))
     })
 
@@ -456,7 +612,8 @@ describe("Collector", () => {
       return Effect.gen(function* () {
         const collector = yield* Collector.Collector
         yield* collector.collectAll
-        r.procs.set(10, running(10, { startTime: 5000 }))
+        r.procs.set(12, running(12, { startTime: 5000 }))
+        r.source.set([vm("a", { hypervisorPid: 12 }), vm("b", { hypervisorPid: 11 })])
         const { stats } = yield* collector.refresh
         assert.strictEqual(byId(stats, "a").epoch, 1)
         assert.strictEqual(byId(stats, "b").epoch, 0)
@@ -615,7 +772,8 @@ describe("Collector", () => {
       return Effect.gen(function* () {
         const collector = yield* Collector.Collector
         yield* collector.collectAll
-        r.procs.set(1, running(1, { startTime: 200 }))
+        r.procs.set(2, running(2, { startTime: 200 }))
+        r.source.set([vm("a", { hypervisorPid: 2 })])
         assert.strictEqual(byId((yield* collector.refresh).stats, "a").epoch, 1)
         r.source.set([])
         assert.deepStrictEqual((yield* collector.refresh).stats, [])

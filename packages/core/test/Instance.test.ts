@@ -98,6 +98,20 @@ describe("schemas", () => {
     assert.isTrue(Either.isLeft(Schema.decodeUnknownEither(InstanceInfo)({ ...base, [key]: value })))
   })
 
+  it("issue 8 item 2: the optional hypervisorStartTicks decodes from JSON and survives fromInstanceData", () => {
+    const json = JSON.parse(
+      '{"id":"a","name":"a","allocatedVcpus":1,"allocatedMemoryBytes":1,"hypervisorPid":7,"hypervisorStartTicks":123456}'
+    )
+    const decoded = Schema.decodeUnknownSync(InstanceInfo)(json)
+    assert.strictEqual(decoded.hypervisorStartTicks, 123456)
+    for (const bad of [-1, 1.5, "123"]) {
+      assert.isTrue(Either.isLeft(Schema.decodeUnknownEither(InstanceInfo)({ ...json, hypervisorStartTicks: bad })))
+    }
+    const data = Schema.decodeUnknownSync(InstanceData)({ ...json, networkEnabled: false })
+    assert.strictEqual(fromInstanceData(data).hypervisorStartTicks, 123456)
+    assert.notProperty(fromInstanceData({ ...data, hypervisorStartTicks: undefined }), "hypervisorStartTicks")
+  })
+
   it("InstanceData requires networkEnabled", () => {
     assert.isTrue(Either.isLeft(Schema.decodeUnknownEither(InstanceData)(base)))
     assert.isTrue(Either.isRight(Schema.decodeUnknownEither(InstanceData)({ ...base, networkEnabled: false })))

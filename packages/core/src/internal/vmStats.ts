@@ -1,6 +1,7 @@
 /**
  * Turns one instance's raw reads into a `VmStats`: unit conversion, the VM-perspective swap, the
- * zombie rule, unavailability bookkeeping and the process-identity epoch. Pure apart from the
+ * zombie rule, unavailability bookkeeping, the pinned process identity (a reused pid is never read
+ * as the VM) and the series epoch (a new process, or a kernel counter that went down). Pure apart from the
  * `Identities` map it is handed.
  *
  * @internal
@@ -14,12 +15,26 @@ import { isNotRunning } from "../ProcStat.js"
 import type { TapCounters } from "../TapReader.js"
 import type { ReadSource, Unavailable, VmState, VmStats } from "../VmStats.js"
 
-/** The process seen last for an instance, how many processes came before it, and when it was last listed. @internal */
+/**
+ * What the collector remembers of an instance between readings: the pinned process identity (the
+ * first reading's pid + start time, or the start time the source gave), the series (epoch, and its
+ * start when a counter went down) and the last counter values of that series.
+ */
 interface Identity {
-  readonly pid: number
-  readonly startTicks: bigint
-  readonly epoch: number
+  /** The pid the identity is pinned to; null until the source names one. */
+  pid: number | null
+  /** Its start time; null until read (or given by the source). */
+  startTicks: bigint | null
+  epoch: number
+  /** Set when a counter went down under the same process: the new series starts here. */
+  seriesStartMs: number | null
+  /** The last time this instance was sampled, and when it was last listed (a collection number). */
+  sampledAtMs: number
   seen: number
+  cpuUsec: bigint | null
+  guestUsec: bigint | null
+  netRx: bigint | null
+  netTx: bigint | null
 }
 
 /** Per-instance process identity, kept across collections by the collector. @internal */
@@ -27,6 +42,9 @@ export type Identities = Map<string, Identity>
 
 /** Counts of unavailable values by "source\0reason", cumulative. @internal */
 export type UnavailableCounts = Map<string, number>
+
+/** The largest value a uint64 (the kernel's counters, and OTLP's widest integer) can hold. */
+const UINT64_MAX = 18_446_744_073_709_551_615n
 
 const unavailableOf = (source: ReadSource, error: ReadError): Unavailable => ({
   source,
@@ -40,17 +58,17 @@ const notRunning = (source: ReadSource, pid: number): Unavailable => ({
   message: `process ${pid} is a zombie`
 })
 
-/** The epoch of this (pid, starttime): a new one whenever another process takes the instance's place. */
-const epochOf = (identities: Identities, id: string, pid: number, startTicks: bigint, generation: number): number => {
-  const known = identities.get(id)
-  if (known !== undefined && known.pid === pid && known.startTicks === startTicks) {
-    known.seen = generation
-    return known.epoch
-  }
-  const epoch = known === undefined ? 0 : known.epoch + 1
-  identities.set(id, { pid, startTicks, epoch, seen: generation })
-  return epoch
-}
+const pidReused = (source: ReadSource, pid: number, pinned: bigint, found: bigint | null): Unavailable => ({
+  source,
+  reason: "pid_reused",
+  message: `pid ${pid} now belongs to another process (start time ${found ?? "unknown"}, expected ${pinned})`
+})
+
+const outOfRange = (what: string, pages: bigint, pageSize: number): Unavailable => ({
+  source: "statm",
+  reason: "out_of_range",
+  message: `${what} of ${pages} pages × ${pageSize} bytes exceeds 2^64 − 1`
+})
 
 const isGone = (error: ProcReadError) => error._tag === "ProcessGone"
 
@@ -69,6 +87,49 @@ const times = (value: bigint, unit: number): bigint => {
   return product <= Number.MAX_SAFE_INTEGER ? BigInt(product) : value * BigInt(unit)
 }
 
+/** Whether a counter went down since the last reading of its series (a null on either side is no evidence). */
+const wentDown = (now: bigint | null, before: bigint | null): boolean => now !== null && before !== null && now < before
+
+/** The identity of an instance, made on its first reading; moved to a new epoch when the source names another process. */
+const identityOf = (identities: Identities, info: InstanceInfo, generation: number): Identity => {
+  const pid = info.hypervisorPid ?? null
+  const expected = info.hypervisorStartTicks === undefined ? null : BigInt(info.hypervisorStartTicks)
+  let identity = identities.get(info.id)
+  if (identity === undefined) {
+    identity = {
+      pid,
+      startTicks: expected,
+      epoch: 0,
+      seriesStartMs: null,
+      sampledAtMs: 0,
+      seen: generation,
+      cpuUsec: null,
+      guestUsec: null,
+      netRx: null,
+      netTx: null
+    }
+    identities.set(info.id, identity)
+    return identity
+  }
+  identity.seen = generation
+  if (pid === null) return identity // no process now: keep the pin, a later pid tells whether it restarted
+  const restarted =
+    (identity.pid !== null && identity.pid !== pid) ||
+    (expected !== null && identity.startTicks !== null && expected !== identity.startTicks)
+  if (restarted) {
+    // Another process (a restart): a new series, whose counters start over from the process start.
+    identity.epoch++
+    identity.seriesStartMs = null
+    identity.cpuUsec = null
+    identity.guestUsec = null
+    identity.netRx = null
+    identity.netTx = null
+    identity.startTicks = expected
+  }
+  identity.pid = pid
+  return identity
+}
+
 /** @internal */
 export const buildVmStats = (
   info: InstanceInfo,
@@ -81,22 +142,25 @@ export const buildVmStats = (
 ): VmStats => {
   const unavailable: Array<Unavailable> = []
   const pid = info.hypervisorPid ?? null
+  const identity = identityOf(identities, info, generation)
   let state: VmState = "no-process"
   let cpuUsec: bigint | null = null
   let guestUsec: bigint | null = null
   let rss: bigint | null = null
   let vms: bigint | null = null
   let startTicks: bigint | null = null
-  const known = identities.get(info.id)
-  let epoch = 0
-  if (known !== undefined) {
-    known.seen = generation
-    epoch = known.epoch
-  }
 
   if (pid !== null && proc !== undefined) {
     const { stat, statm } = proc
-    if (Either.isRight(stat) && isNotRunning(stat.right)) {
+    const found = Either.isRight(stat) ? stat.right.startTimeTicks : null
+    if (identity.startTicks !== null && found !== null && found !== identity.startTicks) {
+      // Same pid, another start time: not our process. Its values are never reported as the VM's.
+      state = "exited"
+      unavailable.push(
+        pidReused("stat", pid, identity.startTicks, found),
+        pidReused("statm", pid, identity.startTicks, found)
+      )
+    } else if (Either.isRight(stat) && isNotRunning(stat.right)) {
       state = "exited"
       unavailable.push(notRunning("stat", pid), notRunning("statm", pid))
     } else {
@@ -108,14 +172,23 @@ export const buildVmStats = (
         const hz = kernel.clockTicksPerSecond
         cpuUsec = ticksToUsec(s.utimeTicks + s.stimeTicks, hz)
         guestUsec = s.guestTimeTicks === null ? null : ticksToUsec(s.guestTimeTicks, hz)
-        startTicks = s.startTimeTicks
-        if (startTicks !== null) epoch = epochOf(identities, info.id, pid, startTicks, generation)
+        startTicks = found
+        if (identity.startTicks === null) identity.startTicks = found // the first reading pins the process
       } else {
         unavailable.push(unavailableOf("stat", stat.left))
       }
       if (Either.isRight(statm)) {
-        rss = times(statm.right.rssPages, kernel.pageSize)
-        vms = times(statm.right.vmsPages, kernel.pageSize)
+        const pageSize = kernel.pageSize
+        rss = times(statm.right.rssPages, pageSize)
+        vms = times(statm.right.vmsPages, pageSize)
+        if (rss > UINT64_MAX) {
+          unavailable.push(outOfRange("resident", statm.right.rssPages, pageSize))
+          rss = null
+        }
+        if (vms > UINT64_MAX) {
+          unavailable.push(outOfRange("size", statm.right.vmsPages, pageSize))
+          vms = null
+        }
       } else {
         unavailable.push(unavailableOf("statm", statm.left))
       }
@@ -134,6 +207,23 @@ export const buildVmStats = (
     }
   }
 
+  // A kernel counter that went down under the same process (a TAP deleted and created again) starts
+  // a new series. Its counts were all made after the previous sample, so that is where it starts.
+  if (
+    wentDown(cpuUsec, identity.cpuUsec) ||
+    wentDown(guestUsec, identity.guestUsec) ||
+    wentDown(netRx, identity.netRx) ||
+    wentDown(netTx, identity.netTx)
+  ) {
+    identity.epoch++
+    identity.seriesStartMs = identity.sampledAtMs
+  }
+  if (cpuUsec !== null) identity.cpuUsec = cpuUsec
+  if (guestUsec !== null) identity.guestUsec = guestUsec
+  if (netRx !== null) identity.netRx = netRx
+  if (netTx !== null) identity.netTx = netTx
+  identity.sampledAtMs = sampledAtMs
+
   const processStartTimeMs =
     startTicks === null || kernel.bootTimeMs === null
       ? null
@@ -146,8 +236,8 @@ export const buildVmStats = (
     tapDevice: info.tapDevice ?? null,
     processStartTicks: startTicks,
     processStartTimeMs,
-    seriesStartTimeMs: processStartTimeMs,
-    epoch,
+    seriesStartTimeMs: identity.seriesStartMs ?? processStartTimeMs,
+    epoch: identity.epoch,
     sampledAtMs,
     cpuUsec,
     guestUsec,
