@@ -2,7 +2,9 @@
  * `ProcReader` for Linux: keeps `<procRoot>/<pid>/stat` and `statm` open per pid and re-reads them at
  * offset 0 into one reused buffer (internal/keptFile.ts). A kept fd of a process that exited reads
  * ESRCH forever (even after the pid is reused), so on ESRCH the path is opened once more: a reused pid
- * is then read as the new process, whose different starttime the collector turns into a new epoch.
+ * is then read as the new process, whose different starttime the collector reports as `pid_reused`.
+ * A pid missing under a `hidepid` /proc may be alive and only hidden from us: it is `PermissionDenied`,
+ * not `ProcessGone` (internal/procVisibility.ts).
  * The hot path builds no strings and creates no closures (tsx/esbuild's keepNames makes each closure
  * a costly defineProperty; measured with `pnpm bench`).
  *
@@ -15,6 +17,7 @@ import { parseProcStat } from "@vm-metrics/core/ProcStat"
 import { parseProcStatm } from "@vm-metrics/core/ProcStatm"
 import { Effect, Either, Layer } from "effect"
 import { checkRoot, type InvalidRoot, KeptFile, ReadBuffer } from "./internal/keptFile.js"
+import { type MayBeHidden, mayBeHiddenFor } from "./internal/procVisibility.js"
 import { readKernelInfo } from "./NodeKernel.js"
 
 /** @category models */
@@ -27,9 +30,11 @@ export interface Options {
 
 const PID_MAX = 4_194_304
 
-const errorOf = (pid: number, path: string, code: string): ProcReadError => {
+const errorOf = (pid: number, path: string, code: string, mayBeHidden: MayBeHidden): ProcReadError => {
   switch (code) {
     case "ENOENT":
+      // A hidepid /proc shows a live process we may not see as missing: not gone, just not ours to read.
+      return mayBeHidden(pid) ? new PermissionDenied({ path }) : new ProcessGone({ pid, path })
     case "ESRCH":
       return new ProcessGone({ pid, path })
     case "EACCES":
@@ -45,8 +50,13 @@ interface ProcFiles {
   readonly statm: KeptFile
 }
 
-/** The synchronous core of the reader, usable without Effect (benchmarks). @category constructors */
-export const makeSync = (procRoot: string) => {
+/**
+ * The synchronous core of the reader, usable without Effect (benchmarks). `mayBeHidden` tells a pid
+ * missing under the root from a gone one (default: asks the kernel and the mount, see procVisibility).
+ *
+ * @category constructors
+ */
+export const makeSync = (procRoot: string, mayBeHidden: MayBeHidden = mayBeHiddenFor(procRoot)) => {
   const buffer = new ReadBuffer()
   const kept = new Map<number, ProcFiles>()
 
@@ -76,7 +86,9 @@ export const makeSync = (procRoot: string) => {
     parse: (bytes: Uint8Array, length: number) => Either.Either<A, ProcReadError>
   ): Either.Either<A, ProcReadError> => {
     const length = file.read(buffer)
-    return typeof length === "string" ? Either.left(errorOf(pid, file.path, length)) : parse(buffer.bytes, length)
+    return typeof length === "string"
+      ? Either.left(errorOf(pid, file.path, length, mayBeHidden))
+      : parse(buffer.bytes, length)
   }
 
   const sampleOne = (pid: number): ProcSample => {

@@ -1,12 +1,24 @@
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { assert, describe, it } from "@effect/vitest"
+import { afterAll, assert, describe, it } from "@effect/vitest"
 import { statLine } from "@vm-metrics/core/ProcReader"
 import { Effect, Either } from "effect"
+import { hasSysPtrace, hidepidOf, superOptionsAt } from "../src/internal/procVisibility.js"
 import * as NodeKernel from "../src/NodeKernel.js"
 import * as NodeProcReader from "../src/NodeProcReader.js"
-import { childrenOf, getconf, psOf, sleepMs, spawnChild, stopChild } from "./helpers.js"
+import {
+  childrenOf,
+  getconf,
+  makeTempDir,
+  namespaceSkipReason,
+  psOf,
+  removeTempDirs,
+  runToEnd,
+  sleepMs,
+  spawnChild,
+  stopChild
+} from "./helpers.js"
 
 const kernel = Effect.runSync(NodeKernel.readKernelInfo())
 
@@ -151,5 +163,120 @@ describe("NodeProcReader with another proc root", () => {
         assert.strictEqual(Either.isLeft(result) && result.left._tag, "InvalidRoot")
       }
     })
+  )
+})
+
+const skipNamespaces = namespaceSkipReason()
+const REPO = path.resolve(import.meta.dirname, "../../..")
+const READER = path.resolve(import.meta.dirname, "../src/NodeProcReader.ts")
+
+/** A reader in a child process: prints, per pid, the tag of each file's result ("ok" when read). */
+const readerScript = `
+import { makeSync } from ${JSON.stringify(READER)}
+const [root, ...pids] = process.argv.slice(1)
+const reader = makeSync(root)
+const tag = (e) => (e._tag === "Right" ? "ok" : e.left._tag)
+console.log(JSON.stringify(pids.map((pid) => { const s = reader.sampleOne(Number(pid)); return [tag(s.stat), tag(s.statm)] })))
+`
+
+describe("issue 8 item 7: hidden is not gone (hidepid)", () => {
+  afterAll(removeTempDirs)
+
+  it("reads the hidepid mode and its group from real mountinfo lines", async () => {
+    // Real lines, from a proc mounted here with these options (skipped where mounting is impossible).
+    const samples: Array<[string, string]> = [
+      ["hidepid=invisible,gid=4", "rw,gid=4,hidepid=invisible"],
+      ["hidepid=2", "rw,hidepid=invisible"],
+      ["hidepid=ptraceable", "rw,hidepid=ptraceable"],
+      ["hidepid=1", "rw,hidepid=noaccess"]
+    ]
+    if (skipNamespaces === undefined) {
+      for (const [options, shown] of samples) {
+        const dir = makeTempDir("vm-metrics-mi-")
+        const result = await runToEnd("unshare", [
+          "-m",
+          "sh",
+          "-c",
+          'mount -t proc -o "$1" proc "$0" && cat /proc/self/mountinfo',
+          dir,
+          options
+        ])
+        assert.strictEqual(result.status, 0, result.output)
+        assert.strictEqual(superOptionsAt(result.stdout, dir), shown)
+      }
+    }
+    assert.deepStrictEqual(hidepidOf("rw,gid=4,hidepid=invisible"), { hidepid: 2, gid: 4 })
+    assert.deepStrictEqual(hidepidOf("rw,hidepid=ptraceable"), { hidepid: 4, gid: 0 })
+    assert.deepStrictEqual(hidepidOf("rw,hidepid=noaccess"), { hidepid: 1, gid: 0 })
+    assert.deepStrictEqual(hidepidOf("rw"), { hidepid: 0, gid: 0 })
+    const spaced = "65 45 0:39 / /tmp/a\\040b rw - proc proc rw,hidepid=invisible\n"
+    assert.strictEqual(superOptionsAt(spaced, "/tmp/a b"), "rw,hidepid=invisible")
+    assert.isTrue(hasSysPtrace("CapEff:\t000001fffeffffff\n"))
+    assert.isFalse(hasSysPtrace("CapEff:\t0000000000000000\n"))
+    assert.isTrue(hasSysPtrace("CapEff:\t0000000000080000\n"))
+  })
+
+  it.skipIf(skipNamespaces !== undefined)(
+    "without capabilities over a hidepid=invisible /proc: another user's live process is PermissionDenied, a gone one ProcessGone",
+    async () => {
+      const vm = spawnChild("exec setpriv --reuid=65534 --regid=65534 --clear-groups sleep 60")
+      const gone = spawnChild("exit 0")
+      try {
+        await stopChild(gone)
+        for (let i = 0; i < 200 && !/^Uid:\s+65534\s/m.test(fs.readFileSync(`/proc/${vm.pid}/status`, "utf8")); i++) {
+          await sleepMs(25)
+        }
+        const dir = makeTempDir("vm-metrics-hidepid-")
+        // uid 0 without any capability and outside group 0 (the mount's gid, which sees everything).
+        const unprivileged = ["--regid=65534", "--clear-groups", "--inh-caps=-all"]
+        const run = (caps: ReadonlyArray<string>, pidNamespace: boolean) =>
+          runToEnd(
+            "unshare",
+            [
+              "-m",
+              "sh",
+              "-c",
+              'mount -t proc -o hidepid=invisible proc "$0" && exec "$@"',
+              dir,
+              ...(pidNamespace ? ["unshare", "--pid", "--fork"] : []),
+              "setpriv",
+              ...unprivileged,
+              ...caps,
+              process.execPath,
+              "--import",
+              "tsx",
+              "--input-type=module",
+              "-e",
+              readerScript,
+              dir,
+              String(vm.pid),
+              String(gone.pid)
+            ],
+            REPO
+          )
+        const [noCaps, ptrace, foreign] = await Promise.all([
+          run(["--bounding-set=-all"], false),
+          run(["--bounding-set=-all,+sys_ptrace"], false),
+          // The reader in a pid namespace of its own: the hidepid proc is another namespace's, kill(2)
+          // cannot tell, so a missing pid may be hidden and is never called gone.
+          run(["--bounding-set=-all"], true)
+        ])
+        for (const r of [noCaps, ptrace, foreign]) assert.strictEqual(r.status, 0, r.output)
+        assert.deepStrictEqual(JSON.parse(noCaps.stdout), [
+          ["PermissionDenied", "PermissionDenied"],
+          ["ProcessGone", "ProcessGone"]
+        ])
+        assert.deepStrictEqual(JSON.parse(ptrace.stdout), [
+          ["ok", "ok"],
+          ["ProcessGone", "ProcessGone"]
+        ])
+        assert.deepStrictEqual(JSON.parse(foreign.stdout), [
+          ["PermissionDenied", "PermissionDenied"],
+          ["PermissionDenied", "PermissionDenied"]
+        ])
+      } finally {
+        await stopChild(vm)
+      }
+    }
   )
 })

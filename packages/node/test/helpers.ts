@@ -125,3 +125,34 @@ export const makeTempDir = (prefix: string): string => {
 export const removeTempDirs = (): void => {
   for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
 }
+
+/**
+ * Why tests that need namespaces and dropped capabilities (unshare, setpriv, mount -t proc) cannot run
+ * here, or undefined. Under CI a missing prerequisite is a failure, not a skip.
+ */
+export const namespaceSkipReason = (): string | undefined => {
+  const missing = !isRoot
+    ? "needs root to unshare namespaces, mount proc and drop capabilities"
+    : !hasCommand("unshare") || !hasCommand("setpriv")
+      ? "needs unshare and setpriv (util-linux)"
+      : undefined
+  if (missing === undefined) return undefined
+  if (process.env.CI === "true") throw new Error(`CI must not skip the namespace tests: ${missing}`)
+  console.warn(`skipping namespace tests: ${missing}`)
+  return missing
+}
+
+/** Runs a command to its end (bounded: killed after 60 s); stdout, and stdout + stderr for messages. */
+export const runToEnd = (command: string, args: ReadonlyArray<string>, cwd?: string) =>
+  new Promise<{ status: number | null; stdout: string; output: string }>((resolve) => {
+    const child = spawn(command, args, { cwd, stdio: ["ignore", "pipe", "pipe"] })
+    let stdout = ""
+    let stderr = ""
+    child.stdout.on("data", (chunk) => (stdout += chunk))
+    child.stderr.on("data", (chunk) => (stderr += chunk))
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000)
+    child.on("close", (status) => {
+      clearTimeout(timer)
+      resolve({ status, stdout, output: stdout + stderr })
+    })
+  })

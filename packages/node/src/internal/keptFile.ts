@@ -39,13 +39,17 @@ export class KeptFile {
     private readonly staleCode: string
   ) {}
 
-  /** The length read into `buffer`, or the errno code of the failure. */
+  /**
+   * The length read into `buffer`, or the errno code of the failure. When the kept fd went stale and
+   * nothing stands at the path any more, the stale code is returned: what we held is gone for sure
+   * (an ENOENT alone may also mean "hidden", e.g. by hidepid).
+   */
   read(buffer: ReadBuffer): number | string {
     for (let attempt = 0; attempt < 2; attempt++) {
       const wasKept = this.fd >= 0
       if (!wasKept) {
         const opened = openReadOnly(this.path)
-        if (typeof opened === "string") return opened
+        if (typeof opened === "string") return attempt > 0 && opened === "ENOENT" ? this.staleCode : opened
         this.fd = opened
       }
       try {
