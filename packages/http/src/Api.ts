@@ -1,6 +1,8 @@
 /**
  * The HTTP API as a description (no handlers): what the OpenAPI document and the typed client see.
- * Error bodies are `{"code": …, "message": …}` as in the original, and 409 is declared this time.
+ * Every error body is `{"code": …, "message": …}` as in the original (409 is declared this time); the
+ * platform's own `HttpApiDecodeError` body never reaches a client (the Guard turns it into a 400
+ * `bad_request`), so the document does not list it either.
  *
  * @since 0.1.0
  */
@@ -30,6 +32,18 @@ export class BadRequest extends Schema.Class<BadRequest>("BadRequest")({
 /** @category errors */
 export class Unauthorized extends Schema.Class<Unauthorized>("Unauthorized")({
   code: Schema.Literal("unauthorized"),
+  message: Schema.String
+}) {}
+
+/** A method the path is not served with; the `Allow` header lists those it is. @category errors */
+export class MethodNotAllowed extends Schema.Class<MethodNotAllowed>("MethodNotAllowed")({
+  code: Schema.Literal("method_not_allowed"),
+  message: Schema.String
+}) {}
+
+/** An unexpected failure of the server (details only in its log). @category errors */
+export class InternalError extends Schema.Class<InternalError>("InternalError")({
+  code: Schema.Literal("internal_error"),
   message: Schema.String
 }) {}
 
@@ -69,6 +83,33 @@ export class HealthGroup extends HttpApiGroup.make("health", { topLevel: true })
     .annotate(OpenApi.Summary, "Liveness; never needs a token")
 ) {}
 
+const DECODE_ERROR = "HttpApiDecodeError"
+const BAD_REQUEST_REF = { $ref: "#/components/schemas/BadRequest" }
+
+/**
+ * The generated document with the platform's decode error replaced by our `BadRequest` (which the Guard
+ * answers instead), so the 400 of every operation is the one `{"code","message"}` shape.
+ */
+const withoutDecodeError = (spec: Record<string, any>): Record<string, any> => {
+  const isDecodeRef = (schema: any) => schema?.$ref === `#/components/schemas/${DECODE_ERROR}`
+  for (const item of Object.values<Record<string, any>>(spec.paths ?? {})) {
+    for (const operation of Object.values<any>(item)) {
+      const bad = operation?.responses?.["400"]
+      if (bad === undefined) continue
+      bad.description = "Malformed request: invalid percent-encoding, or an id longer than 256 characters"
+      for (const media of Object.values<any>(bad.content ?? {})) {
+        const schema = media.schema
+        if (isDecodeRef(schema) || schema?.anyOf?.some(isDecodeRef)) media.schema = BAD_REQUEST_REF
+      }
+    }
+  }
+  if (spec.components?.schemas !== undefined) {
+    delete spec.components.schemas[DECODE_ERROR]
+    if (!JSON.stringify(spec).includes('"#/components/schemas/Issue"')) delete spec.components.schemas.Issue
+  }
+  return spec
+}
+
 /** @category api */
 export class VmMetricsApi extends HttpApi.make("vm-metrics")
   .add(InstancesGroup)
@@ -76,8 +117,16 @@ export class VmMetricsApi extends HttpApi.make("vm-metrics")
   .add(HealthGroup)
   .addError(BadRequest, { status: 400 })
   .addError(Unauthorized, { status: 401 })
+  .addError(InternalError, { status: 500 })
   .annotate(OpenApi.Title, "vm-metrics")
   .annotate(
     OpenApi.Description,
-    "Host-side resource use of virtual machines. When a token is configured, every path but /healthz needs `Authorization: Bearer <token>`."
-  ) {}
+    [
+      "Host-side resource use of virtual machines. When a token is configured, every path but /healthz (and",
+      "/metrics when the server runs with --metrics-without-auth) needs `Authorization: Bearer <token>`.",
+      'Query parameters are ignored. Every error body is `{"code", "message"}`: 400 bad_request, 401',
+      "unauthorized, 404 not_found (also for a path no route has), 405 method_not_allowed (with an `Allow`",
+      "header; HEAD is served wherever GET is), 409 ambiguous, 500 internal_error."
+    ].join(" ")
+  )
+  .annotate(OpenApi.Transform, withoutDecodeError) {}

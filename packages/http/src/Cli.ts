@@ -93,6 +93,14 @@ const authTokenFile = Options.text("auth-token-file").pipe(
     "file holding the bearer token required on every path but /healthz (env VM_METRICS_AUTH_TOKEN_FILE; or the token itself in VM_METRICS_AUTH_TOKEN)"
   )
 )
+const metricsWithoutAuth = Options.boolean("metrics-without-auth").pipe(
+  env(Config.boolean("VM_METRICS_METRICS_WITHOUT_AUTH")),
+  Options.withDescription(
+    "serve /metrics without the bearer token (for a Prometheus without credentials); every other path but /healthz still needs it; default off (env VM_METRICS_METRICS_WITHOUT_AUTH)"
+  )
+)
+/** Which paths the token does not guard beyond /healthz. */
+const access = Options.all({ metricsWithoutAuth })
 const otlp = Options.choice("otlp", ["on", "off"]).pipe(
   env(Config.literal("on", "off")("VM_METRICS_OTLP")),
   Options.withDefault("off" as const),
@@ -151,7 +159,9 @@ const readToken = (file: Option.Option<string>) =>
     )
   })
 
-const serve = Command.make("serve", { host, port, authTokenFile, otlp, metricPrefix, ...collectorOptions }, (config) =>
+const serveOptions = { host, port, authTokenFile, access, otlp, metricPrefix, ...collectorOptions }
+
+const serve = Command.make("serve", serveOptions, (config) =>
   Effect.gen(function* () {
     if (config.port < 1 || config.port > 65535) {
       return yield* new UsageError({ message: `--port must be 1-65535, got ${config.port}` })
@@ -162,7 +172,7 @@ const serve = Command.make("serve", { host, port, authTokenFile, otlp, metricPre
       Layer.provideMerge(collectorLayer(config))
     )
     const push = config.otlp === "on" ? OtlpPush.layer() : Layer.empty
-    const server = Server.layer({ host: config.host, port: config.port, authToken })
+    const server = Server.layer({ host: config.host, port: config.port, authToken, ...config.access })
     return yield* Layer.launch(Layer.merge(server, push).pipe(Layer.provide(metrics)))
   })
 ).pipe(Command.withDescription("serve the HTTP API and /metrics for the VMs on this host"))

@@ -1,14 +1,23 @@
 /**
- * What every request passes before the API: no query parameters (no endpoint takes any, so junk is a
- * 400, not silently ignored), the optional bearer token (everything but `/healthz`; compared in
- * constant time over SHA-256 digests so neither content nor length leaks), and a JSON 404 for paths
- * no route matches. Every refusal is a JSON `{"code","message"}` body.
+ * What every request passes before the API, and the one shape of every refusal: a JSON
+ * `{"code","message"}` body.
+ *
+ * - A malformed request target (a `%` not followed by two hex digits, or escapes that are not UTF-8) is a
+ *   400. Query parameters are otherwise ignored: no endpoint takes any, and scrapers add their own
+ *   (Prometheus's `params:`).
+ * - The optional bearer token: everything but `/healthz` (and `/metrics` with `metricsWithoutAuth`),
+ *   compared in constant time over SHA-256 digests so neither content nor length leaks.
+ * - A path that no route has is a 404; a path served with other methods is a 405 with `Allow` (HEAD goes
+ *   with every GET, as the router answers HEAD with the GET route).
+ * - A path parameter the API's schema rejects (an id longer than 256 characters) is a 400 `bad_request`,
+ *   not the platform's `HttpApiDecodeError` body.
  *
  * @since 0.1.0
  */
 import { createHash, timingSafeEqual } from "node:crypto"
-import { type HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApi, type HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Cause, Effect, Option, Redacted } from "effect"
+import { VmMetricsApi } from "./Api.js"
 
 const refuse = (status: number, code: string, message: string, headers: Record<string, string> = {}) =>
   HttpServerResponse.unsafeJson({ code, message }, { status, headers })
@@ -24,18 +33,95 @@ const bearerOf = (header: string | undefined): string | undefined => {
   return match?.[1]
 }
 
+/** Whether a request target percent-decodes to UTF-8 text (path and query alike). @category parsing */
+export const isWellFormedTarget = (url: string): boolean => {
+  try {
+    decodeURIComponent(url)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** A route the server answers: a method and a path where `:name` is one non-empty segment. @category routes */
+export interface Route {
+  readonly method: string
+  readonly path: string
+}
+
+/** The API's endpoints, plus GET routes served beside it (the OpenAPI document, the docs UI). @category routes */
+export const routesOf = (extraGetPaths: ReadonlyArray<string>): ReadonlyArray<Route> => {
+  const routes: Array<Route> = extraGetPaths.map((path) => ({ method: "GET", path }))
+  HttpApi.reflect(VmMetricsApi, {
+    onGroup: () => {},
+    onEndpoint: ({ endpoint }) => {
+      routes.push({ method: endpoint.method, path: endpoint.path })
+    }
+  })
+  return routes
+}
+
+// Matched like the router does: case-insensitive, a trailing slash ignored.
+const segmentsOf = (path: string) =>
+  path
+    .replace(/(.)\/$/, "$1")
+    .toLowerCase()
+    .split("/")
+
+/**
+ * The methods some route serves `path` with (HEAD with every GET), in a stable order; empty when no
+ * route has this path. `path` is decoded like the router decodes it (`%2F` stays inside a segment).
+ * @category routes
+ */
+export const allowedMethods = (routes: ReadonlyArray<Route>, path: string): ReadonlyArray<string> => {
+  const wanted = segmentsOf(path)
+  const methods = new Set<string>()
+  for (const route of routes) {
+    const pattern = segmentsOf(route.path)
+    const matches =
+      pattern.length === wanted.length &&
+      pattern.every((part, i) => (part.startsWith(":") ? wanted[i] !== "" : part === wanted[i]))
+    if (matches) {
+      methods.add(route.method)
+      if (route.method === "GET") methods.add("HEAD")
+    }
+  }
+  return [...methods].sort()
+}
+
+/** @category models */
+export interface GuardOptions {
+  /** Serve `/metrics` without the token (a Prometheus without credentials); the rest still needs it. */
+  readonly metricsWithoutAuth?: boolean
+  /** GET routes served beside the API (for 405 versus 404), e.g. `/openapi.json` and `/docs`. */
+  readonly extraGetPaths?: ReadonlyArray<string>
+}
+
+const tagOf = (error: unknown) => (error as { _tag?: unknown } | null)?._tag
+
+/** The schema names of the parameters that failed to decode; never the values (they are the client's input). */
+const decodeFailureMessage = (error: unknown): string => {
+  const issues = (error as { issues?: ReadonlyArray<{ path?: ReadonlyArray<unknown> }> }).issues ?? []
+  const names = [...new Set(issues.map((issue) => (issue.path ?? []).map(String).join(".")).filter((n) => n !== ""))]
+  return names.length === 0
+    ? "the request does not match the API"
+    : `invalid ${names.join(", ")} (see the OpenAPI document: an id is 1 to 256 characters)`
+}
+
 /** @category middleware */
 export const guard =
-  (token: Option.Option<Redacted.Redacted<string>>) =>
-  (app: HttpApp.Default): HttpApp.Default =>
-    Effect.gen(function* () {
+  (token: Option.Option<Redacted.Redacted<string>>, options: GuardOptions = {}) =>
+  (app: HttpApp.Default): HttpApp.Default => {
+    const routes = routesOf(options.extraGetPaths ?? [])
+    const open = new Set(options.metricsWithoutAuth === true ? ["/healthz", "/metrics"] : ["/healthz"])
+    return Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
-      const queryAt = request.url.indexOf("?")
-      if (queryAt >= 0 && queryAt < request.url.length - 1) {
-        return refuse(400, "bad_request", "query parameters are not supported")
+      if (!isWellFormedTarget(request.url)) {
+        return refuse(400, "bad_request", "malformed request target: invalid percent-encoding")
       }
+      const queryAt = request.url.indexOf("?")
       const path = queryAt >= 0 ? request.url.slice(0, queryAt) : request.url
-      if (Option.isSome(token) && path !== "/healthz") {
+      if (Option.isSome(token) && !open.has(path)) {
         const presented = bearerOf(request.headers.authorization)
         if (presented === undefined || !tokensMatch(presented, Redacted.value(token.value))) {
           return refuse(401, "unauthorized", "a valid bearer token is required", {
@@ -46,12 +132,29 @@ export const guard =
       return yield* app.pipe(
         Effect.catchAllCause((cause) => {
           const failure = Cause.failureOption(cause)
-          if (Option.exists(failure, (error) => (error as { _tag?: string })?._tag === "RouteNotFound")) {
-            return Effect.succeed(refuse(404, "not_found", "no such path"))
+          const tag = Option.map(failure, tagOf)
+          if (Option.contains(tag, "RouteNotFound")) {
+            const allowed = allowedMethods(routes, decodeURI(path))
+            return Effect.succeed(
+              allowed.length === 0
+                ? refuse(404, "not_found", "no such path")
+                : refuse(
+                    405,
+                    "method_not_allowed",
+                    `${request.method} is not allowed here; use ${allowed.join(", ")}`,
+                    {
+                      allow: allowed.join(", ")
+                    }
+                  )
+            )
           }
-          // Declared errors (404/409/400 bodies) are encoded by the API after this middleware.
+          if (Option.contains(tag, "HttpApiDecodeError")) {
+            return Effect.succeed(refuse(400, "bad_request", decodeFailureMessage(Option.getOrUndefined(failure))))
+          }
+          // Declared errors (404/409 bodies) are encoded by the API after this middleware.
           if (Option.isSome(failure)) return Effect.failCause(cause)
           return Effect.as(Effect.logError("request failed", cause), refuse(500, "internal_error", "internal error"))
         })
       )
     })
+  }

@@ -1,7 +1,9 @@
 /**
  * The handlers of the API, over the core Collector and the otel VmMetrics service. Stats come from
  * the collector's shared snapshot (at most its max age old), so `/instances`, `/instances/{id}/stats`
- * and `/metrics` agree. JSON bodies with counters are written by StatsJson (exact integers).
+ * and `/metrics` agree. JSON bodies with counters are written by StatsJson (exact integers). A failed
+ * listing is reported by kind and position only: the source's reason (paths, what it read) stays in the
+ * collector's log.
  *
  * @since 0.1.0
  */
@@ -12,7 +14,7 @@ import { VmMetrics } from "@vm-metrics/otel/VmMetrics"
 import { Effect, Either, Layer } from "effect"
 import { Ambiguous, NotFound, VmMetricsApi } from "./Api.js"
 import { lookup } from "./Lookup.js"
-import { jsonText, statsBody, statsJson } from "./StatsJson.js"
+import { jsonText, sourceErrorBody, statsBody, statsJson } from "./StatsJson.js"
 
 const json = (body: string) => HttpServerResponse.text(body, { contentType: "application/json" })
 
@@ -38,7 +40,7 @@ const InstancesLive = HttpApiBuilder.group(VmMetricsApi, "instances", (handlers)
             jsonText({
               instances: snapshot.stats.map(statsBody),
               sampled_at: new Date(snapshot.sampledAtMs).toISOString(),
-              source_error: snapshot.sourceError?.reason ?? null
+              source_error: sourceErrorBody(snapshot.sourceError)
             })
           )
         )

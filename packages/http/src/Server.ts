@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { createServer } from "node:http"
-import { HttpApiBuilder, HttpApiScalar, HttpServer } from "@effect/platform"
+import { HttpApiBuilder, HttpApiScalar, HttpRouter, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Layer, type Option, type Redacted } from "effect"
 import { guard } from "./Guard.js"
@@ -16,25 +16,36 @@ export interface Options {
   readonly host: string
   readonly port: number
   readonly authToken: Option.Option<Redacted.Redacted<string>>
+  /** Serve /metrics without the token (a Prometheus without credentials); default false. */
+  readonly metricsWithoutAuth?: boolean
 }
 
 /** @category constants */
 export const defaults = { host: "127.0.0.1", port: 9464 } as const
 
 /** Everything but the socket: tests provide `NodeHttpServer.layerTest`. @category layers */
-export const layerApp = (authToken: Options["authToken"]) =>
+export const layerApp = (authToken: Options["authToken"], access: Pick<Options, "metricsWithoutAuth"> = {}) =>
   HttpApiBuilder.serve().pipe(
     // An API-level middleware wraps the router (docs and OpenAPI included) before errors are turned
     // into responses; a server-level one would only see a response already sent.
-    Layer.provide(HttpApiBuilder.middleware(guard(authToken))),
+    Layer.provide(
+      HttpApiBuilder.middleware(
+        guard(authToken, {
+          metricsWithoutAuth: access.metricsWithoutAuth ?? false,
+          extraGetPaths: ["/docs", "/openapi.json"]
+        })
+      )
+    ),
     Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
-    Layer.provide(ApiLive)
+    Layer.provide(ApiLive),
+    // The router's default (100) would make ids of 101-256 characters "no such path"; the schema bounds them.
+    Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 1024 }))
   )
 
 /** @category layers */
 export const layer = (options: Options) =>
-  layerApp(options.authToken).pipe(
+  layerApp(options.authToken, options).pipe(
     HttpServer.withLogAddress,
     Layer.provide(NodeHttpServer.layer(createServer, { host: options.host, port: options.port }))
   )

@@ -8,6 +8,7 @@
  *
  * @since 0.1.0
  */
+import { type InstanceSourceError, InstanceSourceErrorKind } from "@vm-metrics/core/Errors"
 import { cpuSeconds, memoryUtilizationRatio, type VmStats } from "@vm-metrics/core/VmStats"
 import { Schema } from "effect"
 
@@ -44,12 +45,29 @@ export class InstanceStats extends Schema.Class<InstanceStats>("InstanceStats")(
   unavailable: Schema.Array(Unavailable)
 }) {}
 
+/**
+ * Why the instance source failed, as far as any client may know: the kind and, for a parse error, where.
+ * The source's own text (which may name paths, or quote what it read) goes only to the local log.
+ * @category schemas
+ */
+export class SourceError extends Schema.Class<SourceError>("SourceError")({
+  kind: InstanceSourceErrorKind,
+  line: Schema.NullOr(Schema.Int).annotations({ description: "1-based line of a parse error, when known" }),
+  column: Schema.NullOr(Schema.Int).annotations({ description: "1-based column of a parse error, when known" })
+}) {}
+
 /** A list of instances with their stats. @category schemas */
 export class InstanceList extends Schema.Class<InstanceList>("InstanceList")({
   instances: Schema.Array(InstanceStats),
   sampled_at: Schema.String,
-  source_error: Schema.NullOr(Schema.String)
+  source_error: Schema.NullOr(SourceError).annotations({
+    description: "why the last listing failed (the instances are then the last good listing), or null"
+  })
 }) {}
+
+/** The client-safe part of a source failure: never its reason. @category encoding */
+export const sourceErrorBody = (error: InstanceSourceError | null): typeof SourceError.Encoded | null =>
+  error === null ? null : { kind: error.kind, line: error.line ?? null, column: error.column ?? null }
 
 /** The response body of one VM, fields in order; bigints stay bigints until written. @category encoding */
 export const statsBody = (vm: VmStats): Record<string, unknown> => ({

@@ -1,9 +1,14 @@
-/** The HTTP API over in-memory ports: every status code and body, lookup order, OpenAPI, hostile input, auth. */
+/**
+ * The HTTP API over in-memory ports: every status code and body, lookup order, OpenAPI, hostile input, auth,
+ * query parameters (ignored), 405 with Allow, one `{"code","message"}` error body everywhere, and what a
+ * failed listing may tell a client (its kind and position, never its reason).
+ */
 import * as http from "node:http"
 import { HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import * as Collector from "@vm-metrics/core/Collector"
+import { InstanceSourceError } from "@vm-metrics/core/Errors"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
 import * as ProcReader from "@vm-metrics/core/ProcReader"
@@ -50,16 +55,19 @@ const metrics = VmMetrics.layer().pipe(
   Layer.provideMerge(Collector.layer({ maxAge: "1 second" })),
   Layer.provide(ports)
 )
-const serverWith = (token: Option.Option<Redacted.Redacted<string>>) =>
-  Server.layerApp(token).pipe(Layer.provide(metrics), Layer.provideMerge(NodeHttpServer.layerTest))
+const serverWith = (token: Option.Option<Redacted.Redacted<string>>, metricsWithoutAuth = false) =>
+  Server.layerApp(token, { metricsWithoutAuth }).pipe(
+    Layer.provide(metrics),
+    Layer.provideMerge(NodeHttpServer.layerTest)
+  )
 
 /** A raw request (no URL normalisation by a client), so hostile paths arrive as written. */
-const raw = (path: string, headers: Record<string, string> = {}) =>
+const raw = (path: string, headers: Record<string, string> = {}, method = "GET") =>
   Effect.gen(function* () {
     const server = yield* HttpServer.HttpServer
     const port = (server.address as HttpServer.TcpAddress).port
     return yield* Effect.async<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resume) => {
-      const req = http.request({ host: "127.0.0.1", port, path, headers }, (res) => {
+      const req = http.request({ host: "127.0.0.1", port, path, headers, method }, (res) => {
         let body = ""
         res.setEncoding("utf8")
         res.on("data", (chunk) => (body += chunk))
@@ -71,6 +79,15 @@ const raw = (path: string, headers: Record<string, string> = {}) =>
   })
 
 const jsonOf = (body: string) => JSON.parse(body) as Record<string, any>
+
+/** The one error body shape: exactly `code` and `message`, strings. */
+const assertErrorBody = (res: { status: number; headers: http.IncomingHttpHeaders; body: string }, code: string) => {
+  assert.match(res.headers["content-type"] ?? "", /^application\/json/, res.body)
+  const body = jsonOf(res.body)
+  assert.deepStrictEqual(Object.keys(body), ["code", "message"], res.body)
+  assert.strictEqual(body.code, code, res.body)
+  assert.isString(body.message)
+}
 
 layer(serverWith(Option.none()), { excludeTestServices: true })("HTTP API", (it) => {
   it.effect("GET /instances/{id}/stats: the seed's fields, exact integers above 2^53, and the extras", () =>
@@ -193,40 +210,120 @@ layer(serverWith(Option.none()), { excludeTestServices: true })("HTTP API", (it)
     Effect.gen(function* () {
       const doc = jsonOf((yield* raw("/openapi.json")).body)
       const responses = doc.paths["/instances/{id}/stats"].get.responses
-      for (const status of ["200", "404", "409", "400", "401"]) assert.property(responses, status)
+      for (const status of ["200", "404", "409", "400", "401", "500"]) assert.property(responses, status)
+      // One error shape: the platform's decode error is not part of the document, every 400 is BadRequest.
+      assert.notInclude(JSON.stringify(doc), "HttpApiDecodeError")
+      for (const [path, item] of Object.entries<any>(doc.paths)) {
+        const bad = item.get.responses["400"]
+        assert.deepStrictEqual(
+          bad.content["application/json"].schema,
+          { $ref: "#/components/schemas/BadRequest" },
+          path
+        )
+      }
+      for (const name of ["BadRequest", "Unauthorized", "NotFound", "Ambiguous", "InternalError"]) {
+        assert.deepStrictEqual(Object.keys(doc.components.schemas[name].properties), ["code", "message"], name)
+      }
+      // source_error is a kind and a position, or null; never free text.
+      const sourceError = doc.components.schemas.InstanceList.properties.source_error
+      assert.notInclude(JSON.stringify(sourceError), '"type":"string"}')
+      const kinds = doc.components.schemas.SourceError.properties.kind.enum
+      assert.includeMembers(kinds, ["parse_error", "permission_denied", "not_found"])
+      assert.deepStrictEqual(Object.keys(doc.components.schemas.SourceError.properties), ["kind", "line", "column"])
       const docs = yield* raw("/docs")
       assert.strictEqual(docs.status, 200)
       assert.match(docs.headers["content-type"] ?? "", /text\/html/)
     })
   )
 
-  it.effect("hostile input gets a 4xx JSON error, never a 500, and reads nothing new", () =>
+  it.effect("hostile input gets a 4xx {code, message} error, never a 500, and reads nothing new", () =>
     Effect.gen(function* () {
       yield* raw("/instances") // make sure one collection happened
       const readsBefore = JSON.stringify([...proc.reads].sort())
-      const hostile = [
-        `/instances/${"a".repeat(300)}/stats`,
-        "/instances/../stats",
-        "/instances/..%2F..%2Fetc%2Fpasswd/stats",
-        "/instances/%2Fproc%2F1/stats",
-        "/instances/%00/stats",
-        "/instances/%E2%98%83/stats",
-        "/instances/%ZZ/stats",
-        "/instances//stats",
-        "/instances/web/stats?x=1",
-        "/instances/web/stats?../../etc/passwd",
-        "/metrics?name[]=%00",
-        "/nope",
-        "/instances/web/stats/extra"
+      const hostile: ReadonlyArray<readonly [string, number, string]> = [
+        [`/instances/${"a".repeat(300)}/stats`, 400, "bad_request"],
+        ["/instances/../stats", 404, "not_found"],
+        ["/instances/..%2F..%2Fetc%2Fpasswd/stats", 404, "not_found"],
+        ["/instances/%2Fproc%2F1/stats", 404, "not_found"],
+        ["/instances/%00/stats", 404, "not_found"],
+        ["/instances/%E2%98%83/stats", 404, "not_found"],
+        ["/instances/%ZZ/stats", 400, "bad_request"],
+        ["/instances/%C3/stats", 400, "bad_request"],
+        ["/metrics?x=%ZZ", 400, "bad_request"],
+        ["/instances//stats", 404, "not_found"],
+        ["/nope", 404, "not_found"],
+        ["/instances/web/stats/extra", 404, "not_found"]
       ]
-      for (const path of hostile) {
+      for (const [path, status, code] of hostile) {
         const res = yield* raw(path)
-        assert.isTrue(res.status >= 400 && res.status < 500, `${path} → ${res.status}`)
-        assert.match(res.headers["content-type"] ?? "", /application\/json/, path)
-        assert.isString(jsonOf(res.body).code ?? jsonOf(res.body)._tag, path)
+        assert.strictEqual(res.status, status, `${path} → ${res.status} ${res.body}`)
+        assertErrorBody(res, code)
       }
       // Within the max age nothing was re-read, and no hostile id ever became a read.
       assert.strictEqual(JSON.stringify([...proc.reads].sort()), readsBefore)
+    })
+  )
+
+  it.effect("an id the schema rejects (300 characters) is 400 bad_request naming the parameter, not echoing it", () =>
+    Effect.gen(function* () {
+      const long = "a".repeat(300)
+      const res = yield* raw(`/instances/${long}/stats`)
+      assert.strictEqual(res.status, 400)
+      assertErrorBody(res, "bad_request")
+      assert.include(jsonOf(res.body).message, "id")
+      assert.notInclude(res.body, "aaaaaaaaaa")
+      assert.notInclude(res.body, "_tag")
+      // Up to 256 characters an id is looked up like any other (the router does not cut it at 100).
+      const longest = yield* raw(`/instances/${"b".repeat(256)}/stats`)
+      assert.strictEqual(longest.status, 404)
+      assert.deepStrictEqual(jsonOf(longest.body), { code: "not_found", message: "resource not found" })
+    })
+  )
+
+  it.effect("query parameters are ignored: the same answer as without them (Prometheus `params:`)", () =>
+    Effect.gen(function* () {
+      for (const [path, query] of [
+        ["/metrics", "?module=vm&target=hv-1"],
+        ["/metrics", "?name[]=%00&x"],
+        ["/instances/web/stats", "?x=1"],
+        ["/instances/web/stats", "?../../etc/passwd"],
+        ["/instances", "?format=json"],
+        ["/healthz", "?probe=1"]
+      ] as const) {
+        const plain = yield* raw(path)
+        const queried = yield* raw(`${path}${query}`)
+        assert.strictEqual(queried.status, 200, `${path}${query}: ${queried.body}`)
+        assert.strictEqual(queried.headers["content-type"], plain.headers["content-type"], path)
+        if (path !== "/instances") assert.strictEqual(queried.body, plain.body, path)
+      }
+    })
+  )
+
+  it.effect("a method a path is not served with is 405 with Allow; HEAD works wherever GET does", () =>
+    Effect.gen(function* () {
+      for (const path of [
+        "/metrics",
+        "/instances",
+        "/instances/web/stats",
+        "/instances/nope/stats",
+        "/healthz",
+        "/openapi.json",
+        "/docs"
+      ]) {
+        for (const method of ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"]) {
+          const res = yield* raw(path, {}, method)
+          assert.strictEqual(res.status, 405, `${method} ${path}: ${res.body}`)
+          assert.strictEqual(res.headers.allow, "GET, HEAD", `${method} ${path}`)
+          assertErrorBody(res, "method_not_allowed")
+        }
+        const head = yield* raw(path, {}, "HEAD")
+        assert.strictEqual(head.status, path === "/instances/nope/stats" ? 404 : 200, `HEAD ${path}`)
+        assert.strictEqual(head.body, "", `HEAD ${path} has no body`)
+      }
+      // A path no route has stays 404, whatever the method.
+      const unknown = yield* raw("/nope", {}, "POST")
+      assert.strictEqual(unknown.status, 404)
+      assertErrorBody(unknown, "not_found")
     })
   )
 })
@@ -256,3 +353,57 @@ layer(serverWith(Option.some(Redacted.make("s3cret-token"))), { excludeTestServi
     )
   }
 )
+
+layer(serverWith(Option.some(Redacted.make("s3cret-token")), true), { excludeTestServices: true })(
+  "HTTP API with a token and --metrics-without-auth",
+  (it) => {
+    it.effect("/metrics is served without the token; every other path but /healthz still needs it", () =>
+      Effect.gen(function* () {
+        for (const headers of [{}, { authorization: "Bearer wrong" }, { authorization: "Bearer s3cret-token" }]) {
+          const metrics = yield* raw("/metrics?module=vm", headers)
+          assert.strictEqual(metrics.status, 200, JSON.stringify(headers))
+          assert.include(metrics.body, "hypeman_vm_cpu_seconds_total{")
+        }
+        for (const path of ["/instances", "/instances/web/stats", "/openapi.json", "/docs", "/metrics/", "/METRICS"]) {
+          const none = yield* raw(path)
+          assert.strictEqual(none.status, 401, path)
+          assertErrorBody(none, "unauthorized")
+        }
+        assert.strictEqual((yield* raw("/instances", { authorization: "Bearer s3cret-token" })).status, 200)
+        assert.strictEqual((yield* raw("/healthz")).status, 200)
+      })
+    )
+  }
+)
+
+/** What a failing file source says about `/etc/shadow` behind a symlink: path and content, for the log only. */
+const leakyReason = `/srv/vm-metrics/vms.json: invalid JSON: Unexpected token 'r', "root:*:202"... is not valid JSON`
+
+const failingSource = InstanceSource.layerEffect(
+  Effect.fail(new InstanceSourceError({ kind: "parse_error", line: 3, column: 5, reason: leakyReason }))
+)
+
+layer(
+  Server.layerApp(Option.none()).pipe(
+    Layer.provide(
+      VmMetrics.layer().pipe(
+        Layer.provideMerge(Collector.layer({ maxAge: "1 second" })),
+        Layer.provide(Layer.mergeAll(failingSource, ProcReader.layerMemory(proc), TapReader.layerMemory(taps)))
+      )
+    ),
+    Layer.provideMerge(NodeHttpServer.layerTest)
+  ),
+  { excludeTestServices: true }
+)("HTTP API over a failing source", (it) => {
+  it.effect("source_error is the kind, line and column only: no reason, path or content", () =>
+    Effect.gen(function* () {
+      const res = yield* raw("/instances")
+      assert.strictEqual(res.status, 200)
+      const body = jsonOf(res.body)
+      assert.deepStrictEqual(body.source_error, { kind: "parse_error", line: 3, column: 5 })
+      for (const secret of ["root:", "/srv", "vms.json", "Unexpected token", "invalid JSON"]) {
+        assert.notInclude(res.body, secret)
+      }
+    })
+  )
+})
