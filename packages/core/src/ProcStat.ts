@@ -10,7 +10,7 @@
  */
 import { Either } from "effect"
 import { ParseError } from "./Errors.js"
-import { bytesOf, excerpt, parseUnsigned, SEPARATOR_MAX } from "./internal/decimal.js"
+import { excerpt, latin1Bytes, lengthProblem, parseUnsigned, SEPARATOR_MAX } from "./internal/decimal.js"
 
 /** @category models */
 export interface ProcStat {
@@ -53,6 +53,8 @@ export const parseProcStat = (
   bytes: Uint8Array,
   length: number = bytes.length
 ): Either.Either<ProcStat, ParseError> => {
+  const badLength = lengthProblem(bytes, length)
+  if (badLength !== undefined) return fail(badLength)
   if (length === 0) return fail("empty file")
   let close = length - 1
   while (close >= 0 && bytes[close] !== CLOSE_PAREN) close--
@@ -110,8 +112,15 @@ export const parseProcStat = (
   })
 }
 
-/** The same parser over text (fixtures, tests, platforms that hand over strings). @category parsers */
-export const parseProcStatText = (text: string): Either.Either<ProcStat, ParseError> => parseProcStat(bytesOf(text))
+/**
+ * The same parser over the file's bytes decoded as Latin-1 (fixtures, in-memory readers, platforms that
+ * hand over strings): the result is what `parseProcStat` gives for those bytes, and a character above
+ * U+00FF, which no byte decodes to, is a ParseError. @category parsers
+ */
+export const parseProcStatText = (text: string): Either.Either<ProcStat, ParseError> => {
+  const bytes = latin1Bytes(text)
+  return typeof bytes === "string" ? fail(bytes) : parseProcStat(bytes)
+}
 
 /** Whether the state means the hypervisor no longer runs: a zombie (Z) or dead (X) task. @category utils */
 export const isNotRunning = (stat: ProcStat): boolean => stat.state === "Z" || stat.state === "X"

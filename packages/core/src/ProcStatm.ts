@@ -6,7 +6,7 @@
  */
 import { Either } from "effect"
 import { ParseError } from "./Errors.js"
-import { bytesOf, excerpt, parseUnsigned, SEPARATOR_MAX } from "./internal/decimal.js"
+import { excerpt, latin1Bytes, lengthProblem, parseUnsigned, SEPARATOR_MAX } from "./internal/decimal.js"
 
 /** @category models */
 export interface ProcStatm {
@@ -22,6 +22,8 @@ export const parseProcStatm = (
   bytes: Uint8Array,
   length: number = bytes.length
 ): Either.Either<ProcStatm, ParseError> => {
+  const badLength = lengthProblem(bytes, length)
+  if (badLength !== undefined) return fail(badLength)
   const values: Array<bigint> = []
   let i = 0
   while (values.length < 2) {
@@ -38,5 +40,8 @@ export const parseProcStatm = (
   return Either.right({ vmsPages: values[0], rssPages: values[1] })
 }
 
-/** The same parser over text. @category parsers */
-export const parseProcStatmText = (text: string): Either.Either<ProcStatm, ParseError> => parseProcStatm(bytesOf(text))
+/** The same parser over Latin-1 text (see ProcStat.parseProcStatText). @category parsers */
+export const parseProcStatmText = (text: string): Either.Either<ProcStatm, ParseError> => {
+  const bytes = latin1Bytes(text)
+  return typeof bytes === "string" ? fail(bytes) : parseProcStatm(bytes)
+}

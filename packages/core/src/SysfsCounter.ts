@@ -6,7 +6,7 @@
  */
 import { Either } from "effect"
 import { ParseError } from "./Errors.js"
-import { bytesOf, excerpt, parseUnsigned, SEPARATOR_MAX } from "./internal/decimal.js"
+import { excerpt, latin1Bytes, lengthProblem, parseUnsigned, SEPARATOR_MAX } from "./internal/decimal.js"
 
 /** Parses the first `length` bytes; `file` names the counter in the error. @category parsers */
 export const parseSysfsCounter = (
@@ -14,6 +14,8 @@ export const parseSysfsCounter = (
   length: number = bytes.length,
   file = "sysfs counter"
 ): Either.Either<bigint, ParseError> => {
+  const badLength = lengthProblem(bytes, length)
+  if (badLength !== undefined) return Either.left(new ParseError({ file, reason: badLength }))
   let start = 0
   let end = length
   while (start < end && bytes[start] <= SEPARATOR_MAX) start++
@@ -25,6 +27,10 @@ export const parseSysfsCounter = (
     : Either.right(value)
 }
 
-/** The same parser over text. @category parsers */
-export const parseSysfsCounterText = (text: string, file?: string): Either.Either<bigint, ParseError> =>
-  parseSysfsCounter(bytesOf(text), text.length, file)
+/** The same parser over Latin-1 text (see ProcStat.parseProcStatText). @category parsers */
+export const parseSysfsCounterText = (text: string, file?: string): Either.Either<bigint, ParseError> => {
+  const bytes = latin1Bytes(text)
+  return typeof bytes === "string"
+    ? Either.left(new ParseError({ file: file ?? "sysfs counter", reason: bytes }))
+    : parseSysfsCounter(bytes, bytes.length, file)
+}

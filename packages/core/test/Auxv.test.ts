@@ -133,6 +133,30 @@ describe("parseAuxv", () => {
     assert.deepStrictEqual(parseAuxv(bytes, 8), { pageSize: undefined, clockTicks: undefined })
   })
 
+  it("a value a number cannot hold exactly is undefined, not rounded (issue 8, item 5)", () => {
+    const data = auxv64([
+      [AT_PAGESZ, 2n ** 53n + 1n],
+      [AT_CLKTCK, 2n ** 64n - 1n],
+      [AT_NULL, 0]
+    ])
+    assert.deepStrictEqual(parseAuxv(data), { pageSize: undefined, clockTicks: undefined })
+    const largestExact = auxv64([
+      [AT_PAGESZ, 2n ** 53n - 1n],
+      [AT_NULL, 0]
+    ])
+    assert.deepStrictEqual(parseAuxv(largestExact), { pageSize: 2 ** 53 - 1, clockTicks: undefined })
+  })
+
+  it("a word size other than 4 or 8 gives nothing instead of misreading (or looping, for 0)", () => {
+    const data = auxv32([
+      [AT_PAGESZ, 4096],
+      [AT_CLKTCK, 100],
+      [AT_NULL, 0]
+    ])
+    assert.deepStrictEqual(parseAuxv(data, 3 as 4), { pageSize: undefined, clockTicks: undefined })
+    assert.deepStrictEqual(parseAuxv(data, 0 as 4), { pageSize: undefined, clockTicks: undefined })
+  })
+
   it.prop("never throws on random bytes", [fc.uint8Array({ maxLength: 256 })], ([data]) => {
     const info = parseAuxv(data)
     assert.isTrue(info.pageSize === undefined || Number.isFinite(info.pageSize))

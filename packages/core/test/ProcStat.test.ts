@@ -257,6 +257,55 @@ describe("parseProcStat", () => {
     })
   })
 
+  describe("text path = byte path of the Latin-1 bytes (issue 8, item 5)", () => {
+    /** The line of `distinctLine("vmm")` with field n (1-based) replaced. */
+    const withField = (field: number, token: string) => {
+      const tokens = distinctLine("vmm").trimEnd().split(" ")
+      tokens[field - 1] = token
+      return `${tokens.join(" ")}\n`
+    }
+
+    it("a fullwidth digit in starttime (26792１6) is a ParseError, not 26792 or a shifted field", () => {
+      const error = left(parseProcStatText(withField(22, "26792\uff116")))
+      assert.include(error.reason, "not Latin-1")
+      assert.include(error.reason, "U+FF11")
+    })
+
+    it("U+3000 (ideographic space) is not a field separator", () => {
+      const line = distinctLine("vmm").replace(" 1014 ", " 1014\u30001015 ")
+      assert.include(left(parseProcStatText(line)).reason, "U+3000")
+    })
+
+    it.each([
+      ["U+0131, low byte '1'", "\u0131"],
+      ["U+0120, low byte ' '", "\u0120"],
+      ["U+0129, low byte ')'", "\u0129"],
+      ["an emoji", "\u{1f600}"]
+    ])("%s in utime is a ParseError", (_, char) => {
+      left(parseProcStatText(withField(14, `10${char}`)))
+    })
+
+    it("a non-Latin-1 comm is a ParseError too (no byte decodes to it)", () => {
+      assert.include(left(parseProcStatText(distinctLine("qemu-\u4e2d"))).reason, "U+4E2D")
+    })
+
+    it("Latin-1 characters are the bytes: comm, and \\xb2 is not a digit", () => {
+      const line = distinctLine("caf\u00e9\u00ff")
+      assert.deepStrictEqual(parseProcStatText(line), parseProcStat(Uint8Array.from(Buffer.from(line, "latin1"))))
+      assert.strictEqual(right(parseProcStatText(line)).comm, "caf\u00e9\u00ff")
+      left(parseProcStatText(withField(14, "1\u00b2")))
+    })
+
+    it.each([-1, 0.5, Number.NaN, Number.POSITIVE_INFINITY])("length %d is a ParseError, not a throw", (length) => {
+      assert.include(left(parseProcStat(bytes(distinctLine("vmm")), length)).reason, "outside the buffer")
+    })
+
+    it("a length past the end of the buffer is a ParseError, not a throw", () => {
+      const line = bytes(distinctLine("vmm"))
+      assert.include(left(parseProcStat(line, line.length + 1)).reason, "outside the buffer")
+    })
+  })
+
   describe("properties", () => {
     const isParseResult = (result: Either.Either<unknown, ParseError>) =>
       Either.isRight(result) || result.left._tag === "ParseError"

@@ -81,6 +81,25 @@ describe("parseProcStatm (parity 4)", () => {
     left(parseProcStatm(data))
   })
 
+  describe("text path = byte path of the Latin-1 bytes (issue 8, item 5)", () => {
+    it.each([
+      ["a fullwidth digit", "1000 2\uff1100 0\n", "U+FF11"],
+      ["U+3000 as a separator", "1000\u3000200 0\n", "U+3000"],
+      ["U+0131 (low byte '1')", "1000 2\u01310 0\n", "U+0131"],
+      ["an Arabic-Indic digit", "\u0661000 200\n", "U+0661"]
+    ])("%s is a ParseError, never a value", (_, text, code) => {
+      assert.include(left(parseProcStatmText(text)).reason, code)
+    })
+
+    it("a no-break space (U+00A0, a Latin-1 byte above 0x20) is not a separator", () => {
+      left(parseProcStatmText("1000\u00a0200 0\n"))
+    })
+
+    it.each([-1, 1.5, Number.NaN, 1000])("length %d outside the buffer is a ParseError, not a throw", (length) => {
+      assert.include(left(parseProcStatm(bytes("1000 200 0\n"), length)).reason, "outside the buffer")
+    })
+  })
+
   describe("properties", () => {
     const isParseResult = (result: Either.Either<unknown, ParseError>) =>
       Either.isRight(result) || result.left._tag === "ParseError"

@@ -59,6 +59,38 @@ describe("parseSysfsCounter", () => {
     left(parseSysfsCounter(data, 0))
   })
 
+  describe("text path = byte path of the Latin-1 bytes (issue 8, item 5)", () => {
+    it.each([
+      ["26792\uff116\n", "U+FF11"],
+      ["\u3000 42\n", "U+3000"],
+      ["42\u3000\n", "U+3000"],
+      ["1\u01312\n", "U+0131"],
+      ["\u{1d7cf}\n", "U+1D7CF"]
+    ])("%j is a ParseError naming %s", (text, code) => {
+      const error = left(parseSysfsCounterText(text, "rx_bytes"))
+      assert.strictEqual(error.file, "rx_bytes")
+      assert.include(error.reason, code)
+    })
+
+    it.each([
+      ["one past the end", 5],
+      ["far past the end", 1000],
+      ["negative", -1],
+      ["fractional", 2.5],
+      ["NaN", Number.NaN],
+      ["infinite", Number.POSITIVE_INFINITY]
+    ])("an out-of-contract length (%s) is a ParseError, not a RangeError", (_, length) => {
+      const error = left(parseSysfsCounter(bytes("1234"), length, "tx_bytes"))
+      assert.strictEqual(error.file, "tx_bytes")
+      assert.include(error.reason, "outside the buffer")
+    })
+
+    it("a buffer of 2 000 digits is out of range, not parsed", () => {
+      assert.include(left(parseSysfsCounterText("9".repeat(2000))).reason, "not a number")
+      assert.strictEqual(right(parseSysfsCounterText(`${"0".repeat(2000)}42`)), 42n)
+    })
+  })
+
   describe("properties", () => {
     const isParseResult = (result: Either.Either<unknown, ParseError>) =>
       Either.isRight(result) || result.left._tag === "ParseError"

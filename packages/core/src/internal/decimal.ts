@@ -1,5 +1,6 @@
 /**
- * Exact decimal parsing of kernel counters from bytes.
+ * Exact decimal parsing of kernel counters from bytes, and the two guards every byte parser shares:
+ * text entry points take Latin-1 text, and a `length` must lie within the buffer.
  *
  * Counters are returned as `bigint` so values above 2^53 are never rounded. Up to 15 digits fit a
  * double exactly, so the common case accumulates in a number and converts once; longer tokens go
@@ -9,6 +10,8 @@
  */
 
 const U64_MAX = 2n ** 64n - 1n
+/** Significant digits of 2^64 − 1: a longer token (leading zeros aside) is out of range unread. */
+const U64_DIGITS = 20
 
 /**
  * Bytes up to this value separate fields: the kernel writes spaces and a final newline; treating all
@@ -29,6 +32,9 @@ export const parseUnsigned = (bytes: Uint8Array, start: number, end: number): bi
     }
     return BigInt(n)
   }
+  let first = start
+  while (first < end - 1 && bytes[first] === 0x30) first++
+  if (end - first > U64_DIGITS) return undefined // hostile megabyte tokens never reach BigInt
   let text = ""
   for (let i = start; i < end; i++) {
     const c = bytes[i]
@@ -49,9 +55,30 @@ export const excerpt = (bytes: Uint8Array, start: number, end: number): string =
   return end - start > 32 ? `${text}…` : text
 }
 
-/** Latin-1 bytes of a string, for the text entry points of the parsers (tests, fixtures). @internal */
-export const bytesOf = (text: string): Uint8Array => {
+/**
+ * Why `length` cannot delimit `bytes` (not an integer in 0…bytes.length), or undefined when it can.
+ * Past the end the loops would read `undefined` and turn it into NaN digits. @internal
+ */
+export const lengthProblem = (bytes: Uint8Array, length: number): string | undefined =>
+  Number.isInteger(length) && length >= 0 && length <= bytes.length
+    ? undefined
+    : `length ${length} is outside the buffer (0…${bytes.length})`
+
+/**
+ * The bytes whose Latin-1 decoding is `text`, or the reason there are none: the text entry points
+ * take what `readFileSync(path, "latin1")` gives, so every character is one byte and text and bytes
+ * parse alike. A character above U+00FF (a fullwidth digit, U+3000) was never a byte of a /proc or
+ * /sys file; it is rejected rather than truncated to its low byte or read as a digit. @internal
+ */
+export const latin1Bytes = (text: string): Uint8Array | string => {
   const bytes = new Uint8Array(text.length)
-  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i) & 0xff
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c > 0xff) {
+      const hex = (text.codePointAt(i) ?? c).toString(16).toUpperCase().padStart(4, "0")
+      return `not Latin-1 text: U+${hex} at index ${i} (text must be the file's bytes decoded as Latin-1)`
+    }
+    bytes[i] = c
+  }
   return bytes
 }
