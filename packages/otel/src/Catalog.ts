@@ -13,6 +13,7 @@
 import type { Snapshot } from "@vm-metrics/core/Collector"
 import { memoryUtilizationRatio, type VmState, type VmStats } from "@vm-metrics/core/VmStats"
 import type { MetricOptions } from "./MetricOptions.js"
+import type { Dropped } from "./OtelValue.js"
 
 /** @category models */
 export type Kind = "counter" | "gauge"
@@ -137,15 +138,25 @@ const NO_SNAPSHOT: Snapshot = {
   unavailableTotals: []
 }
 
+/** What the export side counts itself, beside the snapshot. @category models */
+export interface ExportCounts {
+  /** Transitions into over-budget, from the label budget guardrail. */
+  readonly budgetTransitions: number
+  /** Values left out of OTel exports (see OtelValue). */
+  readonly dropped: ReadonlyArray<Dropped>
+}
+
+const NO_COUNTS: ExportCounts = { budgetTransitions: 0, dropped: [] }
+
 /** Names, kinds and units of the service-level families, without samples (to create instruments). @category constructors */
 export const serviceFamilyDefinitions = (options: MetricOptions): ReadonlyArray<Family> =>
-  serviceFamilies(options, NO_SNAPSHOT, 0)
+  serviceFamilies(options, NO_SNAPSHOT, NO_COUNTS)
 
-/** Service-level families for one snapshot; `budgetTransitions` comes from the label budget guardrail. @category constructors */
+/** Service-level families for one snapshot and the export side's own counts. @category constructors */
 export const serviceFamilies = (
   options: MetricOptions,
   snapshot: Snapshot,
-  budgetTransitions: number
+  counts: ExportCounts
 ): ReadonlyArray<ServiceFamily> => {
   const p = `${options.prefix}_metrics`
   const byState = new Map<string, number>(STATES.map((state) => [state, 0]))
@@ -165,7 +176,7 @@ export const serviceFamilies = (
       unit: "",
       integer: true,
       help: "Total number of transitions into over-budget VM metric label cardinality.",
-      samples: [{ labels: [], value: budgetTransitions }]
+      samples: [{ labels: [], value: counts.budgetTransitions }]
     },
     {
       name: `${p}_instances`,
@@ -212,6 +223,20 @@ export const serviceFamilies = (
       integer: true,
       help: "Times the instance source failed to list instances, since start.",
       samples: [{ labels: [], value: snapshot.sourceErrorsTotal }]
+    },
+    {
+      name: `${p}_export_dropped_total`,
+      kind: "counter",
+      unit: "",
+      integer: true,
+      help: "Values left out of an OTel export (OTLP push, producer, instruments) because OTel cannot carry them exactly, by metric and reason, since start.",
+      samples: counts.dropped.map((d) => ({
+        labels: [
+          ["metric", d.metric],
+          ["reason", d.reason]
+        ] as const,
+        value: d.count
+      }))
     }
   ]
 }

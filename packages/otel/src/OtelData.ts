@@ -3,8 +3,11 @@
  * `metricProducers: [producer]`). Built from the Catalog like the Prometheus text.
  *
  * Unlike observable instruments, a producer sets each point's start time: a per-VM counter starts at
- * its hypervisor process's start time, so a VMM restart (a new process) is an explicit reset to any
- * OTLP consumer. Service counters start when this service started.
+ * the start of its current series (`seriesStartTimeMs`: the hypervisor process's start time, moved on
+ * when a kernel counter went down under the same process), so a VMM restart or a recreated TAP is an
+ * explicit reset to any OTLP consumer. Service counters start when this service started.
+ *
+ * A value OTel cannot carry exactly (see OtelValue) is left out and counted in `drops`.
  *
  * @since 0.1.0
  */
@@ -20,6 +23,7 @@ import {
 import type { Snapshot } from "@vm-metrics/core/Collector"
 import { type Family, serviceFamilies, vmFamilies } from "./Catalog.js"
 import type { MetricOptions } from "./MetricOptions.js"
+import { type DropCounter, toOtelNumber } from "./OtelValue.js"
 import { VERSION } from "./ResourceAttributes.js"
 
 /** The instrumentation scope of everything vm-metrics exports. @category constants */
@@ -66,6 +70,7 @@ export const toScopeMetrics = (
   options: MetricOptions,
   snapshot: Snapshot,
   budgetTransitions: number,
+  drops: DropCounter,
   serviceStartMs: number
 ): ScopeMetrics => {
   const end = hrTime(snapshot.sampledAtMs)
@@ -74,20 +79,26 @@ export const toScopeMetrics = (
   for (const family of vmFamilies(options)) {
     const points: Array<Point> = []
     for (const vm of snapshot.stats) {
-      const value = family.value(vm)
-      if (value === null) continue
+      const read = family.value(vm)
+      if (read === null) continue
+      const value = toOtelNumber(family.integer, read)
+      if (value === null) {
+        drops.count(family.name, "out_of_range")
+        continue
+      }
       const start =
-        family.kind === "gauge" ? end : vm.processStartTimeMs === null ? serviceStart : hrTime(vm.processStartTimeMs)
+        family.kind === "gauge" ? end : vm.seriesStartTimeMs === null ? serviceStart : hrTime(vm.seriesStartTimeMs)
       points.push({
         attributes: { instance_id: vm.instanceId, instance_name: vm.instanceName },
         startTime: start,
         endTime: end,
-        value: Number(value)
+        value
       })
     }
     metrics.push(metricData(family, points))
   }
-  for (const family of serviceFamilies(options, snapshot, budgetTransitions)) {
+  // After the per-VM points, so that this export's drops are in the count it carries.
+  for (const family of serviceFamilies(options, snapshot, { budgetTransitions, dropped: drops.totals() })) {
     const start = family.kind === "gauge" ? end : serviceStart
     metrics.push(
       metricData(

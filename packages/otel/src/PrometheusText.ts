@@ -3,13 +3,14 @@
  *
  * Why not the OTel SDK's PrometheusExporter: measured at 1000 VMs, `collect()` + its serializer cost
  * ~27 µs per VM, more than twice the whole /proc + sysfs collection, while this costs ~2 µs per VM.
- * Label strings are cached per instance. Counters are exact (bigint) where the SDK rounds to doubles.
+ * Label strings are cached per instance. Values are written as exact decimals (bigint), also those
+ * that OTel cannot carry and leaves out (see OtelValue).
  * A test proves both paths agree on every name, label and value.
  *
  * @since 0.1.0
  */
 import type { Snapshot } from "@vm-metrics/core/Collector"
-import { type Family, serviceFamilies, vmFamilies } from "./Catalog.js"
+import { type ExportCounts, type Family, serviceFamilies, vmFamilies } from "./Catalog.js"
 import type { MetricOptions } from "./MetricOptions.js"
 import type { ResourceAttributes } from "./ResourceAttributes.js"
 
@@ -28,7 +29,7 @@ const labelSet = (labels: ReadonlyArray<readonly [string, string]>) =>
   labels.length === 0 ? "" : `{${labels.map(([k, v]) => `${labelName(k)}="${escapeLabel(v)}"`).join(",")}}`
 
 /** A renderer keeps the per-instance label strings between renders. @category models */
-export type Renderer = (snapshot: Snapshot, budgetTransitions: number) => string
+export type Renderer = (snapshot: Snapshot, counts: ExportCounts) => string
 
 /** @category constructors */
 export const makeRenderer = (options: MetricOptions, resource: ResourceAttributes): Renderer => {
@@ -45,7 +46,7 @@ export const makeRenderer = (options: MetricOptions, resource: ResourceAttribute
     return text
   }
 
-  return (snapshot, budgetTransitions) => {
+  return (snapshot, counts) => {
     if (labels.size > 2 * snapshot.stats.length + 64) labels.clear() // forget instances that are gone
     const vmLabels = snapshot.stats.map((vm) => labelsOf(vm.instanceId, vm.instanceName))
     let out = targetInfo
@@ -58,7 +59,7 @@ export const makeRenderer = (options: MetricOptions, resource: ResourceAttribute
       })
       if (body !== "") out += headers[f] + body
     })
-    for (const family of serviceFamilies(options, snapshot, budgetTransitions)) {
+    for (const family of serviceFamilies(options, snapshot, counts)) {
       if (family.samples.length === 0) continue
       out += header(family)
       for (const sample of family.samples) out += `${family.name}${labelSet(sample.labels)} ${sample.value}\n`

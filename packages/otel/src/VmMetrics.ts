@@ -1,9 +1,14 @@
 /**
  * The export service: the collector's snapshots as Prometheus text, as an OTel `MetricProducer`, and
- * as observable instruments on a caller's own `Meter`. Nothing here reads /proc: every path reads a
- * snapshot, so a scrape and a push within the collector's max age share one collection.
+ * as observable instruments on a caller's own `Meter`. Nothing here reads /proc: every path asks the
+ * collector for a snapshot no older than its max age (`collectAll`), so a scrape, a push and a
+ * caller's reader within that age share one collection, and a caller's reader with nothing else
+ * running still sees fresh values (as the seed's `InitializeOTel` callback collected on every read).
+ * The OTel callbacks run outside Effect: they run the collection on the runtime captured when the
+ * layer was built and return a Promise, which the OTel JS SDK awaits.
  *
- * The label-budget guardrail sees each snapshot once, whichever path reads it first.
+ * The label-budget guardrail sees each snapshot once, whichever path reads it first. Values OTel
+ * cannot carry exactly are left out of the OTel paths and counted (see OtelValue).
  *
  * @since 0.1.0
  */
@@ -11,11 +16,12 @@ import { type BatchObservableResult, type Meter, type Observable, ValueType } fr
 import { resourceFromAttributes } from "@opentelemetry/resources"
 import type { MetricProducer } from "@opentelemetry/sdk-metrics"
 import { Collector, type Snapshot } from "@vm-metrics/core/Collector"
-import { Clock, Context, Effect, Layer, Option, Runtime, type Scope } from "effect"
-import { type Family, serviceFamilies, serviceFamilyDefinitions, vmFamilies } from "./Catalog.js"
+import { Clock, Context, Effect, Layer, Runtime, type Scope } from "effect"
+import { type ExportCounts, type Family, serviceFamilies, serviceFamilyDefinitions, vmFamilies } from "./Catalog.js"
 import * as LabelBudget from "./LabelBudget.js"
 import * as MetricOptions from "./MetricOptions.js"
 import { toScopeMetrics } from "./OtelData.js"
+import * as OtelValue from "./OtelValue.js"
 import { makeRenderer } from "./PrometheusText.js"
 import * as ResourceAttributes from "./ResourceAttributes.js"
 
@@ -30,10 +36,11 @@ export class VmMetrics extends Context.Tag("@vm-metrics/otel/VmMetrics")<
     readonly prometheusText: Effect.Effect<string>
     /** Prometheus text of the given snapshot, without I/O. */
     readonly render: (snapshot: Snapshot) => Effect.Effect<string>
-    /** Reads the latest snapshot (no I/O): give it to a reader as `metricProducers: [producer]`. */
+    /** A snapshot no older than the max age, per collect: give it to a reader as `metricProducers: [producer]`. */
     readonly producer: MetricProducer
     /**
-     * Observable instruments on a caller's Meter, reading the latest snapshot; removed with the scope.
+     * Observable instruments on a caller's Meter; each read of the caller's reader gets a snapshot no
+     * older than the max age. Removed with the scope.
      * Note: the OTel JS SDK's cumulative readers keep re-exporting an attribute set they have seen, so
      * a VM that is gone lingers there; readers given `producer` drop it on the next collection.
      */
@@ -47,7 +54,7 @@ export interface Options {
   readonly resource?: ResourceAttributes.ResourceOptions
 }
 
-/** @category constructors */
+/** The service; its OTel paths stop answering when the scope closes. @category constructors */
 export const make = (options: Options = {}) =>
   Effect.gen(function* () {
     const collector = yield* Collector
@@ -57,6 +64,8 @@ export const make = (options: Options = {}) =>
     const runtime = yield* Effect.runtime<never>()
     const serviceStartMs = yield* Clock.currentTimeMillis
     const renderer = makeRenderer(metricOptions, resource)
+    const drops = OtelValue.makeDropCounter()
+    const counts = (): ExportCounts => ({ budgetTransitions: budget.transitions(), dropped: drops.totals() })
     let observedSequence = 0
 
     /** Feeds the guardrail once per snapshot. */
@@ -70,24 +79,39 @@ export const make = (options: Options = {}) =>
     const render = (snapshot: Snapshot) =>
       Effect.zipRight(
         observe(snapshot),
-        Effect.sync(() => renderer(snapshot, budget.transitions()))
+        Effect.sync(() => renderer(snapshot, counts()))
       )
 
-    /** The latest snapshot, observed by the guardrail; synchronous, for OTel callbacks. */
-    const latestObserved = (): Snapshot | undefined => {
-      const latest = Runtime.runSync(runtime)(collector.latest)
-      if (Option.isNone(latest)) return undefined
-      Runtime.runSync(runtime)(observe(latest.value))
-      return latest.value
-    }
+    // A reader can outlive this service (e.g. shut down after it). Once released, the OTel paths give
+    // nothing rather than ask a collector whose scope is closed (that would never answer).
+    let released = false
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        released = true
+      })
+    )
+
+    /**
+     * For OTel callbacks, outside Effect: a snapshot no older than the max age, observed by the
+     * guardrail, or undefined once released. Concurrent reads join one collection (the collector
+     * shares it).
+     */
+    const freshObserved = async (): Promise<Snapshot | undefined> =>
+      released ? undefined : Runtime.runPromise(runtime)(Effect.tap(collector.collectAll, observe))
 
     const otelResource = resourceFromAttributes(resource)
     const producer: MetricProducer = {
       collect: async () => {
-        const snapshot = latestObserved()
-        const scopeMetrics =
-          snapshot === undefined ? [] : [toScopeMetrics(metricOptions, snapshot, budget.transitions(), serviceStartMs)]
-        return { resourceMetrics: { resource: otelResource, scopeMetrics }, errors: [] }
+        try {
+          const snapshot = await freshObserved()
+          const scopeMetrics =
+            snapshot === undefined
+              ? []
+              : [toScopeMetrics(metricOptions, snapshot, budget.transitions(), drops, serviceStartMs)]
+          return { resourceMetrics: { resource: otelResource, scopeMetrics }, errors: [] }
+        } catch (error) {
+          return { resourceMetrics: { resource: otelResource, scopeMetrics: [] }, errors: [error] }
+        }
       }
     }
 
@@ -107,21 +131,19 @@ export const make = (options: Options = {}) =>
         }
         const vmInstruments = perVm.map((family) => [family, instrument(family)] as const)
         const serviceInstruments = new Map(service.map((family) => [family.name, instrument(family)]))
-        const callback = (result: BatchObservableResult) => {
-          const snapshot = latestObserved()
+        const callback = async (result: BatchObservableResult) => {
+          const snapshot = await freshObserved()
           if (snapshot === undefined) return
           for (const [family, target] of vmInstruments) {
             for (const vm of snapshot.stats) {
-              const value = family.value(vm)
-              if (value !== null) {
-                result.observe(target, Number(value), {
-                  instance_id: vm.instanceId,
-                  instance_name: vm.instanceName
-                })
-              }
+              const read = family.value(vm)
+              if (read === null) continue
+              const value = OtelValue.toOtelNumber(family.integer, read)
+              if (value === null) drops.count(family.name, "out_of_range")
+              else result.observe(target, value, { instance_id: vm.instanceId, instance_name: vm.instanceName })
             }
           }
-          for (const family of serviceFamilies(metricOptions, snapshot, budget.transitions())) {
+          for (const family of serviceFamilies(metricOptions, snapshot, counts())) {
             const target = serviceInstruments.get(family.name)
             if (target === undefined) continue
             for (const sample of family.samples) result.observe(target, sample.value, Object.fromEntries(sample.labels))
@@ -147,7 +169,7 @@ export const make = (options: Options = {}) =>
 
 /** @category layers */
 export const layer = (options: Options = {}): Layer.Layer<VmMetrics, MetricOptions.InvalidMetricOption, Collector> =>
-  Layer.effect(VmMetrics, make(options))
+  Layer.scoped(VmMetrics, make(options))
 
 /** Registers the instruments on a caller's Meter for the lifetime of the layer. @category layers */
 export const layerRegisterOn = (meter: Meter): Layer.Layer<never, never, VmMetrics> =>

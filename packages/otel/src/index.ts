@@ -7,6 +7,8 @@ export * as MetricOptions from "./MetricOptions.js"
 /** @since 0.1.0 */
 export * as OtelData from "./OtelData.js"
 /** @since 0.1.0 */
+export * as OtelValue from "./OtelValue.js"
+/** @since 0.1.0 */
 export * as OtlpPush from "./OtlpPush.js"
 /** @since 0.1.0 */
 export * as PrometheusText from "./PrometheusText.js"

@@ -119,10 +119,10 @@ describe("instruments on a caller's Meter (in-memory reader)", () => {
           const collector = yield* Collector
           yield* collector.refresh
           assert.strictEqual(cpuOfA(yield* collectFrom(reader)), 2)
-          world.setProcess(10, { utime: 500 })
+          world.setProcess(10, { utime: 500, start: 1234 })
           yield* collector.refresh
           assert.strictEqual(cpuOfA(yield* collectFrom(reader)), 5)
-          world.setProcess(10, { utime: 900 })
+          world.setProcess(10, { utime: 900, start: 1234 })
           yield* collector.refresh
         }).pipe(Effect.provide(VmMetricsModule.layerRegisterOn(meter).pipe(Layer.provideMerge(layerFor(world)))))
       )
@@ -265,7 +265,9 @@ describe("the OTel producer (OTLP path)", () => {
       yield* collector.refresh
       const before = startOf(byName(yield* collectFrom(reader)))
       assert.deepStrictEqual(before, hrTime(kernel.bootTimeMs + 1234 * 10)) // start ticks × 10 ms after boot
-      world.setProcess(10, { utime: 3, start: 9999 }) // a new process: lower counter, later start
+      // A restart: the source names the new process (pid 11), with a lower counter and a later start.
+      world.setProcess(11, { utime: 3, start: 9999 })
+      world.source.set([vm("a", 11), vm("b", 20, { allocatedMemoryBytes: 0, allocatedVcpus: 4 })])
       yield* collector.refresh
       const after = byName(yield* collectFrom(reader))
       assert.deepStrictEqual(startOf(after), hrTime(kernel.bootTimeMs + 9999 * 10))
