@@ -1,7 +1,27 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Either } from "effect"
+import { Effect, Either, Layer } from "effect"
 import * as fc from "effect/FastCheck"
+import * as Collector from "../src/Collector.js"
+import { buildInstanceInfo } from "../src/Instance.js"
+import * as InstanceSource from "../src/InstanceSource.js"
+import * as ProcReader from "../src/ProcReader.js"
 import { TAP_PREFIX, tapNameFor, validateTapName } from "../src/TapName.js"
+import * as TapReader from "../src/TapReader.js"
+
+/** Go's GenerateTAPName on the id's UTF-8 bytes, when those 8 bytes are ASCII (else undefined). */
+const goTapName = (id: string): string | undefined => {
+  const head = Buffer.from(id, "utf8").subarray(0, 8)
+  if (head.some((byte) => byte > 0x7f)) return undefined
+  return `hype-${head.toString("latin1").replace(/[A-Z]/g, (c) => c.toLowerCase())}`
+}
+
+const rejection = (name: string) => {
+  const result = validateTapName(name)
+  if (Either.isRight(result)) return assert.fail(`${JSON.stringify(name)} was accepted`)
+  assert.strictEqual(result.left._tag, "InvalidTapName")
+  assert.strictEqual(result.left.name, name)
+  return result.left
+}
 
 describe("tapNameFor (parity 7)", () => {
   it.each([
@@ -13,6 +33,88 @@ describe("tapNameFor (parity 7)", () => {
     ["abc", "hype-abc"]
   ])("%s → %s", (id, expected) => {
     assert.strictEqual(tapNameFor(id), expected)
+  })
+
+  it.each([
+    ["", "hype-"],
+    ["a", "hype-a"],
+    ["Q", "hype-q"],
+    ["ABCDEFG", "hype-abcdefg"],
+    ["web-1", "hype-web-1"],
+    ["ABCDEFGHÉ", "hype-abcdefgh"], // the é is byte 9: Go never sees it
+    ["abcd1234日本", "hype-abcd1234"]
+  ])("ASCII in the first 8 bytes: %j → %j, as Go", (id, expected) => {
+    assert.strictEqual(tapNameFor(id), expected)
+    assert.strictEqual(tapNameFor(id), goTapName(id))
+    assert.deepStrictEqual(validateTapName(expected), Either.right(expected))
+  })
+
+  describe("ids not ASCII in their first 8 bytes get a name validateTapName rejects, saying why", () => {
+    it.each([
+      ["é", "hype-é"],
+      ["É", "hype-É"],
+      ["abcdéfghij", "hype-abcdéfg"], // é is bytes 5–6: 8 bytes end after g, as in Go
+      ["abcdefgé", "hype-abcdefg\ufffd"], // é is bytes 8–9: cut in two
+      ["ABCDEFGÉ", "hype-abcdefg\ufffd"],
+      ["abcdef日本", "hype-abcdef\ufffd"], // 日 is bytes 7–9
+      ["abcde日x", "hype-abcde日"], // 日 is bytes 6–8: whole
+      ["a日abcdefgh", "hype-a日abcd"], // 1 + 3 + 4 bytes
+      ["😀", "hype-😀"],
+      ["😀😀😀", "hype-😀😀"], // 4 + 4 bytes
+      ["abcde😀", "hype-abcde\ufffd"], // the emoji is bytes 6–9
+      ["\ud800abc", "hype-\ud800abc"] // a lone surrogate (3 bytes once encoded)
+    ])("%j → %j", (id, expected) => {
+      const name = tapNameFor(id)
+      assert.strictEqual(name, expected)
+      assert.isUndefined(goTapName(id))
+      const error = rejection(name)
+      assert.include(error.reason, "not ASCII")
+      assert.include(error.reason, "first 8 bytes")
+      assert.include(error.message, "invalid TAP name")
+    })
+
+    it.prop(
+      "any id: Go's name when its first 8 bytes are ASCII, else a rejected name",
+      [fc.oneof(fc.string({ unit: "binary", maxLength: 12 }), fc.string({ unit: "grapheme", maxLength: 6 }))],
+      ([id]) => {
+        const expected = goTapName(id)
+        const name = tapNameFor(id)
+        if (expected !== undefined) {
+          assert.strictEqual(name, expected)
+          return
+        }
+        assert.include(rejection(name).reason, "first 8 bytes")
+      }
+    )
+
+    it.effect("through buildInstanceInfo and the Collector: the VM's network is unavailable, nothing throws", () => {
+      const procs = ProcReader.makeMemory()
+      procs.set(10, { stat: ProcReader.statLine({ pid: 10, utime: 100, stime: 50 }), statm: "1000 200\n" })
+      const taps = TapReader.makeMemory()
+      taps.set("hype-abcdefg", { rxBytes: "1", txBytes: "2" }) // what an 8-character cut would have read
+      const id = "abcdefgé-0000-4000"
+      const source = InstanceSource.makeMemory([buildInstanceInfo(id, "vm", 10, true, 2, 1 << 30)])
+      const layer = Collector.layer({}).pipe(
+        Layer.provide(
+          Layer.mergeAll(ProcReader.layerMemory(procs), TapReader.layerMemory(taps), InstanceSource.layerMemory(source))
+        )
+      )
+      return Effect.gen(function* () {
+        const { stats } = yield* (yield* Collector.Collector).collectAll
+        assert.strictEqual(stats.length, 1)
+        const [vm] = stats
+        assert.strictEqual(vm.instanceId, id)
+        assert.strictEqual(vm.cpuUsec, 1_500_000n)
+        assert.isNull(vm.netRxBytes)
+        assert.isNull(vm.netTxBytes)
+        assert.deepStrictEqual(
+          vm.unavailable.map((u) => [u.source, u.reason]),
+          [["tap", "invalid_tap_name"]]
+        )
+        assert.include(vm.unavailable[0].message, "first 8 bytes")
+        assert.strictEqual(taps.reads.size, 0)
+      }).pipe(Effect.provide(layer))
+    })
   })
 
   it("the prefix is hype-", () => {
