@@ -25,23 +25,20 @@
  */
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
+import { Worker } from "node:worker_threads"
 import { InstanceSourceError, type InstanceSourceErrorKind } from "@vm-metrics/core/Errors"
 import { type InstanceInfo, Pid } from "@vm-metrics/core/Instance"
 import { InstanceSource, kindOfErrno } from "@vm-metrics/core/InstanceSource"
 import { tapNameFor, tapNameProblem } from "@vm-metrics/core/TapName"
 import { type Context, Effect, Either, Layer, ParseResult, Schema } from "effect"
-import { parseDocument } from "yaml"
 import { errnoOf } from "./internal/keptFile.js"
-import { SmallFileReader } from "./internal/smallFile.js"
+import { NOT_REGULAR, SmallFileReader, TOO_LARGE } from "./internal/smallFile.js"
 
 /** @category models */
 export interface Options {
   /** The JSON (`.json`) or YAML file; a relative path is resolved against the working directory. */
   readonly path: string
 }
-
-/** The largest instances file read. @category constants */
-export const MAX_FILE_BYTES = 64 * 1024 * 1024
 
 const UNITS: Record<string, number> = { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40 }
 
@@ -67,11 +64,7 @@ export const MemorySize = Schema.transformOrFail(Schema.Unknown, Bytes, {
     const bytes = typeof input === "number" ? input : typeof input === "string" ? parseMemorySize(input) : undefined
     return bytes === undefined
       ? ParseResult.fail(
-          new ParseResult.Type(
-            ast,
-            input,
-            `expected bytes or a size such as "1G" or "512M", got ${JSON.stringify(input)}`
-          )
+          new ParseResult.Type(ast, input, `expected bytes or a size such as "1G" or "512M", got ${kindOf(input)}`)
         )
       : ParseResult.succeed(bytes)
   },
@@ -108,72 +101,190 @@ export const Entry = Schema.Struct({
 /** @category models */
 export type Entry = typeof Entry.Type
 
-const Entries = Schema.Array(Entry)
-const Wrapped = Schema.Struct({ instances: Entries })
 const decodeOptions = { errors: "all", onExcessProperty: "error" } as const
-const decodeEntries = Schema.decodeUnknownEither(Entries, decodeOptions)
-const decodeWrapped = Schema.decodeUnknownEither(Wrapped, decodeOptions)
+const decodeEntry = Schema.decodeUnknownEither(Entry, decodeOptions)
+const decodeWrapped = Schema.decodeUnknownEither(
+  Schema.Struct({ instances: Schema.Array(Schema.Unknown) }),
+  decodeOptions
+)
 
 const MAX_ISSUES = 5
+/** Entries decoded between two yields to the event loop. */
+const DECODE_CHUNK = 100
 
-/** `[1].memory`, `instances[0].tap` */
+/** The keys a path may name: any other key is the file's content (a typo, or a secret file's first word). */
+const knownKeys = new Set(["instances", ...Object.keys(Entry.from.fields)])
+
+/** `instances[0]` + `.memory`; an unknown key shows as `.<unknown key>`. */
 const pathText = (path: ReadonlyArray<PropertyKey>): string =>
-  path.map((key, i) => (typeof key === "number" ? `[${key}]` : i === 0 ? String(key) : `.${String(key)}`)).join("")
+  path
+    .map((key) =>
+      typeof key === "number" ? `[${key}]` : knownKeys.has(String(key)) ? `.${String(key)}` : ".<unknown key>"
+    )
+    .join("")
 
-const describeIssues = (error: ParseResult.ParseError): string => {
-  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
-  const shown = issues.slice(0, MAX_ISSUES).map((issue) => {
-    const where = pathText(issue.path)
-    return where === "" ? issue.message : `${where}: ${issue.message}`
+/**
+ * An issue's message without the value it saw: Schema says `Expected X, actual <value>`, and a value
+ * may be anything the file held (the file may be a symlink to a secret).
+ */
+const withoutValue = (message: string): string => message.replace(/, actual [\s\S]*$/, "")
+
+const issuesOf = (error: ParseResult.ParseError, prefix: string): Array<string> =>
+  ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => {
+    const where = `${prefix}${pathText(issue.path)}`.replace(/^\./, "")
+    return where === "" ? withoutValue(issue.message) : `${where}: ${withoutValue(issue.message)}`
   })
-  const more = issues.length > MAX_ISSUES ? `; and ${issues.length - MAX_ISSUES} more` : ""
-  return shown.join("; ") + more
-}
+
+const joinIssues = (issues: ReadonlyArray<string>): string =>
+  issues.slice(0, MAX_ISSUES).join("; ") +
+  (issues.length > MAX_ISSUES ? `; and ${issues.length - MAX_ISSUES} more` : "")
 
 const kindOf = (value: unknown): string => (value === null ? "null" : Array.isArray(value) ? "a list" : typeof value)
 
+/** Why a file gives no listing: the kind and position for clients, `what` for the local log. */
+interface Failure {
+  readonly kind: InstanceSourceErrorKind
+  readonly what: string
+  readonly line?: number | undefined
+  readonly column?: number | undefined
+}
+
+const invalid = (what: string): Failure => ({ kind: "parse_error", what })
+
 /**
- * The entries of a file's text, or what is wrong with it (without the file name). `json` parses
- * with JSON.parse, otherwise YAML (which also reads JSON).
+ * The entries of parsed data (a list, or an object with `instances`), validated strictly. Decoded in
+ * chunks of `DECODE_CHUNK` entries with a yield between them, so a large file does not hold up a
+ * collection. Messages name paths in the file, never its values.
  *
  * @category parsers
  */
-export const parseInstancesFile = (text: string, json: boolean): Either.Either<ReadonlyArray<Entry>, string> => {
-  if (text.trim() === "") return Either.left("the file is empty")
-  let data: unknown
-  if (json) {
-    try {
-      data = JSON.parse(text)
-    } catch (error) {
-      return Either.left(`invalid JSON: ${error instanceof Error ? error.message : String(error)}`)
+export const decodeInstances = (data: unknown): Effect.Effect<ReadonlyArray<Entry>, Failure> =>
+  Effect.gen(function* () {
+    let items: ReadonlyArray<unknown>
+    let prefix = ""
+    if (Array.isArray(data)) items = data
+    else if (typeof data === "object" && data !== null) {
+      const wrapped = decodeWrapped(data)
+      if (Either.isLeft(wrapped)) return yield* Effect.fail(invalid(joinIssues(issuesOf(wrapped.left, ""))))
+      items = wrapped.right.instances
+      prefix = "instances"
+    } else {
+      return yield* Effect.fail(
+        invalid(`expected a list of instances or an object with "instances", got ${kindOf(data)}`)
+      )
     }
-  } else {
-    const document = parseDocument(text)
-    const [first] = document.errors
-    // The message's first line says what and where ("… at line 4, column 1:"); a code excerpt follows.
-    if (first !== undefined) return Either.left(`invalid YAML: ${first.message.split("\n")[0].replace(/:$/, "")}`)
-    try {
-      data = document.toJS({ maxAliasCount: 100 })
-    } catch (error) {
-      return Either.left(`invalid YAML: ${error instanceof Error ? error.message : String(error)}`)
+    const entries: Array<Entry> = []
+    const issues: Array<string> = []
+    for (let i = 0; i < items.length; i++) {
+      if (i > 0 && i % DECODE_CHUNK === 0) yield* Effect.yieldNow()
+      const decoded = decodeEntry(items[i])
+      if (Either.isRight(decoded)) entries.push(decoded.right)
+      else issues.push(...issuesOf(decoded.left, `${prefix}[${i}]`))
     }
-  }
-  const isObject = typeof data === "object" && data !== null && !Array.isArray(data)
-  if (!Array.isArray(data) && !isObject) {
-    return Either.left(`expected a list of instances or an object with "instances", got ${kindOf(data)}`)
-  }
-  const decoded = Array.isArray(data) ? decodeEntries(data) : Either.map(decodeWrapped(data), (file) => file.instances)
-  if (Either.isLeft(decoded)) return Either.left(describeIssues(decoded.left))
-  const entries = decoded.right
-  const firstIndex = new Map<string, number>()
-  for (let i = 0; i < entries.length; i++) {
-    const seen = firstIndex.get(entries[i].id)
-    if (seen !== undefined)
-      return Either.left(`duplicate id ${JSON.stringify(entries[i].id)} (entries ${seen} and ${i})`)
-    firstIndex.set(entries[i].id, i)
-  }
-  return Either.right(entries)
-}
+    if (issues.length > 0) return yield* Effect.fail(invalid(joinIssues(issues)))
+    const firstIndex = new Map<string, number>()
+    for (let i = 0; i < entries.length; i++) {
+      const seen = firstIndex.get(entries[i].id)
+      if (seen !== undefined) return yield* Effect.fail(invalid(`duplicate id (entries ${seen} and ${i})`))
+      firstIndex.set(entries[i].id, i)
+    }
+    return entries
+  })
+
+/** The largest instances file read: a few thousand instances take well under 1 MiB. @category constants */
+export const MAX_FILE_BYTES = 4 * 1024 * 1024
+
+/** The most instances a file may list. @category constants */
+export const MAX_ENTRIES = 10_000
+
+/** The deepest nesting accepted (a valid file needs 4: object, list, entry, value). @category constants */
+export const MAX_DEPTH = 32
+
+/** The most values (lists, objects, scalars) in a parsed file: room for MAX_ENTRIES full entries. */
+const MAX_NODES = MAX_ENTRIES * 20
+
+/** A parse that takes longer than this (a hostile YAML file) is given up. @category constants */
+export const PARSE_TIMEOUT_MS = 30_000
+
+const workerUrl = new URL("./internal/instancesFileWorker.mjs", import.meta.url)
+const WORKER_JOB = "vm-metrics/instances-file"
+
+type WorkerReply =
+  | { readonly ok: true; readonly data: unknown }
+  | {
+      readonly ok: false
+      readonly kind: InstanceSourceErrorKind
+      readonly detail: string
+      readonly line?: number
+      readonly column?: number
+    }
+
+const atPosition = (line: number | undefined, column: number | undefined): string =>
+  line === undefined ? "" : ` at line ${line}, column ${column ?? 1}`
+
+/**
+ * Parses the file's bytes (JSON when `json`, else YAML) in a worker thread: the parse of a few MB of
+ * YAML takes seconds, which must not stall scrapes and collections on the main thread, and a hostile
+ * file that exhausts the parser's memory ends the worker (its own heap limit), not the exporter.
+ * The worker bounds depth before parsing (see internal/instancesFileWorker.mjs). One worker per parse,
+ * started only when the file has changed.
+ *
+ * @category parsers
+ */
+export const parseOffThread = (bytes: Uint8Array, json: boolean): Effect.Effect<unknown, Failure> =>
+  Effect.async<unknown, Failure>((resume) => {
+    let settled = false
+    const worker = new Worker(workerUrl, {
+      workerData: { job: WORKER_JOB, bytes, json, maxDepth: MAX_DEPTH, maxNodes: MAX_NODES, maxEntries: MAX_ENTRIES },
+      resourceLimits: { maxOldGenerationSizeMb: 512, maxYoungGenerationSizeMb: 64, stackSizeMb: 4 },
+      stdout: true,
+      stderr: true
+    })
+    const settle = (result: Effect.Effect<unknown, Failure>) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      void worker.terminate()
+      resume(result)
+    }
+    const timer = setTimeout(
+      () => settle(Effect.fail({ kind: "too_large", what: `not parsed within ${PARSE_TIMEOUT_MS / 1000} s` })),
+      PARSE_TIMEOUT_MS
+    )
+    worker.once("message", (reply: WorkerReply) =>
+      settle(
+        reply.ok
+          ? Effect.succeed(reply.data)
+          : Effect.fail({
+              kind: reply.kind,
+              line: reply.line,
+              column: reply.column,
+              what: `${reply.detail}${atPosition(reply.line, reply.column)}`
+            })
+      )
+    )
+    worker.once("error", (error: Error & { code?: string }) =>
+      settle(
+        Effect.fail(
+          error.code === "ERR_WORKER_OUT_OF_MEMORY"
+            ? { kind: "too_large", what: "the parser ran out of memory" }
+            : { kind: "unavailable", what: `the parser failed (${error.code ?? error.name})` }
+        )
+      )
+    )
+    worker.once("exit", (code) => settle(Effect.fail({ kind: "unavailable", what: `the parser exited (${code})` })))
+    return Effect.sync(() => {
+      settled = true
+      clearTimeout(timer)
+      void worker.terminate()
+    })
+  })
+
+/** The entries of a file's bytes, or why there are none (without the file name). @category parsers */
+export const parseInstancesFile = (bytes: Uint8Array, json: boolean): Effect.Effect<ReadonlyArray<Entry>, Failure> =>
+  bytes.every((byte) => byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09)
+    ? Effect.fail(invalid("the file is empty"))
+    : Effect.flatMap(parseOffThread(bytes, json), decodeInstances)
 
 /** A pidfile's pid: digits (surrounding whitespace allowed) in the kernel's range, else undefined. @category parsers */
 export const parsePidfile = (text: string): number | undefined => {
@@ -204,57 +315,76 @@ interface Loaded {
   readonly fixed: ReadonlyArray<InstanceInfo> | undefined
 }
 
-/** The synchronous core of the source. @category constructors */
-export const makeSync = (options: Options) => {
-  const file = nodePath.resolve(options.path)
-  const directory = nodePath.dirname(file)
-  const json = file.toLowerCase().endsWith(".json")
-  const reader = new SmallFileReader()
-  let loaded: Loaded | undefined
+/**
+ * The source's listing; one listing at a time (a parse of a changed file is not started twice).
+ *
+ * @category constructors
+ */
+export const makeListing = (
+  options: Options
+): Effect.Effect<Effect.Effect<ReadonlyArray<InstanceInfo>, InstanceSourceError>> =>
+  Effect.map(Effect.makeSemaphore(1), (lock) => {
+    const file = nodePath.resolve(options.path)
+    const directory = nodePath.dirname(file)
+    const json = file.toLowerCase().endsWith(".json")
+    const reader = new SmallFileReader()
+    let loaded: Loaded | undefined
 
-  const failure = (what: string, kind: InstanceSourceErrorKind = "parse_error") =>
-    new InstanceSourceError({ kind, reason: `${file}: ${what}` })
+    // `reason` names the file for the local log; kind, line and column are what clients may see.
+    const toError = (failure: Failure) =>
+      new InstanceSourceError({
+        kind: failure.kind,
+        ...(failure.line === undefined ? {} : { line: failure.line }),
+        ...(failure.column === undefined ? {} : { column: failure.column }),
+        reason: `${file}: ${failure.what}`
+      })
+    const readFailure = (code: string): Failure => ({
+      kind: code === TOO_LARGE ? "too_large" : code === NOT_REGULAR ? "read_failed" : kindOfErrno(code),
+      what: code === TOO_LARGE ? `larger than ${MAX_FILE_BYTES} bytes` : `cannot read: ${code}`
+    })
 
-  const pidOf = (entry: Entry): number | undefined => {
-    if (entry.pidfile === undefined) return entry.pid
-    const bytes = reader.read(nodePath.resolve(directory, entry.pidfile), { limit: 4096, regularOnly: true })
-    return typeof bytes === "string" ? undefined : parsePidfile(bytes.toString("latin1"))
-  }
-
-  const list = (): Either.Either<ReadonlyArray<InstanceInfo>, InstanceSourceError> => {
-    let version: string
-    try {
-      const stat = fs.statSync(file, { bigint: true })
-      version = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`
-    } catch (error) {
-      const code = errnoOf(error)
-      return Either.left(failure(`cannot read: ${code}`, kindOfErrno(code)))
+    const pidOf = (entry: Entry): number | undefined => {
+      if (entry.pidfile === undefined) return entry.pid
+      const bytes = reader.read(nodePath.resolve(directory, entry.pidfile), { limit: 4096, regularOnly: true })
+      return typeof bytes === "string" ? undefined : parsePidfile(bytes.toString("latin1"))
     }
-    if (loaded?.version !== version) {
+
+    const fromLoaded = ({ result, fixed }: Loaded): Either.Either<ReadonlyArray<InstanceInfo>, InstanceSourceError> =>
+      fixed !== undefined
+        ? Either.right(fixed)
+        : Either.map(result, (entries) => entries.map((entry) => toInstanceInfo(entry, pidOf(entry))))
+
+    const load = (version: string, bytes: Uint8Array) =>
+      Effect.map(Effect.either(Effect.mapError(parseInstancesFile(bytes, json), toError)), (result) => {
+        const fixed =
+          Either.isRight(result) && result.right.every((entry) => entry.pidfile === undefined)
+            ? result.right.map((entry) => toInstanceInfo(entry, entry.pid))
+            : undefined
+        loaded = { version, result, fixed }
+        return loaded
+      })
+
+    const list = Effect.suspend(() => {
+      let version: string
+      try {
+        const stat = fs.statSync(file, { bigint: true })
+        version = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`
+      } catch (error) {
+        return Effect.fail(toError(readFailure(errnoOf(error))))
+      }
+      if (loaded?.version === version) return fromLoaded(loaded)
       const bytes = reader.read(file, { limit: MAX_FILE_BYTES, regularOnly: true })
       // A read failure is not remembered: the next listing tries again even if nothing changed.
-      if (typeof bytes === "string") return Either.left(failure(`cannot read: ${bytes}`, kindOfErrno(bytes)))
-      const result = Either.mapLeft(parseInstancesFile(bytes.toString("utf8"), json), (what) => failure(what))
-      const fixed =
-        Either.isRight(result) && result.right.every((entry) => entry.pidfile === undefined)
-          ? result.right.map((entry) => toInstanceInfo(entry, entry.pid))
-          : undefined
-      loaded = { version, result, fixed }
-    }
-    const { result, fixed } = loaded
-    if (fixed !== undefined) return Either.right(fixed)
-    return Either.map(result, (entries) => entries.map((entry) => toInstanceInfo(entry, pidOf(entry))))
-  }
+      if (typeof bytes === "string") return Effect.fail(toError(readFailure(bytes)))
+      return Effect.flatMap(load(version, new Uint8Array(bytes)), fromLoaded) // a copy: the reader reuses its buffer
+    })
 
-  return { list }
-}
+    return lock.withPermits(1)(list)
+  })
 
 /** @category constructors */
 export const make = (options: Options): Effect.Effect<Context.Tag.Service<InstanceSource>> =>
-  Effect.sync(() => {
-    const source = makeSync(options)
-    return InstanceSource.of({ list: Effect.suspend(source.list) })
-  })
+  Effect.map(makeListing(options), (list) => InstanceSource.of({ list }))
 
 /** Lists the instances in `path`, re-read when it changes. @category layers */
 export const layer = (options: Options): Layer.Layer<InstanceSource> => Layer.effect(InstanceSource, make(options))

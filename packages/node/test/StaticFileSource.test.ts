@@ -17,9 +17,10 @@ const GiB = 1024 * MiB
 
 const tempDir = () => makeTempDir("vm-metrics-static-")
 
+/** A listing of `file` as a function returning its Either (each call one listing, like a collection). */
 const listWith = (file: string) => {
-  const source = StaticFileSource.makeSync({ path: file })
-  return () => source.list()
+  const list = Effect.runSync(StaticFileSource.makeListing({ path: file }))
+  return () => Effect.runPromise(Effect.either(list))
 }
 
 const reasonOf = (result: Either.Either<unknown, InstanceSourceError>): string =>
@@ -95,7 +96,7 @@ describe("StaticFileSource", () => {
       })
   )
 
-  it("lists YAML with { instances: [...] } and reads pidfiles (relative to the file) on every listing", () => {
+  it("lists YAML with { instances: [...] } and reads pidfiles (relative to the file) on every listing", async () => {
     const dir = tempDir()
     const file = path.join(dir, "vms.yaml")
     fs.mkdirSync(path.join(dir, "run"))
@@ -117,25 +118,25 @@ describe("StaticFileSource", () => {
       ].join("\n")
     )
     const list = listWith(file)
-    const pids = () => Either.getOrThrow(list()).map((vm) => [vm.id, vm.hypervisorPid])
-    assert.deepStrictEqual(pids(), [
+    const pids = async () => Either.getOrThrow(await list()).map((vm) => [vm.id, vm.hypervisorPid])
+    assert.deepStrictEqual(await pids(), [
       ["vm-a", undefined],
       ["vm-b", undefined]
     ])
     fs.writeFileSync(path.join(dir, "run", "vm-a.pid"), "1234\n")
     fs.writeFileSync(path.join(dir, "run", "vm-b.pid"), "not a pid\n")
-    assert.deepStrictEqual(pids(), [
+    assert.deepStrictEqual(await pids(), [
       ["vm-a", 1234],
       ["vm-b", undefined]
     ])
     fs.writeFileSync(path.join(dir, "run", "vm-a.pid"), "5678")
     fs.writeFileSync(path.join(dir, "run", "vm-b.pid"), " 91\n")
-    assert.deepStrictEqual(pids(), [
+    assert.deepStrictEqual(await pids(), [
       ["vm-a", 5678],
       ["vm-b", 91]
     ])
     fs.rmSync(path.join(dir, "run", "vm-a.pid"))
-    assert.deepStrictEqual(Either.getOrThrow(list())[0], {
+    assert.deepStrictEqual(Either.getOrThrow(await list())[0], {
       id: "vm-a",
       name: "vm-a",
       tapDevice: "hype-vm-a",
@@ -144,16 +145,16 @@ describe("StaticFileSource", () => {
     })
   })
 
-  it("re-reads the file only when it changes: same listing object while unchanged, new one after a rewrite", () => {
+  it("re-reads the file only when it changes: same listing object while unchanged, new one after a rewrite", async () => {
     const dir = tempDir()
     const file = path.join(dir, "vms.json")
     const write = (vcpus: number) => fs.writeFileSync(file, JSON.stringify([{ id: "a", vcpus, memory: "1G" }]))
     write(1)
     const list = listWith(file)
-    const first = Either.getOrThrow(list())
-    assert.strictEqual(Either.getOrThrow(list()), first) // not parsed again
+    const first = Either.getOrThrow(await list())
+    assert.strictEqual(Either.getOrThrow(await list()), first) // not parsed again
     write(2) // same size; mtime and ctime move
-    const second = Either.getOrThrow(list())
+    const second = Either.getOrThrow(await list())
     assert.strictEqual(second[0]?.allocatedVcpus, 2)
     // A same-size rewrite whose writer restores the old mtime to the nanosecond (cp -p, tar, rsync -t)
     // still changes ctime.
@@ -166,16 +167,16 @@ describe("StaticFileSource", () => {
     const after = fs.statSync(file, { bigint: true })
     assert.deepStrictEqual([after.ino, after.size, after.mtimeNs], [before.ino, before.size, before.mtimeNs])
     assert.notStrictEqual(after.ctimeNs, before.ctimeNs)
-    assert.strictEqual(Either.getOrThrow(list())[0]?.allocatedVcpus, 3)
+    assert.strictEqual(Either.getOrThrow(await list())[0]?.allocatedVcpus, 3)
     // An atomic replace (write a temp file, rename over): a new inode.
     fs.writeFileSync(`${file}.tmp`, JSON.stringify([{ id: "b", vcpus: 4, memory: "2G" }]))
     fs.renameSync(`${file}.tmp`, file)
-    assert.deepStrictEqual(Either.getOrThrow(list()), [
+    assert.deepStrictEqual(Either.getOrThrow(await list()), [
       { id: "b", name: "b", allocatedVcpus: 4, allocatedMemoryBytes: 2 * GiB }
     ])
   })
 
-  it("fails with the file's path and what is wrong, then lists again once the file is fixed", () => {
+  it("fails with the file's path and what is wrong, then lists again once the file is fixed", async () => {
     const dir = tempDir()
     const json = path.join(dir, "vms.json")
     const yaml = path.join(dir, "vms.yml")
@@ -183,24 +184,24 @@ describe("StaticFileSource", () => {
     const listYaml = listWith(yaml)
     const good = [{ id: "a", vcpus: 1, memory: "1G" }]
     fs.writeFileSync(json, JSON.stringify(good))
-    assert.strictEqual(Either.getOrThrow(list()).length, 1)
+    assert.strictEqual(Either.getOrThrow(await list()).length, 1)
 
     const table: Array<[string, string]> = [
-      ['[{"id":"a",', "invalid JSON: Expected double-quoted property name in JSON at position 11"],
+      ['[{"id":"a",', "invalid JSON: unexpected end of the file at line 1, column 12"],
       ["", "the file is empty"],
       ['"just a string"', 'expected a list of instances or an object with "instances", got string'],
       ['[{"id":"a","vcpus":2}]', "[0].memory: is missing"],
       [
         '[{"id":"a","vcpus":-1,"memory":true,"pid":0}]',
-        '[0].pid: Expected a number between 1 and 4194304, actual 0; [0].vcpus: Expected a non-negative number, actual -1; [0].memory: expected bytes or a size such as "1G" or "512M", got true'
+        '[0].pid: Expected a number between 1 and 4194304; [0].vcpus: Expected a non-negative number; [0].memory: expected bytes or a size such as "1G" or "512M", got boolean'
       ],
       [
         '[{"id":"a","vcpus":1,"memory":"lots"}]',
-        '[0].memory: expected bytes or a size such as "1G" or "512M", got "lots"'
+        '[0].memory: expected bytes or a size such as "1G" or "512M", got string'
       ],
       [
         '[{"id":"a","vcpus":1,"memory":1,"pidFile":"x"}]',
-        '[0].pidFile: is unexpected, expected: "id" | "name" | "pid" | "pidfile" | "tap" | "networkEnabled" | "vcpus" | "memory"'
+        '[0].<unknown key>: is unexpected, expected: "id" | "name" | "pid" | "pidfile" | "tap" | "networkEnabled" | "vcpus" | "memory"'
       ],
       ['[{"id":"a","vcpus":1,"memory":1,"pid":5,"pidfile":"x"}]', "[0]: give either pid or pidfile, not both"],
       ['[{"id":"a","vcpus":1,"memory":1,"tap":"a/b"}]', "[0].tap: not a valid interface name (contains '/')"],
@@ -208,39 +209,36 @@ describe("StaticFileSource", () => {
         '[{"id":"a","vcpus":1,"memory":1,"tap":"t","networkEnabled":false}]',
         "[0]: tap is set but networkEnabled is false"
       ],
-      ['{"instances":[{"id":"","vcpus":1,"memory":1}]}', 'instances[0].id: Expected a non empty string, actual ""'],
-      ['{"instance":[]}', 'instance: is unexpected, expected: "instances"; instances: is missing'],
+      ['{"instances":[{"id":"","vcpus":1,"memory":1}]}', "instances[0].id: Expected a non empty string"],
+      ['{"instance":[]}', '<unknown key>: is unexpected, expected: "instances"; instances: is missing'],
       [
         '[{"id":"a","vcpus":1,"memory":1},{"id":"b","vcpus":1,"memory":1},{"id":"a","vcpus":1,"memory":1}]',
-        'duplicate id "a" (entries 0 and 2)'
+        "duplicate id (entries 0 and 2)"
       ]
     ]
     for (const [text, what] of table) {
       fs.writeFileSync(json, text)
-      assert.strictEqual(reasonOf(list()), `${json}: ${what}`, text)
-      assert.strictEqual(reasonOf(list()), `${json}: ${what}`, "unchanged file: same error") // from the cache
+      assert.strictEqual(reasonOf(await list()), `${json}: ${what}`, text)
+      assert.strictEqual(reasonOf(await list()), `${json}: ${what}`, "unchanged file: same error") // from the cache
     }
 
     fs.writeFileSync(yaml, "instances:\n  - id: a\n    vcpus: 2\n   memory: 1G\n")
-    assert.strictEqual(
-      reasonOf(listYaml()),
-      `${yaml}: invalid YAML: Sequence item without - indicator at line 4, column 1`
-    )
+    assert.strictEqual(reasonOf(await listYaml()), `${yaml}: invalid YAML: MISSING_CHAR at line 4, column 1`)
     fs.writeFileSync(yaml, "instances:\n  - id: 1234\n    vcpus: 2\n    memory: 1G\n")
-    assert.strictEqual(reasonOf(listYaml()), `${yaml}: instances[0].id: Expected string, actual 1234`)
+    assert.strictEqual(reasonOf(await listYaml()), `${yaml}: instances[0].id: Expected string`)
     fs.writeFileSync(yaml, "instances:\n  - id: '1234'\n    vcpus: 2\n    memory: 1G\n")
-    assert.deepStrictEqual(Either.getOrThrow(listYaml()), [
+    assert.deepStrictEqual(Either.getOrThrow(await listYaml()), [
       { id: "1234", name: "1234", allocatedVcpus: 2, allocatedMemoryBytes: GiB }
     ])
 
     fs.rmSync(json)
-    assert.strictEqual(reasonOf(list()), `${json}: cannot read: ENOENT`)
+    assert.strictEqual(reasonOf(await list()), `${json}: cannot read: ENOENT`)
     fs.mkdirSync(json)
-    assert.strictEqual(reasonOf(list()), `${json}: cannot read: ENOTREG`)
+    assert.strictEqual(reasonOf(await list()), `${json}: cannot read: ENOTREG`)
     fs.rmdirSync(json)
     fs.writeFileSync(json, JSON.stringify([...good, { id: "b", vcpus: 2, memory: 1024 }]))
     assert.deepStrictEqual(
-      Either.getOrThrow(list()).map((vm) => vm.id),
+      Either.getOrThrow(await list()).map((vm) => vm.id),
       ["a", "b"]
     )
   })
@@ -281,4 +279,193 @@ describe("StaticFileSource", () => {
       }).pipe(Effect.provide(live))
     })
   )
+})
+
+/** Collections over one file: refresh, then the snapshot's ids and its source error, if any. */
+const collectorOver = (file: string) => {
+  const live = Collector.layer({ maxAge: 0 }).pipe(
+    Layer.provide(Layer.merge(NodeReaders.layer(), StaticFileSource.layer({ path: file }))),
+    Layer.orDie
+  )
+  return <A>(body: (refresh: Effect.Effect<Collector.Snapshot>) => Effect.Effect<A>) =>
+    Effect.flatMap(Collector.Collector, (collector) => body(collector.refresh)).pipe(Effect.provide(live))
+}
+
+const goodEntries = [
+  { id: "good-a", vcpus: 1, memory: "1G" },
+  { id: "good-b", vcpus: 2, memory: "2G" }
+]
+const entriesLine = (n: number) =>
+  `[${Array.from({ length: n }, (_, i) => `{"id":"vm-${i}","vcpus":1,"memory":1}`).join(",")}]`
+
+describe("hostile instances files (issue 8, items 11 and 12)", () => {
+  const hostile: ReadonlyArray<{
+    readonly name: string
+    readonly file: string
+    readonly text: () => string
+    readonly kind: string
+    readonly line?: number
+    readonly column?: number
+  }> = [
+    {
+      name: "100,000 nested [ in JSON",
+      file: "vms.json",
+      text: () => "[".repeat(100_000) + "]".repeat(100_000),
+      kind: "too_deep",
+      line: 1,
+      column: StaticFileSource.MAX_DEPTH + 1
+    },
+    {
+      name: "5,002 nested [ in YAML (10 KB)",
+      file: "vms.yaml",
+      text: () => "[".repeat(5002) + "]".repeat(5002),
+      kind: "too_deep",
+      line: 1,
+      column: StaticFileSource.MAX_DEPTH // the line itself is one block level
+    },
+    {
+      name: "5,000 compact nested YAML sequences",
+      file: "vms.yaml",
+      text: () => `instances:\n  - ${"- ".repeat(5000)}x\n`,
+      kind: "too_deep",
+      line: 2
+    },
+    {
+      name: "100,000 entries in JSON",
+      file: "vms.json",
+      text: () => entriesLine(100_000),
+      kind: "too_large"
+    },
+    {
+      name: "a 5 MB YAML file",
+      file: "vms.yaml",
+      text: () => `instances:\n${"  - {id: vm, vcpus: 1, memory: 1}\n".repeat(160_000)}`,
+      kind: "too_large"
+    }
+  ]
+  for (const { name, file: fileName, text, kind, line, column } of hostile) {
+    it.live(`${name} over a good file: the last good listing stays, the error is ${kind}, the process lives`, () =>
+      Effect.gen(function* () {
+        const file = path.join(tempDir(), fileName)
+        fs.writeFileSync(file, JSON.stringify(goodEntries))
+        yield* collectorOver(file)((refresh) =>
+          Effect.gen(function* () {
+            const good = yield* refresh
+            assert.strictEqual(good.sourceError, null)
+            fs.writeFileSync(file, text())
+            for (let round = 0; round < 2; round++) {
+              // the second round is served from the remembered failure
+              const broken = yield* refresh
+              assert.deepStrictEqual(
+                broken.stats.map((s) => s.instanceId),
+                ["good-a", "good-b"]
+              )
+              assert.strictEqual(broken.sourceError?.kind, kind, broken.sourceError?.reason)
+              if (line !== undefined) assert.strictEqual(broken.sourceError?.line, line)
+              if (column !== undefined) assert.strictEqual(broken.sourceError?.column, column)
+              assert.include(broken.sourceError?.reason ?? "", file) // the local log names the file
+            }
+            fs.writeFileSync(file, JSON.stringify([{ id: "fixed", vcpus: 1, memory: 1 }]))
+            const fixed = yield* refresh
+            assert.strictEqual(fixed.sourceError, null)
+            assert.deepStrictEqual(
+              fixed.stats.map((s) => s.instanceId),
+              ["fixed"]
+            )
+          })
+        )
+      })
+    )
+  }
+
+  it("accepts a file at the entry cap, and the event loop keeps turning while it is parsed", async () => {
+    const file = path.join(tempDir(), "vms.yaml")
+    const lines = Array.from(
+      { length: StaticFileSource.MAX_ENTRIES },
+      (_, i) => `  - id: vm-${i}\n    vcpus: 1\n    memory: 1G\n`
+    )
+    fs.writeFileSync(file, `instances:\n${lines.join("")}`)
+    let turns = 0
+    let spinning = true
+    const spin = () => {
+      if (!spinning) return
+      turns++
+      setImmediate(spin)
+    }
+    setImmediate(spin)
+    const listed = await listWith(file)()
+    spinning = false
+    assert.strictEqual(Either.getOrThrow(listed).length, StaticFileSource.MAX_ENTRIES)
+    // A parse on the main thread would run from start to end without one turn of the loop.
+    assert.isAbove(turns, 10)
+    fs.writeFileSync(file, `${entriesLine(StaticFileSource.MAX_ENTRIES + 1)}\n`)
+    const over = await listWith(file)()
+    assert.strictEqual(Either.isLeft(over) ? over.left.kind : "listed", "too_large")
+  })
+
+  const secret = "root:$6$Zx9secretHASH:20200:0:99999:7:::\nalice:$6$anotherSECRET:20200:0:99999:7:::\n"
+  const exposed = (error: InstanceSourceError) =>
+    JSON.stringify({ kind: error.kind, line: error.line, column: error.column })
+
+  it("a symlink to a secret file: kind, line and column, and no content anywhere in the error", async () => {
+    const dir = tempDir()
+    const secretFile = path.join(dir, "shadow")
+    fs.writeFileSync(secretFile, secret)
+    const cases: Array<[string, string, number, number]> = [
+      ["vms.json", "parse_error", 1, 1], // JSON.parse itself would say: Unexpected token 'r', "root:$6$Zx"…
+      ["vms.yaml", "parse_error", 1, 1] // a scalar with ':' inside, then a second line: not a list
+    ]
+    for (const [name] of cases) fs.symlinkSync(secretFile, path.join(dir, name))
+    for (const [name, kind, line, column] of cases) {
+      const file = path.join(dir, name)
+      const result = await listWith(file)()
+      assert.isTrue(Either.isLeft(result), name)
+      if (Either.isRight(result)) continue
+      const error = result.left
+      assert.strictEqual(error.kind, kind, error.reason)
+      if (name.endsWith(".json")) assert.deepStrictEqual([error.line, error.column], [line, column])
+      for (const leak of ["root", "$6$", "secret", "SECRET", "alice", "20200", dir, "shadow"]) {
+        assert.notInclude(exposed(error), leak, `${name}: client-visible fields`)
+      }
+      for (const leak of ["root", "$6$", "secret", "SECRET", "alice", "20200"]) {
+        assert.notInclude(error.reason, leak, `${name}: the local log`)
+        assert.notInclude(error.message, leak, `${name}: the message`)
+      }
+    }
+  })
+
+  it("schema errors name paths, never the values the file held", async () => {
+    const dir = tempDir()
+    const file = path.join(dir, "vms.yaml")
+    fs.writeFileSync(
+      file,
+      "instances:\n  - id: hunter2-password\n    vcpus: s3cr3t-token\n    memory: AKIAIOSFODNN7EXAMPLE\n    pid: -42\n"
+    )
+    const result = await listWith(file)()
+    const error = Either.isLeft(result) ? result.left : assert.fail("expected a failure")
+    assert.strictEqual(error.kind, "parse_error")
+    assert.include(error.reason, "instances[0].vcpus")
+    assert.include(error.reason, "instances[0].memory")
+    for (const leak of ["hunter2", "s3cr3t", "AKIA", "-42"]) assert.notInclude(error.reason, leak)
+    fs.writeFileSync(file, "- {id: twice, vcpus: 1, memory: 1}\n- {id: twice, vcpus: 1, memory: 1}\n")
+    const duplicate = await listWith(file)()
+    const dupError = Either.isLeft(duplicate) ? duplicate.left : assert.fail("expected a failure")
+    assert.strictEqual(dupError.kind, "parse_error")
+    assert.notInclude(dupError.reason, "twice")
+  })
+
+  it("read failures have their own kinds: not_found, read_failed (not a regular file), too_large", async () => {
+    const dir = tempDir()
+    const file = path.join(dir, "vms.json")
+    const kindNow = async () => {
+      const result = await listWith(file)()
+      return Either.isLeft(result) ? result.left.kind : "listed"
+    }
+    assert.strictEqual(await kindNow(), "not_found")
+    fs.mkdirSync(file)
+    assert.strictEqual(await kindNow(), "read_failed")
+    fs.rmdirSync(file)
+    fs.writeFileSync(file, " ".repeat(StaticFileSource.MAX_FILE_BYTES + 1))
+    assert.strictEqual(await kindNow(), "too_large")
+  })
 })
