@@ -12,7 +12,9 @@ import { cpuSeconds } from "@vm-metrics/core/VmStats"
 import * as NodeReaders from "@vm-metrics/node/NodeReaders"
 import * as OtlpPush from "@vm-metrics/otel/OtlpPush"
 import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
-import { Config, Console, Data, Duration, Effect, Either, Layer, Option, Redacted } from "effect"
+import { Config, Console, Data, Duration, Effect, Either, Layer, Option, Redacted, Runtime } from "effect"
+import * as Connections from "./Connections.js"
+import { summary as exitCodes } from "./ExitCode.js"
 import { lookup } from "./Lookup.js"
 import * as Server from "./Server.js"
 import * as Sources from "./Sources.js"
@@ -21,6 +23,12 @@ import * as Top from "./Top.js"
 
 /** A bad flag or environment value, said in one line. @category errors */
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
+
+/** `stats <id>`: no instance, or more than one, matches. @category errors */
+export class NotFoundError extends Data.TaggedError("NotFoundError")<{ readonly message: string }> {}
+
+/** A one-shot command could not read its instance source at all. @category errors */
+export class SourceUnavailableError extends Data.TaggedError("SourceUnavailableError")<{ readonly message: string }> {}
 
 const env = <A>(config: Config.Config<A>) => Options.withFallbackConfig(config)
 
@@ -101,6 +109,46 @@ const metricsWithoutAuth = Options.boolean("metrics-without-auth").pipe(
 )
 /** Which paths the token does not guard beyond /healthz. */
 const access = Options.all({ metricsWithoutAuth })
+const durationFlag = (name: string, variable: string, defaultMs: number, what: string) =>
+  Options.text(name).pipe(
+    env(Config.string(variable)),
+    Options.withDefault(`${defaultMs / 1000}s`),
+    Options.withDescription(`${what}; default ${defaultMs / 1000}s (env ${variable})`)
+  )
+/** Timeouts, the connection bound and the shutdown grace (see Connections). */
+const connectionFlags = Options.all({
+  maxConnections: Options.integer("max-connections").pipe(
+    env(Config.integer("VM_METRICS_MAX_CONNECTIONS")),
+    Options.optional,
+    Options.withDescription(
+      `most connections open at once; a new one beyond closes the oldest idle one; at most half the open-files soft limit; default ${Connections.defaults.maxConnections} or that half (env VM_METRICS_MAX_CONNECTIONS)`
+    )
+  ),
+  headersTimeout: durationFlag(
+    "headers-timeout",
+    "VM_METRICS_HEADERS_TIMEOUT",
+    Connections.defaults.headersTimeoutMs,
+    "a connection that has not sent a complete request head by then is closed"
+  ),
+  requestTimeout: durationFlag(
+    "request-timeout",
+    "VM_METRICS_REQUEST_TIMEOUT",
+    Connections.defaults.requestTimeoutMs,
+    "a request not received whole by then is answered 408 and closed"
+  ),
+  keepAliveTimeout: durationFlag(
+    "keep-alive-timeout",
+    "VM_METRICS_KEEP_ALIVE_TIMEOUT",
+    Connections.defaults.keepAliveTimeoutMs,
+    "an idle keep-alive connection is closed after this"
+  ),
+  shutdownGrace: durationFlag(
+    "shutdown-grace",
+    "VM_METRICS_SHUTDOWN_GRACE",
+    Connections.defaults.shutdownGraceMs,
+    "on SIGTERM/SIGINT, connections still busy after this are closed"
+  )
+})
 const otlp = Options.choice("otlp", ["on", "off"]).pipe(
   env(Config.literal("on", "off")("VM_METRICS_OTLP")),
   Options.withDefault("off" as const),
@@ -147,19 +195,91 @@ const collectorLayer = (config: CollectorConfig) =>
 const readToken = (file: Option.Option<string>) =>
   Effect.gen(function* () {
     if (Option.isSome(file)) {
-      const token = yield* Effect.try({
-        try: () => fs.readFileSync(file.value, "utf8").trim(),
+      const text = yield* Effect.try({
+        try: () => fs.readFileSync(file.value, "utf8"),
         catch: () => new UsageError({ message: `cannot read the auth token file ${file.value}` })
       })
-      if (token === "") return yield* new UsageError({ message: `the auth token file ${file.value} is empty` })
-      return Option.some(Redacted.make(token))
+      return Option.some(yield* checkToken(text, `the auth token file ${file.value}`))
     }
-    return yield* Config.option(Config.redacted("VM_METRICS_AUTH_TOKEN")).pipe(
+    const fromEnv = yield* Config.option(Config.string("VM_METRICS_AUTH_TOKEN")).pipe(
       Effect.mapError(() => new UsageError({ message: "VM_METRICS_AUTH_TOKEN is not valid" }))
     )
+    if (Option.isNone(fromEnv)) return Option.none<Redacted.Redacted<string>>()
+    return Option.some(yield* checkToken(fromEnv.value, "VM_METRICS_AUTH_TOKEN"))
   })
 
-const serveOptions = { host, port, authTokenFile, access, otlp, metricPrefix, ...collectorOptions }
+/**
+ * A token as given, less one final newline. Empty or with whitespace inside, it is refused: a server
+ * started with it would answer 401 to every client. @category parsers
+ */
+export const checkToken = (text: string, where: string): Either.Either<Redacted.Redacted<string>, UsageError> => {
+  const token = text.replace(/\r?\n$/, "")
+  if (token === "") return Either.left(new UsageError({ message: `${where} is empty` }))
+  if (/\s/.test(token))
+    return Either.left(new UsageError({ message: `${where} contains whitespace (only a final newline is allowed)` }))
+  return Either.right(Redacted.make(token))
+}
+
+interface ConnectionFlags {
+  readonly maxConnections: Option.Option<number>
+  readonly headersTimeout: string
+  readonly requestTimeout: string
+  readonly keepAliveTimeout: string
+  readonly shutdownGrace: string
+}
+
+/** The flags as Connections.Limits, the max checked against the open-files soft limit (logged). */
+const connectionLimits = (flags: ConnectionFlags) =>
+  Effect.gen(function* () {
+    const ms = (text: string) => Effect.map(parseDuration(text), Duration.toMillis)
+    const headersTimeoutMs = yield* ms(flags.headersTimeout)
+    const requestTimeoutMs = yield* ms(flags.requestTimeout)
+    if (headersTimeoutMs < 1 || requestTimeoutMs < headersTimeoutMs)
+      return yield* new UsageError({
+        message: `--headers-timeout must be > 0 and at most --request-timeout (${flags.headersTimeout} > ${flags.requestTimeout})`
+      })
+    const softLimit = Connections.fdSoftLimit()
+    const chosen = yield* Either.mapLeft(
+      Connections.chooseMax(Option.getOrUndefined(flags.maxConnections), softLimit),
+      (message) => new UsageError({ message })
+    )
+    const log = chosen.clamped ? Effect.logWarning : Effect.logInfo
+    const note = chosen.clamped ? "lowered to half the open-files soft limit" : "half the soft limit is the collector's"
+    yield* log(`connections: at most ${chosen.max}; open files: soft limit ${softLimit ?? "unlimited"} (${note})`)
+    return {
+      headersTimeoutMs,
+      requestTimeoutMs,
+      keepAliveTimeoutMs: yield* ms(flags.keepAliveTimeout),
+      shutdownGraceMs: yield* ms(flags.shutdownGrace),
+      maxConnections: chosen.max
+    } satisfies Connections.Limits
+  })
+
+/** SIGHUP lists the instances again now (the file source re-reads a changed file); it never ends the server. */
+const reloadOnHangup = Layer.scopedDiscard(
+  Effect.gen(function* () {
+    const collector = yield* Collector.Collector
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const onHangup = () => {
+      runFork(Effect.zipRight(Effect.logInfo("SIGHUP: listing the instances again"), collector.refresh))
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => process.on("SIGHUP", onHangup)),
+      () => Effect.sync(() => process.off("SIGHUP", onHangup))
+    )
+  })
+)
+
+const serveOptions = {
+  host,
+  port,
+  authTokenFile,
+  access,
+  connections: connectionFlags,
+  otlp,
+  metricPrefix,
+  ...collectorOptions
+}
 
 const serve = Command.make("serve", serveOptions, (config) =>
   Effect.gen(function* () {
@@ -167,13 +287,14 @@ const serve = Command.make("serve", serveOptions, (config) =>
       return yield* new UsageError({ message: `--port must be 1-65535, got ${config.port}` })
     }
     const authToken = yield* readToken(config.authTokenFile)
+    const limits = yield* connectionLimits(config.connections)
     const metrics = VmMetrics.layerConfig({ metrics: { prefix: config.metricPrefix } }).pipe(
       Layer.mapError((error) => new UsageError({ message: error.message })),
       Layer.provideMerge(collectorLayer(config))
     )
     const push = config.otlp === "on" ? OtlpPush.layer() : Layer.empty
-    const server = Server.layer({ host: config.host, port: config.port, authToken, ...config.access })
-    return yield* Layer.launch(Layer.merge(server, push).pipe(Layer.provide(metrics)))
+    const server = Server.layer({ host: config.host, port: config.port, authToken, limits, ...config.access })
+    return yield* Layer.launch(Layer.mergeAll(server, push, reloadOnHangup).pipe(Layer.provide(metrics)))
   })
 ).pipe(Command.withDescription("serve the HTTP API and /metrics for the VMs on this host"))
 
@@ -203,9 +324,18 @@ const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<
     .join("\n")
 }
 
+/** A fresh snapshot for a one-shot command; a source that could not be listed at all is an error. */
+const readable = Effect.flatMap(Collector.Collector, (c) => c.refresh).pipe(
+  Effect.filterOrFail(
+    (snapshot) => snapshot.sourceError === null,
+    (snapshot) =>
+      new SourceUnavailableError({ message: `cannot list the instances: ${snapshot.sourceError?.reason ?? "unknown"}` })
+  )
+)
+
 const list = Command.make("list", collectorOptions, (config) =>
   Effect.gen(function* () {
-    const snapshot = yield* Effect.flatMap(Collector.Collector, (c) => c.refresh)
+    const snapshot = yield* readable
     const header = ["ID", "NAME", "STATE", "PID", "VCPUS", "CPU_S", "RSS", "ALLOCATED", "TAP", "RX", "TX"]
     const rows = snapshot.stats.map((vm) => [
       vm.instanceId,
@@ -221,7 +351,6 @@ const list = Command.make("list", collectorOptions, (config) =>
       human(vm.netTxBytes)
     ])
     yield* Console.log(table(header, rows))
-    if (snapshot.sourceError !== null) yield* Console.error(`source error: ${snapshot.sourceError.reason}`)
   }).pipe(Effect.provide(collectorLayer(config)))
 ).pipe(Command.withDescription("print a table of the instances found and their current usage"))
 
@@ -229,10 +358,10 @@ const id = Args.text({ name: "id" }).pipe(Args.withDescription("instance id, nam
 
 const stats = Command.make("stats", { id, ...collectorOptions }, (config) =>
   Effect.gen(function* () {
-    const snapshot = yield* Effect.flatMap(Collector.Collector, (c) => c.refresh)
+    const snapshot = yield* readable
     const found = lookup(snapshot.stats, config.id)
     if (Either.isLeft(found)) {
-      return yield* new UsageError({
+      return yield* new NotFoundError({
         message:
           found.left._tag === "NotFound"
             ? `no instance matches ${JSON.stringify(config.id)}`
@@ -269,7 +398,7 @@ const top = Command.make("top", { url, interval, authTokenFile, ...collectorOpti
 
 /** @category commands */
 export const command = Command.make("vm-metrics").pipe(
-  Command.withDescription("host-side resource use of the virtual machines on this host"),
+  Command.withDescription(`host-side resource use of the virtual machines on this host. ${exitCodes}`),
   Command.withSubcommands([serve, list, stats, top])
 )
 

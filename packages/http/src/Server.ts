@@ -4,18 +4,20 @@
  *
  * @since 0.1.0
  */
-import { createServer } from "node:http"
 import { HttpApiBuilder, HttpApiScalar, HttpRouter, HttpServer } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
 import { Layer, type Option, type Redacted } from "effect"
+import * as Connections from "./Connections.js"
 import { guard } from "./Guard.js"
 import { ApiLive } from "./Http.js"
+import * as Listener from "./Listener.js"
 
 /** @category models */
 export interface Options {
   readonly host: string
   readonly port: number
   readonly authToken: Option.Option<Redacted.Redacted<string>>
+  /** Timeouts, the connection bound and the shutdown grace; default Connections.defaults. */
+  readonly limits?: Connections.Limits
   /** Serve /metrics without the token (a Prometheus without credentials); default false. */
   readonly metricsWithoutAuth?: boolean
 }
@@ -47,5 +49,7 @@ export const layerApp = (authToken: Options["authToken"], access: Pick<Options, 
 export const layer = (options: Options) =>
   layerApp(options.authToken, options).pipe(
     HttpServer.withLogAddress,
-    Layer.provide(NodeHttpServer.layer(createServer, { host: options.host, port: options.port }))
+    Layer.provide(
+      Listener.layer({ host: options.host, port: options.port, limits: options.limits ?? Connections.defaults })
+    )
   )

@@ -1,23 +1,39 @@
 #!/usr/bin/env node
 /**
- * The `vm-metrics` binary. A bad flag or environment value prints one line and exits with status 2.
+ * The `vm-metrics` binary. An error is one line on stderr and an exit status of ExitCode (a bad flag,
+ * value or token 2, no such instance 3, an unreadable source 4, cannot listen 5); logs go to stderr,
+ * stdout carries only what a command prints.
  *
  * @since 0.1.0
  */
 import { ValidationError } from "@effect/cli"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Console, Effect } from "effect"
+import { Cause, Console, Effect, Logger } from "effect"
 import { run } from "./Cli.js"
+import { ExitCode } from "./ExitCode.js"
 
-const exitUsage = Effect.sync(() => process.exit(2))
-const usage = (message: string) => Effect.zipRight(Console.error(`vm-metrics: ${message}`), exitUsage)
+const exit = (code: number) => Effect.sync(() => process.exit(code))
+const fail = (code: number) => (error: { readonly message: string }) =>
+  Effect.zipRight(Console.error(`vm-metrics: ${error.message}`), exit(code))
 
 run(process.argv).pipe(
-  Effect.catchTag("UsageError", (error) => usage(error.message)),
+  Effect.catchTags({
+    UsageError: fail(ExitCode.usage),
+    NotFoundError: fail(ExitCode.notFound),
+    SourceUnavailableError: fail(ExitCode.sourceUnavailable),
+    ListenError: fail(ExitCode.cannotListen)
+  }),
   // @effect/cli has already printed what is wrong with the flags; help and version are no error.
   Effect.catchIf(ValidationError.isValidationError, (error) =>
-    ValidationError.isHelpRequested(error) ? Effect.void : exitUsage
+    ValidationError.isHelpRequested(error) ? Effect.void : exit(ExitCode.usage)
+  ),
+  // Anything else is a bug: the whole cause, on stderr. Interruption (SIGTERM, SIGINT) is a clean stop.
+  Effect.catchAllCause((cause) =>
+    Cause.isInterruptedOnly(cause)
+      ? Effect.failCause(cause)
+      : Effect.zipRight(Console.error(`vm-metrics: internal error\n${Cause.pretty(cause)}`), exit(ExitCode.internal))
   ),
   Effect.provide(NodeContext.layer),
-  NodeRuntime.runMain
+  Effect.provide(Logger.replace(Logger.defaultLogger, Logger.prettyLogger({ stderr: true }))),
+  (effect) => NodeRuntime.runMain(effect, { disablePrettyLogger: true, disableErrorReporting: true })
 )

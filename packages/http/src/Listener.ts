@@ -1,0 +1,67 @@
+/**
+ * The listening socket: a bounded node:http server (see Connections) listening on host:port, drained
+ * within the grace period on shutdown. A failure to listen is a `ListenError` naming the address and
+ * the cause (`EADDRINUSE`, `EADDRNOTAVAIL`, `ENOTFOUND`, `EACCES`…), said in one line by the CLI.
+ *
+ * @since 0.1.0
+ */
+import type * as http from "node:http"
+import { HttpServer } from "@effect/platform"
+import { NodeHttpServer } from "@effect/platform-node"
+import { Context, Data, Effect, Layer } from "effect"
+import * as Connections from "./Connections.js"
+
+/** The server could not listen on `address`. @category errors */
+export class ListenError extends Data.TaggedError("ListenError")<{
+  readonly address: string
+  readonly code: string
+  readonly detail: string
+}> {
+  override get message() {
+    return `cannot listen on ${this.address}: ${this.detail} (${this.code})`
+  }
+}
+
+/** @category models */
+export interface Options {
+  readonly host: string
+  readonly port: number
+  readonly limits: Connections.Limits
+}
+
+class NodeServer extends Context.Tag("@vm-metrics/http/Listener/NodeServer")<NodeServer, http.Server>() {}
+
+/** What Node says of a listen error, without the code it starts or ends with. */
+const describe = (cause: unknown): { readonly code: string; readonly detail: string } => {
+  const error = cause as NodeJS.ErrnoException | undefined
+  const code = typeof error?.code === "string" ? error.code : "UNKNOWN"
+  const known: Record<string, string> = {
+    EADDRINUSE: "the address is already in use",
+    EADDRNOTAVAIL: "the address is not one of this host's",
+    EACCES: "permission denied",
+    ENOTFOUND: "no such host",
+    EAI_AGAIN: "the host name cannot be resolved now"
+  }
+  return { code, detail: known[code] ?? (typeof error?.message === "string" ? error.message : String(cause)) }
+}
+
+/** @category layers */
+export const layer = (options: Options) => {
+  const address = options.host.includes(":") ? `[${options.host}]:${options.port}` : `${options.host}:${options.port}`
+  const listen = Layer.unwrapEffect(
+    Effect.map(NodeServer, (server) => NodeHttpServer.layer(() => server, { host: options.host, port: options.port }))
+  ).pipe(Layer.mapError((error) => new ListenError({ address, ...describe(error.cause) })))
+  // Built after the listener, so released before it: Node's close() alone waits for every connection,
+  // and a client holding a half-sent request would keep the process from ever ending.
+  const drain = Layer.scopedDiscard(
+    Effect.gen(function* () {
+      yield* HttpServer.HttpServer
+      const server = yield* NodeServer
+      yield* Effect.addFinalizer(() => Effect.sync(() => Connections.drain(server, options.limits.shutdownGraceMs)))
+    })
+  )
+  return drain.pipe(
+    Layer.provideMerge(listen),
+    Layer.provide(Layer.sync(NodeServer, () => Connections.makeServer(options.limits)))
+  )
+}
