@@ -2,24 +2,35 @@
  * End to end, pull: a real process (and a real TAP as root) → NodeReaders → Collector → VmMetrics →
  * Prometheus text on a real HTTP endpoint → `promtool check metrics` and a real Prometheus scraping it
  * every second; the test then asks Prometheus's query API what it stored.
+ *
+ * Then the real server: two `vm-metrics serve` processes with a token (one with `--metrics-without-auth`)
+ * scraped by a real Prometheus whose jobs come from docs/prometheus.md: with the token and `params:` (up),
+ * without the token (down, 401), and tokenless against `--metrics-without-auth` (up, /instances still 401).
+ * Last, the instances file is swapped for a symlink to a secret-looking file: `/instances` reports the kind
+ * and position of the error only, the log has the reason.
  */
 import * as fs from "node:fs"
+import { createRequire } from "node:module"
 import * as path from "node:path"
 import { assert, describe, layer } from "@effect/vitest"
 import * as PrometheusText from "@vm-metrics/otel/PrometheusText"
 import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, type Scope } from "effect"
+import { spawnChild, stopChild } from "../../node/test/helpers.js"
 import {
   Exporter,
   exporterLayer,
   findPrometheus,
+  freePort,
   instantQuery,
   pipelineLayer,
   promtoolCheck,
   request,
   type Series,
+  type Server,
   skipReason,
   startPrometheus,
+  startServer,
   statCpuSeconds,
   statmRssBytes,
   TestVm,
@@ -172,6 +183,262 @@ describe.skipIf(skipPrometheus)("Prometheus scraping the exporter", () => {
         assert.strictEqual(Number(rx.value[1]), bytes.vmRx)
         assert.strictEqual(Number(tx.value[1]), bytes.vmTx)
       })
+    )
+  })
+})
+
+// ---------------------------------------------------------------------------------------------------
+// The real server behind a real Prometheus: tokens, --metrics-without-auth, `params:`, source errors
+
+const REPO = path.resolve(import.meta.dirname, "..", "..", "..")
+const BIN = path.join(REPO, "packages", "http", "src", "bin.ts")
+const DOC_FILE = path.join(REPO, "docs", "prometheus.md")
+const TOKEN = "prom-e2e-token-7f3a"
+/** What the instances file turns into: a symlink to a file that must never show up in a response. */
+const SECRET = "root:*:20200:0:99999:7:::\nsvc:$6$saltsalt$SECRETHASHVALUE:20200:0:99999:7:::\n"
+
+/** `yaml` is a dependency of @vm-metrics/node (pnpm does not hoist it): load it as packages/node does. */
+const YAML = createRequire(path.join(REPO, "packages", "node", "package.json"))("yaml") as {
+  readonly parse: (text: string) => unknown
+  readonly stringify: (value: unknown) => string
+}
+
+/** The scrape job of docs/prometheus.md's ```yaml scrape_configs block. */
+const docScrapeJob = (): Record<string, any> => {
+  const blocks = [...fs.readFileSync(DOC_FILE, "utf8").matchAll(/^```yaml\n(scrape_configs:[\s\S]*?)^```$/gm)]
+  assert.lengthOf(blocks, 1, "one scrape_configs block in docs/prometheus.md")
+  const config = YAML.parse(blocks[0]![1]!) as { scrape_configs: Array<Record<string, any>> }
+  return config.scrape_configs[0]!
+}
+
+/** The environment of a spawned agent: this one without VM_METRICS_* / OTEL_* (the test sets what it needs). */
+const agentEnv = (): Record<string, string> => {
+  const env: Record<string, string> = {}
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && !key.startsWith("VM_METRICS_") && !key.startsWith("OTEL_")) env[key] = value
+  }
+  return { ...env, NO_COLOR: "1" }
+}
+
+interface Agent {
+  readonly base: string
+  readonly target: string
+  readonly server: Server
+  readonly instancesFile: string
+}
+
+/** `vm-metrics serve` with a token, over a file listing one VM (a `sleep` child). */
+const startAgent = (
+  dir: string,
+  name: string,
+  extraArgs: ReadonlyArray<string>
+): Effect.Effect<Agent, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const vm = yield* Effect.acquireRelease(
+      Effect.sync(() => spawnChild("exec sleep 120")),
+      (child) => Effect.promise(() => stopChild(child))
+    )
+    const instancesFile = path.join(dir, `${name}-vms.json`)
+    fs.writeFileSync(
+      instancesFile,
+      JSON.stringify([{ id: `${name}-vm-1`, name: `${name}-web`, pid: vm.pid, vcpus: 2, memory: "1G" }])
+    )
+    const tokenFile = path.join(dir, "agent.token")
+    fs.writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 })
+    const port = yield* freePort
+    const args = ["--import", "tsx", BIN, "serve", "--host", "127.0.0.1", "--port", String(port), "--otlp", "off"]
+    args.push(
+      "--source",
+      "file",
+      "--instances-file",
+      instancesFile,
+      "--auth-token-file",
+      tokenFile,
+      "--max-age",
+      "200ms"
+    )
+    const server = yield* startServer(`agent ${name}`, process.execPath, [...args, ...extraArgs], {
+      cwd: REPO,
+      env: agentEnv()
+    })
+    const base = `http://127.0.0.1:${port}`
+    yield* waitFor(
+      "the agent's /healthz",
+      async () => ((await request(`${base}/healthz`)).status === 200 ? true : undefined),
+      {
+        timeout: "60 seconds",
+        server
+      }
+    )
+    return { base, target: `127.0.0.1:${port}`, server, instancesFile }
+  })
+
+class RealServers extends Context.Tag("e2e/RealServers")<
+  RealServers,
+  {
+    readonly prometheus: string
+    /** Token required on /metrics (the default). */
+    readonly guarded: Agent
+    /** Token configured, but --metrics-without-auth. */
+    readonly open: Agent
+    readonly dir: string
+  }
+>() {}
+
+const PARAMS = { module: ["vm"], target: ["hv-1.example"] }
+
+const realServersLayer = Layer.scoped(
+  RealServers,
+  Effect.gen(function* () {
+    const dir = yield* tempDir("vm-metrics-real-")
+    const [guarded, open] = yield* Effect.all(
+      [startAgent(dir, "guarded", []), startAgent(dir, "open", ["--metrics-without-auth"])],
+      { concurrency: "unbounded" }
+    )
+    const promToken = path.join(dir, "prometheus.token")
+    fs.writeFileSync(promToken, `${TOKEN}\n`, { mode: 0o600 })
+    const doc = docScrapeJob()
+    const job = (name: string, target: string, overrides: Record<string, unknown>) => ({
+      ...doc,
+      job_name: name,
+      scrape_interval: "1s",
+      scrape_timeout: "1s",
+      static_configs: [{ targets: [target] }],
+      ...overrides
+    })
+    const { authorization, ...tokenless } = doc
+    const config = path.join(dir, "prom.yml")
+    fs.writeFileSync(
+      config,
+      YAML.stringify({
+        global: { scrape_interval: "1s", scrape_timeout: "1s" },
+        scrape_configs: [
+          // As the doc says, with the token from a file, plus params: as a shared job might add.
+          job("with-token", guarded.target, {
+            authorization: { ...authorization, credentials_file: promToken },
+            params: PARAMS
+          }),
+          { ...job("without-token", guarded.target, {}), authorization: undefined },
+          { ...tokenless, ...job("open-metrics", open.target, { params: PARAMS }), authorization: undefined }
+        ].map((one) => Object.fromEntries(Object.entries(one).filter(([, v]) => v !== undefined)))
+      })
+    )
+    const { base } = yield* startPrometheus(prometheus!, config, path.join(dir, "data"))
+    return { prometheus: base, guarded, open, dir }
+  })
+)
+
+/** `up` of a job once Prometheus has scraped it. */
+const upOf = (job: string) =>
+  Effect.gen(function* () {
+    const { prometheus } = yield* RealServers
+    const series = yield* waitFor(`up{job="${job}"}`, () => instantQuery(prometheus, `up{job="${job}"}`), {
+      timeout: "30 seconds"
+    })
+    return only(series, `up of ${job}`).value[1]
+  })
+
+const withToken = { headers: { authorization: `Bearer ${TOKEN}` } }
+
+describe.skipIf(skipPrometheus)("the real server scraped by a real Prometheus, as docs/prometheus.md says", () => {
+  layer(realServersLayer, { excludeTestServices: true, timeout: "120 seconds" })((it) => {
+    it.effect("the doc's scrape job sends the token from credentials_file", () =>
+      Effect.sync(() => {
+        const doc = docScrapeJob()
+        assert.strictEqual(doc.job_name, "vm-metrics")
+        assert.deepStrictEqual(Object.keys(doc.authorization ?? {}).sort(), ["credentials_file", "type"])
+        assert.strictEqual(doc.authorization.type, "Bearer")
+      })
+    )
+
+    it.effect("with the token (and `params:`) the scrape is up and stores the VM; without it, up == 0 (401)", () =>
+      Effect.gen(function* () {
+        const { prometheus } = yield* RealServers
+        assert.strictEqual(yield* upOf("with-token"), "1")
+        const cpu = yield* waitFor(
+          "the VM's CPU series from the job with the token",
+          () => instantQuery(prometheus, `hypeman_vm_cpu_seconds_total{job="with-token"}`),
+          { timeout: "20 seconds" }
+        )
+        assert.strictEqual(only(cpu, "cpu").metric.instance_id, "guarded-vm-1")
+        assert.strictEqual(yield* upOf("without-token"), "0")
+        const targets = yield* Effect.promise(() => request(`${prometheus}/api/v1/targets`))
+        const active = (JSON.parse(targets.body) as { data: { activeTargets: Array<any> } }).data.activeTargets
+        const refused = active.find((t) => t.labels.job === "without-token")
+        assert.include(refused?.lastError ?? "", "401", JSON.stringify(refused))
+        // Prometheus sent its params: the server answered them like a plain GET.
+        const withParams = active.find((t) => t.labels.job === "with-token")
+        assert.include(withParams?.scrapeUrl ?? "", "module=vm", JSON.stringify(withParams))
+      })
+    )
+
+    it.effect("--metrics-without-auth: a tokenless Prometheus scrapes /metrics; /instances still needs the token", () =>
+      Effect.gen(function* () {
+        const { prometheus, open } = yield* RealServers
+        assert.strictEqual(yield* upOf("open-metrics"), "1")
+        const cpu = yield* waitFor(
+          "the VM's CPU series from the tokenless job",
+          () => instantQuery(prometheus, `hypeman_vm_cpu_seconds_total{job="open-metrics"}`),
+          { timeout: "20 seconds" }
+        )
+        assert.strictEqual(only(cpu, "cpu").metric.instance_id, "open-vm-1")
+        const metrics = yield* Effect.promise(() => request(`${open.base}/metrics?module=vm`))
+        assert.strictEqual(metrics.status, 200)
+        for (const path of ["/instances", "/instances/open-vm-1/stats", "/openapi.json"]) {
+          const refused = yield* Effect.promise(() => request(`${open.base}${path}`))
+          assert.strictEqual(refused.status, 401, path)
+          assert.deepStrictEqual(JSON.parse(refused.body), {
+            code: "unauthorized",
+            message: "a valid bearer token is required"
+          })
+        }
+        assert.strictEqual((yield* Effect.promise(() => request(`${open.base}/instances`, withToken))).status, 200)
+      })
+    )
+
+    it.effect(
+      "an instances file swapped for a symlink to a secret: /instances shows the kind only, the log the reason",
+      () =>
+        Effect.gen(function* () {
+          const { guarded, dir } = yield* RealServers
+          const secret = path.join(dir, "shadow")
+          fs.writeFileSync(secret, SECRET, { mode: 0o600 })
+          const link = `${guarded.instancesFile}.new`
+          fs.symlinkSync(secret, link)
+          fs.renameSync(link, guarded.instancesFile) // atomic, as a config management tool swaps files
+          const body = yield* waitFor(
+            "a source error in GET /instances",
+            async () => {
+              const res = await request(`${guarded.base}/instances`, withToken)
+              return res.status === 200 && JSON.parse(res.body).source_error !== null ? res.body : undefined
+            },
+            { timeout: "20 seconds", server: guarded.server }
+          )
+          const parsed = JSON.parse(body)
+          assert.deepStrictEqual(Object.keys(parsed.source_error), ["kind", "line", "column"])
+          assert.strictEqual(parsed.source_error.kind, "parse_error")
+          for (const where of [parsed.source_error.line, parsed.source_error.column]) {
+            assert.isTrue(where === null || (Number.isInteger(where) && where >= 1), body)
+          }
+          // The last good listing is still served.
+          assert.deepStrictEqual(
+            parsed.instances.map((vm: any) => vm.instance_id),
+            ["guarded-vm-1"]
+          )
+          for (const leak of ["root:", "SECRETHASH", "Unexpected token", dir, "shadow", "vms.json", "/tmp"]) {
+            assert.notInclude(body, leak, `the body leaks ${leak}`)
+          }
+          // The operator's log has the reason, with the path.
+          yield* waitFor(
+            "the source failure in the server's log",
+            async () =>
+              /instance source failed/.test(guarded.server.output()) &&
+              guarded.server.output().includes(guarded.instancesFile)
+                ? true
+                : undefined,
+            { timeout: "10 seconds", server: guarded.server }
+          )
+        })
     )
   })
 })
