@@ -1,5 +1,7 @@
 /** The core collector over the real Linux readers: real processes, real TAP devices. */
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
+import * as readline from "node:readline"
 import { assert, describe, it } from "@effect/vitest"
 import * as Collector from "@vm-metrics/core/Collector"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
@@ -7,9 +9,11 @@ import * as InstanceSource from "@vm-metrics/core/InstanceSource"
 import { Effect, Layer } from "effect"
 import * as NodeReaders from "../src/NodeReaders.js"
 import {
+  childrenOf,
   createTap,
   deleteTap,
   ipLinkBytes,
+  namespaceSkipReason,
   psOf,
   pushFrames,
   sleepMs,
@@ -19,6 +23,7 @@ import {
 } from "./helpers.js"
 
 const skipTap = tapSkipReason()
+const skipNamespaces = namespaceSkipReason()
 
 /** Paths of the fds this process holds open under /proc/<pid>/ or /sys/class/net/<tap>/. */
 const openFilesOf = (needle: string): Array<string> =>
@@ -33,9 +38,9 @@ const openFilesOf = (needle: string): Array<string> =>
     })
     .filter((target) => target.includes(needle))
 
-const collectorWith = (memory: InstanceSource.MemoryInstanceSource) =>
+const collectorWith = (memory: InstanceSource.MemoryInstanceSource, readers: NodeReaders.Options = {}) =>
   Collector.layer({ maxAge: 0 }).pipe(
-    Layer.provide(Layer.merge(NodeReaders.layer(), InstanceSource.layerMemory(memory))),
+    Layer.provide(Layer.merge(NodeReaders.layer(readers), InstanceSource.layerMemory(memory))),
     Layer.orDie
   )
 
@@ -136,6 +141,148 @@ describe.skipIf(skipTap !== undefined)("Collector over a real TAP", () => {
         memory.set([])
         yield* collector.refresh
         assert.lengthOf(openFilesOf(`/net/${tap}/`), 0)
+      }).pipe(Effect.provide(collectorWith(memory)), Effect.ensuring(Effect.sync(() => deleteTap(tap))))
+    })
+  )
+})
+
+/**
+ * A fresh PID namespace (`unshare --pid --fork --mount-proc`) whose init is a shell taking commands on
+ * stdin. Pids are handed out from `ns_last_pid`, so "start N" gives a process exactly pid N: a pid is
+ * reused on demand, deterministically. Its /proc is reached through the init's root.
+ */
+const pidNamespace = async () => {
+  const script = `
+    while read cmd n; do
+      case "$cmd" in
+        start) echo $((n - 1)) > /proc/sys/kernel/ns_last_pid; sleep 1000 & echo "started $!" ;;
+        busy) echo $((n - 1)) > /proc/sys/kernel/ns_last_pid
+          sh -c 'i=0; while [ $i -lt 300000 ]; do i=$((i + 1)); done; exec sleep 1000' & echo "busy $!" ;;
+        kill) kill -9 "$n"; wait "$n"; sleep 0.05; echo "killed $n" ;;
+        cpu) until [ "$(cut -d' ' -f3 /proc/$n/stat)" = S ]; do sleep 0.05; done; echo "cpu $(cut -d' ' -f14 /proc/$n/stat)" ;;
+      esac
+    done`
+  const child = spawn("unshare", ["--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", script], {
+    stdio: ["pipe", "pipe", "inherit"]
+  })
+  const lines = readline.createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
+  const send = async (command: string): Promise<string> => {
+    child.stdin!.write(`${command}\n`)
+    const timeout = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error(`no answer to ${command}`)), 30_000).unref()
+    )
+    const line = await Promise.race([lines.next(), timeout])
+    if (line.done) throw new Error(`the namespace ended before answering ${command}`)
+    return line.value
+  }
+  let init: number | undefined
+  for (let i = 0; i < 400 && init === undefined; i++) {
+    init = childrenOf(child.pid!)[0]
+    if (init === undefined || !fs.existsSync(`/proc/${init}/root/proc/1/stat`)) {
+      init = undefined
+      await sleepMs(25)
+    }
+  }
+  if (init === undefined) throw new Error("the namespace's init did not start")
+  return { procRoot: `/proc/${init}/root/proc`, send, stop: () => stopChild(child) }
+}
+
+describe.skipIf(skipNamespaces !== undefined)("issue 8 item 2: a reused pid is never the VM", () => {
+  it.live("in a fresh PID namespace: the VM's pid taken by another process → exited/pid_reused, nulls", () =>
+    Effect.gen(function* () {
+      const ns = yield* Effect.acquireRelease(
+        Effect.promise(() => pidNamespace()),
+        (n) => Effect.promise(n.stop)
+      )
+      const send = (command: string) => Effect.promise(() => ns.send(command))
+      assert.strictEqual(yield* send("start 100"), "started 100")
+      const memory = InstanceSource.makeMemory([vm("a", 100)])
+      yield* Effect.gen(function* () {
+        const collector = yield* Collector.Collector
+        const first = (yield* collector.refresh).stats[0]!
+        assert.strictEqual(first.state, "running")
+        assert.strictEqual(first.epoch, 0)
+        assert.isNotNull(first.memoryRssBytes)
+        const pinned = first.processStartTicks!
+
+        // The VM dies; a busy newcomer gets exactly the same pid.
+        assert.strictEqual(yield* send("kill 100"), "killed 100")
+        assert.strictEqual(yield* send("busy 100"), "busy 100")
+        const newcomerCpu = Number((yield* send("cpu 100")).split(" ")[1])
+        assert.isAbove(newcomerCpu, 0, "the newcomer burned CPU the VM never did")
+        const newcomerStart = BigInt(
+          fs.readFileSync(`${ns.procRoot}/100/stat`, "latin1").split(") ")[1]!.split(" ")[19]!
+        )
+        assert.notStrictEqual(newcomerStart, pinned)
+
+        for (let i = 0; i < 2; i++) {
+          const reused = yield* collector.refresh
+          const a = reused.stats[0]!
+          assert.strictEqual(a.pid, 100)
+          assert.strictEqual(a.state, "exited")
+          assert.isNull(a.cpuUsec)
+          assert.isNull(a.memoryRssBytes)
+          assert.isNull(a.memoryVmsBytes)
+          assert.isNull(a.processStartTicks)
+          assert.strictEqual(a.epoch, 0)
+          assert.deepStrictEqual(
+            a.unavailable.map((u) => `${u.source}:${u.reason}`),
+            ["stat:pid_reused", "statm:pid_reused"]
+          )
+          assert.deepInclude(reused.unavailableTotals, { source: "stat", reason: "pid_reused", count: i + 1 })
+        }
+
+        // A restart: the source names another pid. New epoch, that process's values.
+        assert.strictEqual(yield* send("start 200"), "started 200")
+        memory.set([vm("a", 200)])
+        const restarted = (yield* collector.refresh).stats[0]!
+        assert.strictEqual(restarted.state, "running")
+        assert.strictEqual(restarted.epoch, 1)
+        assert.isBelow(Number(restarted.cpuUsec), newcomerCpu * 10_000, "a fresh sleep, not the busy newcomer")
+        assert.isTrue(restarted.processStartTicks! > newcomerStart)
+      }).pipe(Effect.provide(collectorWith(memory, { procRoot: ns.procRoot })))
+    }).pipe(Effect.scoped)
+  )
+})
+
+describe.skipIf(skipTap !== undefined)("issue 8 item 14: a TAP recreated under the same VMM", () => {
+  it.live("its counters start over: a new epoch and a new series start, the process start unchanged", () =>
+    Effect.gen(function* () {
+      const tap = createTap()
+      const memory = InstanceSource.makeMemory([vm("t", process.pid, tap)])
+      yield* Effect.gen(function* () {
+        const collector = yield* Collector.Collector
+        pushFrames(tap, 20, 500, 7)
+        const before = (yield* collector.refresh).stats[0]!
+        assert.strictEqual(before.netTxBytes, 20n * 514n)
+        assert.strictEqual(before.epoch, 0)
+        assert.strictEqual(before.seriesStartTimeMs, before.processStartTimeMs)
+
+        yield* Effect.sleep("5 millis") // the reset's sample time is after the one before it
+        pushFrames(tap, 4, 500, 1)
+        const grown = (yield* collector.refresh).stats[0]!
+        assert.strictEqual(grown.netTxBytes, 24n * 514n)
+        assert.strictEqual(grown.epoch, 0)
+
+        // Deleted and created again with the same name, under the same process.
+        deleteTap(tap)
+        createTap(tap)
+        pushFrames(tap, 2, 500, 1)
+        yield* Effect.sleep("5 millis")
+        const recreated = (yield* collector.refresh).stats[0]!
+        assert.deepStrictEqual(ipLinkBytes(tap), { rx: 2n * 514n, tx: 514n })
+        assert.strictEqual(recreated.netTxBytes, 2n * 514n)
+        assert.strictEqual(recreated.pid, process.pid)
+        assert.strictEqual(recreated.processStartTimeMs, before.processStartTimeMs)
+        assert.strictEqual(recreated.epoch, 1)
+        assert.strictEqual(recreated.seriesStartTimeMs, grown.sampledAtMs)
+        assert.isAbove(recreated.seriesStartTimeMs!, before.processStartTimeMs!)
+        assert.isBelow(recreated.seriesStartTimeMs!, recreated.sampledAtMs)
+
+        pushFrames(tap, 1, 500, 1)
+        const after = (yield* collector.refresh).stats[0]!
+        assert.strictEqual(after.epoch, 1)
+        assert.strictEqual(after.seriesStartTimeMs, grown.sampledAtMs)
       }).pipe(Effect.provide(collectorWith(memory)), Effect.ensuring(Effect.sync(() => deleteTap(tap))))
     })
   )
