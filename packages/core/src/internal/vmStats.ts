@@ -81,7 +81,10 @@ const ticksToUsec = (ticks: bigint, hz: number): bigint =>
     ? BigInt((Number(ticks) * 1_000_000) / hz)
     : (ticks * 1_000_000n) / BigInt(hz)
 
-/** value × unit exactly: in doubles while the product is a safe integer, else in bigint. */
+/**
+ * value × unit exactly: in doubles while the product is a safe integer (a rounded Number(value) above
+ * 2^53 always fails that test), else in bigint. The caller checks the result against uint64.
+ */
 const times = (value: bigint, unit: number): bigint => {
   const product = Number(value) * unit
   return product <= Number.MAX_SAFE_INTEGER ? BigInt(product) : value * BigInt(unit)
@@ -224,6 +227,7 @@ export const buildVmStats = (
   if (netTx !== null) identity.netTx = netTx
   identity.sampledAtMs = sampledAtMs
 
+  // A double of ms, exact to well below a ms for any real uptime (start ticks stay far below 2^53).
   const processStartTimeMs =
     startTicks === null || kernel.bootTimeMs === null
       ? null
