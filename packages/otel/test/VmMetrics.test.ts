@@ -276,6 +276,33 @@ describe("the OTel producer (OTLP path)", () => {
     }).pipe(Effect.provide(layerFor(world)))
   })
 
+  it.effect("a TAP recreated under the same process: its counter goes down with a new start time", () => {
+    const world = twoVms()
+    return Effect.gen(function* () {
+      const metrics = yield* VmMetrics
+      const collector = yield* Collector
+      const reader = new TestReader({ metricProducers: [metrics.producer] })
+      new MeterProvider({ readers: [reader] })
+      const rxOfA = (data: ResourceMetrics) =>
+        byName(data)
+          .get("hypeman_vm_network_rx_bytes_total")!
+          .dataPoints.find((p) => p.attributes.instance_id === "a")!
+      const firstSampleMs = kernel.bootTimeMs + 100_000
+      yield* TestClock.adjust(`${firstSampleMs} millis`)
+      yield* collector.refresh
+      const before = rxOfA(yield* collectFrom(reader))
+      assert.strictEqual(before.value, 3000)
+      assert.deepStrictEqual(before.startTime, hrTime(kernel.bootTimeMs + 1234 * 10)) // the process start
+      yield* TestClock.adjust("5 seconds")
+      world.setTap("hype-a", 7, 20) // deleted and created again: counters from 0
+      yield* collector.refresh
+      const after = rxOfA(yield* collectFrom(reader))
+      assert.strictEqual(after.value, 20)
+      // A new series: it starts after the last sample of the old one, never with the old start time.
+      assert.deepStrictEqual(after.startTime, hrTime(firstSampleMs))
+    }).pipe(Effect.provide(layerFor(world)))
+  })
+
   it.effect("a VM that disappears is gone from the producer's next collection", () => {
     const world = twoVms()
     return Effect.gen(function* () {
