@@ -32,7 +32,7 @@ import {
 } from "effect"
 import type { InstanceSourceError, TapReadError } from "./Errors.js"
 import type { InstanceInfo } from "./Instance.js"
-import { InstanceSource } from "./InstanceSource.js"
+import { type IgnoredTotal, InstanceSource } from "./InstanceSource.js"
 import { buildVmStats, countUnavailable, type Identities, type UnavailableCounts } from "./internal/vmStats.js"
 import { ProcReader } from "./ProcReader.js"
 import { validateTapName } from "./TapName.js"
@@ -58,6 +58,8 @@ export interface Snapshot {
   readonly sourceError: InstanceSourceError | null
   /** How many times the source has failed since start. */
   readonly sourceErrorsTotal: number
+  /** What the source chose not to list since start, by reason (InstanceSource `ignoredTotals`). */
+  readonly sourceIgnored?: ReadonlyArray<IgnoredTotal>
   readonly unavailableTotals: ReadonlyArray<UnavailableTotal>
 }
 
@@ -209,6 +211,7 @@ export const make = (
         stats,
         sourceError,
         sourceErrorsTotal,
+        sourceIgnored: source.ignoredTotals?.() ?? [],
         unavailableTotals: totals()
       } satisfies Snapshot
     })

@@ -9,10 +9,20 @@ import { Cause, Context, Effect, Layer } from "effect"
 import { InstanceSourceError, type InstanceSourceErrorKind } from "./Errors.js"
 import { fromInstanceData, type InstanceData, type InstanceInfo } from "./Instance.js"
 
+/** How many candidate processes a source ignored since start, by reason (e.g. discovery's `untrusted_uid`). @category models */
+export interface IgnoredTotal {
+  readonly reason: string
+  readonly count: number
+}
+
 /** @category tags */
 export class InstanceSource extends Context.Tag("@vm-metrics/core/InstanceSource")<
   InstanceSource,
-  { readonly list: Effect.Effect<ReadonlyArray<InstanceInfo>, InstanceSourceError> }
+  {
+    readonly list: Effect.Effect<ReadonlyArray<InstanceInfo>, InstanceSourceError>
+    /** Cumulative counts of what the source chose not to list; the collector copies them into each snapshot. */
+    readonly ignoredTotals?: () => ReadonlyArray<IgnoredTotal>
+  }
 >() {}
 
 /** A readable reason for whatever a source failed with: an Error's message, a string, or its JSON. */

@@ -17,6 +17,12 @@
  * outside /proc is named; paths with `..` or NUL are refused, the last component must be a regular
  * file (no symlink, no FIFO) and at most 1 MiB. A missing or bad config means defaults, not failure.
  *
+ * Only hypervisor processes that ProcessTrust.ts vouches for are listed: all uids root or in
+ * `trustedUids`, and an executable that only root or trusted users could have put there. The others
+ * are ignored and counted by reason (`ignoredTotals`, once per process), so that another local user
+ * cannot pose as a VM. The uids are read on every scan (a process may change them); the executable
+ * is judged once per pid and command line.
+ *
  * Only an unlistable `<procRoot>` fails the listing (`InstanceSourceError`). The result is sorted by
  * id (then pid), so its order is stable. Ids must be unique (each is a series in /metrics and a REST
  * resource): processes that derive the same id (two QEMUs with one `-name` and no `-uuid`) are told
@@ -28,7 +34,7 @@
 import * as fs from "node:fs"
 import { InstanceSourceError } from "@vm-metrics/core/Errors"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
-import { InstanceSource, kindOfErrno } from "@vm-metrics/core/InstanceSource"
+import { type IgnoredTotal, InstanceSource, kindOfErrno } from "@vm-metrics/core/InstanceSource"
 import { type Context, Effect, Either, Layer } from "effect"
 import {
   firecrackerInfo,
@@ -42,11 +48,14 @@ import {
 } from "./HypervisorCmdline.js"
 import { checkRoot, errnoOf } from "./internal/keptFile.js"
 import { SmallFileReader } from "./internal/smallFile.js"
+import { exeProblem, type IgnoreReason, ignoreReasons, parseStatusUids } from "./ProcessTrust.js"
 
 /** @category models */
 export interface Options {
   /** Where the host's /proc is mounted. Default `/proc`. */
   readonly procRoot?: string
+  /** Uids besides root whose hypervisor processes are trusted (e.g. libvirt-qemu's). Default none. */
+  readonly trustedUids?: ReadonlyArray<number>
 }
 
 /** The largest Firecracker config file read. @category constants */
@@ -82,6 +91,10 @@ interface Known {
   readonly hypervisor: Hypervisor
   readonly cmdline: Buffer
   readonly info: InstanceInfo
+  /** The verdict on its executable, judged once per pid and command line. */
+  readonly exe: IgnoreReason | undefined
+  /** The reason it was last counted as ignored for, so that a process is counted once. */
+  ignoredAs: IgnoreReason | undefined
   seen: number
 }
 
@@ -102,13 +115,27 @@ export interface Scanner {
   readonly scan: () => Either.Either<ReadonlyArray<InstanceInfo>, InstanceSourceError>
   /** How many hypervisor processes are remembered (those of the last scan). */
   readonly known: () => number
+  /** Hypervisor processes ignored since start, by reason (each process once). */
+  readonly ignoredTotals: () => ReadonlyArray<IgnoredTotal>
 }
 
 /** A scanner of `procRoot`, which must already be checked (absolute, no `..`). @category constructors */
-export const makeScanner = (procRoot: string): Scanner => {
+export const makeScanner = (procRoot: string, trustedUids: ReadonlyArray<number> = []): Scanner => {
   const reader = new SmallFileReader()
   const known = new Map<number, Known>()
+  const trustedSet = new Set([0, ...trustedUids])
+  const trusted = (uid: number) => trustedSet.has(uid)
+  const ignored = new Map<IgnoreReason, number>(ignoreReasons.map((reason) => [reason, 0]))
   let generation = 0
+
+  /** Why the process's uids are not all trusted, `gone`, or undefined when they are. */
+  const uidProblem = (entry: string): IgnoreReason | "gone" | undefined => {
+    const status = reader.read(`${procRoot}/${entry}/status`, { limit: 16 * 1024 })
+    if (typeof status === "string") return status === "ENOENT" || status === "ESRCH" ? "gone" : "unverifiable"
+    const uids = parseStatusUids(status.toString("latin1"))
+    if (uids === undefined) return "unverifiable"
+    return uids.every(trusted) ? undefined : "untrusted_uid"
+  }
 
   const derive = (hypervisor: Hypervisor, pid: number, argv: ReadonlyArray<string>): InstanceInfo => {
     switch (hypervisor) {
@@ -143,9 +170,28 @@ export const makeScanner = (procRoot: string): Scanner => {
     const cached = known.get(pid)
     if (cached !== undefined && cached.hypervisor === hypervisor && cached.cmdline.equals(cmdline)) return cached
     const copy = Buffer.from(cmdline) // the reader's buffer is reused by the config read below
-    const fresh: Known = { hypervisor, cmdline: copy, info: derive(hypervisor, pid, splitCmdline(copy)), seen: 0 }
+    const exe = exeProblem(procRoot, pid, trusted)
+    if (exe === "gone") return undefined
+    const fresh: Known = {
+      hypervisor,
+      cmdline: copy,
+      info: derive(hypervisor, pid, splitCmdline(copy)),
+      exe,
+      ignoredAs: cached?.ignoredAs,
+      seen: 0
+    }
     known.set(pid, fresh)
     return fresh
+  }
+
+  /** Whether to list the process; an untrusted one is counted once per reason it is ignored for. */
+  const isTrusted = (entry: string, candidate: Known): boolean | "gone" => {
+    const uid = uidProblem(entry)
+    if (uid === "gone") return "gone"
+    const reason = uid ?? candidate.exe
+    if (reason !== undefined && reason !== candidate.ignoredAs) ignored.set(reason, (ignored.get(reason) ?? 0) + 1)
+    candidate.ignoredAs = reason
+    return reason === undefined
   }
 
   const scan = (): Either.Either<ReadonlyArray<InstanceInfo>, InstanceSourceError> => {
@@ -165,22 +211,26 @@ export const makeScanner = (procRoot: string): Scanner => {
       if (pid === undefined) continue
       const hypervisorProcess = inspect(entry, pid)
       if (hypervisorProcess === undefined) continue
+      const verdict = isTrusted(entry, hypervisorProcess)
+      if (verdict === "gone") continue
       hypervisorProcess.seen = generation
-      found.push(hypervisorProcess.info)
+      if (verdict) found.push(hypervisorProcess.info)
     }
     for (const [pid, entry] of known) if (entry.seen !== generation) known.delete(pid)
     return Either.right(uniqueIds(found.sort(byId)))
   }
 
-  return { scan, known: () => known.size }
+  const ignoredTotals = () => Array.from(ignored, ([reason, count]) => ({ reason, count }))
+
+  return { scan, known: () => known.size, ignoredTotals }
 }
 
 /** Builds the source; an invalid `procRoot` makes every listing fail with the reason. @category constructors */
 export const make = (options: Options = {}): Effect.Effect<Context.Tag.Service<InstanceSource>> =>
   checkRoot("procRoot", options.procRoot ?? "/proc").pipe(
     Effect.map((procRoot) => {
-      const scanner = makeScanner(procRoot)
-      return InstanceSource.of({ list: Effect.suspend(scanner.scan) })
+      const scanner = makeScanner(procRoot, options.trustedUids)
+      return InstanceSource.of({ list: Effect.suspend(scanner.scan), ignoredTotals: scanner.ignoredTotals })
     }),
     Effect.catchAll((invalid) =>
       Effect.succeed(

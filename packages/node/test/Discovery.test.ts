@@ -1,6 +1,7 @@
 /** Discovery over a fake proc root, and over the real /proc with real processes (a renamed sh, and QEMU when installed). */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
+import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Collector from "@vm-metrics/core/Collector"
@@ -9,18 +10,49 @@ import { InstanceSource } from "@vm-metrics/core/InstanceSource"
 import { Effect, Either, Layer } from "effect"
 import * as Discovery from "../src/Discovery.js"
 import * as NodeReaders from "../src/NodeReaders.js"
+import * as ProcessTrust from "../src/ProcessTrust.js"
 import { createTap, deleteTap, hasCommand, isRoot, makeTempDir, removeTempDirs, sleepMs, stopChild } from "./helpers.js"
 
 afterAll(removeTempDirs)
+
+const trustedDirs: Array<string> = []
+afterAll(() => {
+  for (const dir of trustedDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
+})
+
+/**
+ * A directory for fake hypervisor binaries that discovery trusts: root-owned 0755 in a root-owned
+ * 0755 /run (a copy under /tmp is refused as `untrusted_exe`: /tmp is world-writable).
+ */
+const makeTrustedDir = (prefix: string): string => {
+  const parent = fs.existsSync("/run") ? "/run" : os.homedir()
+  const dir = fs.mkdtempSync(path.join(parent, prefix))
+  fs.chmodSync(dir, 0o755)
+  trustedDirs.push(dir)
+  return dir
+}
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
 
-/** A fake `<root>/<pid>` with `comm` (as the kernel writes it: newline-terminated) and a NUL-separated `cmdline`. */
-const fakeProcess = (root: string, pid: number | string, comm: string | undefined, argv: ReadonlyArray<string>) => {
+/**
+ * A fake `<root>/<pid>` with `comm` (as the kernel writes it: newline-terminated), a NUL-separated
+ * `cmdline`, a `status` with its uids (root's unless told; no Uid line when null) and an `exe` link to /bin/sh
+ * whose directories, seen through `<pid>/root`, are real root-owned 0755 directories of the fake tree.
+ */
+const fakeProcess = (
+  root: string,
+  pid: number | string,
+  comm: string | undefined,
+  argv: ReadonlyArray<string>,
+  uids: ReadonlyArray<number> | null = [0, 0, 0, 0]
+) => {
   const dir = path.join(root, String(pid))
-  fs.mkdirSync(dir, { recursive: true })
+  fs.mkdirSync(path.join(dir, "root", "bin"), { recursive: true, mode: 0o755 })
   if (comm !== undefined) fs.writeFileSync(path.join(dir, "comm"), `${comm}\n`)
   fs.writeFileSync(path.join(dir, "cmdline"), argv.length === 0 ? "" : `${argv.join("\u0000")}\u0000`)
+  const uidLine = uids === null ? "" : `Uid:\t${uids.join("\t")}\n`
+  fs.writeFileSync(path.join(dir, "status"), `Name:\t${comm}\nUmask:\t0022\n${uidLine}`)
+  if (!fs.existsSync(path.join(dir, "exe"))) fs.symlinkSync("/bin/sh", path.join(dir, "exe"))
   return dir
 }
 
@@ -240,13 +272,11 @@ describe("Discovery over a fake proc root", () => {
         "--config-file",
         "/vm.json"
       ])
-      fs.mkdirSync(path.join(dir, "root"))
       create(path.join(dir, "root", "vm.json"))
     }
     // Just under the cap is still read.
     const ok = fakeProcess(root, 16, "firecracker", ["firecracker", "--id", "fc16", "--config-file", "/vm.json"])
     const body = firecrackerConfig(4, 4096, "big")
-    fs.mkdirSync(path.join(ok, "root"))
     fs.writeFileSync(path.join(ok, "root", "vm.json"), body + " ".repeat(Discovery.MAX_CONFIG_BYTES - body.length))
     const listed = Either.getOrThrow(Discovery.makeScanner(root).scan())
     assert.deepStrictEqual(
@@ -311,7 +341,7 @@ describe("Discovery over the real /proc", () => {
     Effect.gen(function* () {
       // comm comes from the executable's file name, so a copy of sh under QEMU's name is a QEMU to /proc.
       // sh runs `read` (blocks on our stdin pipe); the QEMU flags that follow are only its $0, $1, ….
-      const dir = makeTempDir("vm-metrics-fake-qemu-")
+      const dir = makeTrustedDir("vm-metrics-fake-qemu-")
       const binary = path.join(dir, "qemu-system-x86_64")
       fs.copyFileSync("/bin/sh", binary)
       fs.chmodSync(binary, 0o755)
@@ -418,7 +448,7 @@ describe("Discovery ids are unique", () => {
   })
 
   it("two real QEMU-named processes with one -name and no -uuid are listed apart", async () => {
-    const dir = makeTempDir("vm-metrics-discovery-twins-")
+    const dir = makeTrustedDir("vm-metrics-discovery-twins-")
     const exe = path.join(dir, "qemu-system-x86_64")
     fs.copyFileSync("/bin/sh", exe)
     const start = () => spawn(exe, ["-c", "sleep 30", "-name", "twin-vm", "-m", "256"], { stdio: "ignore" })
@@ -434,4 +464,153 @@ describe("Discovery ids are unique", () => {
       await Promise.all([stopChild(a), stopChild(b)])
     }
   })
+})
+
+const totalsOf = (totals: ReadonlyArray<{ reason: string; count: number }>) =>
+  Object.fromEntries(totals.map((t) => [t.reason, t.count]))
+
+describe("Discovery trusts only root's and configured users' hypervisors (issue 8, item 6)", () => {
+  const uuid = "5e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
+
+  it("over a fake proc root: a foreign uid, an untrusted executable or unknown uids is ignored and counted once", () => {
+    const root = makeTempDir("vm-metrics-discovery-trust-")
+    const qemu = (name: string, memory: string) => ["qemu-system-x86_64", "-uuid", uuid, "-name", name, "-m", memory]
+    fakeProcess(root, 10, "qemu-system-x86", qemu("real", "1G"))
+    fakeProcess(root, 11, "qemu-system-x86", qemu("impostor", "1T"), [65534, 65534, 65534, 65534])
+    fakeProcess(root, 12, "qemu-system-x86", qemu("setuid", "1G"), [0, 65534, 0, 0]) // effective uid nobody
+    fakeProcess(root, 13, "qemu-system-x86", qemu("no-uid-line", "1G"), null)
+    const worldWritable = fakeProcess(root, 14, "qemu-system-x86", qemu("tmp-exe", "1G"))
+    fs.chmodSync(path.join(worldWritable, "root", "bin"), 0o1777) // like /tmp: sticky does not help
+    const ownedByNobody = fakeProcess(root, 15, "qemu-system-x86", qemu("nobody-dir", "1G"))
+    fs.chownSync(path.join(ownedByNobody, "root"), 65534, 65534)
+
+    const scanner = Discovery.makeScanner(root)
+    const listed = Either.getOrThrow(scanner.scan())
+    assert.deepStrictEqual(
+      listed.map((vm) => [vm.id, vm.name, vm.hypervisorPid, vm.allocatedMemoryBytes]),
+      [[uuid, "real", 10, GiB]] // keeps its id: no impostor makes it `<uuid>-pid10`
+    )
+    const expected = { untrusted_uid: 2, untrusted_exe: 2, unverifiable: 1 }
+    assert.deepStrictEqual(totalsOf(scanner.ignoredTotals()), expected)
+    Either.getOrThrow(scanner.scan())
+    assert.deepStrictEqual(totalsOf(scanner.ignoredTotals()), expected, "the same processes are not counted again")
+
+    // Trusting nobody: its processes are listed, and duplicates among trusted ones get `-pid<pid>` as before.
+    const trusting = Discovery.makeScanner(root, [65534])
+    assert.deepStrictEqual(
+      Either.getOrThrow(trusting.scan()).map((vm) => [vm.id, vm.name]),
+      [
+        [`${uuid}-pid10`, "real"],
+        [`${uuid}-pid11`, "impostor"],
+        [`${uuid}-pid12`, "setuid"],
+        [`${uuid}-pid15`, "nobody-dir"]
+      ]
+    )
+    assert.deepStrictEqual(totalsOf(trusting.ignoredTotals()), { untrusted_uid: 0, untrusted_exe: 1, unverifiable: 1 })
+  })
+
+  it("resolveUid takes a uid or a user name from /etc/passwd", () => {
+    assert.deepStrictEqual(ProcessTrust.resolveUid("0"), Either.right(0))
+    assert.deepStrictEqual(ProcessTrust.resolveUid("65534"), Either.right(65534))
+    assert.deepStrictEqual(ProcessTrust.resolveUid("root"), Either.right(0))
+    assert.isTrue(Either.isLeft(ProcessTrust.resolveUid("no-such-user-vm-metrics")))
+    assert.isTrue(Either.isLeft(ProcessTrust.resolveUid("99999999999")))
+    assert.strictEqual(
+      ProcessTrust.uidInPasswd("a:x:1:1::/:/bin/sh\nqemu:x:64055:64055::/:/bin/false\n", "qemu"),
+      64055
+    )
+    assert.deepStrictEqual(
+      ProcessTrust.parseStatusUids("Name:\tx\nUid:\t0\t1000\t0\t1000\nGid:\t0\t0\t0\t0\n"),
+      [0, 1000, 0, 1000]
+    )
+    assert.isUndefined(ProcessTrust.parseStatusUids("Name:\tx\n"))
+  })
+
+  const setprivMissing = !isRoot
+    ? "needs root to run a process as nobody"
+    : !hasCommand("setpriv")
+      ? "needs setpriv (util-linux)"
+      : undefined
+  if (setprivMissing !== undefined) {
+    if (process.env.CI === "true") throw new Error(`CI must not skip the impersonation test: ${setprivMissing}`)
+    console.warn(`skipping the real impersonation test: ${setprivMissing}`)
+  }
+
+  it.live.skipIf(setprivMissing !== undefined)(
+    "a real process run as nobody posing as a root-owned VM (same -uuid, its TAP, -m 1T) is ignored and counted",
+    () =>
+      Effect.gen(function* () {
+        const dir = makeTrustedDir("vm-metrics-impostor-")
+        const binary = path.join(dir, "qemu-system-x86_64")
+        fs.copyFileSync("/bin/sh", binary)
+        fs.chmodSync(binary, 0o755)
+        const qemuArgs = (name: string, memory: string) => [
+          ...["-c", "read -r _", "-uuid", uuid, "-name", name, "-m", memory],
+          ...["-netdev", "tap,id=n0,ifname=hv-real"]
+        ]
+        const real = spawn(binary, qemuArgs("real", "1G"), { stdio: ["pipe", "ignore", "ignore"] })
+        const impostor = spawn(
+          "setpriv",
+          ["--reuid=65534", "--regid=65534", "--clear-groups", binary, ...qemuArgs("impostor", "1T")],
+          { stdio: ["pipe", "ignore", "ignore"] }
+        )
+        // The same binary, root's, but from a directory under /tmp (world-writable).
+        const tmpBinary = path.join(makeTempDir("vm-metrics-tmp-exe-"), "qemu-system-x86_64")
+        fs.copyFileSync("/bin/sh", tmpBinary)
+        const fromTmp = spawn(tmpBinary, qemuArgs("from-tmp", "1G"), { stdio: ["pipe", "ignore", "ignore"] })
+        const children = [real, impostor, fromTmp] as Array<ChildProcess & { pid: number }>
+        try {
+          for (const child of children) yield* Effect.promise(() => waitForComm(child.pid, "qemu-system-x86"))
+          const uidOf = (pid: number) => ProcessTrust.parseStatusUids(fs.readFileSync(`/proc/${pid}/status`, "utf8"))
+          assert.deepStrictEqual(uidOf(impostor.pid!), [65534, 65534, 65534, 65534])
+          const pids = new Set(children.map((child) => child.pid))
+          const ours = (listing: ReadonlyArray<InstanceInfo>) => listing.filter((vm) => pids.has(vm.hypervisorPid ?? 0))
+
+          const scanner = Discovery.makeScanner("/proc")
+          assert.deepStrictEqual(ours(Either.getOrThrow(scanner.scan())), [
+            {
+              id: uuid,
+              name: "real",
+              hypervisorPid: real.pid!,
+              allocatedVcpus: 1,
+              allocatedMemoryBytes: GiB,
+              tapDevice: "hv-real"
+            }
+          ])
+          const totals = totalsOf(scanner.ignoredTotals())
+          assert.isAtLeast(totals.untrusted_uid ?? 0, 1)
+          assert.isAtLeast(totals.untrusted_exe ?? 0, 1)
+
+          // Through the collector, the counts reach the snapshot.
+          const snapshot = yield* Effect.flatMap(Collector.Collector, (c) => c.refresh).pipe(
+            Effect.provide(
+              Collector.layer({ maxAge: 0 }).pipe(
+                Layer.provide(Layer.merge(Discovery.layer(), NodeReaders.layer())),
+                Layer.orDie
+              )
+            )
+          )
+          assert.isAtLeast(totalsOf(snapshot.sourceIgnored ?? []).untrusted_uid ?? 0, 1)
+          assert.deepStrictEqual(
+            snapshot.stats.filter((vm) => pids.has(vm.pid ?? 0)).map((vm) => [vm.instanceId, vm.pid]),
+            [[uuid, real.pid]]
+          )
+
+          // --discovery-uid nobody: trusted, and the two then share the uuid as `<uuid>-pid<pid>`.
+          const nobody = Either.getOrThrow(ProcessTrust.resolveUid("nobody"))
+          const trusting = Discovery.makeScanner("/proc", [nobody])
+          assert.deepStrictEqual(
+            ours(Either.getOrThrow(trusting.scan()))
+              .map((vm) => [vm.id, vm.name])
+              .sort(),
+            [
+              [`${uuid}-pid${impostor.pid}`, "impostor"],
+              [`${uuid}-pid${real.pid}`, "real"]
+            ].sort()
+          )
+        } finally {
+          for (const child of children) yield* Effect.promise(() => stopChild(child))
+        }
+      })
+  )
 })

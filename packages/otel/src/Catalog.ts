@@ -225,6 +225,17 @@ export const serviceFamilies = (
       samples: [{ labels: [], value: snapshot.sourceErrorsTotal }]
     },
     {
+      name: `${p}_discovery_ignored_total`,
+      kind: "counter",
+      unit: "",
+      integer: true,
+      help: "Hypervisor-named processes discovery did not trust (another user's, or an executable others could write), by reason, since start.",
+      samples: (snapshot.sourceIgnored ?? []).map((ignored) => ({
+        labels: [["reason", ignored.reason]] as const,
+        value: ignored.count
+      }))
+    },
+    {
       name: `${p}_export_dropped_total`,
       kind: "counter",
       unit: "",
