@@ -39,7 +39,9 @@ export class InstanceStats extends Schema.Class<InstanceStats>("InstanceStats")(
   state: Schema.Literal("running", "exited", "no-process", "unknown"),
   pid: Schema.NullOr(Schema.Int),
   tap_device: Schema.NullOr(Schema.String),
-  epoch: Schema.Int.annotations({ description: "+1 each time another process takes the instance's place" }),
+  epoch: Schema.Int.annotations({
+    description: "+1 each time another process takes the instance's place or a kernel counter goes down (a new series)"
+  }),
   process_start_time: Schema.NullOr(Schema.String).annotations({ description: "ISO 8601" }),
   sampled_at: Schema.String.annotations({ description: "ISO 8601" }),
   unavailable: Schema.Array(Unavailable)
