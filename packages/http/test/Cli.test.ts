@@ -1,5 +1,5 @@
 /** The `vm-metrics` binary, run as a user runs it: flags, env fallbacks, exit codes, list/stats/serve. */
-import { type ChildProcess, execFile, spawn } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -7,27 +7,8 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Duration, Either } from "effect"
 import { parseDuration } from "../src/Cli.js"
-
-const BIN = path.join(import.meta.dirname, "..", "src", "bin.ts")
-
-const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
-  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", BIN, ...args],
-      { env: { ...process.env, ...env, NO_COLOR: "1" }, timeout: 30_000 },
-      (error, stdout, stderr) =>
-        resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr })
-    )
-  })
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
+import { ExitCode } from "../src/ExitCode.js"
+import { BIN, cli, freePort } from "./cliRig.js"
 
 /** A process that discovery takes for QEMU: /bin/sh copied under QEMU's name, with QEMU-like flags. */
 const fakeQemu = (dir: string): ChildProcess => {
@@ -77,7 +58,12 @@ describe("vm-metrics CLI", () => {
       "sys-root",
       "auth-token-file",
       "otlp",
-      "metric-prefix"
+      "metric-prefix",
+      "max-connections",
+      "headers-timeout",
+      "request-timeout",
+      "keep-alive-timeout",
+      "shutdown-grace"
     ]) {
       assert.include(stdout, `--${flag}`)
     }
@@ -88,11 +74,21 @@ describe("vm-metrics CLI", () => {
       "VM_METRICS_MAX_AGE",
       "VM_METRICS_AUTH_TOKEN_FILE",
       "VM_METRICS_OTLP",
-      "VM_METRICS_METRIC_PREFIX"
+      "VM_METRICS_METRIC_PREFIX",
+      "VM_METRICS_MAX_CONNECTIONS",
+      "VM_METRICS_HEADERS_TIMEOUT",
+      "VM_METRICS_SHUTDOWN_GRACE"
     ]) {
       assert.include(stdout, variable)
     }
-  })
+  }, 120_000)
+
+  it("--help lists the exit statuses", async () => {
+    const { code, stdout } = await cli(["--help"])
+    assert.strictEqual(code, 0)
+    assert.include(stdout.replace(/\s+/g, " "), "2 usage error")
+    assert.include(stdout.replace(/\s+/g, " "), "5 cannot listen")
+  }, 120_000)
 
   it("bad flags and values exit with status 2 and say what is wrong", async () => {
     const cases: ReadonlyArray<[ReadonlyArray<string>, Record<string, string>, string]> = [
@@ -107,15 +103,15 @@ describe("vm-metrics CLI", () => {
       [["stats"], {}, "Missing argument"],
       [["frobnicate"], {}, "serve"]
     ]
-    const results = await Promise.all(cases.map(([args, env]) => cli(args, env)))
-    results.forEach(({ code, stderr, stdout }, i) => {
-      const [args, , expected] = cases[i]!
-      assert.strictEqual(code, 2, `${args.join(" ")}: ${stderr}`)
+    // One at a time: ten tsx CLIs at once on two loaded cores can take longer than any sane timeout.
+    for (const [args, env, expected] of cases) {
+      const { code, stderr, stdout } = await cli(args, env)
+      assert.strictEqual(code, ExitCode.usage, `${args.join(" ")}: ${stderr}`)
       assert.include(stderr + stdout, expected, args.join(" "))
-    })
-  })
+    }
+  }, 600_000)
 
-  it("list and stats show a discovered hypervisor process; stats of an unknown id exits 2", async () => {
+  it("list and stats show a discovered hypervisor process; stats of an unknown id exits 3 (not found)", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-cli-"))
     const qemu = fakeQemu(dir)
     try {
@@ -136,13 +132,14 @@ describe("vm-metrics CLI", () => {
       assert.strictEqual(body.allocated_memory_bytes, 512 * 1024 * 1024)
       assert.strictEqual(body.pid, qemu.pid)
       const unknown = await cli(["stats", "no-such-vm"])
-      assert.strictEqual(unknown.code, 2)
-      assert.include(unknown.stderr, "no instance matches")
+      assert.strictEqual(unknown.code, ExitCode.notFound, unknown.stderr)
+      assert.strictEqual(unknown.stdout, "")
+      assert.match(unknown.stderr, /^vm-metrics: no instance matches "no-such-vm"$/m)
     } finally {
       qemu.kill("SIGKILL")
       fs.rmSync(dir, { recursive: true, force: true })
     }
-  })
+  }, 180_000)
 
   it("serve: env fallbacks, a static file source and the bearer token from a file", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-cli-"))
@@ -183,5 +180,69 @@ describe("vm-metrics CLI", () => {
       await new Promise((resolve) => server.once("exit", resolve))
       fs.rmSync(dir, { recursive: true, force: true })
     }
-  })
+  }, 180_000)
+  it("list and stats of a source that cannot be read exit 4, the error on stderr and nothing on stdout", async () => {
+    for (const command of [["list"], ["stats", "any"]]) {
+      const result = await cli([...command, "--source", "file", "--instances-file", "/nonexistent/vms.json"])
+      assert.strictEqual(result.code, ExitCode.sourceUnavailable, `${command[0]}: ${result.stderr}`)
+      assert.strictEqual(result.stdout, "", command[0])
+      assert.match(result.stderr, /^vm-metrics: cannot list the instances: .*ENOENT/m)
+    }
+  }, 180_000)
+
+  it("a busy port or an address not of this host: one line on stderr naming it and the cause, exit 5", async () => {
+    const busy = net.createServer()
+    const port = await new Promise<number>((resolve) =>
+      busy.listen(0, "127.0.0.1", () => resolve((busy.address() as net.AddressInfo).port))
+    )
+    try {
+      const cases: ReadonlyArray<[ReadonlyArray<string>, RegExp]> = [
+        [
+          ["--port", String(port)],
+          new RegExp(`^vm-metrics: cannot listen on 127\\.0\\.0\\.1:${port}: .*\\(EADDRINUSE\\)$`)
+        ],
+        [
+          ["--host", "192.0.2.1", "--port", String(port)],
+          /^vm-metrics: cannot listen on 192\.0\.2\.1:\d+: .*\(EADDRNOTAVAIL\)$/
+        ],
+        [
+          ["--host", "no-such-host.invalid"],
+          /^vm-metrics: cannot listen on no-such-host\.invalid:9464: .*\((ENOTFOUND|EAI_AGAIN)\)$/
+        ]
+      ]
+      for (const [args, expected] of cases) {
+        const result = await cli(["serve", ...args])
+        assert.strictEqual(result.code, ExitCode.cannotListen, `${args.join(" ")}: ${result.stderr}`)
+        const errors = result.stderr.split("\n").filter((line) => line.startsWith("vm-metrics:"))
+        assert.lengthOf(errors, 1, result.stderr)
+        assert.match(errors[0]!, expected)
+        assert.notInclude(result.stdout + result.stderr, "ServeError")
+        assert.notMatch(result.stdout + result.stderr, /^\s+at /m, "no stack trace")
+      }
+    } finally {
+      busy.close()
+    }
+  }, 300_000)
+
+  it("an empty VM_METRICS_AUTH_TOKEN or a token file with whitespace inside is a usage error (exit 2)", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-cli-"))
+    try {
+      const port = String(await freePort())
+      fs.writeFileSync(path.join(dir, "spaced"), "tok 123\n")
+      fs.writeFileSync(path.join(dir, "blank"), "\n")
+      const cases: ReadonlyArray<[ReadonlyArray<string>, Record<string, string>, string]> = [
+        [[], { VM_METRICS_AUTH_TOKEN: "" }, "VM_METRICS_AUTH_TOKEN is empty"],
+        [[], { VM_METRICS_AUTH_TOKEN: "a\tb" }, "VM_METRICS_AUTH_TOKEN contains whitespace"],
+        [["--auth-token-file", path.join(dir, "spaced")], {}, "contains whitespace"],
+        [["--auth-token-file", path.join(dir, "blank")], {}, "is empty"]
+      ]
+      for (const [args, env, expected] of cases) {
+        const result = await cli(["serve", "--port", port, ...args], env)
+        assert.strictEqual(result.code, ExitCode.usage, `${args.join(" ")} ${JSON.stringify(env)}: ${result.stderr}`)
+        assert.include(result.stderr, expected)
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }, 300_000)
 })
