@@ -73,7 +73,10 @@ export class InstancesGroup extends HttpApiGroup.make("instances")
 export class MetricsGroup extends HttpApiGroup.make("metrics", { topLevel: true }).add(
   HttpApiEndpoint.get("metrics", "/metrics")
     .addSuccess(Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: CONTENT_TYPE })))
-    .annotate(OpenApi.Summary, "Prometheus text exposition")
+    .annotate(
+      OpenApi.Summary,
+      "Prometheus text exposition; needs the token when one is set, unless --metrics-without-auth"
+    )
 ) {}
 
 /** @category groups */

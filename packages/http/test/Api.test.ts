@@ -320,6 +320,10 @@ layer(serverWith(Option.none()), { excludeTestServices: true })("HTTP API", (it)
         assert.strictEqual(head.status, path === "/instances/nope/stats" ? 404 : 200, `HEAD ${path}`)
         assert.strictEqual(head.body, "", `HEAD ${path} has no body`)
       }
+      // Matched as the router matches: case-insensitive, a trailing slash ignored.
+      const variant = yield* raw("/Metrics/", {}, "POST")
+      assert.strictEqual(variant.status, 405)
+      assert.strictEqual(variant.headers.allow, "GET, HEAD")
       // A path no route has stays 404, whatever the method.
       const unknown = yield* raw("/nope", {}, "POST")
       assert.strictEqual(unknown.status, 404)
