@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import * as fs from "node:fs"
-import { Args, Command, Options } from "@effect/cli"
+import { Args, Command, HelpDoc, Options, ValidationError } from "@effect/cli"
 import * as Collector from "@vm-metrics/core/Collector"
 import { cpuSeconds } from "@vm-metrics/core/VmStats"
 import * as NodeReaders from "@vm-metrics/node/NodeReaders"
@@ -89,6 +89,21 @@ const procRoot = Options.text("proc-root").pipe(
   Options.withDefault("/proc"),
   Options.withDescription("where the host's /proc is mounted; default /proc (env VM_METRICS_PROC_ROOT)")
 )
+// Repeatable, so the env fallback is read by hand: `withFallbackConfig` only covers a missing single value.
+const discoveryUid = Options.text("discovery-uid").pipe(
+  Options.repeated,
+  Options.mapEffect((given) =>
+    given.length > 0
+      ? Effect.succeed(given)
+      : Config.array(Config.string(), "VM_METRICS_DISCOVERY_UIDS").pipe(
+          Config.withDefault([] as ReadonlyArray<string>),
+          Effect.mapError((error) => ValidationError.invalidValue(HelpDoc.p(`VM_METRICS_DISCOVERY_UIDS: ${error}`)))
+        )
+  ),
+  Options.withDescription(
+    "a uid or user name (repeatable) whose hypervisor processes discovery trusts besides root's; others are ignored and counted (env VM_METRICS_DISCOVERY_UIDS, comma-separated)"
+  )
+)
 const sysRoot = Options.text("sys-root").pipe(
   env(Config.string("VM_METRICS_SYS_ROOT")),
   Options.withDefault("/sys"),
@@ -162,7 +177,7 @@ const metricPrefix = Options.text("metric-prefix").pipe(
   Options.withDescription("prefix of every metric name; default hypeman_vm (env VM_METRICS_METRIC_PREFIX)")
 )
 
-const collectorOptions = { source, instancesFile, libvirtRunDir, maxAge, procRoot, sysRoot }
+const collectorOptions = { source, instancesFile, libvirtRunDir, maxAge, procRoot, sysRoot, discoveryUid }
 
 interface CollectorConfig {
   readonly source: Sources.Kind
@@ -171,6 +186,7 @@ interface CollectorConfig {
   readonly maxAge: string
   readonly procRoot: string
   readonly sysRoot: string
+  readonly discoveryUid: ReadonlyArray<string>
 }
 
 /** Source → readers → collector, failing with a UsageError on a bad flag. */
@@ -182,7 +198,8 @@ const collectorLayer = (config: CollectorConfig) =>
         kind: config.source,
         procRoot: config.procRoot,
         instancesFile: config.instancesFile,
-        libvirtRunDir: config.libvirtRunDir
+        libvirtRunDir: config.libvirtRunDir,
+        discoveryUids: config.discoveryUid
       })
       return Collector.layer({ maxAge }).pipe(
         Layer.provide(Layer.merge(NodeReaders.layer({ procRoot: config.procRoot, sysRoot: config.sysRoot }), source)),

@@ -8,8 +8,9 @@
 import type { InstanceSource } from "@vm-metrics/core/InstanceSource"
 import * as Discovery from "@vm-metrics/node/Discovery"
 import * as LibvirtSource from "@vm-metrics/node/LibvirtSource"
+import * as ProcessTrust from "@vm-metrics/node/ProcessTrust"
 import * as StaticFileSource from "@vm-metrics/node/StaticFileSource"
-import { Data, Layer, Option } from "effect"
+import { Data, Either, Layer, Option } from "effect"
 
 /** @category models */
 export const kinds = ["discovery", "file", "libvirt"] as const
@@ -22,6 +23,8 @@ export interface Options {
   readonly procRoot: string
   readonly instancesFile: Option.Option<string>
   readonly libvirtRunDir: string
+  /** `--discovery-uid`: uids or user names whose hypervisor processes discovery trusts besides root's. */
+  readonly discoveryUids?: ReadonlyArray<string>
 }
 
 /** @category errors */
@@ -30,8 +33,12 @@ export class SourceOptionError extends Data.TaggedError("SourceOptionError")<{ r
 /** @category layers */
 export const layer = (options: Options): Layer.Layer<InstanceSource, SourceOptionError> => {
   switch (options.kind) {
-    case "discovery":
-      return Discovery.layer({ procRoot: options.procRoot })
+    case "discovery": {
+      const uids = Either.all((options.discoveryUids ?? []).map((spec) => ProcessTrust.resolveUid(spec)))
+      return Either.isLeft(uids)
+        ? Layer.fail(new SourceOptionError({ message: `--discovery-uid: ${uids.left}` }))
+        : Discovery.layer({ procRoot: options.procRoot, trustedUids: uids.right })
+    }
     case "libvirt":
       return LibvirtSource.layer({ runDir: options.libvirtRunDir })
     case "file":

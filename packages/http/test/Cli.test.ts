@@ -112,7 +112,9 @@ describe("vm-metrics CLI", () => {
   }, 600_000)
 
   it("list and stats show a discovered hypervisor process; stats of an unknown id exits 3 (not found)", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-cli-"))
+    // Not under /tmp: discovery ignores an executable in a world-writable directory (untrusted_exe).
+    const dir = fs.mkdtempSync(path.join(fs.existsSync("/run") ? "/run" : os.homedir(), "vm-metrics-cli-"))
+    fs.chmodSync(dir, 0o755)
     const qemu = fakeQemu(dir)
     try {
       await new Promise((resolve) => setTimeout(resolve, 300))
