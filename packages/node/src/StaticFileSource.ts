@@ -25,12 +25,14 @@
  */
 import * as fs from "node:fs"
 import * as nodePath from "node:path"
+import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
 import { InstanceSourceError, type InstanceSourceErrorKind } from "@vm-metrics/core/Errors"
 import { type InstanceInfo, Pid } from "@vm-metrics/core/Instance"
 import { InstanceSource, kindOfErrno } from "@vm-metrics/core/InstanceSource"
 import { tapNameFor, tapNameProblem } from "@vm-metrics/core/TapName"
 import { type Context, Effect, Either, Layer, ParseResult, Schema } from "effect"
+import { JOB, parseInstancesText, type Reply } from "./internal/instancesFileWorker.mjs"
 import { errnoOf } from "./internal/keptFile.js"
 import { NOT_REGULAR, SmallFileReader, TOO_LARGE } from "./internal/smallFile.js"
 
@@ -207,20 +209,27 @@ const MAX_NODES = MAX_ENTRIES * 20
 export const PARSE_TIMEOUT_MS = 30_000
 
 const workerUrl = new URL("./internal/instancesFileWorker.mjs", import.meta.url)
-const WORKER_JOB = "vm-metrics/instances-file"
-
-type WorkerReply =
-  | { readonly ok: true; readonly data: unknown }
-  | {
-      readonly ok: false
-      readonly kind: InstanceSourceErrorKind
-      readonly detail: string
-      readonly line?: number
-      readonly column?: number
-    }
+const limits = { maxDepth: MAX_DEPTH, maxNodes: MAX_NODES, maxEntries: MAX_ENTRIES }
 
 const atPosition = (line: number | undefined, column: number | undefined): string =>
   line === undefined ? "" : ` at line ${line}, column ${column ?? 1}`
+
+const fromReply = (reply: Reply): Effect.Effect<unknown, Failure> =>
+  reply.ok
+    ? Effect.succeed(reply.data)
+    : Effect.fail({
+        kind: reply.kind,
+        line: reply.line,
+        column: reply.column,
+        what: `${reply.detail}${atPosition(reply.line, reply.column)}`
+      })
+
+/**
+ * Whether the worker's file is there. It is, in a checkout; a single-file bundle (esbuild) has it only
+ * when built as a second entry point beside the bundle (deploy/README.md). Without it the same checks
+ * and parse run on the main thread: still bounded, but a large YAML file then holds up the loop.
+ */
+const workerAvailable = fs.existsSync(fileURLToPath(workerUrl))
 
 /**
  * Parses the file's bytes (JSON when `json`, else YAML) in a worker thread: the parse of a few MB of
@@ -232,10 +241,16 @@ const atPosition = (line: number | undefined, column: number | undefined): strin
  * @category parsers
  */
 export const parseOffThread = (bytes: Uint8Array, json: boolean): Effect.Effect<unknown, Failure> =>
+  workerAvailable ? parseInWorker(bytes, json) : Effect.suspend(() => fromReply(parseHere(bytes, json)))
+
+const parseHere = (bytes: Uint8Array, json: boolean): Reply =>
+  parseInstancesText(new TextDecoder().decode(bytes), json, limits)
+
+const parseInWorker = (bytes: Uint8Array, json: boolean): Effect.Effect<unknown, Failure> =>
   Effect.async<unknown, Failure>((resume) => {
     let settled = false
     const worker = new Worker(workerUrl, {
-      workerData: { job: WORKER_JOB, bytes, json, maxDepth: MAX_DEPTH, maxNodes: MAX_NODES, maxEntries: MAX_ENTRIES },
+      workerData: { job: JOB, bytes, json, ...limits },
       resourceLimits: { maxOldGenerationSizeMb: 512, maxYoungGenerationSizeMb: 64, stackSizeMb: 4 },
       stdout: true,
       stderr: true
@@ -251,18 +266,7 @@ export const parseOffThread = (bytes: Uint8Array, json: boolean): Effect.Effect<
       () => settle(Effect.fail({ kind: "too_large", what: `not parsed within ${PARSE_TIMEOUT_MS / 1000} s` })),
       PARSE_TIMEOUT_MS
     )
-    worker.once("message", (reply: WorkerReply) =>
-      settle(
-        reply.ok
-          ? Effect.succeed(reply.data)
-          : Effect.fail({
-              kind: reply.kind,
-              line: reply.line,
-              column: reply.column,
-              what: `${reply.detail}${atPosition(reply.line, reply.column)}`
-            })
-      )
-    )
+    worker.once("message", (reply: Reply) => settle(fromReply(reply)))
     worker.once("error", (error: Error & { code?: string }) =>
       settle(
         Effect.fail(
