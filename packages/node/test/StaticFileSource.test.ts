@@ -19,8 +19,8 @@ const tempDir = () => makeTempDir("vm-metrics-static-")
 
 /** A listing of `file` as a function returning its Either (each call one listing, like a collection). */
 const listWith = (file: string) => {
-  const list = Effect.runSync(StaticFileSource.makeListing({ path: file }))
-  return () => Effect.runPromise(Effect.either(list))
+  const source = Effect.runSync(StaticFileSource.make({ path: file }))
+  return () => Effect.runPromise(Effect.either(source.list))
 }
 
 const reasonOf = (result: Either.Either<unknown, InstanceSourceError>): string =>
