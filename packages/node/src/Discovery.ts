@@ -90,7 +90,8 @@ export const firecrackerConfigPath = (procRoot: string, pid: number, file: strin
 interface Known {
   readonly hypervisor: Hypervisor
   readonly cmdline: Buffer
-  readonly info: InstanceInfo
+  /** Derived once it is trusted: nothing of an untrusted process is parsed (nor its config file read). */
+  info: InstanceInfo | undefined
   /** The verdict on its executable, judged once per pid and command line. */
   readonly exe: IgnoreReason | undefined
   /** The reason it was last counted as ignored for, so that a process is counted once. */
@@ -169,13 +170,13 @@ export const makeScanner = (procRoot: string, trustedUids: ReadonlyArray<number>
     if (typeof cmdline === "string" || cmdline.length === 0) return undefined // vanished, or a zombie
     const cached = known.get(pid)
     if (cached !== undefined && cached.hypervisor === hypervisor && cached.cmdline.equals(cmdline)) return cached
-    const copy = Buffer.from(cmdline) // the reader's buffer is reused by the config read below
+    const copy = Buffer.from(cmdline) // the reader's buffer is reused by the status and config reads
     const exe = exeProblem(procRoot, pid, trusted)
     if (exe === "gone") return undefined
     const fresh: Known = {
       hypervisor,
       cmdline: copy,
-      info: derive(hypervisor, pid, splitCmdline(copy)),
+      info: undefined,
       exe,
       ignoredAs: cached?.ignoredAs,
       seen: 0
@@ -214,7 +215,9 @@ export const makeScanner = (procRoot: string, trustedUids: ReadonlyArray<number>
       const verdict = isTrusted(entry, hypervisorProcess)
       if (verdict === "gone") continue
       hypervisorProcess.seen = generation
-      if (verdict) found.push(hypervisorProcess.info)
+      if (!verdict) continue
+      hypervisorProcess.info ??= derive(hypervisorProcess.hypervisor, pid, splitCmdline(hypervisorProcess.cmdline))
+      found.push(hypervisorProcess.info)
     }
     for (const [pid, entry] of known) if (entry.seen !== generation) known.delete(pid)
     return Either.right(uniqueIds(found.sort(byId)))
