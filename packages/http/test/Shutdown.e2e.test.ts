@@ -70,10 +70,10 @@ describe("vm-metrics serve: shutdown", () => {
         served.child.kill("SIGHUP")
         await sleep(300)
       }
+      assert.isFalse(served.exited(), `the server ended on SIGHUP (${served.child.signalCode}):\n${served.output()}`)
       await until("the SIGHUP log line", 10_000, async () =>
         served?.output().includes("SIGHUP: listing the instances again") ? true : undefined
       ).catch(() => assert.fail(`no SIGHUP log line:\n${served?.output()}`))
-      assert.isFalse(served.exited(), `the server ended on SIGHUP:\n${served.output()}`)
       const health = await get(`${served.base}/healthz`)
       assert.strictEqual(health.status, 200, health.body)
       const stats = await get(`${served.base}/instances/hup-1/stats`)
