@@ -6,7 +6,8 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Collector from "@vm-metrics/core/Collector"
 import type { InstanceSourceError } from "@vm-metrics/core/Errors"
 import { InstanceSource } from "@vm-metrics/core/InstanceSource"
-import { Effect, Either, Layer } from "effect"
+import { Effect, Either, FastCheck, Layer } from "effect"
+import * as FileParser from "../src/internal/instancesFileWorker.mjs"
 import * as NodeReaders from "../src/NodeReaders.js"
 import * as StaticFileSource from "../src/StaticFileSource.js"
 import { makeTempDir, removeTempDirs } from "./helpers.js"
@@ -467,5 +468,65 @@ describe("hostile instances files (issue 8, items 11 and 12)", () => {
     fs.rmdirSync(file)
     fs.writeFileSync(file, " ".repeat(StaticFileSource.MAX_FILE_BYTES + 1))
     assert.strictEqual(await kindNow(), "too_large")
+  })
+})
+
+describe("the instances file's pre-scan (issue 8, item 11)", () => {
+  it("the JSON syntax check agrees with JSON.parse (fast-check, fixed seed)", () => {
+    FastCheck.assert(
+      FastCheck.property(
+        FastCheck.json({ maxDepth: 6 }),
+        FastCheck.nat(),
+        FastCheck.nat(3),
+        FastCheck.string({ maxLength: 3, unit: FastCheck.constantFrom(...'[]{}:,"\\ \n0-1.eE+tfnul') }),
+        (json, at, cut, insert) => {
+          const i = at % (json.length + 1)
+          const text = json.slice(0, i) + insert + json.slice(i + cut)
+          let valid = true
+          try {
+            JSON.parse(text)
+          } catch {
+            valid = false
+          }
+          const problem = FileParser.checkJson(text, 64)
+          assert.strictEqual(problem === undefined, valid, JSON.stringify(text))
+          if (problem !== undefined) assert.isAtMost(problem.offset, text.length)
+        }
+      ),
+      { seed: 20261205, numRuns: 30_000 }
+    )
+  })
+
+  it("brackets inside YAML quotes, comments and plain scalars do not make a valid file too deep", async () => {
+    const file = path.join(tempDir(), "vms.yaml")
+    const brackets = "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+    fs.writeFileSync(
+      file,
+      [
+        `# ${brackets}`,
+        "instances:",
+        `  - id: "a${brackets}"`,
+        `    name: 'it''s ${brackets}' # ${brackets}`,
+        "    vcpus: 1",
+        "    memory: 1G",
+        `  - {id: b, name: "q\\"${brackets}", vcpus: 2, memory: 2G}`,
+        `  - id: it's-c${"[".repeat(3)}`,
+        "    vcpus: 3",
+        "    memory: 3G",
+        ""
+      ].join("\n")
+    )
+    const listed = await listWith(file)()
+    assert.deepStrictEqual(
+      Either.getOrThrow(listed).map((vm) => [vm.id, vm.allocatedVcpus]),
+      [
+        [`a${brackets}`, 1],
+        ["b", 2],
+        ["it's-c[[[", 3]
+      ]
+    )
+    assert.strictEqual(FileParser.yamlTooDeepAt(`a: ${"[".repeat(40)}`, 32), 3 + 31)
+    assert.strictEqual(FileParser.yamlTooDeepAt(`- ${"- ".repeat(40)}x`, 32), 62) // the 32nd marker
+    assert.strictEqual(FileParser.yamlTooDeepAt(`a: ${"[".repeat(31)}`, 32), -1)
   })
 })

@@ -213,6 +213,7 @@ export const yamlTooDeepAt = (text, maxDepth) => {
         const next = text.charCodeAt(i + 1)
         if (!((c === 0x2d || c === 0x3f || c === 0x3a) && (i + 1 >= n || isBlank(next) || isBreak(next)))) break
         base++
+        if (base > maxDepth) return i
         i++
         while (i < n && isBlank(text.charCodeAt(i))) i++
       }
