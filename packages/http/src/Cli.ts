@@ -263,10 +263,14 @@ const connectionLimits = (flags: ConnectionFlags) =>
     const log = chosen.clamped ? Effect.logWarning : Effect.logInfo
     const note = chosen.clamped ? "lowered to half the open-files soft limit" : "half the soft limit is the collector's"
     yield* log(`connections: at most ${chosen.max}; open files: soft limit ${softLimit ?? "unlimited"} (${note})`)
+    // Node reads a keep-alive timeout of 0 as "never close an idle connection".
+    const keepAliveTimeoutMs = yield* ms(flags.keepAliveTimeout)
+    if (keepAliveTimeoutMs < 1)
+      return yield* new UsageError({ message: `--keep-alive-timeout must be > 0, got ${flags.keepAliveTimeout}` })
     return {
       headersTimeoutMs,
       requestTimeoutMs,
-      keepAliveTimeoutMs: yield* ms(flags.keepAliveTimeout),
+      keepAliveTimeoutMs,
       shutdownGraceMs: yield* ms(flags.shutdownGrace),
       maxConnections: chosen.max
     } satisfies Connections.Limits

@@ -100,6 +100,9 @@ describe("vm-metrics CLI", () => {
       [["serve", "--proc-root", "relative"], {}, "procRoot"],
       [["serve"], { VM_METRICS_PORT: "nope" }, "VM_METRICS_PORT"],
       [["serve", "--auth-token-file", "/nonexistent/token"], {}, "auth token file"],
+      [["serve", "--headers-timeout", "40s"], {}, "at most --request-timeout"],
+      [["serve", "--keep-alive-timeout", "0s"], {}, "--keep-alive-timeout must be > 0"],
+      [["serve"], { VM_METRICS_MAX_CONNECTIONS: "0" }, "--max-connections must be a positive integer"],
       [["stats"], {}, "Missing argument"],
       [["frobnicate"], {}, "serve"]
     ]
