@@ -322,7 +322,7 @@ describe("hostile instances files (issue 8, items 11 and 12)", () => {
       text: () => "[".repeat(5002) + "]".repeat(5002),
       kind: "too_deep",
       line: 1,
-      column: StaticFileSource.MAX_DEPTH // the line itself is one block level
+      column: StaticFileSource.MAX_DEPTH + 1
     },
     {
       name: "5,000 compact nested YAML sequences",
@@ -525,8 +525,9 @@ describe("the instances file's pre-scan (issue 8, item 11)", () => {
         ["it's-c[[[", 3]
       ]
     )
+    // The map and 31 lists are 32 levels; one more is too deep, found at its own `[` or `- `.
+    assert.strictEqual(FileParser.yamlTooDeepAt(`a: ${"[".repeat(31)}${"]".repeat(31)}`, 32), -1)
     assert.strictEqual(FileParser.yamlTooDeepAt(`a: ${"[".repeat(40)}`, 32), 3 + 31)
-    assert.strictEqual(FileParser.yamlTooDeepAt(`- ${"- ".repeat(40)}x`, 32), 62) // the 32nd marker
-    assert.strictEqual(FileParser.yamlTooDeepAt(`a: ${"[".repeat(31)}`, 32), -1)
+    assert.strictEqual(FileParser.yamlTooDeepAt(`a:\n  ${"- ".repeat(40)}x`, 32), 5 + 2 * 31)
   })
 })

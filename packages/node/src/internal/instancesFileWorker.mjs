@@ -7,8 +7,8 @@
  * while compiling a RegExp near the stack limit), and Schema recurses again when it reports an error.
  * - JSON: a full syntax check (iterative, no recursion), which also gives the line and column of a
  *   syntax error without quoting the text as `JSON.parse`'s messages do.
- * - YAML: an over-estimate of the depth: block indentation levels, plus compact `- `/`? `/`: `
- *   markers at the start of a line, plus open flow brackets `[`/`{` (outside quotes and comments).
+ * - YAML: the library's lexer and CST parser, which are iterative, run token by token and stop as
+ *   soon as the collections open at once are more than the bound; only then is the document composed.
  * After parsing, the value is walked once more (depth and node count) as a backstop.
  *
  * Input (workerData): { job, bytes: Uint8Array, json: boolean, maxDepth, maxNodes, maxEntries }.
@@ -18,7 +18,7 @@
  * @internal
  */
 import { isMainThread, parentPort, workerData } from "node:worker_threads"
-import { parseDocument } from "yaml"
+import { Lexer, Parser, parseDocument } from "yaml"
 
 export const JOB = "vm-metrics/instances-file"
 
@@ -172,85 +172,20 @@ export const checkJson = (text, maxDepth) => {
   }
 }
 
-const isBlank = (c) => c === 0x20 || c === 0x09
-const isBreak = (c) => c === 0x0a || c === 0x0d
-/** Where a quote or a flow bracket can start a token (YAML treats them as text inside a plain scalar). */
-const startsToken = (prev) => prev === -1 || isBlank(prev) || prev === 0x5b || prev === 0x7b || prev === 0x2c
-
 /**
- * An over-estimate of a YAML text's nesting depth: the offset where it first exceeds `maxDepth`, or -1.
- * Over-estimating only makes an odd but valid file fail with `too_deep`; a real depth past the bound
- * can never slip through, whatever the quotes and comments do.
+ * Where a YAML text first nests deeper than `maxDepth`, or -1. The YAML library's own lexer and CST
+ * parser are iterative (an explicit stack), unlike the composer that builds the document: they are fed
+ * one token at a time and stopped as soon as the stack of open collections (block or flow, under the
+ * document) is deeper than the bound, so the depth is the parser's, not a guess.
  */
 export const yamlTooDeepAt = (text, maxDepth) => {
-  const n = text.length
-  const indents = [] // the block indentation columns open above this line
-  let flow = 0 // open `[` / `{`
-  let quote = 0 // 0, 0x27 (') or 0x22 (")
-  let base = 0 // the block depth of the current line
-  let i = 0
-  while (i < n) {
-    // The start of a line. Inside a flow collection or a quoted scalar, indentation means nothing.
-    if (flow === 0 && quote === 0) {
-      let column = 0
-      while (i < n && text.charCodeAt(i) === 0x20) {
-        i++
-        column++
-      }
-      if (i >= n) break
-      const first = text.charCodeAt(i)
-      if (isBreak(first) || first === 0x23) {
-        while (i < n && text.charCodeAt(i) !== 0x0a) i++
-        i++
-        continue
-      }
-      while (indents.length > 0 && indents[indents.length - 1] >= column) indents.pop()
-      indents.push(column)
-      base = indents.length
-      // `- - - x`, `? - x`, `: - x`: each marker opens one more level on the same line.
-      for (;;) {
-        const c = text.charCodeAt(i)
-        const next = text.charCodeAt(i + 1)
-        if (!((c === 0x2d || c === 0x3f || c === 0x3a) && (i + 1 >= n || isBlank(next) || isBreak(next)))) break
-        base++
-        if (base > maxDepth) return i
-        i++
-        while (i < n && isBlank(text.charCodeAt(i))) i++
-      }
-      if (base > maxDepth) return i
+  const parser = new Parser()
+  for (const token of new Lexer().lex(text)) {
+    const before = parser.offset
+    for (const _ of parser.next(token)) {
+      // complete documents: not needed here
     }
-    // The rest of the line.
-    let prev = i > 0 ? text.charCodeAt(i - 1) : -1
-    if (prev === 0x0a || (flow === 0 && quote === 0 && isBlank(prev))) prev = -1
-    while (i < n) {
-      const c = text.charCodeAt(i)
-      if (c === 0x0a) {
-        i++
-        break
-      }
-      if (quote === 0x27) {
-        if (c === 0x27) {
-          if (text.charCodeAt(i + 1) === 0x27) i++
-          else quote = 0
-        }
-      } else if (quote === 0x22) {
-        if (c === 0x5c) i++
-        else if (c === 0x22) quote = 0
-      } else if (c === 0x23 && (prev === -1 || isBlank(prev))) {
-        while (i < n && text.charCodeAt(i) !== 0x0a) i++
-        continue
-      } else if ((c === 0x27 || c === 0x22) && startsToken(prev)) {
-        quote = c
-      } else if (c === 0x5b || c === 0x7b) {
-        // Counted even inside a plain scalar: over-estimating is the safe side.
-        flow++
-        if (base + flow > maxDepth) return i
-      } else if ((c === 0x5d || c === 0x7d) && flow > 0) {
-        flow--
-      }
-      prev = c
-      i++
-    }
+    if (parser.stack.length - 1 > maxDepth) return before // the document is not a level
   }
   return -1
 }
