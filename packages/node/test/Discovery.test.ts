@@ -593,7 +593,7 @@ describe("Discovery trusts only root's and configured users' hypervisors (issue 
           assert.isAtLeast(totalsOf(snapshot.sourceIgnored ?? []).untrusted_uid ?? 0, 1)
           assert.deepStrictEqual(
             snapshot.stats.filter((vm) => pids.has(vm.pid ?? 0)).map((vm) => [vm.instanceId, vm.pid]),
-            [[uuid, real.pid]]
+            [[uuid, real.pid!]]
           )
 
           // --discovery-uid nobody: trusted, and the two then share the uuid as `<uuid>-pid<pid>`.
