@@ -145,7 +145,7 @@ const collector = (vms: ReadonlyArray<Vm>, pageSize: number) => {
   }))
   const runtime = ManagedRuntime.make(
     VmMetrics.layer().pipe(
-      Layer.provideMerge(Collector.layer({ maxAge: 0 })),
+      Layer.provideMerge(Collector.layer({ maxAge: "1 hour" })),
       Layer.provide(Layer.merge(NodeReaders.layer(), InstanceSource.layerStatic(infos))),
       Layer.orDie
     )
