@@ -33,7 +33,7 @@ import {
 import type { InstanceSourceError, TapReadError } from "./Errors.js"
 import type { InstanceInfo } from "./Instance.js"
 import { type IgnoredTotal, InstanceSource } from "./InstanceSource.js"
-import { buildVmStats, countUnavailable, type Identities, type UnavailableCounts } from "./internal/vmStats.js"
+import { buildVmStats, countUnavailable, type Identities, type UnavailableCounts } from "./internal/buildVmStats.js"
 import { ProcReader } from "./ProcReader.js"
 import { validateTapName } from "./TapName.js"
 import { type TapCounters, TapReader } from "./TapReader.js"

@@ -95,11 +95,6 @@ export const layerEffect = <E, R>(
   list: Effect.Effect<ReadonlyArray<InstanceInfo>, E, R>
 ): Layer.Layer<InstanceSource, never, R> => Layer.effect(InstanceSource, fromEffect(list))
 
-/** @category layers */
-export const layerLister = <E, R>(
-  list: Effect.Effect<ReadonlyArray<InstanceData>, E, R>
-): Layer.Layer<InstanceSource, never, R> => Layer.effect(InstanceSource, fromLister(list))
-
 /** A source tests can change between collections. @category models */
 export interface MemoryInstanceSource {
   readonly source: Context.Tag.Service<InstanceSource>

@@ -4,6 +4,7 @@ import * as Collector from "../src/Collector.js"
 import { InstanceSourceError, PermissionDenied, ReadFailed } from "../src/Errors.js"
 import type { InstanceInfo } from "../src/Instance.js"
 import * as InstanceSource from "../src/InstanceSource.js"
+import { type StatLine, statLine } from "../src/internal/statLine.js"
 import { fallbackKernelInfo, type KernelInfo } from "../src/Kernel.js"
 import * as ProcReader from "../src/ProcReader.js"
 import * as TapReader from "../src/TapReader.js"
@@ -48,9 +49,9 @@ const vm = (id: string, fields: Partial<InstanceInfo> = {}): InstanceInfo => ({
 /** A running process: stat from statLine, statm "1000 200 …". */
 const running = (
   pid: number,
-  line: Omit<ProcReader.StatLine, "pid"> = {},
+  line: Omit<StatLine, "pid"> = {},
   statm = "1000 200 50 10 0 300 0\n"
-): ProcReader.MemoryProcess => ({ stat: ProcReader.statLine({ pid, ...line }), statm })
+): ProcReader.MemoryProcess => ({ stat: statLine({ pid, ...line }), statm })
 
 const tap = (rx: string, tx: string): TapReader.MemoryTap => ({ rxBytes: rx, txBytes: tx })
 
@@ -390,7 +391,7 @@ describe("Collector", () => {
 
     it.effect("statm unparsable, stat fine → memory null with statm:parse_error, cpu filled", () => {
       const r = rig()
-      r.procs.set(10, { stat: ProcReader.statLine({ pid: 10, utime: 1, stime: 1 }), statm: "1000\n" })
+      r.procs.set(10, { stat: statLine({ pid: 10, utime: 1, stime: 1 }), statm: "1000\n" })
       return Effect.gen(function* () {
         const stats = yield* (yield* Collector.Collector).getInstanceStats(vm("a", { hypervisorPid: 10 }))
         assert.strictEqual(stats.cpuUsec, 20_000n)

@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
 import * as fc from "effect/FastCheck"
 import type { ParseError } from "../src/Errors.js"
-import { statLine } from "../src/ProcReader.js"
+import { statLine } from "../src/internal/statLine.js"
 import { isNotRunning, type ProcStat, parseProcStat, parseProcStatText } from "../src/ProcStat.js"
 
 const U64_MAX = 18446744073709551615n

@@ -4,6 +4,7 @@ import * as fc from "effect/FastCheck"
 import * as Collector from "../src/Collector.js"
 import { buildInstanceInfo } from "../src/Instance.js"
 import * as InstanceSource from "../src/InstanceSource.js"
+import { statLine } from "../src/internal/statLine.js"
 import * as ProcReader from "../src/ProcReader.js"
 import { TAP_PREFIX, tapNameFor, validateTapName } from "../src/TapName.js"
 import * as TapReader from "../src/TapReader.js"
@@ -89,7 +90,7 @@ describe("tapNameFor (parity 7)", () => {
 
     it.effect("through buildInstanceInfo and the Collector: the VM's network is unavailable, nothing throws", () => {
       const procs = ProcReader.makeMemory()
-      procs.set(10, { stat: ProcReader.statLine({ pid: 10, utime: 100, stime: 50 }), statm: "1000 200\n" })
+      procs.set(10, { stat: statLine({ pid: 10, utime: 100, stime: 50 }), statm: "1000 200\n" })
       const taps = TapReader.makeMemory()
       taps.set("hype-abcdefg", { rxBytes: "1", txBytes: "2" }) // what an 8-character cut would have read
       const id = "abcdefgé-0000-4000"

@@ -15,6 +15,7 @@ import * as ProcReader from "@vm-metrics/core/ProcReader"
 import * as TapReader from "@vm-metrics/core/TapReader"
 import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
 import { Effect, Layer, Option, Redacted } from "effect"
+import { statLine } from "../../core/src/internal/statLine.js"
 import * as Server from "../src/Server.js"
 
 const GiB = 1024 ** 3
@@ -37,11 +38,11 @@ const instances: ReadonlyArray<InstanceInfo> = [
 
 const proc = ProcReader.makeMemory(kernel)
 proc.set(101, {
-  stat: ProcReader.statLine({ pid: 101, utime: 2500, stime: 494, startTime: 4242 }),
+  stat: statLine({ pid: 101, utime: 2500, stime: 494, startTime: 4242 }),
   statm: "1057311 108237 0 0 0 0 0\n"
 })
-proc.set(102, { stat: ProcReader.statLine({ pid: 102, utime: 1 }), statm: "10 5 0 0 0 0 0\n" })
-proc.set(103, { stat: ProcReader.statLine({ pid: 103, utime: 7 }), statm: "10 5 0 0 0 0 0\n" })
+proc.set(102, { stat: statLine({ pid: 102, utime: 1 }), statm: "10 5 0 0 0 0 0\n" })
+proc.set(103, { stat: statLine({ pid: 103, utime: 7 }), statm: "10 5 0 0 0 0 0\n" })
 const taps = TapReader.makeMemory()
 // Above 2^53: must arrive as exact JSON integers.
 taps.set("hype-qilviffn", { rxBytes: "18446744073709551615\n", txBytes: "9007199254740993\n" })

@@ -10,8 +10,8 @@ import * as zlib from "node:zlib"
 import { assert, describe, it } from "@effect/vitest"
 import { MeterProvider, MetricReader, type ResourceMetrics } from "@opentelemetry/sdk-metrics"
 import { Collector } from "@vm-metrics/core/Collector"
-import * as ProcReader from "@vm-metrics/core/ProcReader"
 import { Effect } from "effect"
+import { statLine } from "../../core/src/internal/statLine.js"
 import * as OtlpPush from "../src/OtlpPush.js"
 import { VmMetrics } from "../src/VmMetrics.js"
 import { layerFor, makeWorld, parseExposition, vm, type World } from "./fixtures.js"
@@ -54,7 +54,7 @@ const edgeWorld = (): World => {
     const pid = 100 + i
     const pages = STATM.get(id)?.[0] ?? 100n
     world.proc.set(pid, {
-      stat: ProcReader.statLine({ pid, utime: 1, stime: 0, startTime: 1000 }),
+      stat: statLine({ pid, utime: 1, stime: 0, startTime: 1000 }),
       statm: `${pages} ${pages} 0 0 0 0 0\n`
     })
     world.setTap(`t-${id}`, TAP_VALUES[i]![0], TAP_VALUES[i]![0])

@@ -5,6 +5,7 @@ import * as InstanceSource from "@vm-metrics/core/InstanceSource"
 import * as ProcReader from "@vm-metrics/core/ProcReader"
 import * as TapReader from "@vm-metrics/core/TapReader"
 import { Layer, Logger, LogLevel } from "effect"
+import { statLine } from "../../core/src/internal/statLine.js"
 import * as VmMetrics from "../src/VmMetrics.js"
 
 export const GiB = 1024 * 1024 * 1024
@@ -43,7 +44,7 @@ export const makeWorld = (instances: ReadonlyArray<InstanceInfo> = []): World =>
     logs: [],
     setProcess: (pid, p) =>
       proc.set(pid, {
-        stat: ProcReader.statLine({ pid, utime: p.utime, stime: p.stime ?? 0, startTime: p.start ?? 500 }),
+        stat: statLine({ pid, utime: p.utime, stime: p.stime ?? 0, startTime: p.start ?? 500 }),
         statm: `${p.vms ?? 1000} ${p.rss ?? 100} 0 0 0 0 0\n`
       }),
     setTap: (name, rx, tx) => taps.set(name, { rxBytes: `${rx}\n`, txBytes: `${tx}\n` })
