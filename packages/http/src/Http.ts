@@ -1,7 +1,7 @@
 /**
  * The handlers of the API, over the core Collector and the otel VmMetrics service. Stats come from
  * the collector's shared snapshot (at most its max age old), so `/instances`, `/instances/{id}/stats`
- * and `/metrics` agree. JSON bodies with counters are written by StatsJson (exact integers). A failed
+ * and `/metrics` agree. JSON bodies with counters are typed by StatsJson's schemas and written by ExactJson (exact integers). A failed
  * listing is reported by kind and position only: the source's reason (paths, what it read) stays in the
  * collector's log.
  *
@@ -14,7 +14,7 @@ import { VmMetrics } from "@vm-metrics/otel/VmMetrics"
 import { Effect, Either, Layer } from "effect"
 import { Ambiguous, NotFound, VmMetricsApi } from "./Api.js"
 import { lookup } from "./Lookup.js"
-import { jsonText, sourceErrorBody, statsBody, statsJson } from "./StatsJson.js"
+import { listJson, statsJson } from "./StatsJson.js"
 
 const json = (body: string) => HttpServerResponse.text(body, { contentType: "application/json" })
 
@@ -34,17 +34,7 @@ const InstancesLive = HttpApiBuilder.group(VmMetricsApi, "instances", (handlers)
           })
         )
       )
-      .handle("list", () =>
-        Effect.map(collector.collectAll, (snapshot) =>
-          json(
-            jsonText({
-              instances: snapshot.stats.map(statsBody),
-              sampled_at: new Date(snapshot.sampledAtMs).toISOString(),
-              source_error: sourceErrorBody(snapshot.sourceError)
-            })
-          )
-        )
-      )
+      .handle("list", () => Effect.map(collector.collectAll, (snapshot) => json(listJson(snapshot))))
   })
 )
 

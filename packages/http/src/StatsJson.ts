@@ -1,29 +1,25 @@
 /**
- * The JSON of `GET /instances/{id}/stats`: the seed's ten snake_case fields, unchanged in name and
- * meaning, plus extras (state, pid, TAP, epoch, times, and which values are unavailable and why).
+ * The JSON of `GET /instances/{id}/stats`: the Go original's (hypeman vm_metrics) ten snake_case
+ * fields, unchanged in name and meaning, plus extras (state, pid, TAP, epoch, times, and which values
+ * are unavailable and why). One schema is the contract: the server types its bodies with it, the
+ * OpenAPI document is generated from it and `top --url` decodes with it.
  *
- * Integers are written as exact JSON integer literals, also above 2^53 (JSON.stringify cannot write a
- * bigint, and a double would round), so the body is produced here rather than by Schema encoding;
- * the Schema below describes it for OpenAPI. A value that could not be read is `null`, never 0.
+ * 64-bit integers are exact JSON integer literals, also above 2^53 (see ExactJson). A value that could
+ * not be read is `null`, never 0.
  *
  * @since 0.1.0
  */
+import type { Snapshot } from "@vm-metrics/core/Collector"
 import { type InstanceSourceError, InstanceSourceErrorKind } from "@vm-metrics/core/Errors"
-import { cpuSeconds, memoryUtilizationRatio, type VmStats } from "@vm-metrics/core/VmStats"
+import { cpuSeconds, memoryUtilizationRatio, Unavailable, VmState, type VmStats } from "@vm-metrics/core/VmStats"
 import { Schema } from "effect"
+import * as ExactJson from "./ExactJson.js"
 
-const Int64 = Schema.Int.annotations({ format: "int64" } as never)
+const { Int64 } = ExactJson
 const NullableInt64 = Schema.NullOr(Int64)
 
-/** @category schemas */
-export const Unavailable = Schema.Struct({
-  source: Schema.Literal("stat", "statm", "tap"),
-  reason: Schema.String,
-  message: Schema.String
-})
-
-/** The response body, for the OpenAPI document. @category schemas */
-export class InstanceStats extends Schema.Class<InstanceStats>("InstanceStats")({
+/** The response body. @category schemas */
+export const InstanceStats = Schema.Struct({
   instance_id: Schema.String,
   instance_name: Schema.String,
   cpu_seconds: Schema.NullOr(Schema.Number).annotations({ description: "utime + stime of the hypervisor process" }),
@@ -36,7 +32,7 @@ export class InstanceStats extends Schema.Class<InstanceStats>("InstanceStats")(
   memory_utilization_ratio: Schema.NullOr(Schema.Number).annotations({
     description: "RSS / allocated memory; always present, null when allocated memory ≤ 0 or RSS is unavailable"
   }),
-  state: Schema.Literal("running", "exited", "no-process", "unknown"),
+  state: VmState,
   pid: Schema.NullOr(Schema.Int),
   tap_device: Schema.NullOr(Schema.String),
   epoch: Schema.Int.annotations({
@@ -45,7 +41,9 @@ export class InstanceStats extends Schema.Class<InstanceStats>("InstanceStats")(
   process_start_time: Schema.NullOr(Schema.String).annotations({ description: "ISO 8601" }),
   sampled_at: Schema.String.annotations({ description: "ISO 8601" }),
   unavailable: Schema.Array(Unavailable)
-}) {}
+}).annotations({ identifier: "InstanceStats" })
+/** @category models */
+export type InstanceStats = typeof InstanceStats.Type
 
 /**
  * Why the instance source failed, as far as any client may know: the kind and, for a parse error, where.
@@ -59,20 +57,25 @@ export class SourceError extends Schema.Class<SourceError>("SourceError")({
 }) {}
 
 /** A list of instances with their stats. @category schemas */
-export class InstanceList extends Schema.Class<InstanceList>("InstanceList")({
+export const InstanceList = Schema.Struct({
   instances: Schema.Array(InstanceStats),
   sampled_at: Schema.String,
   source_error: Schema.NullOr(SourceError).annotations({
     description: "why the last listing failed (the instances are then the last good listing), or null"
   })
-}) {}
+}).annotations({ identifier: "InstanceList" })
+/** @category models */
+export type InstanceList = typeof InstanceList.Type
 
 /** The client-safe part of a source failure: never its reason. @category encoding */
 export const sourceErrorBody = (error: InstanceSourceError | null): typeof SourceError.Encoded | null =>
   error === null ? null : { kind: error.kind, line: error.line ?? null, column: error.column ?? null }
 
-/** The response body of one VM, fields in order; bigints stay bigints until written. @category encoding */
-export const statsBody = (vm: VmStats): Record<string, unknown> => ({
+/**
+ * The body of one VM, fields in order. Bigints stay bigints (`Int64` encodes to itself), so `ExactJson.write`
+ * of this value is the body. @category encoding
+ */
+export const statsBody = (vm: VmStats): InstanceStats => ({
   instance_id: vm.instanceId,
   instance_name: vm.instanceName,
   cpu_seconds: cpuSeconds(vm),
@@ -81,7 +84,7 @@ export const statsBody = (vm: VmStats): Record<string, unknown> => ({
   network_rx_bytes: vm.netRxBytes,
   network_tx_bytes: vm.netTxBytes,
   allocated_vcpus: vm.allocatedVcpus,
-  allocated_memory_bytes: vm.allocatedMemoryBytes,
+  allocated_memory_bytes: BigInt(vm.allocatedMemoryBytes),
   memory_utilization_ratio: memoryUtilizationRatio(vm),
   state: vm.state,
   pid: vm.pid,
@@ -92,14 +95,15 @@ export const statsBody = (vm: VmStats): Record<string, unknown> => ({
   unavailable: vm.unavailable
 })
 
-/** JSON text of any value, writing bigints as exact integer literals. @category encoding */
-export const jsonText = (value: unknown): string => {
-  if (typeof value === "bigint") return value.toString()
-  if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null"
-  if (Array.isArray(value)) return `[${value.map(jsonText).join(",")}]`
-  const entries = Object.entries(value).filter(([, v]) => v !== undefined)
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${jsonText(v)}`).join(",")}}`
-}
-
 /** The body of `GET /instances/{id}/stats`. @category encoding */
-export const statsJson = (vm: VmStats): string => jsonText(statsBody(vm))
+export const statsJson = (vm: VmStats): string => ExactJson.write(statsBody(vm))
+
+/** The body of `GET /instances`. @category encoding */
+export const listJson = (snapshot: Pick<Snapshot, "stats" | "sampledAtMs" | "sourceError">): string => {
+  const body: typeof InstanceList.Encoded = {
+    instances: snapshot.stats.map(statsBody),
+    sampled_at: new Date(snapshot.sampledAtMs).toISOString(),
+    source_error: sourceErrorBody(snapshot.sourceError)
+  }
+  return ExactJson.write(body)
+}
