@@ -12,6 +12,7 @@ import * as path from "node:path"
 import { InstanceSource } from "@vm-metrics/core/InstanceSource"
 import { Effect, Either } from "effect"
 import * as Discovery from "../src/Discovery.js"
+import * as Scanner from "../src/internal/processScanner.js"
 
 const rounds = Number(process.env.BENCH_ROUNDS ?? 7)
 const scansPerRound = 200
@@ -44,7 +45,7 @@ const main = async () => {
     for (let i = 0; i < extra; i++) children.push(spawn("sleep", ["600"], { stdio: "ignore" }))
     await new Promise((resolve) => setTimeout(resolve, 300))
     const pids = pidCount()
-    const scanner = Discovery.makeScanner("/proc")
+    const scanner = Scanner.makeScanner("/proc")
     const t0 = process.hrtime.bigint()
     const first = Either.getOrThrow(scanner.scan())
     const coldUs = Number(process.hrtime.bigint() - t0) / 1e3

@@ -9,6 +9,7 @@ import type { InstanceInfo } from "@vm-metrics/core/Instance"
 import { InstanceSource } from "@vm-metrics/core/InstanceSource"
 import { Effect, Either, Layer } from "effect"
 import * as Discovery from "../src/Discovery.js"
+import * as Scanner from "../src/internal/processScanner.js"
 import * as NodeReaders from "../src/NodeReaders.js"
 import * as ProcessTrust from "../src/ProcessTrust.js"
 import { createTap, deleteTap, hasCommand, isRoot, makeTempDir, removeTempDirs, sleepMs, stopChild } from "./helpers.js"
@@ -179,19 +180,19 @@ describe("Discovery helpers", () => {
       ["", undefined],
       ["99999999", undefined]
     ]
-    for (const [entry, expected] of table) assert.strictEqual(Discovery.pidOfEntry(entry), expected, entry)
+    for (const [entry, expected] of table) assert.strictEqual(Scanner.pidOfEntry(entry), expected, entry)
   })
 
   it("firecrackerConfigPath reads through the process's root or cwd and refuses .. and NUL", () => {
-    assert.strictEqual(Discovery.firecrackerConfigPath("/proc", 7, "/etc/fc.json"), "/proc/7/root/etc/fc.json")
-    assert.strictEqual(Discovery.firecrackerConfigPath("/host/proc", 7, "fc.json"), "/host/proc/7/cwd/fc.json")
-    assert.strictEqual(Discovery.firecrackerConfigPath("/proc", 7, "./a/fc.json"), "/proc/7/cwd/./a/fc.json")
-    assert.strictEqual(Discovery.firecrackerConfigPath("/proc", 7, "/etc/../root/x.json"), undefined)
-    assert.strictEqual(Discovery.firecrackerConfigPath("/proc", 7, "../x.json"), undefined)
-    assert.strictEqual(Discovery.firecrackerConfigPath("/proc", 7, ".."), undefined)
-    assert.strictEqual(Discovery.firecrackerConfigPath("/proc", 7, "/etc/x\u0000.json"), undefined)
-    assert.strictEqual(Discovery.firecrackerConfigPath("/proc", 7, ""), undefined)
-    assert.strictEqual(Discovery.firecrackerConfigPath("/proc", 7, "a..b/fc.json"), "/proc/7/cwd/a..b/fc.json")
+    assert.strictEqual(Scanner.firecrackerConfigPath("/proc", 7, "/etc/fc.json"), "/proc/7/root/etc/fc.json")
+    assert.strictEqual(Scanner.firecrackerConfigPath("/host/proc", 7, "fc.json"), "/host/proc/7/cwd/fc.json")
+    assert.strictEqual(Scanner.firecrackerConfigPath("/proc", 7, "./a/fc.json"), "/proc/7/cwd/./a/fc.json")
+    assert.strictEqual(Scanner.firecrackerConfigPath("/proc", 7, "/etc/../root/x.json"), undefined)
+    assert.strictEqual(Scanner.firecrackerConfigPath("/proc", 7, "../x.json"), undefined)
+    assert.strictEqual(Scanner.firecrackerConfigPath("/proc", 7, ".."), undefined)
+    assert.strictEqual(Scanner.firecrackerConfigPath("/proc", 7, "/etc/x\u0000.json"), undefined)
+    assert.strictEqual(Scanner.firecrackerConfigPath("/proc", 7, ""), undefined)
+    assert.strictEqual(Scanner.firecrackerConfigPath("/proc", 7, "a..b/fc.json"), "/proc/7/cwd/a..b/fc.json")
   })
 })
 
@@ -205,7 +206,7 @@ describe("Discovery over a fake proc root", () => {
 
   it("re-parses a pid only when its cmdline bytes change, and forgets pids that are gone", () => {
     const root = makeFakeProc()
-    const scanner = Discovery.makeScanner(root)
+    const scanner = Scanner.makeScanner(root)
     const first = Either.getOrThrow(scanner.scan())
     assert.strictEqual(scanner.known(), 5)
     // The config file changes but the command line does not: the cached result (config included) stays.
@@ -257,8 +258,7 @@ describe("Discovery over a fake proc root", () => {
       [11, (file) => execFileSync("mkfifo", [file])],
       [
         12,
-        (file) =>
-          fs.writeFileSync(file, `${firecrackerConfig(4, 4096, "big")}${" ".repeat(Discovery.MAX_CONFIG_BYTES)}`)
+        (file) => fs.writeFileSync(file, `${firecrackerConfig(4, 4096, "big")}${" ".repeat(Scanner.MAX_CONFIG_BYTES)}`)
       ],
       [13, (file) => fs.writeFileSync(file, "{ not json")],
       [14, (file) => fs.mkdirSync(file)],
@@ -277,8 +277,8 @@ describe("Discovery over a fake proc root", () => {
     // Just under the cap is still read.
     const ok = fakeProcess(root, 16, "firecracker", ["firecracker", "--id", "fc16", "--config-file", "/vm.json"])
     const body = firecrackerConfig(4, 4096, "big")
-    fs.writeFileSync(path.join(ok, "root", "vm.json"), body + " ".repeat(Discovery.MAX_CONFIG_BYTES - body.length))
-    const listed = Either.getOrThrow(Discovery.makeScanner(root).scan())
+    fs.writeFileSync(path.join(ok, "root", "vm.json"), body + " ".repeat(Scanner.MAX_CONFIG_BYTES - body.length))
+    const listed = Either.getOrThrow(Scanner.makeScanner(root).scan())
     assert.deepStrictEqual(
       listed.map((vm) => [vm.id, vm.allocatedVcpus, vm.allocatedMemoryBytes, vm.tapDevice]),
       [
@@ -299,7 +299,7 @@ describe("Discovery over a fake proc root", () => {
     const pids = [731, 95, 4000, 12, 3999, 250, 17, 1024, 600, 88, 2, 40000]
     for (const pid of pids) fakeProcess(root, pid, "qemu-system-x86", ["qemu", "-name", "same"])
     fakeProcess(root, 29, "qemu-system-x86", ["qemu", "-name", "b"])
-    const listed = Either.getOrThrow(Discovery.makeScanner(root).scan())
+    const listed = Either.getOrThrow(Scanner.makeScanner(root).scan())
     assert.deepStrictEqual(
       listed.map((vm) => [vm.id, vm.hypervisorPid]),
       [["b", 29], ...[...pids].sort((a, b) => a - b).map((pid) => [`same-pid${pid}`, pid])]
@@ -443,7 +443,7 @@ describe("Discovery ids are unique", () => {
       allocatedVcpus: 1,
       allocatedMemoryBytes: 1
     })
-    const ids = Discovery.uniqueIds([info("dup", 20), info("dup", 31), info("solo", 5)]).map((i) => i.id)
+    const ids = Scanner.uniqueIds([info("dup", 20), info("dup", 31), info("solo", 5)]).map((i) => i.id)
     assert.deepStrictEqual(ids, ["dup-pid20", "dup-pid31", "solo"])
   })
 
@@ -484,7 +484,7 @@ describe("Discovery trusts only root's and configured users' hypervisors (issue 
     const ownedByNobody = fakeProcess(root, 15, "qemu-system-x86", qemu("nobody-dir", "1G"))
     fs.chownSync(path.join(ownedByNobody, "root"), 65534, 65534)
 
-    const scanner = Discovery.makeScanner(root)
+    const scanner = Scanner.makeScanner(root)
     const listed = Either.getOrThrow(scanner.scan())
     assert.deepStrictEqual(
       listed.map((vm) => [vm.id, vm.name, vm.hypervisorPid, vm.allocatedMemoryBytes]),
@@ -496,7 +496,7 @@ describe("Discovery trusts only root's and configured users' hypervisors (issue 
     assert.deepStrictEqual(totalsOf(scanner.ignoredTotals()), expected, "the same processes are not counted again")
 
     // Trusting nobody: its processes are listed, and duplicates among trusted ones get `-pid<pid>` as before.
-    const trusting = Discovery.makeScanner(root, [65534])
+    const trusting = Scanner.makeScanner(root, [65534])
     assert.deepStrictEqual(
       Either.getOrThrow(trusting.scan()).map((vm) => [vm.id, vm.name]),
       [
@@ -566,7 +566,7 @@ describe("Discovery trusts only root's and configured users' hypervisors (issue 
           const pids = new Set(children.map((child) => child.pid))
           const ours = (listing: ReadonlyArray<InstanceInfo>) => listing.filter((vm) => pids.has(vm.hypervisorPid ?? 0))
 
-          const scanner = Discovery.makeScanner("/proc")
+          const scanner = Scanner.makeScanner("/proc")
           assert.deepStrictEqual(ours(Either.getOrThrow(scanner.scan())), [
             {
               id: uuid,
@@ -598,7 +598,7 @@ describe("Discovery trusts only root's and configured users' hypervisors (issue 
 
           // --discovery-uid nobody: trusted, and the two then share the uuid as `<uuid>-pid<pid>`.
           const nobody = Either.getOrThrow(ProcessTrust.resolveUid("nobody"))
-          const trusting = Discovery.makeScanner("/proc", [nobody])
+          const trusting = Scanner.makeScanner("/proc", [nobody])
           assert.deepStrictEqual(
             ours(Either.getOrThrow(trusting.scan()))
               .map((vm) => [vm.id, vm.name])

@@ -4,6 +4,8 @@ import * as path from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { InstanceSource } from "@vm-metrics/core/InstanceSource"
 import { Effect, Either, Logger, LogLevel } from "effect"
+import * as DomainStatus from "../src/internal/domainStatus.js"
+import { makeRunDirScanner } from "../src/internal/libvirtRunDir.js"
 import * as LibvirtSource from "../src/LibvirtSource.js"
 import { bridgeInterface, ethernetInterface, statusXml, userInterface, vhostUserInterface } from "./fixtures/libvirt.js"
 import { makeTempDir, removeTempDirs } from "./helpers.js"
@@ -15,7 +17,7 @@ const UUID_A = "5f0e6c39-8a1b-4d2e-9c3f-7a6b5c4d3e2f"
 const UUID_B = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"
 const UUID_C = "c0ffee00-1111-4222-8333-444455556666"
 
-const parse = (xml: string) => Either.getOrThrow(LibvirtSource.parseDomainStatus(xml))
+const parse = (xml: string) => Either.getOrThrow(DomainStatus.parseDomainStatus(xml))
 
 describe("parseDomainStatus", () => {
   it("reads a running domain: pid, name, uuid, vCPUs, memory in KiB and the ethernet TAP", () => {
@@ -35,7 +37,7 @@ describe("parseDomainStatus", () => {
       memoryBytes: 256 * MiB,
       tapDevice: "hype-lv"
     })
-    assert.deepStrictEqual(LibvirtSource.toInstanceInfo(parse(xml)), {
+    assert.deepStrictEqual(DomainStatus.toInstanceInfo(parse(xml)), {
       id: UUID_A,
       name: "hype-lv",
       hypervisorPid: 31337,
@@ -70,9 +72,9 @@ describe("parseDomainStatus", () => {
       ["TiB", "99999999", undefined]
     ]
     for (const [unit, value, expected] of table) {
-      assert.strictEqual(LibvirtSource.memoryBytesOf(value, unit), expected, `${value} ${unit}`)
+      assert.strictEqual(DomainStatus.memoryBytesOf(value, unit), expected, `${value} ${unit}`)
     }
-    assert.strictEqual(LibvirtSource.memoryBytesOf("4", undefined), 4096)
+    assert.strictEqual(DomainStatus.memoryBytesOf("4", undefined), 4096)
     const xml = statusXml({ name: "g", uuid: UUID_A, pid: 5, memory: ["GiB", "4"] })
     assert.strictEqual(parse(xml).memoryBytes, 4 * GiB)
   })
@@ -99,7 +101,7 @@ describe("parseDomainStatus", () => {
     const status = parse(xml)
     assert.strictEqual(status.name, "web & db \u2013 <1>")
     assert.strictEqual(status.tapDevice, "a&b")
-    assert.strictEqual(LibvirtSource.decodeEntities("&bogus; &#1114112; &#65;"), "&bogus; &#1114112; A")
+    assert.strictEqual(DomainStatus.decodeEntities("&bogus; &#1114112; &#65;"), "&bogus; &#1114112; A")
   })
 
   it("is not misled by an application's <metadata> holding its own name, memory, vcpu and interface", () => {
@@ -117,7 +119,7 @@ describe("parseDomainStatus", () => {
       tapDevice: "vnet0"
     })
     assert.strictEqual(
-      Either.getLeft(LibvirtSource.parseDomainStatus(xml.replace("<name>real</name>", ""))).pipe(
+      Either.getLeft(DomainStatus.parseDomainStatus(xml.replace("<name>real</name>", ""))).pipe(
         (o) => o._tag === "Some" && o.value
       ),
       "the domain has no <name>"
@@ -142,9 +144,9 @@ describe("parseDomainStatus", () => {
 
   it("lists only running and paused domains; falls back to the name as id without a uuid", () => {
     const shutoff = parse(statusXml({ name: "off", uuid: UUID_A, state: "shutoff", reason: "destroyed" }))
-    assert.isUndefined(LibvirtSource.toInstanceInfo(shutoff))
-    assert.isUndefined(LibvirtSource.toInstanceInfo({ ...shutoff, state: "crashed" }))
-    assert.deepStrictEqual(LibvirtSource.toInstanceInfo({ ...shutoff, state: "paused", uuid: undefined }), {
+    assert.isUndefined(DomainStatus.toInstanceInfo(shutoff))
+    assert.isUndefined(DomainStatus.toInstanceInfo({ ...shutoff, state: "crashed" }))
+    assert.deepStrictEqual(DomainStatus.toInstanceInfo({ ...shutoff, state: "paused", uuid: undefined }), {
       id: "off",
       name: "off",
       allocatedVcpus: 1,
@@ -154,7 +156,7 @@ describe("parseDomainStatus", () => {
 
   it("says why a file cannot be read", () => {
     const reason = (xml: string) => {
-      const result = LibvirtSource.parseDomainStatus(xml)
+      const result = DomainStatus.parseDomainStatus(xml)
       return Either.isLeft(result) ? result.left : "parsed"
     }
     const good = statusXml({ name: "x", uuid: UUID_A, pid: 3 })
@@ -169,7 +171,7 @@ describe("parseDomainStatus", () => {
     )
     assert.strictEqual(reason(good.replace(/<vcpu [^<]*<\/vcpu>/, "")), "parsed") // libvirt's default: 1 vCPU
     assert.strictEqual(
-      Either.getOrThrow(LibvirtSource.parseDomainStatus(good.replace(/<vcpu [^<]*<\/vcpu>/, ""))).vcpus,
+      Either.getOrThrow(DomainStatus.parseDomainStatus(good.replace(/<vcpu [^<]*<\/vcpu>/, ""))).vcpus,
       1
     )
   })
@@ -263,7 +265,7 @@ describe("LibvirtSource over a run directory", () => {
   it("follows state changes and removals, re-parsing only changed files", () => {
     const runDir = makeTempDir("vm-metrics-libvirt-")
     const file = path.join(runDir, "vm.xml")
-    const source = LibvirtSource.makeSync({ runDir })
+    const source = makeRunDirScanner(runDir)
     const scan = () => Either.getOrThrow(source.scan())
     fs.writeFileSync(file, statusXml({ name: "vm", uuid: UUID_A, pid: 10 }))
     assert.deepStrictEqual(

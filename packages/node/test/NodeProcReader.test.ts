@@ -5,6 +5,7 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
 import { statLine } from "../../core/src/internal/statLine.js"
 import { hasSysPtrace, hidepidOf, superOptionsAt } from "../src/internal/procVisibility.js"
+import { makeSyncProcReader } from "../src/internal/syncProcReader.js"
 import * as NodeKernel from "../src/NodeKernel.js"
 import * as NodeProcReader from "../src/NodeProcReader.js"
 import {
@@ -40,7 +41,7 @@ describe("NodeKernel", () => {
 
 describe("NodeProcReader on the real /proc", () => {
   it("reads this test process: running, RSS a non-zero multiple of the page size", () => {
-    const reader = NodeProcReader.makeSync("/proc")
+    const reader = makeSyncProcReader("/proc")
     const { stat, statm } = reader.sampleOne(process.pid)
     assert.isTrue(Either.isRight(stat) && Either.isRight(statm))
     if (Either.isLeft(stat) || Either.isLeft(statm)) return
@@ -56,7 +57,7 @@ describe("NodeProcReader on the real /proc", () => {
     const child = spawnChild("exec sleep 30")
     try {
       await sleepMs(100)
-      const reader = NodeProcReader.makeSync("/proc")
+      const reader = makeSyncProcReader("/proc")
       const { stat, statm } = reader.sampleOne(child.pid)
       const ps = psOf(child.pid)
       if (Either.isLeft(stat) || Either.isLeft(statm)) return assert.fail("read failed")
@@ -74,7 +75,7 @@ describe("NodeProcReader on the real /proc", () => {
   it("sees CPU time grow for a busy child, in step with ps", async () => {
     const child = spawnChild("while :; do :; done")
     try {
-      const reader = NodeProcReader.makeSync("/proc")
+      const reader = makeSyncProcReader("/proc")
       const ticks = () => {
         const { stat } = reader.sampleOne(child.pid)
         if (Either.isLeft(stat)) throw stat.left
@@ -95,7 +96,7 @@ describe("NodeProcReader on the real /proc", () => {
 
   it("reports a child that exits between two reads as ProcessGone and drops its fds", async () => {
     const child = spawnChild("exec sleep 30")
-    const reader = NodeProcReader.makeSync("/proc")
+    const reader = makeSyncProcReader("/proc")
     await sleepMs(50)
     assert.isTrue(Either.isRight(reader.sampleOne(child.pid).stat))
     assert.strictEqual(reader.openPids(), 1)
@@ -113,7 +114,7 @@ describe("NodeProcReader on the real /proc", () => {
       await sleepMs(400)
       const [zombie] = childrenOf(parent.pid)
       assert.isDefined(zombie)
-      const { stat } = NodeProcReader.makeSync("/proc").sampleOne(zombie!)
+      const { stat } = makeSyncProcReader("/proc").sampleOne(zombie!)
       assert.strictEqual(Either.isRight(stat) && stat.right.state, "Z")
     } finally {
       await stopChild(parent)
@@ -121,7 +122,7 @@ describe("NodeProcReader on the real /proc", () => {
   })
 
   it("rejects pids that are not kernel pids without touching the file system", () => {
-    const reader = NodeProcReader.makeSync("/proc")
+    const reader = makeSyncProcReader("/proc")
     for (const pid of [0, -1, 1.5, Number.NaN, 2 ** 23, Number.MAX_SAFE_INTEGER + 2]) {
       const { stat, statm } = reader.sampleOne(pid)
       assert.strictEqual(Either.isLeft(stat) && stat.left._tag, "InvalidPid")
@@ -168,13 +169,13 @@ describe("NodeProcReader with another proc root", () => {
 
 const skipNamespaces = namespaceSkipReason()
 const REPO = path.resolve(import.meta.dirname, "../../..")
-const READER = path.resolve(import.meta.dirname, "../src/NodeProcReader.ts")
+const READER = path.resolve(import.meta.dirname, "../src/internal/syncProcReader.ts")
 
 /** A reader in a child process: prints, per pid, the tag of each file's result ("ok" when read). */
 const readerScript = `
-import { makeSync } from ${JSON.stringify(READER)}
+import { makeSyncProcReader } from ${JSON.stringify(READER)}
 const [root, ...pids] = process.argv.slice(1)
-const reader = makeSync(root)
+const reader = makeSyncProcReader(root)
 const tag = (e) => (e._tag === "Right" ? "ok" : e.left._tag)
 console.log(JSON.stringify(pids.map((pid) => { const s = reader.sampleOne(Number(pid)); return [tag(s.stat), tag(s.statm)] })))
 `

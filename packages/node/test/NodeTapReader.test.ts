@@ -3,7 +3,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
-import * as NodeTapReader from "../src/NodeTapReader.js"
+import { makeSyncTapReader } from "../src/internal/syncTapReader.js"
 import { createTap, deleteTap, ipLinkBytes, pushFrames, sysCounter, tapSkipReason } from "./helpers.js"
 
 const skip = tapSkipReason()
@@ -11,7 +11,7 @@ const skip = tapSkipReason()
 describe.skipIf(skip !== undefined)("NodeTapReader on a real TAP", () => {
   it("reads exact host-side counters that grow as frames pass, on kept fds", () => {
     const tap = createTap()
-    const reader = NodeTapReader.makeSync("/sys")
+    const reader = makeSyncTapReader("/sys")
     try {
       const before = reader.sampleOne(tap)
       assert.deepStrictEqual(Either.getOrThrow(before), { rxBytes: 0n, txBytes: 0n })
@@ -32,7 +32,7 @@ describe.skipIf(skip !== undefined)("NodeTapReader on a real TAP", () => {
 
   it("reports a deleted TAP as TapMissing, and reads it again once re-created", () => {
     const tap = createTap()
-    const reader = NodeTapReader.makeSync("/sys")
+    const reader = makeSyncTapReader("/sys")
     try {
       assert.isTrue(Either.isRight(reader.sampleOne(tap)))
       deleteTap(tap)
@@ -54,7 +54,7 @@ describe.skipIf(skip !== undefined)("NodeTapReader on a real TAP", () => {
 describe.skipIf(skip !== undefined)("NodeTapReader across TAP re-creation", () => {
   it("re-opens by path when a kept fd reads ENODEV (TAP deleted and created again between reads)", () => {
     const tap = createTap()
-    const reader = NodeTapReader.makeSync("/sys")
+    const reader = makeSyncTapReader("/sys")
     try {
       assert.isTrue(Either.isRight(reader.sampleOne(tap)))
       deleteTap(tap)
@@ -71,7 +71,7 @@ describe.skipIf(skip !== undefined)("NodeTapReader across TAP re-creation", () =
 describe("NodeTapReader input checks", () => {
   it("rejects hostile names before any path is built", () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-sys-"))
-    const reader = NodeTapReader.makeSync(root)
+    const reader = makeSyncTapReader(root)
     for (const name of ["", "../../../etc", "..", ".", "a/b", "eth0:1", "tap 0", "tap\u0000", "täp", "x".repeat(16)]) {
       const result = reader.sampleOne(name)
       assert.strictEqual(Either.isLeft(result) && result.left._tag, "InvalidTapName", name)
@@ -86,7 +86,7 @@ describe("NodeTapReader input checks", () => {
     fs.mkdirSync(dir, { recursive: true })
     fs.writeFileSync(path.join(dir, "rx_bytes"), "18446744073709551615\n")
     fs.writeFileSync(path.join(dir, "tx_bytes"), "42\n")
-    const reader = NodeTapReader.makeSync(root)
+    const reader = makeSyncTapReader(root)
     assert.deepStrictEqual(Either.getOrThrow(reader.sampleOne("hype-abc")), {
       rxBytes: 18446744073709551615n,
       txBytes: 42n
