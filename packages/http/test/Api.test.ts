@@ -14,8 +14,9 @@ import * as InstanceSource from "@vm-metrics/core/InstanceSource"
 import * as ProcReader from "@vm-metrics/core/ProcReader"
 import * as TapReader from "@vm-metrics/core/TapReader"
 import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
-import { Effect, Layer, Option, Redacted } from "effect"
+import { Effect, Either, Layer, Option, Redacted } from "effect"
 import { statLine } from "../../core/src/internal/statLine.js"
+import { lookup } from "../src/Lookup.js"
 import * as Server from "../src/Server.js"
 
 const GiB = 1024 ** 3
@@ -163,19 +164,6 @@ layer(serverWith(Option.none()), { excludeTestServices: true })("HTTP API", (it)
           message: "multiple resources match, use full ID"
         })
       }
-    })
-  )
-
-  it.effect("an exact id listed twice is ambiguous (409), never silently the first", () =>
-    Effect.gen(function* () {
-      const { lookup } = yield* Effect.promise(() => import("../src/Lookup.js"))
-      const twins = [
-        { instanceId: "same", instanceName: "x" },
-        { instanceId: "same", instanceName: "y" }
-      ]
-      assert.deepStrictEqual(lookup(twins, "same"), lookup(twins, "same"))
-      const result = lookup(twins, "same")
-      assert.strictEqual(result._tag === "Left" && result.left._tag, "Ambiguous")
     })
   )
 
@@ -380,6 +368,39 @@ layer(serverWith(Option.some(Redacted.make("s3cret-token")), true), { excludeTes
     )
   }
 )
+
+// A source that breaks its promise of unique ids (a custom InstanceSource may).
+const twins: ReadonlyArray<InstanceInfo> = [
+  { id: "same", name: "x", allocatedVcpus: 1, allocatedMemoryBytes: GiB },
+  { id: "same", name: "y", allocatedVcpus: 1, allocatedMemoryBytes: GiB }
+]
+
+layer(
+  Server.layerApp(Option.none()).pipe(
+    Layer.provide(
+      VmMetrics.layer().pipe(
+        Layer.provideMerge(Collector.layer({ maxAge: "1 second" })),
+        Layer.provide(
+          Layer.mergeAll(InstanceSource.layerStatic(twins), ProcReader.layerMemory(proc), TapReader.layerMemory(taps))
+        )
+      )
+    ),
+    Layer.provideMerge(NodeHttpServer.layerTest)
+  ),
+  { excludeTestServices: true }
+)("HTTP API over a source listing one id twice", (it) => {
+  it.effect("an exact id listed twice is ambiguous (409), never silently the first", () =>
+    Effect.gen(function* () {
+      const res = yield* raw("/instances/same/stats")
+      assert.strictEqual(res.status, 409, res.body)
+      assert.deepStrictEqual(jsonOf(res.body), { code: "ambiguous", message: "multiple resources match, use full ID" })
+      const listed = twins.map((vm) => ({ instanceId: vm.id, instanceName: vm.name }))
+      assert.deepStrictEqual(lookup(listed, "same"), Either.left({ _tag: "Ambiguous" as const, matches: 2 }))
+      // Each of the two is still reachable by its own name.
+      assert.strictEqual(jsonOf((yield* raw("/instances/y/stats")).body).instance_name, "y")
+    })
+  )
+})
 
 /** What a failing file source says about `/etc/shadow` behind a symlink: path and content, for the log only. */
 const leakyReason = `/srv/vm-metrics/vms.json: invalid JSON: Unexpected token 'r', "root:*:202"... is not valid JSON`
