@@ -1,8 +1,9 @@
 /**
  * What the exported metrics look like and how the guardrail behaves, with defaults and validation:
  * the name prefix (default `hypeman_vm`, so other control planes can brand it), whether the derived
- * utilisation ratio is exported, and the VM label budget. Read from config by `config`
- * (`VM_METRICS_METRIC_PREFIX`, `VM_METRICS_UTILIZATION_RATIO`, `VM_METRICS_LABEL_BUDGET`).
+ * utilisation ratio is exported, and the VM label budget. `make` takes them as given; only `config`
+ * reads the environment (`VM_METRICS_METRIC_PREFIX`, `VM_METRICS_UTILIZATION_RATIO`,
+ * `VM_METRICS_LABEL_BUDGET`), for `VmMetrics.layerConfig`. The CLI reads them through its own table.
  *
  * @since 0.1.0
  */

@@ -4,9 +4,10 @@
  * The first push goes out at start, then one every interval. Each asks the collector for a snapshot
  * (shared with scrapes within its max age), collects it through an SDK reader fed by the VmMetrics
  * producer, and exports it. A failed push is logged and
- * tried again on the next tick; it never touches the pull path. The endpoint, headers and interval
- * come from options, else from the standard `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` /
- * `OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_METRIC_EXPORT_INTERVAL` (ms).
+ * tried again on the next tick; it never touches the pull path. The endpoint and headers come from
+ * options, else the OTel exporter reads the standard `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` /
+ * `OTEL_EXPORTER_OTLP_ENDPOINT` and `OTEL_EXPORTER_OTLP_HEADERS`. The interval comes from options only;
+ * `layerConfig` reads `OTEL_METRIC_EXPORT_INTERVAL` (ms), a bad value being a ConfigError, not a defect.
  *
  * The push has a MeterProvider of its own: the Prometheus text is rendered straight from the snapshot
  * (PrometheusText.ts), so there is no SDK Prometheus reader to sit beside; both read the same snapshots.
@@ -18,7 +19,7 @@ import { OTLPMetricExporter } from "@opentelemetry/exporter-metrics-otlp-proto"
 import { resourceFromAttributes } from "@opentelemetry/resources"
 import { MeterProvider, MetricReader, type PushMetricExporter, type ResourceMetrics } from "@opentelemetry/sdk-metrics"
 import { Collector } from "@vm-metrics/core/Collector"
-import { Config, Duration, Effect, Layer, Schedule } from "effect"
+import { Config, type ConfigError, Duration, Effect, Layer, Option, Schedule } from "effect"
 import { VmMetrics } from "./VmMetrics.js"
 
 /** @category models */
@@ -26,7 +27,7 @@ export interface Options {
   /** Full metrics URL, e.g. `http://127.0.0.1:4318/v1/metrics`. Default: from OTEL_* env, else the OTLP default. */
   readonly url?: string
   readonly headers?: Readonly<Record<string, string>>
-  /** Default 60 s, or OTEL_METRIC_EXPORT_INTERVAL. */
+  /** Default 60 s (`layerConfig`: OTEL_METRIC_EXPORT_INTERVAL). */
   readonly interval?: Duration.DurationInput
   /** Per export. Default 10 s. */
   readonly timeout?: Duration.DurationInput
@@ -59,10 +60,7 @@ export const make = (options: Options = {}) =>
   Effect.gen(function* () {
     const collector = yield* Collector
     const metrics = yield* VmMetrics
-    const fromEnv = yield* intervalConfig.pipe(Effect.orDie)
-    const interval = Duration.decode(
-      options.interval ?? (fromEnv._tag === "Some" ? Duration.millis(fromEnv.value) : Duration.seconds(60))
-    )
+    const interval = Duration.decode(options.interval ?? Duration.seconds(60))
     const timeout = Duration.decode(options.timeout ?? "10 seconds")
     const exporter =
       options.exporter ??
@@ -99,3 +97,16 @@ export const make = (options: Options = {}) =>
 /** @category layers */
 export const layer = (options: Options = {}): Layer.Layer<never, never, Collector | VmMetrics> =>
   Layer.scopedDiscard(make(options))
+
+/** The interval from OTEL_METRIC_EXPORT_INTERVAL when the options give none. @category layers */
+export const layerConfig = (
+  options: Options = {}
+): Layer.Layer<never, ConfigError.ConfigError, Collector | VmMetrics> =>
+  Layer.unwrapEffect(
+    Effect.map(intervalConfig, (fromEnv) =>
+      layer({
+        ...options,
+        interval: options.interval ?? Option.getOrElse(Option.map(fromEnv, Duration.millis), () => "60 seconds")
+      })
+    )
+  )

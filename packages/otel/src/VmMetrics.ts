@@ -59,7 +59,7 @@ export const make = (options: Options = {}) =>
   Effect.gen(function* () {
     const collector = yield* Collector
     const metricOptions = yield* MetricOptions.make(options.metrics)
-    const resource = yield* ResourceAttributes.fromConfig(options.resource).pipe(Effect.orDie)
+    const resource = ResourceAttributes.make(options.resource)
     const budget = LabelBudget.make(metricOptions.labelBudget)
     const runtime = yield* Effect.runtime<never>()
     const serviceStartMs = yield* Clock.currentTimeMillis
@@ -175,8 +175,20 @@ export const layer = (options: Options = {}): Layer.Layer<VmMetrics, MetricOptio
 export const layerRegisterOn = (meter: Meter): Layer.Layer<never, never, VmMetrics> =>
   Layer.scopedDiscard(Effect.flatMap(VmMetrics, (metrics) => metrics.registerOn(meter)))
 
-/** Options from the environment (see MetricOptions.config and ResourceAttributes.config). @category layers */
+/**
+ * Options from the environment (see MetricOptions.config and ResourceAttributes.config) under the given
+ * ones; `make` and `layer` never read it. @category layers
+ */
 export const layerConfig = (options: Options = {}) =>
   Layer.unwrapEffect(
-    Effect.map(MetricOptions.config, (fromEnv) => layer({ ...options, metrics: { ...fromEnv, ...options.metrics } }))
+    Effect.map(Effect.all([MetricOptions.config, ResourceAttributes.config]), ([metrics, resource]) =>
+      layer({
+        metrics: { ...metrics, ...options.metrics },
+        resource: {
+          ...resource,
+          ...options.resource,
+          attributes: { ...resource.attributes, ...options.resource?.attributes }
+        }
+      })
+    )
   )

@@ -1,0 +1,540 @@
+/**
+ * Every setting of `vm-metrics` in one table: its flag, environment variable, default, description and
+ * type. The CLI's options and `--help` are generated from it (Cli.ts), README's configuration table is
+ * checked against it (test/Cli.test.ts), and `resolve` turns the values given into the `AppConfig` that
+ * Main builds the layer graph from. A bad value of any setting is a `UsageError` (one line, exit 2).
+ *
+ * @since 0.1.0
+ */
+import * as fs from "node:fs"
+import type * as MetricOptions from "@vm-metrics/otel/MetricOptions"
+import * as ResourceAttributes from "@vm-metrics/otel/ResourceAttributes"
+import { Config, Data, Duration, Effect, Either, Option, Redacted } from "effect"
+import * as Connections from "./Connections.js"
+import * as Sources from "./Sources.js"
+
+/** A bad flag or environment value, said in one line. @category errors */
+export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
+
+/** How a setting's text is read: the CLI option and the environment Config follow from it. @category models */
+export type Type =
+  | { readonly _tag: "text" }
+  | { readonly _tag: "integer" }
+  | { readonly _tag: "boolean" }
+  /** Text such as 500ms or 2s, read by `parseDuration`. */
+  | { readonly _tag: "duration" }
+  | { readonly _tag: "choice"; readonly values: ReadonlyArray<string> }
+  /** A repeatable flag; comma-separated in the environment. */
+  | { readonly _tag: "list" }
+
+/** Which commands take a setting. @category models */
+export type Scope = "collect" | "serve" | "top"
+
+/** One row of the table. @category models */
+export interface Setting<A> {
+  /** `--flag`; null: environment only (a secret, or a standard OTel variable). */
+  readonly flag: string | null
+  /** The environment variable; null: a flag only. */
+  readonly env: string | null
+  readonly type: Type
+  /** Used when neither the flag nor the variable is given; undefined: none (the setting is optional). */
+  readonly default: A | undefined
+  /** The default as `--help` and README show it, when it is not just the value. */
+  readonly shownDefault?: string
+  readonly description: string
+  readonly scope: Scope
+  /** The environment variable as an Effect Config (absent → the default, or None when there is none). */
+  readonly config: Config.Config<Option.Option<A>>
+  /** The variable alone: a Config that fails when it is absent (the CLI's fallback for a missing flag). */
+  readonly variable: Config.Config<A>
+}
+
+type Spec<A> = Omit<Setting<A>, "type" | "config" | "variable">
+
+/** A row; its type keeps whether the setting has a default. */
+const row = <A, S extends Spec<A>>(
+  type: Type,
+  base: (name: string) => Config.Config<A>,
+  spec: S
+): Setting<A> & Pick<S, "default"> => ({
+  ...spec,
+  type,
+  variable: spec.env === null ? Config.fail(`${spec.flag} has no environment variable`) : base(spec.env),
+  config:
+    spec.env === null
+      ? Config.succeed(Option.fromNullable(spec.default))
+      : spec.default === undefined
+        ? Config.option(base(spec.env))
+        : Config.map(Config.withDefault(base(spec.env), spec.default), Option.some)
+})
+
+const text = <S extends Spec<string>>(spec: S) => row({ _tag: "text" }, Config.string, spec)
+const integer = <S extends Spec<number>>(spec: S) => row({ _tag: "integer" }, Config.integer, spec)
+const boolean = <S extends Spec<boolean>>(spec: S) => row({ _tag: "boolean" }, Config.boolean, spec)
+const duration = <S extends Spec<string>>(spec: S) => row({ _tag: "duration" }, Config.string, spec)
+const choice = <const L extends string, S extends Spec<L>>(values: ReadonlyArray<L>, spec: S) =>
+  row<L, S>({ _tag: "choice", values }, (name) => Config.literal(...values)(name) as Config.Config<L>, spec)
+const list = <S extends Spec<ReadonlyArray<string>>>(spec: S) =>
+  row<ReadonlyArray<string>, S>({ _tag: "list" }, (name) => Config.array(Config.string(), name), spec)
+
+const seconds = (ms: number) => `${ms / 1000}s`
+
+/** The table. The order is `--help`'s and README's. @category constants */
+export const settings = {
+  host: text({
+    flag: "host",
+    env: "VM_METRICS_HOST",
+    default: "127.0.0.1",
+    description: "address to listen on",
+    scope: "serve"
+  }),
+  port: integer({
+    flag: "port",
+    env: "VM_METRICS_PORT",
+    default: 9464,
+    description: "port to listen on, 1-65535",
+    scope: "serve"
+  }),
+  source: choice(Sources.kinds, {
+    flag: "source",
+    env: "VM_METRICS_SOURCE",
+    default: "discovery",
+    description:
+      "where instances come from: discovery (hypervisor processes in /proc), file (--instances-file), libvirt",
+    scope: "collect"
+  }),
+  instancesFile: text({
+    flag: "instances-file",
+    env: "VM_METRICS_INSTANCES_FILE",
+    default: undefined,
+    description: "JSON or YAML list of instances, for --source file",
+    scope: "collect"
+  }),
+  libvirtRunDir: text({
+    flag: "libvirt-run-dir",
+    env: "VM_METRICS_LIBVIRT_RUN_DIR",
+    default: "/run/libvirt/qemu",
+    description: "libvirt's status files, for --source libvirt",
+    scope: "collect"
+  }),
+  maxAge: duration({
+    flag: "max-age",
+    env: "VM_METRICS_MAX_AGE",
+    default: "1s",
+    description: "how long a collection is reused by concurrent requests, e.g. 500ms or 2s",
+    scope: "collect"
+  }),
+  procRoot: text({
+    flag: "proc-root",
+    env: "VM_METRICS_PROC_ROOT",
+    default: "/proc",
+    description: "where the host's /proc is mounted (absolute, no ..)",
+    scope: "collect"
+  }),
+  sysRoot: text({
+    flag: "sys-root",
+    env: "VM_METRICS_SYS_ROOT",
+    default: "/sys",
+    description: "where the host's /sys is mounted",
+    scope: "collect"
+  }),
+  discoveryUids: list({
+    flag: "discovery-uid",
+    env: "VM_METRICS_DISCOVERY_UIDS",
+    default: [],
+    shownDefault: "root only",
+    description:
+      "a uid or user name (repeatable; comma-separated in the variable) whose hypervisor processes discovery trusts besides root's; others are ignored and counted",
+    scope: "collect"
+  }),
+  authTokenFile: text({
+    flag: "auth-token-file",
+    env: "VM_METRICS_AUTH_TOKEN_FILE",
+    default: undefined,
+    description: "file holding the bearer token required on every path but /healthz",
+    scope: "serve"
+  }),
+  authToken: text({
+    flag: null,
+    env: "VM_METRICS_AUTH_TOKEN",
+    default: undefined,
+    description: "the bearer token itself, when there is no token file",
+    scope: "serve"
+  }),
+  metricsWithoutAuth: boolean({
+    flag: "metrics-without-auth",
+    env: "VM_METRICS_METRICS_WITHOUT_AUTH",
+    default: false,
+    shownDefault: "off",
+    description:
+      "serve /metrics without the bearer token (for a Prometheus without credentials); every other path but /healthz still needs it",
+    scope: "serve"
+  }),
+  maxConnections: integer({
+    flag: "max-connections",
+    env: "VM_METRICS_MAX_CONNECTIONS",
+    default: undefined,
+    shownDefault: `${Connections.defaults.maxConnections} or half the open-files soft limit`,
+    description:
+      "most connections open at once; a new one beyond closes the oldest idle one; at most half the open-files soft limit",
+    scope: "serve"
+  }),
+  headersTimeout: duration({
+    flag: "headers-timeout",
+    env: "VM_METRICS_HEADERS_TIMEOUT",
+    default: seconds(Connections.defaults.headersTimeoutMs),
+    description: "a connection that has not sent a complete request head by then is closed",
+    scope: "serve"
+  }),
+  requestTimeout: duration({
+    flag: "request-timeout",
+    env: "VM_METRICS_REQUEST_TIMEOUT",
+    default: seconds(Connections.defaults.requestTimeoutMs),
+    description: "a request not received whole by then is answered 408 and closed",
+    scope: "serve"
+  }),
+  keepAliveTimeout: duration({
+    flag: "keep-alive-timeout",
+    env: "VM_METRICS_KEEP_ALIVE_TIMEOUT",
+    default: seconds(Connections.defaults.keepAliveTimeoutMs),
+    description: "an idle keep-alive connection is closed after this",
+    scope: "serve"
+  }),
+  shutdownGrace: duration({
+    flag: "shutdown-grace",
+    env: "VM_METRICS_SHUTDOWN_GRACE",
+    default: seconds(Connections.defaults.shutdownGraceMs),
+    description: "on SIGTERM/SIGINT, connections still busy after this are closed",
+    scope: "serve"
+  }),
+  metricPrefix: text({
+    flag: "metric-prefix",
+    env: "VM_METRICS_METRIC_PREFIX",
+    default: "hypeman_vm",
+    description: "prefix of every metric name (a Prometheus name)",
+    scope: "serve"
+  }),
+  utilizationRatio: boolean({
+    flag: null,
+    env: "VM_METRICS_UTILIZATION_RATIO",
+    default: true,
+    description: "export the derived memory utilisation ratio gauge",
+    scope: "serve"
+  }),
+  labelBudget: integer({
+    flag: null,
+    env: "VM_METRICS_LABEL_BUDGET",
+    default: 200,
+    description: "more instances than this is over the label budget (warned once, counted); a positive integer",
+    scope: "serve"
+  }),
+  serviceName: text({
+    flag: null,
+    env: "OTEL_SERVICE_NAME",
+    default: undefined,
+    shownDefault: "vm-metrics",
+    description: "the service.name resource attribute",
+    scope: "serve"
+  }),
+  resourceAttributes: text({
+    flag: null,
+    env: "OTEL_RESOURCE_ATTRIBUTES",
+    default: undefined,
+    shownDefault: "host.name = this host's name",
+    description: "more resource attributes, key=value,… (percent-encoded values)",
+    scope: "serve"
+  }),
+  otlp: choice(["on", "off"], {
+    flag: "otlp",
+    env: "VM_METRICS_OTLP",
+    default: "off",
+    description:
+      "push metrics over OTLP/HTTP protobuf too (endpoint and headers from OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_HEADERS)",
+    scope: "serve"
+  }),
+  otlpInterval: integer({
+    flag: null,
+    env: "OTEL_METRIC_EXPORT_INTERVAL",
+    default: 60_000,
+    description: "OTLP push interval in milliseconds, a positive integer",
+    scope: "serve"
+  }),
+  url: text({
+    flag: "url",
+    env: "VM_METRICS_URL",
+    default: undefined,
+    description: "read a vm-metrics server at this base URL instead of this host",
+    scope: "top"
+  }),
+  interval: duration({
+    flag: "interval",
+    env: null,
+    default: "1s",
+    description: "refresh interval, e.g. 1s or 500ms",
+    scope: "top"
+  })
+} as const
+
+/** @category models */
+export type Settings = typeof settings
+/** @category models */
+export type Key = keyof Settings
+/** The value of one setting as given (durations still text). @category models */
+export type Value<K extends Key> = Settings[K] extends Setting<infer A> ? A : never
+
+/**
+ * The variables read by the OTel exporter itself (the OTLP push), not by vm-metrics; listed so that
+ * `--help` and README name them. @category constants
+ */
+export const exporterVariables = [
+  {
+    env: "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT",
+    default: "http://localhost:4318/v1/metrics",
+    description: "where the OTLP push goes (with --otlp on)"
+  },
+  { env: "OTEL_EXPORTER_OTLP_HEADERS", default: "none", description: "headers for the push, e.g. an API key" }
+] as const
+
+/** The default as shown, or "none". @category getters */
+export const shownDefault = (setting: Setting<unknown>): string =>
+  setting.shownDefault ??
+  (setting.default === undefined
+    ? "none"
+    : Array.isArray(setting.default)
+      ? setting.default.join(",")
+      : String(setting.default))
+
+/** `--help`'s text of a setting: description, default and variable. @category getters */
+export const helpText = (setting: Setting<unknown>): string =>
+  `${setting.description}; default ${shownDefault(setting)}${setting.env === null ? "" : ` (env ${setting.env})`}`
+
+/** The settings taken from the environment only, as `--help` lists them under a command. @category getters */
+export const environmentOnlyHelp = (scope: Scope): string =>
+  `environment only: ${[
+    ...Object.values(settings)
+      .filter((setting: Setting<unknown>) => setting.flag === null && setting.scope === scope)
+      .map((setting: Setting<unknown>) => `${setting.env}: ${helpText(setting).replace(/ \(env [^)]*\)$/, "")}`),
+    ...(scope === "serve"
+      ? exporterVariables.map((v) => `${v.env}: ${v.description}; default ${v.default} (read by the OTel exporter)`)
+      : [])
+  ].join("; ")}`
+
+/** "500ms", "2s", "1.5 seconds", "250 millis" → a Duration; anything else is a UsageError. @category parsers */
+export const parseDuration = (text: string): Either.Either<Duration.Duration, UsageError> => {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|millis|milliseconds|s|sec|seconds|m|min|minutes)?\s*$/.exec(text)
+  if (match === null)
+    return Either.left(new UsageError({ message: `not a duration: ${JSON.stringify(text)} (try 500ms or 2s)` }))
+  const value = Number(match[1])
+  const unit = match[2] ?? "ms"
+  const millis =
+    unit.startsWith("m") && unit !== "m" && !unit.startsWith("min")
+      ? value
+      : unit.startsWith("s")
+        ? value * 1000
+        : value * 60_000
+  return Either.right(Duration.millis(millis))
+}
+
+/**
+ * A token as given, less one final newline. Empty or with whitespace inside, it is refused: a server
+ * started with it would answer 401 to every client. @category parsers
+ */
+export const checkToken = (text: string, where: string): Either.Either<Redacted.Redacted<string>, UsageError> => {
+  const token = text.replace(/\r?\n$/, "")
+  if (token === "") return Either.left(new UsageError({ message: `${where} is empty` }))
+  if (/\s/.test(token))
+    return Either.left(new UsageError({ message: `${where} contains whitespace (only a final newline is allowed)` }))
+  return Either.right(Redacted.make(token))
+}
+
+// ---------- the resolved configuration ----------
+
+/** What the collector needs: source → readers → collector. @category models */
+export interface CollectConfig {
+  readonly source: Sources.Kind
+  readonly instancesFile: Option.Option<string>
+  readonly libvirtRunDir: string
+  readonly discoveryUids: ReadonlyArray<string>
+  readonly procRoot: string
+  readonly sysRoot: string
+  readonly maxAge: Duration.DurationInput
+}
+
+/** What the export pipeline adds: metric options, resource, OTLP push. @category models */
+export interface PipelineConfig extends CollectConfig {
+  readonly metrics: MetricOptions.MetricOptions
+  readonly resource: ResourceAttributes.ResourceOptions
+  /** Push over OTLP every `otlpInterval`. */
+  readonly otlp: boolean
+  readonly otlpInterval: Duration.DurationInput
+}
+
+/** Everything `serve` needs. @category models */
+export interface AppConfig extends PipelineConfig {
+  readonly host: string
+  readonly port: number
+  readonly authToken: Option.Option<Redacted.Redacted<string>>
+  readonly metricsWithoutAuth: boolean
+  readonly limits: Connections.Limits
+}
+
+/** The defaults of the table, as an AppConfig (no token, the default connection limits). @category constants */
+export const defaults: AppConfig = {
+  source: settings.source.default,
+  instancesFile: Option.none(),
+  libvirtRunDir: settings.libvirtRunDir.default,
+  discoveryUids: settings.discoveryUids.default,
+  procRoot: settings.procRoot.default,
+  sysRoot: settings.sysRoot.default,
+  maxAge: Either.getOrThrow(parseDuration(settings.maxAge.default)),
+  metrics: {
+    prefix: settings.metricPrefix.default,
+    utilizationRatio: settings.utilizationRatio.default,
+    labelBudget: settings.labelBudget.default
+  },
+  resource: {},
+  otlp: false,
+  otlpInterval: Duration.millis(settings.otlpInterval.default),
+  host: settings.host.default,
+  port: settings.port.default,
+  authToken: Option.none(),
+  metricsWithoutAuth: settings.metricsWithoutAuth.default,
+  limits: Connections.defaults
+}
+
+/** The collect settings as given (by flags, else the environment, else defaults). @category models */
+export interface CollectInput {
+  readonly source: Value<"source">
+  readonly instancesFile: Option.Option<string>
+  readonly libvirtRunDir: string
+  readonly maxAge: string
+  readonly procRoot: string
+  readonly sysRoot: string
+  readonly discoveryUids: ReadonlyArray<string>
+}
+
+/** The serve settings that have a flag, as given. @category models */
+export interface ServeInput extends CollectInput {
+  readonly host: string
+  readonly port: number
+  readonly authTokenFile: Option.Option<string>
+  readonly metricsWithoutAuth: boolean
+  readonly maxConnections: Option.Option<number>
+  readonly headersTimeout: string
+  readonly requestTimeout: string
+  readonly keepAliveTimeout: string
+  readonly shutdownGrace: string
+  readonly metricPrefix: string
+  readonly otlp: Value<"otlp">
+}
+
+/** @category constructors */
+export const resolveCollect = (input: CollectInput): Effect.Effect<CollectConfig, UsageError> =>
+  Effect.map(parseDuration(input.maxAge), (maxAge) => ({
+    source: input.source,
+    instancesFile: input.instancesFile,
+    libvirtRunDir: input.libvirtRunDir,
+    discoveryUids: input.discoveryUids,
+    procRoot: input.procRoot,
+    sysRoot: input.sysRoot,
+    maxAge
+  }))
+
+/** An environment-only setting; a bad value names the variable. @category getters */
+export const fromEnv = <A>(setting: Setting<A>): Effect.Effect<Option.Option<A>, UsageError> =>
+  Effect.mapError(setting.config, (error) => new UsageError({ message: `${setting.env}: ${oneLine(String(error))}` }))
+
+const oneLine = (text: string) => text.replace(/\s+/g, " ").trim()
+
+/** The token from the token file, else VM_METRICS_AUTH_TOKEN, else none. @category constructors */
+export const readToken = (file: Option.Option<string>) =>
+  Effect.gen(function* () {
+    if (Option.isSome(file)) {
+      const text = yield* Effect.try({
+        try: () => fs.readFileSync(file.value, "utf8"),
+        catch: () => new UsageError({ message: `cannot read the auth token file ${file.value}` })
+      })
+      return Option.some(yield* checkToken(text, `the auth token file ${file.value}`))
+    }
+    const given = yield* settings.authToken.config.pipe(
+      Effect.mapError(() => new UsageError({ message: "VM_METRICS_AUTH_TOKEN is not valid" }))
+    )
+    if (Option.isNone(given)) return Option.none<Redacted.Redacted<string>>()
+    return Option.some(yield* checkToken(given.value, "VM_METRICS_AUTH_TOKEN"))
+  })
+
+/** The connection settings as Connections.Limits, the max checked against the open-files soft limit (logged). */
+const connectionLimits = (input: ServeInput) =>
+  Effect.gen(function* () {
+    const ms = (text: string) => Effect.map(parseDuration(text), Duration.toMillis)
+    const headersTimeoutMs = yield* ms(input.headersTimeout)
+    const requestTimeoutMs = yield* ms(input.requestTimeout)
+    if (headersTimeoutMs < 1 || requestTimeoutMs < headersTimeoutMs)
+      return yield* new UsageError({
+        message: `--headers-timeout must be > 0 and at most --request-timeout (${input.headersTimeout} > ${input.requestTimeout})`
+      })
+    const softLimit = Connections.fdSoftLimit()
+    const chosen = yield* Either.mapLeft(
+      Connections.chooseMax(Option.getOrUndefined(input.maxConnections), softLimit),
+      (message) => new UsageError({ message })
+    )
+    const log = chosen.clamped ? Effect.logWarning : Effect.logInfo
+    const note = chosen.clamped ? "lowered to half the open-files soft limit" : "half the soft limit is the collector's"
+    yield* log(`connections: at most ${chosen.max}; open files: soft limit ${softLimit ?? "unlimited"} (${note})`)
+    // Node reads a keep-alive timeout of 0 as "never close an idle connection".
+    const keepAliveTimeoutMs = yield* ms(input.keepAliveTimeout)
+    if (keepAliveTimeoutMs < 1)
+      return yield* new UsageError({ message: `--keep-alive-timeout must be > 0, got ${input.keepAliveTimeout}` })
+    return {
+      headersTimeoutMs,
+      requestTimeoutMs,
+      keepAliveTimeoutMs,
+      shutdownGraceMs: yield* ms(input.shutdownGrace),
+      maxConnections: chosen.max
+    } satisfies Connections.Limits
+  })
+
+/** The resource options from OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES. */
+const resourceFromEnv = Effect.gen(function* () {
+  const serviceName = yield* fromEnv(settings.serviceName)
+  const list = Option.map(yield* fromEnv(settings.resourceAttributes), ResourceAttributes.parseAttributeList)
+  // As the OTel specification says: OTEL_SERVICE_NAME, else a service.name in the attribute list.
+  const name = Option.orElse(serviceName, () => Option.flatMapNullable(list, (a) => a["service.name"]))
+  return {
+    ...(Option.isSome(name) ? { serviceName: name.value } : {}),
+    ...(Option.isSome(list) ? { attributes: list.value } : {})
+  } satisfies ResourceAttributes.ResourceOptions
+})
+
+/** Everything `serve` runs with: the flags given, plus the environment-only settings. @category constructors */
+export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageError> =>
+  Effect.gen(function* () {
+    if (input.port < 1 || input.port > 65535)
+      return yield* new UsageError({ message: `--port must be 1-65535, got ${input.port}` })
+    const collect = yield* resolveCollect(input)
+    const authToken = yield* readToken(input.authTokenFile)
+    const limits = yield* connectionLimits(input)
+    const utilizationRatio = yield* fromEnv(settings.utilizationRatio)
+    const labelBudget = yield* fromEnv(settings.labelBudget)
+    const interval = Option.getOrElse(yield* fromEnv(settings.otlpInterval), () => settings.otlpInterval.default)
+    if (!Number.isSafeInteger(interval) || interval < 1)
+      return yield* new UsageError({
+        message: `OTEL_METRIC_EXPORT_INTERVAL must be a positive integer, got ${interval}`
+      })
+    return {
+      ...collect,
+      host: input.host,
+      port: input.port,
+      authToken,
+      metricsWithoutAuth: input.metricsWithoutAuth,
+      limits,
+      metrics: {
+        prefix: input.metricPrefix,
+        utilizationRatio: Option.getOrElse(utilizationRatio, () => defaults.metrics.utilizationRatio),
+        labelBudget: Option.getOrElse(labelBudget, () => defaults.metrics.labelBudget)
+      },
+      resource: yield* resourceFromEnv,
+      otlp: input.otlp === "on",
+      otlpInterval: Duration.millis(interval)
+    }
+  })

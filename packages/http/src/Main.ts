@@ -1,0 +1,107 @@
+/**
+ * The composition root: the one place the product's layer graph is built, from an AppConfig.
+ * `layerCollect`: source → readers → collector; `layerPipeline`: … → metrics (→ OTLP push);
+ * `layerApp`: the pipeline behind the HTTP app without a socket; `layerServe`: the whole server.
+ * The CLI, the tests and the bench all build through these. A caller may swap the instance source or
+ * the readers (`Ports`), e.g. in-memory ones in a test; a field of the config left out takes the
+ * table's default (AppConfig.defaults).
+ *
+ * @since 0.1.0
+ */
+import * as Collector from "@vm-metrics/core/Collector"
+import type { InstanceSource } from "@vm-metrics/core/InstanceSource"
+import type { ProcReader } from "@vm-metrics/core/ProcReader"
+import type { TapReader } from "@vm-metrics/core/TapReader"
+import * as NodeReaders from "@vm-metrics/node/NodeReaders"
+import * as OtlpPush from "@vm-metrics/otel/OtlpPush"
+import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
+import { Effect, Layer, Runtime } from "effect"
+import { type AppConfig, type CollectConfig, defaults, type PipelineConfig, UsageError } from "./AppConfig.js"
+import * as Server from "./Server.js"
+import * as Sources from "./Sources.js"
+
+/** Replacements for the source and readers the config would choose. @category models */
+export interface Ports {
+  readonly source?: Layer.Layer<InstanceSource>
+  readonly readers?: Layer.Layer<ProcReader | TapReader>
+}
+
+const asUsage = (error: { readonly message: string }) => new UsageError({ message: error.message })
+
+/** The instance source the config names. @category layers */
+export const layerSource = (config: Partial<CollectConfig> = {}): Layer.Layer<InstanceSource, UsageError> => {
+  const c = { ...defaults, ...config }
+  return Sources.layer({
+    kind: c.source,
+    procRoot: c.procRoot,
+    instancesFile: c.instancesFile,
+    libvirtRunDir: c.libvirtRunDir,
+    discoveryUids: c.discoveryUids
+  }).pipe(Layer.mapError(asUsage))
+}
+
+/** The kernel readers under the config's /proc and /sys. @category layers */
+export const layerReaders = (config: Partial<CollectConfig> = {}): Layer.Layer<ProcReader | TapReader, UsageError> =>
+  NodeReaders.layer({
+    procRoot: config.procRoot ?? defaults.procRoot,
+    sysRoot: config.sysRoot ?? defaults.sysRoot
+  }).pipe(Layer.mapError(asUsage))
+
+/** Source → readers → collector. @category layers */
+export const layerCollect = (
+  config: Partial<CollectConfig> = {},
+  ports: Ports = {}
+): Layer.Layer<Collector.Collector, UsageError> =>
+  Collector.layer({ maxAge: config.maxAge ?? defaults.maxAge }).pipe(
+    Layer.provide(Layer.merge(ports.readers ?? layerReaders(config), ports.source ?? layerSource(config)))
+  )
+
+/** Source → readers → collector → metrics, and the OTLP push when `otlp` is on. @category layers */
+export const layerPipeline = (
+  config: Partial<PipelineConfig> = {},
+  ports: Ports = {}
+): Layer.Layer<Collector.Collector | VmMetrics.VmMetrics, UsageError> => {
+  const metrics = VmMetrics.layer({
+    metrics: config.metrics ?? defaults.metrics,
+    resource: config.resource ?? defaults.resource
+  }).pipe(Layer.mapError(asUsage), Layer.provideMerge(layerCollect(config, ports)))
+  return config.otlp === true
+    ? OtlpPush.layer({ interval: config.otlpInterval ?? defaults.otlpInterval }).pipe(Layer.provideMerge(metrics))
+    : metrics
+}
+
+/** SIGHUP lists the instances again now (the file source re-reads a changed file); it never ends the server. */
+const reloadOnHangup = Layer.scopedDiscard(
+  Effect.gen(function* () {
+    const collector = yield* Collector.Collector
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const onHangup = () => {
+      runFork(Effect.zipRight(Effect.logInfo("SIGHUP: listing the instances again"), collector.refresh))
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => process.on("SIGHUP", onHangup)),
+      () => Effect.sync(() => process.off("SIGHUP", onHangup))
+    )
+  })
+)
+
+/** The HTTP app over the pipeline, without a socket: tests provide `NodeHttpServer.layerTest`. @category layers */
+export const layerApp = (config: Partial<AppConfig> = {}, ports: Ports = {}) =>
+  Server.layerApp(config.authToken ?? defaults.authToken, {
+    metricsWithoutAuth: config.metricsWithoutAuth ?? defaults.metricsWithoutAuth
+  }).pipe(Layer.provide(layerPipeline(config, ports)))
+
+/** The whole server: pipeline, HTTP listener, SIGHUP reload. @category layers */
+export const layerServe = (config: Partial<AppConfig> = {}, ports: Ports = {}) => {
+  const c = { ...defaults, ...config }
+  return Layer.mergeAll(
+    Server.layer({
+      host: c.host,
+      port: c.port,
+      authToken: c.authToken,
+      limits: c.limits,
+      metricsWithoutAuth: c.metricsWithoutAuth
+    }),
+    reloadOnHangup
+  ).pipe(Layer.provide(layerPipeline(config, ports)))
+}
