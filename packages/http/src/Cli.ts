@@ -206,7 +206,7 @@ const top = Command.make("top", topOptions, (config) =>
       const base = config.url.value
       if (!/^https?:\/\/[^\s]+$/.test(base))
         return yield* new AppConfig.UsageError({ message: `not an http(s) URL: ${base}` })
-      return yield* Top.run(Top.remote(base, yield* AppConfig.readToken(config.authTokenFile)), every)
+      return yield* Top.run(yield* Top.remote(base, yield* AppConfig.readToken(config.authTokenFile)), every)
     }
     return yield* Effect.flatMap(Top.local, (source) => Top.run(source, every)).pipe(
       Effect.provide(collectLayer(config))

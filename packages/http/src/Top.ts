@@ -1,14 +1,17 @@
 /**
  * `vm-metrics top`: a live view, one row per VM, refreshed every interval, like top / virt-top.
  * Reads the local host through the collector, or a remote server's `GET /instances` (`--url`, with
- * the bearer token). Keys: c/m/n/a change the sort, q (or Ctrl-C) quits. A failed refresh shows the
+ * the bearer token) through the API's typed client: both become the API's body, then a TopModel sample. Keys: c/m/n/a change the sort, q (or Ctrl-C) quits. A failed refresh shows the
  * error and keeps the last rows.
  *
  * @since 0.1.0
  */
+import { FetchHttpClient, HttpApiClient, HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
 import { Collector } from "@vm-metrics/core/Collector"
-import { cpuSeconds, type VmStats } from "@vm-metrics/core/VmStats"
-import { Clock, Data, Duration, Effect, Option, Queue, Redacted } from "effect"
+import { Clock, Data, Duration, Effect, Option, Queue, type Redacted } from "effect"
+import { VmMetricsApi } from "./Api.js"
+import * as ExactJson from "./ExactJson.js"
+import { type InstanceStats, statsBody } from "./StatsJson.js"
 import { rows as rowsOf, type Sample, type SortKey, screen, sortKeys, type VmSample } from "./TopModel.js"
 
 /** @category errors */
@@ -20,18 +23,19 @@ export interface TopSource {
   readonly sample: Effect.Effect<Sample, TopSourceError>
 }
 
-const fromStats = (vm: VmStats): VmSample => ({
-  id: vm.instanceId,
-  name: vm.instanceName,
+/** One VM as the API's body gives it (the local collector's stats go through the same body). */
+const sampleOf = (vm: InstanceStats): VmSample => ({
+  id: vm.instance_id,
+  name: vm.instance_name,
   state: vm.state,
   epoch: vm.epoch,
-  processStart: vm.processStartTimeMs === null ? null : String(vm.processStartTimeMs),
-  cpuSeconds: cpuSeconds(vm),
-  rssBytes: vm.memoryRssBytes === null ? null : Number(vm.memoryRssBytes),
-  allocatedMemoryBytes: vm.allocatedMemoryBytes,
-  vcpus: vm.allocatedVcpus,
-  rxBytes: vm.netRxBytes === null ? null : Number(vm.netRxBytes),
-  txBytes: vm.netTxBytes === null ? null : Number(vm.netTxBytes)
+  processStart: vm.process_start_time,
+  cpuSeconds: vm.cpu_seconds,
+  rssBytes: vm.memory_rss_bytes === null ? null : Number(vm.memory_rss_bytes),
+  allocatedMemoryBytes: Number(vm.allocated_memory_bytes),
+  vcpus: vm.allocated_vcpus,
+  rxBytes: vm.network_rx_bytes === null ? null : Number(vm.network_rx_bytes),
+  txBytes: vm.network_tx_bytes === null ? null : Number(vm.network_tx_bytes)
 })
 
 /** This host, through the collector (each refresh is a new collection). @category sources */
@@ -39,47 +43,60 @@ export const local = Effect.map(Collector, (collector) => ({
   label: "this host",
   sample: Effect.map(collector.refresh, (snapshot) => ({
     atMs: snapshot.sampledAtMs,
-    vms: snapshot.stats.map(fromStats)
+    vms: snapshot.stats.map((vm) => sampleOf(statsBody(vm)))
   }))
 }))
 
-const numberOrNull = (v: unknown) => (typeof v === "number" ? v : null)
-
-/** A server's `GET /instances`. @category sources */
-export const remote = (url: string, token: Option.Option<Redacted.Redacted<string>>): TopSource => ({
-  label: url,
-  sample: Effect.tryPromise({
-    try: async (signal) => {
-      const headers: Record<string, string> = Option.match(token, {
-        onNone: () => ({}),
-        onSome: (t) => ({ authorization: `Bearer ${Redacted.value(t)}` })
-      })
-      const response = await fetch(new URL("/instances", url), { headers, signal })
-      if (!response.ok) throw new Error(`${response.status} ${response.statusText}`)
-      const body = (await response.json()) as { instances: ReadonlyArray<Record<string, unknown>> }
-      return {
-        atMs: Date.now(),
-        vms: body.instances.map((vm) => ({
-          id: String(vm.instance_id),
-          name: String(vm.instance_name),
-          state: String(vm.state ?? "unknown"),
-          epoch: numberOrNull(vm.epoch) ?? 0,
-          processStart: typeof vm.process_start_time === "string" ? vm.process_start_time : null,
-          cpuSeconds: numberOrNull(vm.cpu_seconds),
-          rssBytes: numberOrNull(vm.memory_rss_bytes),
-          allocatedMemoryBytes: numberOrNull(vm.allocated_memory_bytes) ?? 0,
-          vcpus: numberOrNull(vm.allocated_vcpus) ?? 0,
-          rxBytes: numberOrNull(vm.network_rx_bytes),
-          txBytes: numberOrNull(vm.network_tx_bytes)
-        }))
-      }
-    },
-    catch: (error) =>
-      new TopSourceError({ message: `${url}: ${error instanceof Error ? error.message : String(error)}` })
-  }).pipe(
-    Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new TopSourceError({ message: `${url}: timed out` }) })
+/**
+ * Bodies with every integer a double cannot hold quoted first: the API client parses with `JSON.parse`,
+ * which would round them, and `Int64` decodes the digits exactly.
+ */
+const exactIntegers = HttpClient.transformResponse(
+  Effect.flatMap((response: HttpClientResponse.HttpClientResponse) =>
+    Effect.map(response.text, (text) =>
+      HttpClientResponse.fromWeb(
+        response.request,
+        new Response(ExactJson.quoteLargeIntegers(text), { status: response.status, headers: response.headers })
+      )
+    )
   )
-})
+)
+
+/** What a failed request says: the API's `{code, message}`, else the client's own message. */
+const failureText = (error: { readonly message: string; readonly code?: string }) =>
+  error.code === undefined ? error.message : `${error.code}: ${error.message}`
+
+/**
+ * The API's typed client for a server at `url`: the bearer token on every request, integers exact.
+ * @category sources
+ */
+export const client = (url: string, token: Option.Option<Redacted.Redacted<string>>) =>
+  HttpApiClient.make(VmMetricsApi, {
+    baseUrl: url,
+    transformClient: (client) =>
+      exactIntegers(
+        Option.match(token, {
+          onNone: () => client,
+          onSome: (t) => HttpClient.mapRequest(client, HttpClientRequest.bearerToken(t))
+        })
+      )
+  })
+
+/** A server's `GET /instances`, through the API's typed client. @category sources */
+export const remote = (url: string, token: Option.Option<Redacted.Redacted<string>>): Effect.Effect<TopSource> =>
+  Effect.map(client(url, token), (api) => ({
+    label: url,
+    sample: api.instances.list().pipe(
+      Effect.flatMap((body) =>
+        Effect.map(Clock.currentTimeMillis, (atMs) => ({ atMs, vms: body.instances.map(sampleOf) }))
+      ),
+      Effect.mapError((error) => new TopSourceError({ message: `${url}: ${failureText(error)}` })),
+      Effect.timeoutFail({
+        duration: "5 seconds",
+        onTimeout: () => new TopSourceError({ message: `${url}: timed out` })
+      })
+    )
+  })).pipe(Effect.provide(FetchHttpClient.layer))
 
 const CLEAR = "\x1b[H\x1b[2J"
 
