@@ -41,13 +41,19 @@ export interface Sample {
   readonly value: number
 }
 
-/** A service-level family with its samples for one snapshot. @category models */
+/** A service-level family: its samples for one snapshot and the export side's own counts. @category models */
 export interface ServiceFamily extends Family {
-  readonly samples: ReadonlyArray<Sample>
+  readonly samples: (snapshot: Snapshot, counts: ExportCounts) => ReadonlyArray<Sample>
 }
 
 /** The two labels every per-VM series carries, and nothing else. @category constants */
 export const VM_LABELS = ["instance_id", "instance_name"] as const
+
+/** A VM's labels as OTel attributes, named by `VM_LABELS`. @category constructors */
+export const vmAttributes = (vm: VmStats): Record<(typeof VM_LABELS)[number], string> => ({
+  [VM_LABELS[0]]: vm.instanceId,
+  [VM_LABELS[1]]: vm.instanceName
+})
 
 const seconds = (usec: bigint | null) => (usec === null ? null : Number(usec) / 1e6)
 
@@ -127,17 +133,6 @@ export const vmFamilies = (options: MetricOptions): ReadonlyArray<VmFamily> => {
 
 const STATES: ReadonlyArray<VmState> = ["running", "exited", "no-process", "unknown"]
 
-/** A snapshot of nothing: what the service families look like before any collection. */
-const NO_SNAPSHOT: Snapshot = {
-  sequence: 0,
-  sampledAtMs: 0,
-  durationMs: 0,
-  stats: [],
-  sourceError: null,
-  sourceErrorsTotal: 0,
-  unavailableTotals: []
-}
-
 /** What the export side counts itself, beside the snapshot. @category models */
 export interface ExportCounts {
   /** Transitions into over-budget, from the label budget guardrail. */
@@ -146,21 +141,16 @@ export interface ExportCounts {
   readonly dropped: ReadonlyArray<Dropped>
 }
 
-const NO_COUNTS: ExportCounts = { budgetTransitions: 0, dropped: [] }
-
-/** Names, kinds and units of the service-level families, without samples (to create instruments). @category constructors */
-export const serviceFamilyDefinitions = (options: MetricOptions): ReadonlyArray<Family> =>
-  serviceFamilies(options, NO_SNAPSHOT, NO_COUNTS)
-
-/** Service-level families for one snapshot and the export side's own counts. @category constructors */
-export const serviceFamilies = (
-  options: MetricOptions,
-  snapshot: Snapshot,
-  counts: ExportCounts
-): ReadonlyArray<ServiceFamily> => {
-  const p = `${options.prefix}_metrics`
+/** Listed instances by state, every state present (0 when none). */
+const countByState = (snapshot: Snapshot): ReadonlyArray<Sample> => {
   const byState = new Map<string, number>(STATES.map((state) => [state, 0]))
   for (const vm of snapshot.stats) byState.set(vm.state, (byState.get(vm.state) ?? 0) + 1)
+  return Array.from(byState, ([state, count]) => ({ labels: [["state", state]] as const, value: count }))
+}
+
+/** Service-level families, in export order; each reads its samples from a snapshot and the counts. @category constructors */
+export const serviceFamilies = (options: MetricOptions): ReadonlyArray<ServiceFamily> => {
+  const p = `${options.prefix}_metrics`
   return [
     {
       name: `${p}_instances_observed`,
@@ -168,7 +158,7 @@ export const serviceFamilies = (
       unit: "{instance}",
       integer: true,
       help: "Current number of VM instances represented by per-VM labeled metrics.",
-      samples: [{ labels: [], value: snapshot.stats.length }]
+      samples: (snapshot) => [{ labels: [], value: snapshot.stats.length }]
     },
     {
       name: `${p}_label_budget_exceeded_total`,
@@ -176,7 +166,7 @@ export const serviceFamilies = (
       unit: "",
       integer: true,
       help: "Total number of transitions into over-budget VM metric label cardinality.",
-      samples: [{ labels: [], value: counts.budgetTransitions }]
+      samples: (_, counts) => [{ labels: [], value: counts.budgetTransitions }]
     },
     {
       name: `${p}_instances`,
@@ -184,7 +174,7 @@ export const serviceFamilies = (
       unit: "{instance}",
       integer: true,
       help: "Listed VM instances by state of their hypervisor process.",
-      samples: Array.from(byState, ([state, count]) => ({ labels: [["state", state]] as const, value: count }))
+      samples: countByState
     },
     {
       name: `${p}_last_collection_timestamp_seconds`,
@@ -192,7 +182,7 @@ export const serviceFamilies = (
       unit: "s",
       integer: false,
       help: "When the snapshot behind these series was taken (Unix time); its age tells how stale they are.",
-      samples: [{ labels: [], value: snapshot.sampledAtMs / 1000 }]
+      samples: (snapshot) => [{ labels: [], value: snapshot.sampledAtMs / 1000 }]
     },
     {
       name: `${p}_collection_duration_seconds`,
@@ -200,7 +190,7 @@ export const serviceFamilies = (
       unit: "s",
       integer: false,
       help: "How long the last collection of all instances took.",
-      samples: [{ labels: [], value: snapshot.durationMs / 1000 }]
+      samples: (snapshot) => [{ labels: [], value: snapshot.durationMs / 1000 }]
     },
     {
       name: `${p}_read_errors_total`,
@@ -208,13 +198,14 @@ export const serviceFamilies = (
       unit: "",
       integer: true,
       help: "Values that could not be read, by kernel file and reason, since start.",
-      samples: snapshot.unavailableTotals.map((t) => ({
-        labels: [
-          ["source", t.source],
-          ["reason", t.reason]
-        ] as const,
-        value: t.count
-      }))
+      samples: (snapshot) =>
+        snapshot.unavailableTotals.map((t) => ({
+          labels: [
+            ["source", t.source],
+            ["reason", t.reason]
+          ] as const,
+          value: t.count
+        }))
     },
     {
       name: `${p}_source_errors_total`,
@@ -222,7 +213,7 @@ export const serviceFamilies = (
       unit: "",
       integer: true,
       help: "Times the instance source failed to list instances, since start.",
-      samples: [{ labels: [], value: snapshot.sourceErrorsTotal }]
+      samples: (snapshot) => [{ labels: [], value: snapshot.sourceErrorsTotal }]
     },
     {
       name: `${p}_discovery_ignored_total`,
@@ -230,10 +221,11 @@ export const serviceFamilies = (
       unit: "",
       integer: true,
       help: "Hypervisor-named processes discovery did not trust (another user's, or an executable others could write), by reason, since start.",
-      samples: (snapshot.sourceIgnored ?? []).map((ignored) => ({
-        labels: [["reason", ignored.reason]] as const,
-        value: ignored.count
-      }))
+      samples: (snapshot) =>
+        (snapshot.sourceIgnored ?? []).map((ignored) => ({
+          labels: [["reason", ignored.reason]] as const,
+          value: ignored.count
+        }))
     },
     {
       name: `${p}_export_dropped_total`,
@@ -241,13 +233,14 @@ export const serviceFamilies = (
       unit: "",
       integer: true,
       help: "Values left out of an OTel export (OTLP push, producer, instruments) because OTel cannot carry them exactly, by metric and reason, since start.",
-      samples: counts.dropped.map((d) => ({
-        labels: [
-          ["metric", d.metric],
-          ["reason", d.reason]
-        ] as const,
-        value: d.count
-      }))
+      samples: (_, counts) =>
+        counts.dropped.map((d) => ({
+          labels: [
+            ["metric", d.metric],
+            ["reason", d.reason]
+          ] as const,
+          value: d.count
+        }))
     }
   ]
 }

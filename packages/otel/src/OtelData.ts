@@ -21,7 +21,7 @@ import {
   type ScopeMetrics
 } from "@opentelemetry/sdk-metrics"
 import type { Snapshot } from "@vm-metrics/core/Collector"
-import { type Family, serviceFamilies, vmFamilies } from "./Catalog.js"
+import { type Family, serviceFamilies, vmAttributes, vmFamilies } from "./Catalog.js"
 import type { MetricOptions } from "./MetricOptions.js"
 import { type DropCounter, toOtelNumber } from "./OtelValue.js"
 import { VERSION } from "./ResourceAttributes.js"
@@ -89,7 +89,7 @@ export const toScopeMetrics = (
       const start =
         family.kind === "gauge" ? end : vm.seriesStartTimeMs === null ? serviceStart : hrTime(vm.seriesStartTimeMs)
       points.push({
-        attributes: { instance_id: vm.instanceId, instance_name: vm.instanceName },
+        attributes: vmAttributes(vm),
         startTime: start,
         endTime: end,
         value
@@ -98,12 +98,13 @@ export const toScopeMetrics = (
     metrics.push(metricData(family, points))
   }
   // After the per-VM points, so that this export's drops are in the count it carries.
-  for (const family of serviceFamilies(options, snapshot, { budgetTransitions, dropped: drops.totals() })) {
+  const counts = { budgetTransitions, dropped: drops.totals() }
+  for (const family of serviceFamilies(options)) {
     const start = family.kind === "gauge" ? end : serviceStart
     metrics.push(
       metricData(
         family,
-        family.samples.map((s) => ({
+        family.samples(snapshot, counts).map((s) => ({
           attributes: Object.fromEntries(s.labels),
           startTime: start,
           endTime: end,

@@ -10,7 +10,7 @@
  * @since 0.1.0
  */
 import type { Snapshot } from "@vm-metrics/core/Collector"
-import { type ExportCounts, type Family, serviceFamilies, vmFamilies } from "./Catalog.js"
+import { type ExportCounts, type Family, serviceFamilies, VM_LABELS, vmFamilies } from "./Catalog.js"
 import type { MetricOptions } from "./MetricOptions.js"
 import type { ResourceAttributes } from "./ResourceAttributes.js"
 
@@ -25,6 +25,8 @@ const labelName = (name: string) => name.replace(/[^a-zA-Z0-9_]/g, "_").replace(
 const header = (family: Family) =>
   `# HELP ${family.name} ${escapeHelp(family.help)}\n# TYPE ${family.name} ${family.kind}\n`
 
+const [ID_LABEL, NAME_LABEL] = VM_LABELS
+
 const labelSet = (labels: ReadonlyArray<readonly [string, string]>) =>
   labels.length === 0 ? "" : `{${labels.map(([k, v]) => `${labelName(k)}="${escapeLabel(v)}"`).join(",")}}`
 
@@ -35,13 +37,14 @@ export type Renderer = (snapshot: Snapshot, counts: ExportCounts) => string
 export const makeRenderer = (options: MetricOptions, resource: ResourceAttributes): Renderer => {
   const families = vmFamilies(options)
   const headers = families.map(header)
+  const service = serviceFamilies(options)
   const targetInfo = `# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info${labelSet(Object.entries(resource))} 1\n`
   const labels = new Map<string, { readonly name: string; readonly text: string }>()
 
   const labelsOf = (id: string, name: string): string => {
     const cached = labels.get(id)
     if (cached !== undefined && cached.name === name) return cached.text
-    const text = `{instance_id="${escapeLabel(id)}",instance_name="${escapeLabel(name)}"} `
+    const text = `{${ID_LABEL}="${escapeLabel(id)}",${NAME_LABEL}="${escapeLabel(name)}"} `
     labels.set(id, { name, text })
     return text
   }
@@ -59,10 +62,11 @@ export const makeRenderer = (options: MetricOptions, resource: ResourceAttribute
       })
       if (body !== "") out += headers[f] + body
     })
-    for (const family of serviceFamilies(options, snapshot, counts)) {
-      if (family.samples.length === 0) continue
+    for (const family of service) {
+      const samples = family.samples(snapshot, counts)
+      if (samples.length === 0) continue
       out += header(family)
-      for (const sample of family.samples) out += `${family.name}${labelSet(sample.labels)} ${sample.value}\n`
+      for (const sample of samples) out += `${family.name}${labelSet(sample.labels)} ${sample.value}\n`
     }
     return out
   }

@@ -3,12 +3,16 @@
  * as observable instruments on a caller's own `Meter`. Nothing here reads /proc: every path asks the
  * collector for a snapshot no older than its max age (`collectAll`), so a scrape, a push and a
  * caller's reader within that age share one collection, and a caller's reader with nothing else
- * running still sees fresh values (as the seed's `InitializeOTel` callback collected on every read).
+ * running still sees fresh values (as the Go original's `InitializeOTel` callback collected on every read).
  * The OTel callbacks run outside Effect: they run the collection on the runtime captured when the
  * layer was built and return a Promise, which the OTel JS SDK awaits.
  *
  * The label-budget guardrail sees each snapshot once, whichever path reads it first. Values OTel
  * cannot carry exactly are left out of the OTel paths and counted (see OtelValue).
+ *
+ * The name says what it serves (the per-VM metric families), but it is also the product's name and
+ * close to the HTTP contract `VmMetricsApi`; a clearer one (e.g. `MetricsExport`) is left for a
+ * rename of its own, as it touches the composition root and most e2e tests.
  *
  * @since 0.1.0
  */
@@ -17,7 +21,7 @@ import { resourceFromAttributes } from "@opentelemetry/resources"
 import type { MetricProducer } from "@opentelemetry/sdk-metrics"
 import { Collector, type Snapshot } from "@vm-metrics/core/Collector"
 import { Clock, Context, Effect, Layer, Runtime, type Scope } from "effect"
-import { type ExportCounts, type Family, serviceFamilies, serviceFamilyDefinitions, vmFamilies } from "./Catalog.js"
+import { type ExportCounts, type Family, serviceFamilies, vmAttributes, vmFamilies } from "./Catalog.js"
 import * as LabelBudget from "./LabelBudget.js"
 import * as MetricOptions from "./MetricOptions.js"
 import { toScopeMetrics } from "./OtelData.js"
@@ -29,9 +33,7 @@ import * as ResourceAttributes from "./ResourceAttributes.js"
 export class VmMetrics extends Context.Tag("@vm-metrics/otel/VmMetrics")<
   VmMetrics,
   {
-    readonly options: MetricOptions.MetricOptions
     readonly resource: ResourceAttributes.ResourceAttributes
-    readonly budget: LabelBudget.LabelBudget
     /** Prometheus text of a snapshot no older than the collector's max age. */
     readonly prometheusText: Effect.Effect<string>
     /** Prometheus text of the given snapshot, without I/O. */
@@ -118,7 +120,7 @@ export const make = (options: Options = {}) =>
     const registerOn = (meter: Meter) =>
       Effect.gen(function* () {
         const perVm = vmFamilies(metricOptions)
-        const service = serviceFamilyDefinitions(metricOptions)
+        const service = serviceFamilies(metricOptions)
         const instrument = (family: Family): Observable => {
           const spec = {
             description: family.help,
@@ -130,7 +132,7 @@ export const make = (options: Options = {}) =>
             : meter.createObservableGauge(family.name, spec)
         }
         const vmInstruments = perVm.map((family) => [family, instrument(family)] as const)
-        const serviceInstruments = new Map(service.map((family) => [family.name, instrument(family)]))
+        const serviceInstruments = service.map((family) => [family, instrument(family)] as const)
         const callback = async (result: BatchObservableResult) => {
           const snapshot = await freshObserved()
           if (snapshot === undefined) return
@@ -140,16 +142,17 @@ export const make = (options: Options = {}) =>
               if (read === null) continue
               const value = OtelValue.toOtelNumber(family.integer, read)
               if (value === null) drops.count(family.name, "out_of_range")
-              else result.observe(target, value, { instance_id: vm.instanceId, instance_name: vm.instanceName })
+              else result.observe(target, value, vmAttributes(vm))
             }
           }
-          for (const family of serviceFamilies(metricOptions, snapshot, counts())) {
-            const target = serviceInstruments.get(family.name)
-            if (target === undefined) continue
-            for (const sample of family.samples) result.observe(target, sample.value, Object.fromEntries(sample.labels))
+          const current = counts()
+          for (const [family, target] of serviceInstruments) {
+            for (const sample of family.samples(snapshot, current)) {
+              result.observe(target, sample.value, Object.fromEntries(sample.labels))
+            }
           }
         }
-        const all = [...vmInstruments.map(([, target]) => target), ...serviceInstruments.values()]
+        const all = [...vmInstruments, ...serviceInstruments].map(([, target]) => target)
         yield* Effect.acquireRelease(
           Effect.sync(() => meter.addBatchObservableCallback(callback, all)),
           () => Effect.sync(() => meter.removeBatchObservableCallback(callback, all))
@@ -157,9 +160,7 @@ export const make = (options: Options = {}) =>
       })
 
     return VmMetrics.of({
-      options: metricOptions,
       resource,
-      budget,
       prometheusText: Effect.flatMap(collector.collectAll, render),
       render,
       producer,

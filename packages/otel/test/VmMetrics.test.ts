@@ -5,6 +5,7 @@ import { DataPointType, MeterProvider, MetricReader, type ResourceMetrics } from
 import { Collector } from "@vm-metrics/core/Collector"
 import { ParseError } from "@vm-metrics/core/Errors"
 import { Effect, Layer, TestClock } from "effect"
+import * as LabelBudget from "../src/LabelBudget.js"
 import { hrTime } from "../src/OtelData.js"
 import * as VmMetricsModule from "../src/VmMetrics.js"
 import { VmMetrics } from "../src/VmMetrics.js"
@@ -229,24 +230,32 @@ describe("label budget guardrail (checklist 21–24)", () => {
         { level: "INFO", message: "vm metrics label budget recovered" },
         { level: "WARN", message: "vm metrics label budget exceeded" }
       ])
-      // The setter ignores values ≤ 0.
-      metrics.budget.setBudget(0)
-      metrics.budget.setBudget(-5)
-      assert.strictEqual(metrics.budget.budget(), 1)
-      metrics.budget.setBudget(5)
-      assert.strictEqual(metrics.budget.budget(), 5)
     }).pipe(Effect.provide(layerFor(world, { metrics: { labelBudget: 1 } })))
   })
 
-  it.effect("the default budget is 200 and exactly 200 instances is not over", () => {
-    const instances = Array.from({ length: 200 }, (_, i) => vm(`v${i}`, 100 + i, { tapDevice: undefined as never }))
-    const world = makeWorld(instances.map(({ tapDevice: _, ...rest }) => rest))
+  it("the budget setter ignores values ≤ 0", () => {
+    const budget = LabelBudget.make(1)
+    budget.setBudget(0)
+    budget.setBudget(-5)
+    assert.strictEqual(budget.budget(), 1)
+    budget.setBudget(5)
+    assert.strictEqual(budget.budget(), 5)
+  })
+
+  it.effect("the default budget is 200: exactly 200 instances is not over, 201 is", () => {
+    const instances = Array.from({ length: 201 }, (_, i) => vm(`v${i}`, 100 + i, { tapDevice: undefined as never }))
+    const untapped = instances.map(({ tapDevice: _, ...rest }) => rest)
+    const world = makeWorld(untapped.slice(0, 200))
     return Effect.gen(function* () {
       const metrics = yield* VmMetrics
-      assert.strictEqual(metrics.budget.budget(), 200)
+      const collector = yield* Collector
       const { samples } = parseExposition(yield* metrics.prometheusText)
       assert.strictEqual(samples.get("hypeman_vm_metrics_label_budget_exceeded_total{}"), "0")
       assert.strictEqual(samples.get("hypeman_vm_metrics_instances_observed{}"), "200")
+      world.source.set(untapped)
+      const over = parseExposition(yield* Effect.flatMap(collector.refresh, metrics.render)).samples
+      assert.strictEqual(over.get("hypeman_vm_metrics_label_budget_exceeded_total{}"), "1")
+      assert.strictEqual(over.get("hypeman_vm_metrics_instances_observed{}"), "201")
     }).pipe(Effect.provide(layerFor(world)))
   })
 })
