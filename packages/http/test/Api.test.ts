@@ -4,7 +4,7 @@
  * failed listing may tell a client (its kind and position, never its reason).
  */
 import * as http from "node:http"
-import { HttpServer } from "@effect/platform"
+import { FetchHttpClient, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import * as Collector from "@vm-metrics/core/Collector"
@@ -16,8 +16,10 @@ import * as TapReader from "@vm-metrics/core/TapReader"
 import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
 import { Effect, Either, Layer, Option, Redacted } from "effect"
 import { statLine } from "../../core/src/internal/statLine.js"
+import { Ambiguous, NotFound, Unauthorized } from "../src/Api.js"
 import { lookup } from "../src/Lookup.js"
 import * as Server from "../src/Server.js"
+import * as Top from "../src/Top.js"
 
 const GiB = 1024 ** 3
 const kernel = { clockTicksPerSecond: 100, pageSize: 4096, bootTimeMs: 1_700_000_000_000 }
@@ -79,6 +81,12 @@ const raw = (path: string, headers: Record<string, string> = {}, method = "GET")
       req.end()
     })
   })
+
+/** The test server's base URL, for a real client. */
+const baseUrl = Effect.map(
+  HttpServer.HttpServer,
+  (server) => `http://127.0.0.1:${(server.address as HttpServer.TcpAddress).port}`
+)
 
 const jsonOf = (body: string) => JSON.parse(body) as Record<string, any>
 
@@ -165,6 +173,26 @@ layer(serverWith(Option.none()), { excludeTestServices: true })("HTTP API", (it)
         })
       }
     })
+  )
+
+  it.effect("the API's typed client (top --url) decodes integers above 2^53 exactly, and 404/409 as typed errors", () =>
+    Effect.gen(function* () {
+      const api = yield* Top.client(yield* baseUrl, Option.none())
+      const web = yield* api.instances.stats({ path: { id: "qilviffnqzck2jrim1x6s2b1" } })
+      assert.strictEqual(web.network_rx_bytes, 9_007_199_254_740_993n)
+      assert.strictEqual(web.network_tx_bytes, 18_446_744_073_709_551_615n)
+      assert.strictEqual(web.memory_rss_bytes, 108237n * 4096n)
+      assert.strictEqual(web.allocated_memory_bytes, 4n * 1024n ** 3n)
+      const listed = yield* api.instances.list()
+      assert.deepStrictEqual(listed.instances[0], web)
+      const missing = yield* Effect.flip(api.instances.stats({ path: { id: "nope" } }))
+      assert.deepStrictEqual(missing, new NotFound({ code: "not_found", message: "resource not found" }))
+      const ambiguous = yield* Effect.flip(api.instances.stats({ path: { id: "qi" } }))
+      assert.deepStrictEqual(
+        ambiguous,
+        new Ambiguous({ code: "ambiguous", message: "multiple resources match, use full ID" })
+      )
+    }).pipe(Effect.provide(FetchHttpClient.layer))
   )
 
   it.effect("GET /instances lists every instance in source order", () =>
@@ -339,10 +367,20 @@ layer(serverWith(Option.some(Redacted.make("s3cret-token"))), { excludeTestServi
           const prefix = yield* raw(path, { authorization: "Bearer s3cret" })
           assert.strictEqual(prefix.status, 401, path)
         }
+        // top --url sends the token it is given.
+        const wrong = yield* Effect.flip(
+          (yield* Top.client(yield* baseUrl, Option.some(Redacted.make("nope")))).instances.list()
+        )
+        assert.deepStrictEqual(
+          wrong,
+          new Unauthorized({ code: "unauthorized", message: "a valid bearer token is required" })
+        )
+        const api = yield* Top.client(yield* baseUrl, Option.some(Redacted.make("s3cret-token")))
+        assert.strictEqual((yield* api.instances.list()).instances.length, instances.length)
         assert.strictEqual((yield* raw("/instances", { authorization: "Bearer s3cret-token" })).status, 200)
         assert.strictEqual((yield* raw("/metrics", { authorization: "bearer s3cret-token" })).status, 200)
         assert.strictEqual((yield* raw("/healthz")).status, 200)
-      })
+      }).pipe(Effect.provide(FetchHttpClient.layer))
     )
   }
 )
