@@ -133,7 +133,7 @@ describe("parseAuxv", () => {
     assert.deepStrictEqual(parseAuxv(bytes, 8), { pageSize: undefined, clockTicks: undefined })
   })
 
-  it("a value a number cannot hold exactly is undefined, not rounded (issue 8, item 5)", () => {
+  it("a value a number cannot hold exactly is undefined, not rounded", () => {
     const data = auxv64([
       [AT_PAGESZ, 2n ** 53n + 1n],
       [AT_CLKTCK, 2n ** 64n - 1n],

@@ -24,7 +24,7 @@ describe("parseBootTimeMs", () => {
     assert.isUndefined(parseBootTimeMs(text))
   })
 
-  describe("issue 8, item 5: only ASCII digits, lines end at \\n, exact values", () => {
+  describe("only ASCII digits, lines end at \\n, exact values", () => {
     it.each([
       ["a fullwidth digit", "btime 17690\uff1100000"],
       ["an Arabic-Indic digit", "btime \u0661769000000"],

@@ -65,7 +65,7 @@ const byId = (stats: ReadonlyArray<VmStats>, id: string): VmStats => {
 
 describe("Collector", () => {
   describe("unit conversion", () => {
-    it.effect("parity 3: utime 100 + stime 50 at 100 Hz → cpuUsec 1_500_000", () => {
+    it.effect("CPU time is utime + stime in ticks: 100 + 50 at 100 Hz → cpuUsec 1_500_000", () => {
       const r = rig()
       r.procs.set(10, running(10, { utime: 100, stime: 50 }))
       return Effect.gen(function* () {
@@ -78,7 +78,7 @@ describe("Collector", () => {
       }).pipe(Effect.provide(r.layer))
     })
 
-    it.effect("parity 3 / weak spot 4: a 250 Hz kernel converts with 250, not a hard-coded 100", () => {
+    it.effect("a 250 Hz kernel converts ticks with 250, not a hard-coded 100", () => {
       const r = rig({ kernel: { clockTicksPerSecond: 250, pageSize: 4096, bootTimeMs: null } })
       r.procs.set(10, running(10, { utime: 100, stime: 50, guestTime: 25 }))
       return Effect.gen(function* () {
@@ -99,7 +99,7 @@ describe("Collector", () => {
       }).pipe(Effect.provide(r.layer))
     })
 
-    it.effect("parity 4: statm 1000 200 with 4096-byte pages → vms 4096000, rss 819200", () => {
+    it.effect("memory is statm pages × page size: 1000 200 with 4096-byte pages → vms 4096000, rss 819200", () => {
       const r = rig()
       r.procs.set(10, running(10, {}, "1000 200 50 10 0 300 0\n"))
       return Effect.gen(function* () {
@@ -109,7 +109,7 @@ describe("Collector", () => {
       }).pipe(Effect.provide(r.layer))
     })
 
-    it.effect("parity 4: statm 1000 200 with 16 KiB pages → vms 16384000, rss 3276800", () => {
+    it.effect("memory uses the kernel's page size: 1000 200 with 16 KiB pages → vms 16384000, rss 3276800", () => {
       const r = rig({ kernel: { clockTicksPerSecond: 100, pageSize: 16384, bootTimeMs: null } })
       r.procs.set(10, running(10, {}, "1000 200 50 10 0 300 0\n"))
       return Effect.gen(function* () {
@@ -122,7 +122,7 @@ describe("Collector", () => {
       }).pipe(Effect.provide(r.layer))
     })
 
-    it.effect("parity 5/6: TAP host rx 111 / tx 222 → VM netRx 222, netTx 111", () => {
+    it.effect("network is seen from the VM: TAP host rx 111 / tx 222 → VM netRx 222, netTx 111", () => {
       const r = rig()
       r.procs.set(10, running(10))
       r.taps.set("hype-a", tap("111\n", "222\n"))
@@ -152,7 +152,7 @@ describe("Collector", () => {
     })
   })
 
-  describe("issue 8 item 3: statm × page size beyond uint64", () => {
+  describe("statm × page size beyond uint64", () => {
     it.effect("above 2^64 − 1 bytes → null with statm:out_of_range, counted; 2^64 − 1 itself is kept", () => {
       const r = rig({ instances: [vm("a", { hypervisorPid: 10 }), vm("b", { hypervisorPid: 11 })] })
       // 18446744073709551615 pages × 4096 was shown as 75557863725914323415040 bytes.
@@ -178,7 +178,7 @@ describe("Collector", () => {
     })
   })
 
-  describe("issue 8 item 14: a kernel counter that goes down starts a new series", () => {
+  describe("a kernel counter that goes down starts a new series", () => {
     const bootTimeMs = 1_700_000_000_000
     const kernel = { clockTicksPerSecond: 100, pageSize: 4096, bootTimeMs }
 
@@ -267,7 +267,7 @@ describe("Collector", () => {
   })
 
   describe("what is read", () => {
-    it.effect("parity 8: no tapDevice → net values null, no TAP read, no tap unavailable entry", () => {
+    it.effect("no tapDevice → net values null, no TAP read, no tap unavailable entry", () => {
       const r = rig()
       r.procs.set(10, running(10))
       r.taps.set("hype-a", tap("1", "2"))
@@ -282,7 +282,7 @@ describe("Collector", () => {
       }).pipe(Effect.provide(r.layer))
     })
 
-    it.effect("parity 9 (deliberate deviation: null, not 0): no pid → no-process, null usage, nothing read", () => {
+    it.effect("no pid → no-process, usage null (not 0 as in the Go original), nothing read", () => {
       const r = rig()
       r.procs.set(10, running(10))
       return Effect.gen(function* () {
@@ -370,7 +370,7 @@ describe("Collector", () => {
     })
   })
 
-  describe("partial failures (parity 10, weak spot 1: a failed read is null, never 0)", () => {
+  describe("partial failures (a failed read is null, never 0)", () => {
     it.effect("stat unparsable, statm fine → cpu null with stat:parse_error, memory filled", () => {
       const r = rig()
       r.procs.set(10, { stat: "garbage without parens", statm: "1000 200 0 0 0 0 0\n" })
@@ -441,7 +441,7 @@ describe("Collector", () => {
       }).pipe(Effect.provide(r.layer))
     })
 
-    it.effect("weak spot 2: unavailableTotals count by source and reason, cumulatively", () => {
+    it.effect("unavailableTotals count failed reads by source and reason, cumulatively", () => {
       const r = rig({
         instances: [
           vm("a", { hypervisorPid: 10 }),
@@ -484,7 +484,7 @@ describe("Collector", () => {
       }).pipe(Effect.provide(r.layer))
     })
 
-    it.effect("zombie (state Z) → exited, not_running, cpu and memory null (weak spot 3)", () => {
+    it.effect("zombie (state Z) → exited, not_running, cpu and memory null", () => {
       const r = rig()
       r.procs.set(10, running(10, { state: "Z", utime: 100, stime: 50 }))
       return Effect.gen(function* () {
@@ -523,55 +523,52 @@ describe("Collector", () => {
     })
   })
 
-  describe("process identity (weak spot 3)", () => {
-    it.effect(
-      "issue 8 item 2: the same pid with another starttime is pid_reused (exited, nulls), until a new pid",
-      () => {
-        const r = rig({ instances: [vm("a", { hypervisorPid: 10, tapDevice: "hype-a" })] })
-        r.procs.set(10, running(10, { startTime: 1000, utime: 7 }))
-        r.taps.set("hype-a", tap("5\n", "6\n"))
-        return Effect.gen(function* () {
-          const collector = yield* Collector.Collector
-          const first = byId((yield* collector.collectAll).stats, "a")
-          assert.strictEqual(first.epoch, 0)
-          assert.strictEqual(first.processStartTicks, 1000n)
-          assert.isNull(first.processStartTimeMs)
+  describe("process identity (pid + start time)", () => {
+    it.effect("the same pid with another starttime is pid_reused (exited, nulls), until a new pid", () => {
+      const r = rig({ instances: [vm("a", { hypervisorPid: 10, tapDevice: "hype-a" })] })
+      r.procs.set(10, running(10, { startTime: 1000, utime: 7 }))
+      r.taps.set("hype-a", tap("5\n", "6\n"))
+      return Effect.gen(function* () {
+        const collector = yield* Collector.Collector
+        const first = byId((yield* collector.collectAll).stats, "a")
+        assert.strictEqual(first.epoch, 0)
+        assert.strictEqual(first.processStartTicks, 1000n)
+        assert.isNull(first.processStartTimeMs)
 
-          const same = byId((yield* collector.refresh).stats, "a")
-          assert.strictEqual(same.epoch, 0)
-          assert.strictEqual(same.processStartTicks, 1000n)
+        const same = byId((yield* collector.refresh).stats, "a")
+        assert.strictEqual(same.epoch, 0)
+        assert.strictEqual(same.processStartTicks, 1000n)
 
-          // Another process took pid 10: its CPU and RSS are never the VM's.
-          r.procs.set(10, running(10, { startTime: 2000, utime: 900 }, "9000 8000 0 0 0 0 0\n"))
-          for (let i = 0; i < 2; i++) {
-            const snapshot = yield* collector.refresh
-            const reused = byId(snapshot.stats, "a")
-            assert.strictEqual(reused.state, "exited")
-            assert.strictEqual(reused.epoch, 0)
-            assert.isNull(reused.cpuUsec)
-            assert.isNull(reused.guestUsec)
-            assert.isNull(reused.memoryRssBytes)
-            assert.isNull(reused.memoryVmsBytes)
-            assert.isNull(reused.processStartTicks)
-            assert.deepStrictEqual(reasons(reused), ["stat:pid_reused", "statm:pid_reused"])
-            assert.strictEqual(reused.netRxBytes, 6n) // the TAP is still the VM's own
-            assert.deepInclude(snapshot.unavailableTotals, { source: "stat", reason: "pid_reused", count: i + 1 })
-          }
+        // Another process took pid 10: its CPU and RSS are never the VM's.
+        r.procs.set(10, running(10, { startTime: 2000, utime: 900 }, "9000 8000 0 0 0 0 0\n"))
+        for (let i = 0; i < 2; i++) {
+          const snapshot = yield* collector.refresh
+          const reused = byId(snapshot.stats, "a")
+          assert.strictEqual(reused.state, "exited")
+          assert.strictEqual(reused.epoch, 0)
+          assert.isNull(reused.cpuUsec)
+          assert.isNull(reused.guestUsec)
+          assert.isNull(reused.memoryRssBytes)
+          assert.isNull(reused.memoryVmsBytes)
+          assert.isNull(reused.processStartTicks)
+          assert.deepStrictEqual(reasons(reused), ["stat:pid_reused", "statm:pid_reused"])
+          assert.strictEqual(reused.netRxBytes, 6n) // the TAP is still the VM's own
+          assert.deepInclude(snapshot.unavailableTotals, { source: "stat", reason: "pid_reused", count: i + 1 })
+        }
 
-          // The source names another pid: a restart, a new epoch, counters from the new process.
-          r.procs.set(11, running(11, { startTime: 2500, utime: 3 }))
-          r.source.set([vm("a", { hypervisorPid: 11, tapDevice: "hype-a" })])
-          const restarted = byId((yield* collector.refresh).stats, "a")
-          assert.strictEqual(restarted.state, "running")
-          assert.strictEqual(restarted.epoch, 1)
-          assert.strictEqual(restarted.processStartTicks, 2500n)
-          assert.strictEqual(restarted.cpuUsec, 30_000n)
-          assert.deepStrictEqual(restarted.unavailable, [])
-        }).pipe(Effect.provide(r.layer))
-      }
-    )
+        // The source names another pid: a restart, a new epoch, counters from the new process.
+        r.procs.set(11, running(11, { startTime: 2500, utime: 3 }))
+        r.source.set([vm("a", { hypervisorPid: 11, tapDevice: "hype-a" })])
+        const restarted = byId((yield* collector.refresh).stats, "a")
+        assert.strictEqual(restarted.state, "running")
+        assert.strictEqual(restarted.epoch, 1)
+        assert.strictEqual(restarted.processStartTicks, 2500n)
+        assert.strictEqual(restarted.cpuUsec, 30_000n)
+        assert.deepStrictEqual(restarted.unavailable, [])
+      }).pipe(Effect.provide(r.layer))
+    })
 
-    it.effect("issue 8 item 2: a start time given by the source is checked from the first reading", () => {
+    it.effect("a start time given by the source is checked from the first reading", () => {
       const r = rig({ instances: [vm("a", { hypervisorPid: 10, hypervisorStartTicks: 1000 })] })
       r.procs.set(10, running(10, { startTime: 1001, utime: 5 }))
       return Effect.gen(function* () {
@@ -638,7 +635,7 @@ describe("Collector", () => {
   })
 
   describe("collectAll", () => {
-    it.effect("parity 10/11 (collection): stats keep the source order", () => {
+    it.effect("stats keep the source order", () => {
       const r = rig({
         instances: [vm("c", { hypervisorPid: 3 }), vm("a", { hypervisorPid: 1 }), vm("b", { hypervisorPid: 2 })]
       })
@@ -681,7 +678,7 @@ describe("Collector", () => {
       }).pipe(Effect.provide(r.layer))
     })
 
-    it.effect("parity 26: an empty source gives empty stats and no error", () => {
+    it.effect("an empty source gives empty stats and no error", () => {
       const r = rig()
       return Effect.gen(function* () {
         const snapshot = yield* (yield* Collector.Collector).collectAll
@@ -693,7 +690,7 @@ describe("Collector", () => {
       }).pipe(Effect.provide(r.layer))
     })
 
-    it.effect("parity 26: InstanceSource.layerEmpty gives empty stats", () =>
+    it.effect("InstanceSource.layerEmpty gives empty stats", () =>
       Effect.gen(function* () {
         const snapshot = yield* (yield* Collector.Collector).collectAll
         assert.deepStrictEqual(snapshot.stats, [])
@@ -733,7 +730,7 @@ describe("Collector", () => {
       }).pipe(Effect.provide(r.layer))
     })
 
-    it.effect("parity 25: a removed instance disappears and its pid and TAP are released", () => {
+    it.effect("a removed instance disappears and its pid and TAP are released", () => {
       const r = rig({
         instances: [
           vm("a", { hypervisorPid: 1, tapDevice: "hype-a" }),

@@ -2,7 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Either, Schema } from "effect"
 import { buildInstanceInfo, fromInstanceData, InstanceData, InstanceInfo, Pid } from "../src/Instance.js"
 
-describe("buildInstanceInfo (parity 12/15)", () => {
+describe("buildInstanceInfo: the TAP name from the id, only with networking", () => {
   it("copies every field and derives the TAP when networking is enabled", () => {
     assert.deepStrictEqual(buildInstanceInfo("ABCD1234efgh", "web", 4242, true, 4, 2147483648), {
       id: "ABCD1234efgh",
@@ -98,7 +98,7 @@ describe("schemas", () => {
     assert.isTrue(Either.isLeft(Schema.decodeUnknownEither(InstanceInfo)({ ...base, [key]: value })))
   })
 
-  it("issue 8 item 2: the optional hypervisorStartTicks decodes from JSON and survives fromInstanceData", () => {
+  it("the optional hypervisorStartTicks decodes from JSON and survives fromInstanceData", () => {
     const json = JSON.parse(
       '{"id":"a","name":"a","allocatedVcpus":1,"allocatedMemoryBytes":1,"hypervisorPid":7,"hypervisorStartTicks":123456}'
     )

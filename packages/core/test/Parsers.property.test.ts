@@ -1,5 +1,5 @@
 /**
- * Property-based test of every pure parser (issue 8, item 5): any input gives the value an independent
+ * Property-based test of every pure parser: any input gives the value an independent
  * oracle computes or a typed ParseError, never a throw and never a wrong value, and the text path
  * (`parse*Text`) gives exactly what the byte path gives for the text's Latin-1 bytes.
  *

@@ -33,7 +33,7 @@ const distinctLine = (comm: string, count = 50, state = "S"): string => {
 }
 
 describe("parseProcStat", () => {
-  describe("fields (parity 2)", () => {
+  describe("fields (numbered as in proc(5))", () => {
     it("utime is field 14, stime field 15, starttime field 22, guest_time field 43", () => {
       const stat = right(parseProcStatText(distinctLine("qemu-system-x86")))
       assert.strictEqual(stat.comm, "qemu-system-x86")
@@ -102,7 +102,7 @@ describe("parseProcStat", () => {
     })
   })
 
-  describe("comm (parity 1: split after the last ')')", () => {
+  describe("comm (split after the last ')')", () => {
     it.each(["a) (b c", "vm) (x y", "(", ")", ") S 1 2 3 4 5 6 7 8 9 10 11 12 13", "", "  ", "x)) ((y"])(
       "comm %j",
       (comm) => {
@@ -257,7 +257,7 @@ describe("parseProcStat", () => {
     })
   })
 
-  describe("text path = byte path of the Latin-1 bytes (issue 8, item 5)", () => {
+  describe("text path = byte path of the Latin-1 bytes", () => {
     /** The line of `distinctLine("vmm")` with field n (1-based) replaced. */
     const withField = (field: number, token: string) => {
       const tokens = distinctLine("vmm").trimEnd().split(" ")

@@ -21,7 +21,7 @@ const left = (result: Either.Either<ProcStatm, ParseError>): ParseError => {
   return result.left
 }
 
-describe("parseProcStatm (parity 4)", () => {
+describe("parseProcStatm (size and resident, in pages)", () => {
   it("token 0 is VMS pages and token 1 is RSS pages", () => {
     assert.deepStrictEqual(right(parseProcStatmText("1000 200 30 4 0 5 0\n")), { vmsPages: 1000n, rssPages: 200n })
   })
@@ -81,7 +81,7 @@ describe("parseProcStatm (parity 4)", () => {
     left(parseProcStatm(data))
   })
 
-  describe("text path = byte path of the Latin-1 bytes (issue 8, item 5)", () => {
+  describe("text path = byte path of the Latin-1 bytes", () => {
     it.each([
       ["a fullwidth digit", "1000 2\uff1100 0\n", "U+FF11"],
       ["U+3000 as a separator", "1000\u3000200 0\n", "U+3000"],

@@ -59,7 +59,7 @@ describe("parseSysfsCounter", () => {
     left(parseSysfsCounter(data, 0))
   })
 
-  describe("text path = byte path of the Latin-1 bytes (issue 8, item 5)", () => {
+  describe("text path = byte path of the Latin-1 bytes", () => {
     it.each([
       ["26792\uff116\n", "U+FF11"],
       ["\u3000 42\n", "U+3000"],

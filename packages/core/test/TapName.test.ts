@@ -24,7 +24,7 @@ const rejection = (name: string) => {
   return result.left
 }
 
-describe("tapNameFor (parity 7)", () => {
+describe("tapNameFor (hype- + the id's first 8 characters, lower-cased)", () => {
   it.each([
     ["abcd1234", "hype-abcd1234"],
     ["abcd1234efgh5678", "hype-abcd1234"],

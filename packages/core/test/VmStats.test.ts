@@ -5,7 +5,7 @@ import { cpuSeconds, memoryUtilizationRatio, VmStats } from "../src/VmStats.js"
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
 
-describe("cpuSeconds (parity 3)", () => {
+describe("cpuSeconds (microseconds → seconds)", () => {
   it.each([
     [1_500_000n, 1.5],
     [0n, 0],
@@ -20,7 +20,7 @@ describe("cpuSeconds (parity 3)", () => {
   })
 })
 
-describe("memoryUtilizationRatio (parity 11)", () => {
+describe("memoryUtilizationRatio (RSS / allocated, only when allocated > 0)", () => {
   it.each([
     ["512 MiB of 1 GiB", 512n * BigInt(MiB), GiB, 0.5],
     ["1 of 1", 1n, 1, 1],

@@ -187,7 +187,7 @@ const pidNamespace = async () => {
   return { procRoot: `/proc/${init}/root/proc`, send, stop: () => stopChild(child) }
 }
 
-describe.skipIf(skipNamespaces !== undefined)("issue 8 item 2: a reused pid is never the VM", () => {
+describe.skipIf(skipNamespaces !== undefined)("a reused pid is never the VM", () => {
   it.live("in a fresh PID namespace: the VM's pid taken by another process → exited/pid_reused, nulls", () =>
     Effect.gen(function* () {
       const ns = yield* Effect.acquireRelease(
@@ -245,7 +245,7 @@ describe.skipIf(skipNamespaces !== undefined)("issue 8 item 2: a reused pid is n
   )
 })
 
-describe.skipIf(skipTap !== undefined)("issue 8 item 14: a TAP recreated under the same VMM", () => {
+describe.skipIf(skipTap !== undefined)("a TAP recreated under the same VMM starts a new series", () => {
   it.live("its counters start over: a new epoch and a new series start, the process start unchanged", () =>
     Effect.gen(function* () {
       const tap = createTap()

@@ -469,7 +469,7 @@ describe("Discovery ids are unique", () => {
 const totalsOf = (totals: ReadonlyArray<{ reason: string; count: number }>) =>
   Object.fromEntries(totals.map((t) => [t.reason, t.count]))
 
-describe("Discovery trusts only root's and configured users' hypervisors (issue 8, item 6)", () => {
+describe("Discovery trusts only root's and configured users' hypervisors", () => {
   const uuid = "5e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b"
 
   it("over a fake proc root: a foreign uid, an untrusted executable or unknown uids is ignored and counted once", () => {

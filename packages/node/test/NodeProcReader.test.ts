@@ -180,7 +180,7 @@ const tag = (e) => (e._tag === "Right" ? "ok" : e.left._tag)
 console.log(JSON.stringify(pids.map((pid) => { const s = reader.sampleOne(Number(pid)); return [tag(s.stat), tag(s.statm)] })))
 `
 
-describe("issue 8 item 7: hidden is not gone (hidepid)", () => {
+describe("hidden is not gone (hidepid)", () => {
   afterAll(removeTempDirs)
 
   it("reads the hidepid mode and its group from real mountinfo lines", async () => {

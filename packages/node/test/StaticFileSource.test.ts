@@ -299,7 +299,7 @@ const goodEntries = [
 const entriesLine = (n: number) =>
   `[${Array.from({ length: n }, (_, i) => `{"id":"vm-${i}","vcpus":1,"memory":1}`).join(",")}]`
 
-describe("hostile instances files (issue 8, items 11 and 12)", () => {
+describe("hostile instances files", () => {
   const hostile: ReadonlyArray<{
     readonly name: string
     readonly file: string
@@ -471,7 +471,7 @@ describe("hostile instances files (issue 8, items 11 and 12)", () => {
   })
 })
 
-describe("the instances file's pre-scan (issue 8, item 11)", () => {
+describe("the instances file's pre-scan", () => {
   it("the JSON syntax check agrees with JSON.parse (fast-check, fixed seed)", () => {
     FastCheck.assert(
       FastCheck.property(

@@ -1,5 +1,5 @@
 /**
- * The counts of hypervisor processes discovery did not trust (issue 8, item 6) go from the
+ * The counts of hypervisor processes discovery did not trust go from the
  * InstanceSource through the snapshot into every export path: Prometheus text, the producer and the
  * instruments on a caller's Meter, under the configured prefix.
  */

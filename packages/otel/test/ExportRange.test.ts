@@ -1,5 +1,5 @@
 /**
- * Values at the edges of uint64 (issue 8, item 3, export side): TAP counters and statm sizes near
+ * Values at the edges of uint64, export side: TAP counters and statm sizes near
  * 2^53, 2^63 and 2^64 go through the real collector (in-memory readers with crafted kernel text)
  * into every export path. Whatever an OTel path exports must be the true value, exactly; what OTel
  * cannot carry is left out and counted; the Prometheus text keeps every value as an exact decimal.

@@ -1,5 +1,5 @@
 /**
- * A caller's reader gets fresh values with nothing else running (issue 8, item 1): the instruments'
+ * A caller's reader gets fresh values with nothing else running: the instruments'
  * callback and the producer ask the collector for a snapshot no older than its max age (1 s here),
  * as the seed's `InitializeOTel` callback collected on every read. In-memory kernel files and the
  * TestClock; the real-process version is packages/http/test/CallerMeter.e2e.test.ts.

@@ -206,7 +206,7 @@ describe("what is and is not exported", () => {
   })
 })
 
-describe("label budget guardrail (checklist 21–24)", () => {
+describe("label budget guardrail (more instances than the budget is over)", () => {
   it.effect("one WARN on entering, one INFO on leaving, the counter counts entries only", () => {
     const world = makeWorld([vm("a", 10), vm("b", 20)])
     world.setProcess(10, { utime: 1 })
