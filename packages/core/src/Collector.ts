@@ -1,5 +1,5 @@
 /**
- * The collector: the seed's Manager. It lists instances, reads their kernel files through the
+ * The collector (the Go original's `Manager`). It lists instances, reads their kernel files through the
  * ports and keeps the latest snapshot that the HTTP API and the metric exporters read.
  *
  * - One instance's failed read never fails a collection; it is recorded as unavailable and counted.
@@ -12,7 +12,8 @@
  *   collection.
  *
  * Reads run synchronously in chunks (default 256 VMs) with a yield between chunks, so a large host
- * does not starve other fibers; per-VM work is plain code, not an Effect per VM (see perf-notes).
+ * does not starve other fibers; per-VM work is plain code, not an Effect per VM (measured: an Effect
+ * per VM adds 3–8 %, an `Effect.try` per file 34–48 %).
  *
  * @since 0.1.0
  */
@@ -67,9 +68,9 @@ export interface Snapshot {
 export class Collector extends Context.Tag("@vm-metrics/core/Collector")<
   Collector,
   {
-    /** Reads one instance now (the seed's GetInstanceStats). Never fails: see `unavailable`. */
+    /** Reads one instance now (the Go original's `GetInstanceStats`). Never fails: see `unavailable`. */
     readonly getInstanceStats: (info: InstanceInfo) => Effect.Effect<VmStats>
-    /** A snapshot no older than `maxAge`, shared with concurrent callers (the seed's CollectAll). */
+    /** A snapshot no older than `maxAge`, shared with concurrent callers (the Go original's `CollectAll`). */
     readonly collectAll: Effect.Effect<Snapshot>
     /** A new collection (joining one already in flight), whatever the age of the last one. */
     readonly refresh: Effect.Effect<Snapshot>

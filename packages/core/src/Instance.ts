@@ -1,5 +1,5 @@
 /**
- * What the collector needs to know about a VM: the seed's `InstanceInfo` (with a TAP name) and
+ * What the collector needs to know about a VM: `InstanceInfo` (with a TAP name) and
  * `InstanceData` (with `networkEnabled` instead), and `buildInstanceInfo`, which derives the TAP name.
  * These are plain `Schema.Struct`s: callers build them as object literals; the schemas validate input
  * that arrives from files or HTTP.
@@ -42,7 +42,7 @@ export const InstanceData = Schema.Struct({ ...common, networkEnabled: Schema.Bo
 /** @category models */
 export type InstanceData = typeof InstanceData.Type
 
-/** The seed's `BuildInstanceInfo`: the TAP name comes from the id, only when networking is on. @category constructors */
+/** The TAP name comes from the id, only when networking is on (the Go original's `BuildInstanceInfo`). @category constructors */
 export const buildInstanceInfo = (
   id: string,
   name: string,
@@ -59,7 +59,7 @@ export const buildInstanceInfo = (
   allocatedMemoryBytes
 })
 
-/** `InstanceData` → `InstanceInfo`, as the seed's lister adapter does. @category constructors */
+/** `InstanceData` → `InstanceInfo`: the TAP name derived from the id when networking is on. @category constructors */
 export const fromInstanceData = (data: InstanceData): InstanceInfo => {
   const info = buildInstanceInfo(
     data.id,

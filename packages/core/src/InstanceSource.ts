@@ -1,5 +1,5 @@
 /**
- * Port: lists the instances to collect. Constructors cover the seed's adapters: a fixed list, any
+ * Port: lists the instances to collect. Constructors cover the ways a caller can list: a fixed list, any
  * Effect, a lister of `InstanceData` (TAP names derived from ids) and a manager that already returns
  * `InstanceInfo`. Any failure becomes an `InstanceSourceError`, which the collector reports.
  *
@@ -72,18 +72,18 @@ export const fromEffect = <E, R>(
     })
   )
 
-/** The seed's lister adapter: `InstanceData` in, TAP names derived from ids. @category constructors */
+/** A lister of `InstanceData`: TAP names derived from ids. @category constructors */
 export const fromLister = <E, R>(
   list: Effect.Effect<ReadonlyArray<InstanceData>, E, R>
 ): Effect.Effect<Context.Tag.Service<InstanceSource>, never, R> =>
   fromEffect(Effect.map(list, (data) => data.map(fromInstanceData)))
 
-/** The seed's manager adapter: anything that lists ready `InstanceInfo`s of running instances. @category constructors */
+/** A manager: anything that lists ready `InstanceInfo`s of running instances (`listRunningInstancesInfo`). @category constructors */
 export const fromManager = <E, R>(manager: {
   readonly listRunningInstancesInfo: Effect.Effect<ReadonlyArray<InstanceInfo>, E, R>
 }): Effect.Effect<Context.Tag.Service<InstanceSource>, never, R> => fromEffect(manager.listRunningInstancesInfo)
 
-/** No instances: the seed's nil source. @category layers */
+/** No instances: a host without VMs, or a caller that has no source yet. @category layers */
 export const layerEmpty: Layer.Layer<InstanceSource> = Layer.succeed(InstanceSource, fromList([]))
 
 /** @category layers */

@@ -1,5 +1,5 @@
 /**
- * One VM's resource use at one instant: the seed's `VMStats`, plus identity and time.
+ * One VM's resource use at one instant: the Go original's `VMStats`, plus identity and time.
  *
  * Deviation from the Go original, on purpose: a value that could not be read is `null` and listed
  * in `unavailable` with its reason, never 0 (a 0 on a counter is a fake reset to Prometheus). A VM

@@ -1,5 +1,5 @@
 /**
- * The label-budget guardrail of the Go original (checklist 21–24): more instances than the budget is
+ * The label-budget guardrail of the Go original: more instances than the budget is
  * "over budget". Entering that state counts one transition and logs one WARN; leaving it logs one
  * INFO; nothing is logged while the state holds. It only warns and counts; it never drops series.
  *
