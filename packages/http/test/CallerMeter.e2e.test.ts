@@ -11,9 +11,8 @@ import * as Collector from "@vm-metrics/core/Collector"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
 import * as NodeReaders from "@vm-metrics/node/NodeReaders"
 import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
+import { spawnChild, statCpuSeconds, stopChild, TICK_SECONDS, waitFor } from "@vm-metrics/testing"
 import { Effect, Layer } from "effect"
-import { spawnChild, stopChild } from "../../node/test/helpers.js"
-import { statCpuSeconds, TICK_SECONDS, waitFor } from "./rig.js"
 
 class CallerReader extends MetricReader {
   protected override async onForceFlush(): Promise<void> {}

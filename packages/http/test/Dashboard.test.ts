@@ -24,10 +24,21 @@ import type { InstanceInfo } from "@vm-metrics/core/Instance"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
 import * as NodeReaders from "@vm-metrics/node/NodeReaders"
 import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
+import {
+  createTap,
+  deleteTap,
+  pushFrames,
+  skipReason,
+  spawnChild,
+  statmRssBytes,
+  stopChild,
+  tapBytes,
+  tempDir,
+  waitFor
+} from "@vm-metrics/testing"
 import { Ajv, type ErrorObject } from "ajv"
 import { Context, Effect, Layer } from "effect"
 import { createGenerator } from "ts-json-schema-generator"
-import { createTap, deleteTap, pushFrames, spawnChild, stopChild } from "../../node/test/helpers.js"
 import {
   Exporter,
   exporterLayer,
@@ -35,13 +46,8 @@ import {
   instantQuery,
   request,
   type Series,
-  skipReason,
   startPrometheus,
-  statmRssBytes,
-  tapBytes,
-  tapMissing,
-  tempDir,
-  waitFor
+  tapMissing
 } from "./rig.js"
 
 const ROOT = path.resolve(import.meta.dirname, "../../..")
@@ -505,7 +511,8 @@ const rigPrometheusLayer = Layer.scoped(
     // Prometheus 2.42 applies new targets after ~5 s.
     yield* waitFor("7 samples (6 s) in Prometheus", async () => ((await samplesStored(base)) >= 7 ? true : undefined), {
       timeout: "25 seconds",
-      server
+      gone: server.gone,
+      details: server.output
     })
     if (rig.tap !== undefined) {
       // The second push, stored by Prometheus: a rate over the last 10 s sees the counters move.
@@ -521,7 +528,7 @@ const rigPrometheusLayer = Layer.scoped(
             ? true
             : undefined
         },
-        { timeout: "10 seconds", server }
+        { timeout: "10 seconds", gone: server.gone, details: server.output }
       )
     }
     return { base, target, host: "127.0.0.1" }

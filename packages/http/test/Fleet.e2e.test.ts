@@ -21,23 +21,21 @@ import { createRequire } from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { Context, Effect, Layer, type Scope } from "effect"
-import { isRoot, spawnChild, stopChild } from "../../node/test/helpers.js"
 import {
-  findPrometheus,
   freePort,
-  instantQuery,
-  request,
-  type Series,
+  isRoot,
   type Server,
   skipReason,
-  startPrometheus,
+  spawnChild,
   startServer,
   statCpuSeconds,
+  stopChild,
   TICK_SECONDS,
   tempDir,
   waitFor
-} from "./rig.js"
+} from "@vm-metrics/testing"
+import { Context, Effect, Layer, type Scope } from "effect"
+import { findPrometheus, instantQuery, request, type Series, startPrometheus } from "./rig.js"
 
 const REPO = path.resolve(import.meta.dirname, "..", "..", "..")
 const DEPLOY = path.join(REPO, "deploy")
@@ -511,7 +509,7 @@ const fleetLayer = Layer.scoped(
         waitFor(
           `${agent.server.name} /healthz`,
           async () => ((await request(`http://${agent.target}/healthz`)).status === 200 ? true : undefined),
-          { timeout: "30 seconds", server: agent.server }
+          { timeout: "30 seconds", gone: agent.server.gone, details: agent.server.output }
         )
       ),
       { concurrency: "unbounded" }

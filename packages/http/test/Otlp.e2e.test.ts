@@ -8,27 +8,29 @@ import * as path from "node:path"
 import { assert, describe, layer } from "@effect/vitest"
 import * as OtlpPush from "@vm-metrics/otel/OtlpPush"
 import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
-import { Context, Effect, Layer } from "effect"
 import {
-  findVictoriaMetrics,
   freePort,
-  instantQuery,
-  pipelineLayer,
-  request,
-  type Series,
   skipReason,
   startServer,
   statCpuSeconds,
   statmRssBytes,
-  TestVm,
   TICK_SECONDS,
   tapBytes,
-  tapMissing,
   tempDir,
+  waitFor
+} from "@vm-metrics/testing"
+import { Context, Effect, Layer } from "effect"
+import {
+  findVictoriaMetrics,
+  instantQuery,
+  pipelineLayer,
+  request,
+  type Series,
+  TestVm,
+  tapMissing,
   testVmLayer,
   VM_ID,
-  VM_NAME,
-  waitFor
+  VM_NAME
 } from "./rig.js"
 
 const victoriaMetrics = findVictoriaMetrics()
@@ -63,7 +65,7 @@ const victoriaMetricsLayer = Layer.scoped(
         const { status, body } = await request(`${base}/health`)
         return status === 200 && body.trim() === "OK" ? true : undefined
       },
-      { timeout: "15 seconds", server }
+      { timeout: "15 seconds", gone: server.gone, details: server.output }
     )
     yield* Effect.log(`${victoriaMetrics} ready at ${base}`)
     return { base, otlpUrl: `${base}/opentelemetry/v1/metrics` }

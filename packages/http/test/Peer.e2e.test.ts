@@ -13,42 +13,35 @@
  */
 import { randomUUID } from "node:crypto"
 import { assert, describe, layer } from "@effect/vitest"
+import { freePort, hasCommand, type Server, sleepMs, startServer, waitFor } from "@vm-metrics/testing"
 import { Context, Effect, Layer } from "effect"
-import { hasCommand, sleepMs } from "../../node/test/helpers.js"
-import { LIBVIRT_RUN_DIR, type LibvirtVm, libvirtMissing, libvirtVm } from "./libvirtRig.js"
-import {
-  decodeStats,
-  guestNetwork,
-  hostTap,
-  type NetConfig,
-  qemuSkipReason,
-  type VmMetricsServer,
-  vmMetricsServer
-} from "./qemuRig.js"
-import { freePort, type Server, startServer, waitFor } from "./rig.js"
+import { decodeStats, LIBVIRT_RUN_DIR, libvirtMissing, type VmRigService, vmRig, vmSkipReason } from "./vmRig.js"
 
 const EXPORTER = "/usr/bin/prometheus-libvirt-exporter"
-const skip = qemuSkipReason("peer comparison with libvirt-exporter", libvirtMissing, () =>
+const skip = vmSkipReason("peer comparison with libvirt-exporter", libvirtMissing, () =>
   hasCommand(EXPORTER) ? undefined : "needs prometheus-libvirt-exporter (Debian package)"
 )
 
-const NET: NetConfig = { netns: "vmm-e2p-ns", bridge: "vmm-e2p-br", vethHost: "vmm-e2p-v0", vethPeer: "vmm-e2p-v1" }
 const TAP = "hv-e2p1"
 const DOMAIN = "vmm-e2p-lv1"
 const TICK = 0.01
 
 class Rig extends Context.Tag("e2e/PeerRig")<
   Rig,
-  { readonly vm: LibvirtVm; readonly ours: VmMetricsServer; readonly exporter: Server; readonly exporterUrl: string }
+  VmRigService & { readonly exporter: Server; readonly exporterUrl: string }
 >() {}
 
 const rigLayer = Layer.scoped(
   Rig,
   Effect.gen(function* () {
-    const net = yield* guestNetwork(NET)
-    const tap = yield* hostTap(TAP, net.bridge)
-    const vm = yield* libvirtVm({ name: DOMAIN, uuid: randomUUID(), tap })
-    const ours = yield* vmMetricsServer(["--source", "libvirt", "--libvirt-run-dir", LIBVIRT_RUN_DIR])
+    const rig = yield* vmRig({
+      hypervisor: "libvirt",
+      tag: "e2p",
+      tap: TAP,
+      name: DOMAIN,
+      uuid: randomUUID(),
+      serve: ["--source", "libvirt", "--libvirt-run-dir", LIBVIRT_RUN_DIR]
+    })
     const port = yield* freePort
     const exporter = yield* startServer("libvirt-exporter", EXPORTER, [`--web.listen-address=127.0.0.1:${port}`])
     const exporterUrl = `http://127.0.0.1:${port}/metrics`
@@ -58,9 +51,9 @@ const rigLayer = Layer.scoped(
         const text = await (await fetch(exporterUrl)).text()
         return text.includes(`domain="${DOMAIN}"`) ? text : undefined
       },
-      { timeout: "20 seconds", server: exporter }
+      { timeout: "20 seconds", gone: exporter.gone, details: exporter.output }
     )
-    return { vm, ours, exporter, exporterUrl }
+    return { ...rig, exporter, exporterUrl }
   })
 )
 
@@ -99,7 +92,7 @@ describe.skipIf(skip !== undefined)("vm-metrics and prometheus-libvirt-exporter 
       "agree on CPU seconds and on the VM's rx/tx bytes, reading after reading",
       () =>
         Effect.gen(function* () {
-          const { ours, exporterUrl } = yield* Rig
+          const { server: ours, exporterUrl } = yield* Rig
           for (let round = 0; round < 3; round++) {
             yield* Effect.promise(() => sleepMs(300)) // longer than our max age: a fresh collection each time
             const before = yield* peer(exporterUrl)

@@ -15,33 +15,36 @@ import * as path from "node:path"
 import { assert, describe, layer } from "@effect/vitest"
 import * as PrometheusText from "@vm-metrics/otel/PrometheusText"
 import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
+import {
+  freePort,
+  type Server,
+  skipReason,
+  spawnChild,
+  startServer,
+  statCpuSeconds,
+  statmRssBytes,
+  stopChild,
+  TICK_SECONDS,
+  tapBytes,
+  tempDir,
+  waitFor
+} from "@vm-metrics/testing"
 import { Context, Effect, Layer, type Scope } from "effect"
-import { spawnChild, stopChild } from "../../node/test/helpers.js"
 import {
   Exporter,
   exporterLayer,
   findPrometheus,
-  freePort,
   instantQuery,
   pipelineLayer,
   promtoolCheck,
   request,
   type Series,
-  type Server,
-  skipReason,
   startPrometheus,
-  startServer,
-  statCpuSeconds,
-  statmRssBytes,
   TestVm,
-  TICK_SECONDS,
-  tapBytes,
   tapMissing,
-  tempDir,
   testVmLayer,
   VM_ID,
-  VM_NAME,
-  waitFor
+  VM_NAME
 } from "./rig.js"
 
 const { prometheus, promtool } = findPrometheus()
@@ -267,7 +270,8 @@ const startAgent = (
       async () => ((await request(`${base}/healthz`)).status === 200 ? true : undefined),
       {
         timeout: "60 seconds",
-        server
+        gone: server.gone,
+        details: server.output
       }
     )
     return { base, target: `127.0.0.1:${port}`, server, instancesFile }
@@ -420,7 +424,7 @@ describe.skipIf(skipPrometheus)("the real server scraped by a real Prometheus, a
               const res = await request(`${guarded.base}/instances`, withToken)
               return res.status === 200 && JSON.parse(res.body).source_error !== null ? res.body : undefined
             },
-            { timeout: "20 seconds", server: guarded.server }
+            { timeout: "20 seconds", gone: guarded.server.gone, details: guarded.server.output }
           )
           const parsed = JSON.parse(body)
           // Where the JSON went wrong (the first character), nothing of what is there.
@@ -441,7 +445,7 @@ describe.skipIf(skipPrometheus)("the real server scraped by a real Prometheus, a
               guarded.server.output().includes(guarded.instancesFile)
                 ? true
                 : undefined,
-            { timeout: "10 seconds", server: guarded.server }
+            { timeout: "10 seconds", gone: guarded.server.gone, details: guarded.server.output }
           )
         })
     )

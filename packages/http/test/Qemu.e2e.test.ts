@@ -10,68 +10,33 @@
  */
 import { randomUUID } from "node:crypto"
 import { assert, describe, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
-import { sleepMs } from "../../node/test/helpers.js"
+import { sleepMs } from "@vm-metrics/testing"
+import { Effect } from "effect"
 import {
-  bracketedGet,
   checkGone,
   checkMetrics,
   checkStats,
   decodeStats,
-  type Expected,
-  GUEST_MEMORY_MIB,
-  GUEST_VCPUS,
-  guestNetwork,
-  hostTap,
-  type NetConfig,
-  type QemuVm,
-  qemuSkipReason,
-  qemuVm,
-  type VmMetricsServer,
-  vmMetricsServer,
-  withDiagnostics
-} from "./qemuRig.js"
+  diagnosed,
+  rigGet as get,
+  layerVmRig,
+  VmRig as Rig,
+  vmSkipReason
+} from "./vmRig.js"
 
-const skip = qemuSkipReason("QEMU end-to-end tests")
+const skip = vmSkipReason("QEMU end-to-end tests")
 
 /** Names of this file only (node tests use TAPs `vmmt*`, benches `vmb*`, the libvirt test `*-e2l-*`). */
-const NET: NetConfig = { netns: "vmm-e2e-ns", bridge: "vmm-e2e-br", vethHost: "vmm-e2e-v0", vethPeer: "vmm-e2e-v1" }
-const TAP = "hv-e2e1"
 const VM_NAME = "vmm-e2e-qemu1"
 const VM_UUID = randomUUID()
-const MEMORY_BYTES = GUEST_MEMORY_MIB * 1024 * 1024
 
-class Rig extends Context.Tag("e2e/QemuRig")<Rig, { readonly vm: QemuVm; readonly server: VmMetricsServer }>() {}
-
-const rigLayer = Layer.scoped(
-  Rig,
-  Effect.gen(function* () {
-    const net = yield* guestNetwork(NET)
-    const tap = yield* hostTap(TAP, net.bridge)
-    const vm = yield* qemuVm({ name: VM_NAME, uuid: VM_UUID, tap })
-    const started = Date.now()
-    const server = yield* vmMetricsServer(["--source", "discovery"])
-    yield* Effect.log(
-      `QEMU pid ${vm.pid} (${VM_NAME}, ${VM_UUID}, TAP ${tap}): network up after ${vm.bootMs} ms; ` +
-        `server healthy at ${server.base} after ${Date.now() - started} ms`
-    )
-    return { vm, server }
-  })
-)
-
-const diagnosed = <A, E, R>(self: Effect.Effect<A, E, R>) =>
-  Effect.flatMap(Rig, ({ server, vm }) => withDiagnostics(self, vm, server))
-
-const get = (pathname: string) =>
-  Effect.flatMap(Rig, ({ server, vm }) => Effect.promise(() => bracketedGet(server, pathname, vm)))
-
-const expected = (vm: QemuVm): Expected => ({
-  id: VM_UUID,
+const rigLayer = layerVmRig({
+  hypervisor: "qemu",
+  tag: "e2e",
+  tap: "hv-e2e1",
   name: VM_NAME,
-  pid: vm.pid,
-  tap: TAP,
-  vcpus: GUEST_VCPUS,
-  memoryBytes: MEMORY_BYTES
+  uuid: VM_UUID,
+  serve: ["--source", "discovery"]
 })
 
 describe.skipIf(skip)("vm-metrics serve --source discovery against a real QEMU guest", () => {
@@ -90,11 +55,11 @@ describe.skipIf(skip)("vm-metrics serve --source discovery against a real QEMU g
     it.effect("GET /instances/<name>/stats matches /proc, ps and ip -s link of the QEMU process and its TAP", () =>
       diagnosed(
         Effect.gen(function* () {
-          const { vm } = yield* Rig
+          const { expected } = yield* Rig
           const { before, response, after } = yield* get(`/instances/${VM_NAME}/stats`)
           assert.strictEqual(response.status, 200, response.body)
           assert.match(response.contentType ?? "", /^application\/json/)
-          checkStats(decodeStats(response.body), expected(vm), before, after)
+          checkStats(decodeStats(response.body), expected, before, after)
         })
       )
     )
@@ -102,12 +67,12 @@ describe.skipIf(skip)("vm-metrics serve --source discovery against a real QEMU g
     it.effect("GET /instances/<uuid>/stats is the same VM, read as exactly", () =>
       diagnosed(
         Effect.gen(function* () {
-          const { vm } = yield* Rig
+          const { expected } = yield* Rig
           const byName = yield* get(`/instances/${VM_NAME}/stats`)
           const { before, response, after } = yield* get(`/instances/${VM_UUID}/stats`)
           assert.strictEqual(response.status, 200, response.body)
           const stats = decodeStats(response.body)
-          checkStats(stats, expected(vm), before, after)
+          checkStats(stats, expected, before, after)
           const first = decodeStats(byName.response.body)
           assert.strictEqual(stats.epoch, first.epoch, "the same process: the same epoch")
           assert.strictEqual(stats.process_start_time, first.process_start_time)
@@ -118,13 +83,13 @@ describe.skipIf(skip)("vm-metrics serve --source discovery against a real QEMU g
     it.effect("cpu_seconds and both network counters grow while the guest pings (2.5 s later)", () =>
       diagnosed(
         Effect.gen(function* () {
-          const { vm } = yield* Rig
+          const { expected } = yield* Rig
           const first = yield* get(`/instances/${VM_UUID}/stats`)
           yield* Effect.promise(() => sleepMs(2_500))
           const second = yield* get(`/instances/${VM_UUID}/stats`)
           const a = decodeStats(first.response.body)
           const b = decodeStats(second.response.body)
-          checkStats(b, expected(vm), second.before, second.after)
+          checkStats(b, expected, second.before, second.after)
           // The kernel's own counters moved (the guest is alive and pinging), and so did the server's.
           assert.isAbove(second.before.vmTxBytes, first.after.vmTxBytes, "the guest kept sending (ip -s link)")
           assert.isAbove(b.cpu_seconds!, a.cpu_seconds!, "cpu_seconds grew")
@@ -143,7 +108,7 @@ describe.skipIf(skip)("vm-metrics serve --source discovery against a real QEMU g
     it.effect("GET /instances lists the VM with its stats", () =>
       diagnosed(
         Effect.gen(function* () {
-          const { vm } = yield* Rig
+          const { expected } = yield* Rig
           const { before, response, after } = yield* get("/instances")
           assert.strictEqual(response.status, 200, response.body)
           const list = JSON.parse(response.body) as { instances: Array<unknown> }
@@ -152,7 +117,7 @@ describe.skipIf(skip)("vm-metrics serve --source discovery against a real QEMU g
             .map((instance) => decodeStats(JSON.stringify(instance)))
             .filter((stats) => stats.instance_id === VM_UUID)
           assert.lengthOf(ours, 1, response.body)
-          checkStats(ours[0]!, expected(vm), before, after)
+          checkStats(ours[0]!, expected, before, after)
         })
       )
     )
@@ -160,11 +125,11 @@ describe.skipIf(skip)("vm-metrics serve --source discovery against a real QEMU g
     it.effect("GET /metrics has the VM's series, labelled with its uuid and name", () =>
       diagnosed(
         Effect.gen(function* () {
-          const { vm } = yield* Rig
+          const { expected } = yield* Rig
           const { before, response, after } = yield* get("/metrics")
           assert.strictEqual(response.status, 200, response.body)
           assert.match(response.contentType ?? "", /^text\/plain/)
-          checkMetrics(response.body, expected(vm), before, after)
+          checkMetrics(response.body, expected, before, after)
         })
       )
     )

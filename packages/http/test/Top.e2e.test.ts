@@ -10,41 +10,32 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
-import { hasCommand, sleepMs } from "../../node/test/helpers.js"
-import {
-  guestNetwork,
-  hostTap,
-  type NetConfig,
-  type QemuVm,
-  qemuSkipReason,
-  qemuVm,
-  REPO_ROOT,
-  serverBin,
-  type VmMetricsServer,
-  vmMetricsServer
-} from "./qemuRig.js"
+import { hasCommand, sleepMs, waitForPromise } from "@vm-metrics/testing"
+import { Effect } from "effect"
+import { layerVmRig, REPO_ROOT, VmRig as Rig, serverBin, type Vm, vmSkipReason } from "./vmRig.js"
 
-const skip = qemuSkipReason("vm-metrics top tests", () => (hasCommand("tmux") ? undefined : "needs tmux"))
+const skip = vmSkipReason("vm-metrics top tests", () => (hasCommand("tmux") ? undefined : "needs tmux"))
 
-const NET: NetConfig = { netns: "vmm-e2t-ns", bridge: "vmm-e2t-br", vethHost: "vmm-e2t-v0", vethPeer: "vmm-e2t-v1" }
 const VM_NAME = "vmm-e2t-top"
 const TOKEN = `top-${randomUUID()}`
 
-class Rig extends Context.Tag("e2e/TopRig")<Rig, { readonly vm: QemuVm; readonly server: VmMetricsServer }>() {}
+/** The server's token file (removed when the test process exits: the rig's scope outlives every test). */
+const tokenFile = (): string => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-top-"))
+  process.once("exit", () => fs.rmSync(dir, { recursive: true, force: true }))
+  const file = path.join(dir, "token")
+  fs.writeFileSync(file, TOKEN)
+  return file
+}
 
-const rigLayer = Layer.scoped(
-  Rig,
-  Effect.gen(function* () {
-    const net = yield* guestNetwork(NET)
-    const tap = yield* hostTap("hv-e2t1", net.bridge)
-    const vm = yield* qemuVm({ name: VM_NAME, uuid: randomUUID(), tap })
-    const tokenFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-top-")), "token")
-    fs.writeFileSync(tokenFile, TOKEN)
-    const server = yield* vmMetricsServer(["--source", "discovery", "--auth-token-file", tokenFile])
-    return { vm, server }
-  })
-)
+const rigLayer = layerVmRig({
+  hypervisor: "qemu",
+  tag: "e2t",
+  tap: "hv-e2t1",
+  name: VM_NAME,
+  uuid: randomUUID(),
+  serve: ["--source", "discovery", "--auth-token-file", tokenFile()]
+})
 
 const tmux = (...args: ReadonlyArray<string>) => execFileSync("tmux", args, { encoding: "utf8" })
 
@@ -75,21 +66,23 @@ const alive = (session: string) => {
   }
 }
 
-/** The screen once the VM's row shows rates (the second refresh). */
-const awaitRates = async (session: string): Promise<{ screen: string; cells: Array<string> }> => {
+/** The screen once the VM's row shows rates (the second refresh; ≤ 15 s). */
+const awaitRates = (session: string): Promise<{ screen: string; cells: Array<string> }> => {
   let screen = ""
-  for (let i = 0; i < 60; i++) {
-    await sleepMs(250)
-    screen = screenOf(session)
-    const row = screen.split("\n").find((line) => line.startsWith(VM_NAME))
-    const cells = row?.trim().split(/\s+/) ?? []
-    if (cells[2] !== undefined && cells[2] !== "-" && cells[6] !== "-") return { screen, cells }
-  }
-  throw new Error(`no rates on the screen:\n${screen}`)
+  return waitForPromise(
+    "rates on the screen",
+    () => {
+      screen = screenOf(session)
+      const row = screen.split("\n").find((line) => line.startsWith(VM_NAME))
+      const cells = row?.trim().split(/\s+/) ?? []
+      return cells[2] !== undefined && cells[2] !== "-" && cells[6] !== "-" ? { screen, cells } : undefined
+    },
+    { timeout: "15 seconds", interval: "250 millis", details: () => screen }
+  )
 }
 
 /** Checks one screen's row: NAME STATE CORES %VCPU RSS %ALLOC RX/s TX/s ID. */
-const checkRow = (cells: ReadonlyArray<string>, vm: QemuVm) => {
+const checkRow = (cells: ReadonlyArray<string>, vm: Vm) => {
   const [name, state, cores, share, rss, , rx, tx, id] = cells
   assert.strictEqual(name, VM_NAME)
   assert.strictEqual(state, "running")

@@ -4,8 +4,10 @@
  */
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as net from "node:net"
 import * as path from "node:path"
+import * as Testing from "@vm-metrics/testing"
+import { waitForPromise } from "@vm-metrics/testing"
+import { Effect } from "effect"
 
 export const REPO = path.resolve(import.meta.dirname, "..", "..", "..")
 export const BIN = path.join(REPO, "packages", "http", "src", "bin.ts")
@@ -25,13 +27,7 @@ export const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {
   })
 
 /** A loopback port nobody listens on right now. */
-export const freePort = () =>
-  new Promise<number>((resolve) => {
-    const server = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
+export const freePort = (): Promise<number> => Effect.runPromise(Testing.freePort)
 
 export interface Served {
   readonly child: ChildProcess
@@ -76,15 +72,18 @@ export const serve = async (
   return served
 }
 
-/** Polls `probe` every 200 ms until it gives a value; fails with `what` after `timeoutMs`. */
-export const until = async <A>(what: string, timeoutMs: number, probe: () => Promise<A | undefined>): Promise<A> => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await sleep(200)
-  }
+/**
+ * Polls `probe` every 200 ms until it gives a value; fails with `what` after `timeoutMs` (testing's
+ * waitFor), or at once with what the probe threw (it throws when waiting is pointless).
+ */
+export const until = <A>(what: string, timeoutMs: number, probe: () => Promise<A | undefined>): Promise<A> => {
+  let thrown: string | undefined
+  const tried = () =>
+    probe().catch((error: unknown) => {
+      thrown = error instanceof Error ? error.message : String(error)
+      return undefined
+    })
+  return waitForPromise(what, tried, { timeout: timeoutMs, interval: "200 millis", gone: () => thrown })
 }
 
 /** Resolves with the exit code/signal, or undefined when the process is still running after `timeoutMs`. */

@@ -48,7 +48,8 @@ export const pidAlive = (pid: number): boolean => {
 }
 
 /** utime + stime (stat fields 14 and 15) ÷ CLK_TCK, in seconds. */
-export const cpuSeconds = (pid: number): number => (Number(statField(pid, 14)) + Number(statField(pid, 15))) / CLK_TCK
+export const statCpuSeconds = (pid: number): number =>
+  (Number(statField(pid, 14)) + Number(statField(pid, 15))) / CLK_TCK
 
 /** Resident pages (statm field 2) × the page size, in bytes. */
 export const statmRssBytes = (pid: number): number =>

@@ -1,52 +1,65 @@
 /**
- * The QEMU rig of the http package's end-to-end tests: a real `qemu-system-x86_64` guest (TCG, the tiny
- * guest that `.ci/qemu-guest.sh` builds), its network, the real `vm-metrics serve` CLI, and readings of
- * the same VM that the test takes itself from the kernel (/proc, `ps`, `ip -s -j link`).
+ * The real-VM rig of the http package's end-to-end tests (QEMU, libvirt, top, peer): the tiny guest that
+ * `.ci/qemu-guest.sh` builds, run by `qemu-system-x86_64` (TCG) or by the system libvirtd
+ * (`<domain type='qemu'>`), its network, the real `vm-metrics serve` CLI, and readings of the same VM
+ * that the test takes itself from the kernel (/proc, `ps`, `ip -s -j link`).
  *
- * Network: netns `<netns>` holds the peer 10.77.0.1/24 on a veth whose other end is a port of bridge
- * `<bridge>` in the host netns; the VM's TAP is also in the HOST netns (so the server can read
+ * Network: netns `vmm-<tag>-ns` holds the peer 10.77.0.1/24 on a veth whose other end is a port of bridge
+ * `vmm-<tag>-br` in the host netns; the VM's TAP is also in the HOST netns (so the server can read
  * /sys/class/net/<tap>), is a port of the same bridge and has no address. IPv6 is off on every link and
  * in the guest, and the host has no address on any of them: the guest's pings (every 0.2 s, to
  * 10.77.0.1) never leave the namespace and the bridge.
  *
- * Everything here is released with its scope, also when the test fails: QEMU (SIGTERM, then SIGKILL),
- * the server's process group, the TAP, veth, bridge and netns, the temporary directory. Leftovers of an
- * earlier run that was killed (a QEMU on the same TAP, the links, the netns) are removed first.
+ * Everything here is released with its scope, also when the test fails: QEMU (SIGTERM, then SIGKILL) or
+ * the libvirt domain (destroy, undefine), the server's process group, the TAP, veth, bridge and netns, the
+ * temporary directory. Leftovers of an earlier run that was killed (a QEMU on the same TAP, a domain of
+ * the same name, the links, the netns) are removed first.
  */
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process"
+import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { Duration, Effect, Schema, type Scope } from "effect"
+import {
+  CLK_TCK,
+  freePort,
+  hasCommand,
+  ipLinkBytes,
+  isRoot,
+  killPid,
+  pidAlive,
+  processStartMs,
+  psOf,
+  run,
+  type Server,
+  skipReason,
+  sleepMs,
+  startServer,
+  statCpuSeconds,
+  tempDir,
+  tryRun,
+  waitFor
+} from "@vm-metrics/testing"
+import { Context, Duration, Effect, Layer, Schema, type Scope } from "effect"
 import { assert } from "vitest"
-import { getconf, hasCommand, ipLinkBytes, isRoot, sleepMs } from "../../node/test/helpers.js"
-import { freePort, request, skipReason, tempDir } from "./rig.js"
+import { request } from "./rig.js"
 
 // ---------------------------------------------------------------------------------------------------
 // Prerequisites
 
-/** The repository's root (this file is packages/http/test/qemuRig.ts). */
+/** The repository's root (this file is packages/http/test/vmRig.ts). */
 export const REPO_ROOT = path.resolve(import.meta.dirname, "../../..")
 
 /** The guest of `.ci/qemu-guest.sh`: `$VM_METRICS_GUEST_DIR`, else `${VM_METRICS_CI_CACHE:-/var/cache/vm-metrics-ci}/guest`. */
-export const guestDir = (): string =>
+const guestDir = (): string =>
   process.env.VM_METRICS_GUEST_DIR ?? path.join(process.env.VM_METRICS_CI_CACHE ?? "/var/cache/vm-metrics-ci", "guest")
 
-export interface Guest {
-  readonly kernel: string
-  readonly initrd: string
-}
-
-export const guest = (): Guest => ({
-  kernel: path.join(guestDir(), "vmlinuz"),
-  initrd: path.join(guestDir(), "initrd.gz")
-})
+const guest = () => ({ kernel: path.join(guestDir(), "vmlinuz"), initrd: path.join(guestDir(), "initrd.gz") })
 
 /** The CLI under test: `$VM_METRICS_E2E_BIN`, else packages/http/src/bin.ts. */
 export const serverBin = (): string =>
   process.env.VM_METRICS_E2E_BIN ?? path.join(REPO_ROOT, "packages/http/src/bin.ts")
 
 /** Why a real QEMU guest cannot run here, or undefined when it can. */
-export const qemuMissing = (): string | undefined => {
+const qemuMissing = (): string | undefined => {
   if (process.platform !== "linux") return "needs Linux"
   if (!isRoot) return "needs root (TAP devices, a netns, a bridge); .ci/run runs as root"
   if (!fs.existsSync("/dev/net/tun")) return "needs /dev/net/tun"
@@ -65,22 +78,27 @@ export const qemuMissing = (): string | undefined => {
   return undefined
 }
 
-/**
- * Why the server under test cannot run: its bin.ts is missing or still the placeholder that only says
- * "not built yet" and exits 2.
- */
-export const serverMissing = (): string | undefined => {
-  const bin = serverBin()
-  if (!fs.existsSync(bin)) return `no ${bin}`
-  if (fs.readFileSync(bin, "utf8").includes("not built yet")) {
-    return `${path.relative(REPO_ROOT, bin)} is still the placeholder (the HTTP server is not built yet)`
+export const LIBVIRT_URI = "qemu:///system"
+
+/** Where libvirt's QEMU driver keeps the status XML and pid of each running domain. */
+export const LIBVIRT_RUN_DIR = "/run/libvirt/qemu"
+
+const virsh = (...args: ReadonlyArray<string>) =>
+  spawnSync("virsh", ["-q", "-c", LIBVIRT_URI, ...args], { encoding: "utf8", timeout: 30_000 })
+
+/** Why libvirtd cannot be used here, or undefined when `virsh -c qemu:///system version` answers. */
+export const libvirtMissing = (): string | undefined => {
+  if (!hasCommand("virsh")) return "needs virsh and a running libvirtd (run `bash .ci/libvirt.sh`)"
+  const version = spawnSync("virsh", ["-c", LIBVIRT_URI, "version"], { encoding: "utf8", timeout: 10_000 })
+  if (version.status !== 0) {
+    return `libvirtd is not available at ${LIBVIRT_URI} (run \`bash .ci/libvirt.sh\`): ${version.stderr.trim()}`
   }
   return undefined
 }
 
-/** First missing prerequisite of `what`, as a skip reason (a failure under CI=true, as in rig.ts). */
-export const qemuSkipReason = (what: string, ...more: ReadonlyArray<() => string | undefined>): string | undefined => {
-  for (const check of [qemuMissing, ...more, serverMissing]) {
+/** First missing prerequisite of `what`, as a skip reason (a failure under CI=true). */
+export const vmSkipReason = (what: string, ...more: ReadonlyArray<() => string | undefined>): string | undefined => {
+  for (const check of [qemuMissing, ...more]) {
     const missing = check()
     if (missing !== undefined) return skipReason(missing, what)
   }
@@ -90,56 +108,11 @@ export const qemuSkipReason = (what: string, ...more: ReadonlyArray<() => string
 // ---------------------------------------------------------------------------------------------------
 // Commands
 
-const run = (command: string, args: ReadonlyArray<string>): string => {
-  const result = spawnSync(command, args, { encoding: "utf8", timeout: 30_000 })
-  if (result.status !== 0) {
-    throw new Error(
-      `${command} ${args.join(" ")} exited ${result.status ?? result.signal}: ${result.stderr}${result.error ?? ""}`
-    )
-  }
-  return result.stdout
-}
-
-/** Runs a command, ignoring failure (cleanup of what may not exist). */
-const tryRun = (command: string, args: ReadonlyArray<string>): void => {
-  spawnSync(command, args, { stdio: "ignore", timeout: 30_000 })
-}
-
 const linkExists = (name: string): boolean => fs.existsSync(`/sys/class/net/${name}`)
 
 const netnsExists = (netns: string): boolean => fs.existsSync(`/run/netns/${netns}`)
 
 const disableIpv6 = (link: string): void => fs.writeFileSync(`/proc/sys/net/ipv6/conf/${link}/disable_ipv6`, "1")
-
-const pidAlive = (pid: number): boolean => {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z"
-  } catch {
-    return false
-  }
-}
-
-/** SIGTERM, up to `graceMs` for it to go, then SIGKILL and up to 3 s more. */
-export const killPid = async (pid: number, graceMs = 5_000): Promise<void> => {
-  const waitGone = async (ms: number) => {
-    const deadline = Date.now() + ms
-    while (pidAlive(pid) && Date.now() < deadline) await sleepMs(50)
-    return !pidAlive(pid)
-  }
-  try {
-    process.kill(pid, "SIGTERM")
-  } catch {
-    return
-  }
-  if (await waitGone(graceMs)) return
-  try {
-    process.kill(pid, "SIGKILL")
-  } catch {
-    return
-  }
-  await waitGone(3_000)
-}
 
 /** Pids of QEMU processes (comm `qemu-system-*`) whose command line contains `needle` (leftovers of a killed run). */
 export const qemuPidsWith = (needle: string): Array<number> => {
@@ -267,72 +240,70 @@ export const hostTap = (tap: string, bridge: string): Effect.Effect<string, neve
 // The guest
 
 /** The kernel command line of the tiny guest: its address, and pings to the peer every 0.2 s. */
-export const guestCmdline = (): string =>
+const guestCmdline = (): string =>
   [
     "console=ttyS0 quiet panic=-1 ipv6.disable=1",
     `vmm.ip=${GUEST_ADDRESS}/24 vmm.peer=${PEER_ADDRESS} vmm.interval=0.2 vmm.size=1000`
   ].join(" ")
 
 /** What the guest's /init prints on the serial console once eth0 is up. */
-export const NETWORK_UP = "vm-metrics-guest: network up"
+const NETWORK_UP = "vm-metrics-guest: network up"
 
-export const GUEST_MAC = "52:54:00:77:00:02"
+const GUEST_MAC = "52:54:00:77:00:02"
 export const GUEST_MEMORY_MIB = 256
+export const GUEST_MEMORY_BYTES = GUEST_MEMORY_MIB * 1024 * 1024
 export const GUEST_VCPUS = 1
 
-/**
- * Waits (≤ `timeout`) for the guest's "network up" line in the serial log; fails early when `alive`
- * says the VM is gone. The error carries the serial log's tail.
- */
-export const waitForGuestNetwork = (
-  serial: string,
-  alive: () => boolean,
-  timeout: Duration.DurationInput = "30 seconds"
-): Effect.Effect<number> =>
-  Effect.promise(async () => {
-    const started = Date.now()
-    const deadline = started + Duration.toMillis(timeout)
-    for (;;) {
-      let text = ""
-      try {
-        text = fs.readFileSync(serial, "utf8")
-      } catch {
-        // not created yet
-      }
-      if (text.includes(NETWORK_UP)) return Date.now() - started
-      if (!alive()) throw new Error(`the VM exited before its network came up; serial log:\n${tailOf(serial)}`)
-      if (Date.now() > deadline) {
-        throw new Error(
-          `the guest's network was not up within ${Duration.format(timeout)}; serial log tail:\n${tailOf(serial)}`
-        )
-      }
-      await sleepMs(100)
-    }
-  })
+const readSerial = (serial: string): string => {
+  try {
+    return fs.readFileSync(serial, "utf8")
+  } catch {
+    return "" // not created yet
+  }
+}
 
-/** One running VM. */
-export interface QemuVm {
+/**
+ * Waits (≤ 30 s) for the guest's "network up" line in the serial log; fails early when `alive` says the
+ * VM is gone. The error carries the serial log's tail. The time it took, ms.
+ */
+const waitForGuestNetwork = (serial: string, alive: () => boolean): Effect.Effect<number> =>
+  waitFor("the guest's network", () => (readSerial(serial).includes(NETWORK_UP) ? true : undefined), {
+    timeout: "30 seconds",
+    interval: "100 millis",
+    gone: () => (alive() ? undefined : "the VM exited"),
+    details: () => `serial log tail:\n${tailOf(serial)}`
+  }).pipe(
+    Effect.timed,
+    Effect.map(([elapsed]) => Math.round(Duration.toMillis(elapsed)))
+  )
+
+/** One running VM, under plain QEMU or libvirt. */
+export interface Vm {
   readonly name: string
   readonly uuid: string
+  /** QEMU's pid (libvirt: from its pidfile). */
   readonly pid: number
   readonly tap: string
-  readonly serial: string
   /** How long the guest took from start to "network up", ms. */
   readonly bootMs: number
   readonly serialTail: () => string
-  /** SIGTERM (SIGKILL after 5 s) while the pid is still this QEMU. */
+  /** libvirt's status XML of the domain (undefined under plain QEMU). */
+  readonly statusXml: () => string | undefined
+  /** Stops the VM: SIGTERM to QEMU (SIGKILL after 5 s) while the pid is still it, or `virsh destroy`. */
   readonly stop: () => Promise<void>
+}
+
+interface VmOptions {
+  readonly name: string
+  readonly uuid: string
+  readonly tap: string
 }
 
 /**
  * `qemu-system-x86_64 -name <name>,debug-threads=on -uuid <uuid> -accel tcg -m 256 -smp 1 … -netdev
  * tap,ifname=<tap> … -daemonize`, booted until the guest's network is up (≤ 30 s). Killed with the scope.
  */
-export const qemuVm = (options: {
-  readonly name: string
-  readonly uuid: string
-  readonly tap: string
-}): Effect.Effect<QemuVm, never, Scope.Scope> =>
+const qemuVm = (options: VmOptions): Effect.Effect<Vm, never, Scope.Scope> =>
   Effect.gen(function* () {
     const dir = yield* tempDir("vm-metrics-qemu-")
     const serial = path.join(dir, "serial")
@@ -390,14 +361,102 @@ export const qemuVm = (options: {
     )
     const bootMs = yield* waitForGuestNetwork(serial, () => pidAlive(pid))
     return {
-      name: options.name,
-      uuid: options.uuid,
+      ...options,
       pid,
-      tap: options.tap,
-      serial,
       bootMs,
       serialTail: () => tailOf(serial),
+      statusXml: () => undefined,
       stop: () => stop(pid)
+    }
+  })
+
+/** The domain XML (the same guest as under plain QEMU, on an unmanaged pre-made TAP). */
+const domainXml = (options: VmOptions & { readonly serial: string }): string => {
+  const { initrd, kernel } = guest()
+  return `<domain type='qemu'>
+  <name>${options.name}</name>
+  <uuid>${options.uuid}</uuid>
+  <memory unit='MiB'>${GUEST_MEMORY_MIB}</memory>
+  <vcpu>${GUEST_VCPUS}</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>${kernel}</kernel>
+    <initrd>${initrd}</initrd>
+    <cmdline>${guestCmdline()}</cmdline>
+  </os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <interface type='ethernet'>
+      <target dev='${options.tap}' managed='no'/>
+      <model type='virtio'/>
+      <mac address='${GUEST_MAC}'/>
+    </interface>
+    <serial type='file'><source path='${options.serial}'/><target port='0'/></serial>
+    <console type='file'><source path='${options.serial}'/><target type='serial' port='0'/></console>
+    <controller type='usb' model='none'/>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+`
+}
+
+const virshOk = (...args: ReadonlyArray<string>): string => {
+  const result = virsh(...args)
+  if (result.status !== 0) {
+    throw new Error(
+      `virsh ${args.join(" ")} exited ${result.status ?? result.signal}: ${result.stderr}${result.error ?? ""}`
+    )
+  }
+  return result.stdout
+}
+
+const removeDomain = (name: string): void => {
+  if (virsh("domstate", name).status !== 0) return // not defined
+  virsh("destroy", name)
+  virsh("undefine", name)
+}
+
+/**
+ * A libvirt `<domain type='qemu'>` on `tap` (`<interface type='ethernet'><target dev=… managed='no'/>`),
+ * defined and started, booted until the guest's network is up (≤ 30 s); destroyed and undefined with the
+ * scope. `stop` is `virsh destroy` (the scope still undefines it).
+ */
+const libvirtVm = (options: VmOptions): Effect.Effect<Vm, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const dir = yield* tempDir("vm-metrics-libvirt-")
+    const serial = path.join(dir, "serial")
+    const xml = path.join(dir, "domain.xml")
+    fs.writeFileSync(xml, domainXml({ ...options, serial }))
+    const pidfile = path.join(LIBVIRT_RUN_DIR, `${options.name}.pid`)
+    const pid = yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        removeDomain(options.name)
+        try {
+          virshOk("define", xml)
+          virshOk("start", options.name)
+          return Number(fs.readFileSync(pidfile, "utf8").trim())
+        } catch (error) {
+          removeDomain(options.name)
+          throw error
+        }
+      }),
+      () => Effect.sync(() => removeDomain(options.name))
+    )
+    const bootMs = yield* waitForGuestNetwork(serial, () => virsh("domstate", options.name).stdout.trim() === "running")
+    return {
+      ...options,
+      pid,
+      bootMs,
+      serialTail: () =>
+        `${tailOf(serial)}\n--- /var/log/libvirt/qemu/${options.name}.log (tail) ---\n` +
+        tailOf(`/var/log/libvirt/qemu/${options.name}.log`, 10),
+      statusXml: () => fs.readFileSync(path.join(LIBVIRT_RUN_DIR, `${options.name}.xml`), "utf8"),
+      stop: async () => {
+        virshOk("destroy", options.name)
+      }
     }
   })
 
@@ -408,9 +467,9 @@ export const qemuVm = (options: {
 export interface VmMetricsServer {
   readonly base: string
   readonly args: ReadonlyArray<string>
-  readonly process: ChildProcess
+  readonly process: Server["process"]
   readonly output: () => string
-  /** GET a path; remembers when the last request ended (see `freshAfterMs`). */
+  /** GET a path; remembers when the last request ended (see `idleMs`). */
   readonly get: (pathname: string) => Promise<{ status: number; contentType: string | null; body: string }>
   /** Ms since the last request to the server ended (its snapshot cache is older than this). */
   readonly idleMs: () => number
@@ -433,35 +492,10 @@ const serverEnv = (): NodeJS.ProcessEnv =>
     Object.entries(process.env).filter(([key]) => !key.startsWith("VM_METRICS_") && !key.startsWith("OTEL_"))
   )
 
-const exited = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null
-
-/** SIGTERM to the server's process group (tsx and its node child), SIGKILL after 5 s. */
-const stopServer = (child: ChildProcess): Promise<void> =>
-  new Promise((resolve) => {
-    const group = (signal: NodeJS.Signals) => {
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, signal)
-      } catch {
-        // the group is gone
-      }
-    }
-    if (exited(child)) {
-      group("SIGKILL") // a grandchild may outlive tsx
-      return resolve()
-    }
-    const kill = setTimeout(() => group("SIGKILL"), 5_000)
-    child.once("exit", () => {
-      clearTimeout(kill)
-      group("SIGKILL")
-      resolve()
-    })
-    group("SIGTERM")
-  })
-
 /**
  * `tsx packages/http/src/bin.ts serve --host 127.0.0.1 --port <free port> --max-age 200millis <extra>`
  * from the repository root, in its own process group; ready once `GET /healthz` answers 200
- * `{"status":"ok"}` (≤ 30 s). Stopped with the scope.
+ * `{"status":"ok"}` (≤ 30 s). The group is stopped with the scope (SIGTERM, SIGKILL after 5 s).
  */
 export const vmMetricsServer = (extra: ReadonlyArray<string>): Effect.Effect<VmMetricsServer, never, Scope.Scope> =>
   Effect.gen(function* () {
@@ -479,19 +513,11 @@ export const vmMetricsServer = (extra: ReadonlyArray<string>): Effect.Effect<VmM
       `${SERVER_MAX_AGE_MS}millis`,
       ...extra
     ]
-    const child = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        spawn(command!, args, { cwd: REPO_ROOT, detached: true, stdio: ["ignore", "pipe", "pipe"], env: serverEnv() })
-      ),
-      (child) => Effect.promise(() => stopServer(child))
-    )
-    let output = ""
-    const keep = (chunk: Buffer) => {
-      output = (output + chunk.toString("utf8")).slice(-16_000)
-    }
-    child.stdout?.on("data", keep)
-    child.stderr?.on("data", keep)
-    child.on("error", (error) => keep(Buffer.from(`spawn error: ${error.message}\n`)))
+    const server = yield* startServer("vm-metrics serve", command!, args, {
+      cwd: REPO_ROOT,
+      env: serverEnv(),
+      group: true
+    })
     const base = `http://127.0.0.1:${port}`
     let lastRequestEnd = 0
     const get = async (pathname: string) => {
@@ -501,35 +527,95 @@ export const vmMetricsServer = (extra: ReadonlyArray<string>): Effect.Effect<VmM
         lastRequestEnd = Date.now()
       }
     }
-    const describe = () => `${command} ${args.join(" ")}`
-    yield* Effect.promise(async () => {
-      const deadline = Date.now() + 30_000
-      let last = "nothing yet"
-      for (;;) {
-        if (exited(child)) {
-          throw new Error(`${describe()} exited (${child.exitCode ?? child.signalCode}) before /healthz:\n${output}`)
-        }
-        try {
-          const health = await get("/healthz")
-          if (health.status === 200 && JSON.stringify(JSON.parse(health.body)) === `{"status":"ok"}`) return
-          last = `${health.status} ${health.body}`
-        } catch (error) {
-          last = String(error)
-        }
-        if (Date.now() > deadline)
-          throw new Error(`${describe()}: no healthy /healthz in 30 s (last: ${last}):\n${output}`)
-        await sleepMs(100)
+    yield* waitFor(
+      "a healthy /healthz",
+      async () => {
+        const health = await get("/healthz")
+        if (health.status === 200 && JSON.stringify(JSON.parse(health.body)) === `{"status":"ok"}`) return true
+        throw new Error(`${health.status} ${health.body}`)
+      },
+      {
+        timeout: "30 seconds",
+        interval: "100 millis",
+        gone: server.gone,
+        details: () => `${command} ${args.join(" ")}:\n${server.output()}`
       }
-    })
+    )
     return {
       base,
       args,
-      process: child,
-      output: () => output,
+      process: server.process,
+      output: server.output,
       get,
       idleMs: () => Date.now() - lastRequestEnd
     }
   })
+
+// ---------------------------------------------------------------------------------------------------
+// The rig: network, TAP, VM and server in one scope
+
+/** The hypervisor running the guest. */
+export type Hypervisor = "qemu" | "libvirt"
+
+export interface VmRigOptions {
+  readonly hypervisor: Hypervisor
+  /** This file's own link names: netns `vmm-<tag>-ns`, bridge `vmm-<tag>-br`, veth `vmm-<tag>-v0`/`-v1`. */
+  readonly tag: string
+  /** The TAP (≤ 15 characters, unique to the file: files may run at once). */
+  readonly tap: string
+  readonly name: string
+  readonly uuid: string
+  /** `vm-metrics serve` flags after --host, --port and --max-age. */
+  readonly serve: ReadonlyArray<string>
+}
+
+/** The guest's network, its TAP, the VM and then the server, all released with the scope. */
+export const vmRig = (options: VmRigOptions): Effect.Effect<VmRigService, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const net = yield* guestNetwork({
+      netns: `vmm-${options.tag}-ns`,
+      bridge: `vmm-${options.tag}-br`,
+      vethHost: `vmm-${options.tag}-v0`,
+      vethPeer: `vmm-${options.tag}-v1`
+    })
+    const tap = yield* hostTap(options.tap, net.bridge)
+    const start = options.hypervisor === "qemu" ? qemuVm : libvirtVm
+    const vm = yield* start({ name: options.name, uuid: options.uuid, tap })
+    const [elapsed, server] = yield* Effect.timed(vmMetricsServer(options.serve))
+    yield* Effect.log(
+      `${options.hypervisor} VM ${options.name} (${options.uuid}, pid ${vm.pid}, TAP ${tap}): network up after ` +
+        `${vm.bootMs} ms; server healthy at ${server.base} after ${Math.round(Duration.toMillis(elapsed))} ms`
+    )
+    const expected: Expected = {
+      id: options.uuid,
+      name: options.name,
+      pid: vm.pid,
+      tap,
+      vcpus: GUEST_VCPUS,
+      memoryBytes: GUEST_MEMORY_BYTES
+    }
+    return { vm, server, expected }
+  })
+
+export interface VmRigService {
+  readonly vm: Vm
+  readonly server: VmMetricsServer
+  /** What the server must say about the VM. */
+  readonly expected: Expected
+}
+
+/** The rig of a test file (one per file: `layer(layerVmRig(…))`). */
+export class VmRig extends Context.Tag("e2e/VmRig")<VmRig, VmRigService>() {}
+
+export const layerVmRig = (options: VmRigOptions): Layer.Layer<VmRig> => Layer.scoped(VmRig, vmRig(options))
+
+/** `bracketedGet` against the rig's server and VM. */
+export const rigGet = (pathname: string) =>
+  Effect.flatMap(VmRig, ({ server, vm }) => Effect.promise(() => bracketedGet(server, pathname, vm)))
+
+/** `withDiagnostics` with the rig's VM and server. */
+export const diagnosed = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+  Effect.flatMap(VmRig, ({ server, vm }) => withDiagnostics(self, vm, server))
 
 // ---------------------------------------------------------------------------------------------------
 // The API's JSON
@@ -579,8 +665,6 @@ export const isoMs = (value: string): number =>
 // ---------------------------------------------------------------------------------------------------
 // The test's own readings of the VM, independent of vm-metrics
 
-export const CLK_TCK = getconf("CLK_TCK")
-
 /** What the kernel says about the VM right now, through other tools than vm-metrics. */
 export interface Reading {
   readonly atMs: number
@@ -596,41 +680,19 @@ export interface Reading {
   readonly vmTxBytes: number
 }
 
-export const statFields = (pid: number): Array<string> => {
-  const text = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-  return [
-    "pid",
-    "comm",
-    ...text
-      .slice(text.lastIndexOf(")") + 2)
-      .trim()
-      .split(" ")
-  ]
-}
-
 export const readVm = (pid: number, tap: string): Reading => {
   const atMs = Date.now()
-  const fields = statFields(pid)
-  const cpuSeconds = (Number(fields[13]) + Number(fields[14])) / CLK_TCK
-  const [rss, vsz] = execFileSync("ps", ["-o", "rss=,vsz=", "-p", String(pid)], { encoding: "utf8" })
-    .trim()
-    .split(/\s+/)
-    .map(Number)
+  const cpu = statCpuSeconds(pid)
+  const ps = psOf(pid)
   const link = ipLinkBytes(tap)
   return {
     atMs,
-    cpuSeconds,
-    rssBytes: rss! * 1024,
-    vszBytes: vsz! * 1024,
+    cpuSeconds: cpu,
+    rssBytes: ps.rssKiB * 1024,
+    vszBytes: ps.vszKiB * 1024,
     vmRxBytes: Number(link.tx),
     vmTxBytes: Number(link.rx)
   }
-}
-
-/** The process's start time from its stat field 22 and the boot time in /proc/stat, epoch ms. */
-export const processStartMs = (pid: number): number => {
-  const btime = Number(/^btime (\d+)$/m.exec(fs.readFileSync("/proc/stat", "utf8"))![1])
-  return btime * 1000 + (Number(statFields(pid)[21]) * 1000) / CLK_TCK
 }
 
 /**
