@@ -18,9 +18,9 @@ import { MeterProvider } from "@opentelemetry/sdk-metrics"
 import * as Collector from "@vm-metrics/core/Collector"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
-import * as NodeReaders from "@vm-metrics/node/NodeReaders"
 import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
 import { Effect, Exit, Layer, ManagedRuntime, Scope } from "effect"
+import * as Main from "../src/Main.js"
 
 const sizes = process.argv
   .slice(2)
@@ -144,11 +144,8 @@ const collector = (vms: ReadonlyArray<Vm>, pageSize: number) => {
     allocatedMemoryBytes: 1 << 30
   }))
   const runtime = ManagedRuntime.make(
-    VmMetrics.layer().pipe(
-      Layer.provideMerge(Collector.layer({ maxAge: "1 hour" })),
-      Layer.provide(Layer.merge(NodeReaders.layer(), InstanceSource.layerStatic(infos))),
-      Layer.orDie
-    )
+    // The product's own graph (Main), over a fixed list of the spawned processes.
+    Main.layerPipeline({ maxAge: "1 hour" }, { source: InstanceSource.layerStatic(infos) }).pipe(Layer.orDie)
   )
   const page = BigInt(pageSize)
   const refresh = Effect.flatMap(Collector.Collector, (c) => c.refresh)

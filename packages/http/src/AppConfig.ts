@@ -43,6 +43,8 @@ export interface Setting<A> {
   readonly shownDefault?: string
   readonly description: string
   readonly scope: Scope
+  /** The commands that take it, when not those of its scope. */
+  readonly commands?: string
   /** The environment variable as an Effect Config (absent → the default, or None when there is none). */
   readonly config: Config.Config<Option.Option<A>>
   /** The variable alone: a Config that fails when it is absent (the CLI's fallback for a missing flag). */
@@ -151,8 +153,9 @@ export const settings = {
     flag: "auth-token-file",
     env: "VM_METRICS_AUTH_TOKEN_FILE",
     default: undefined,
-    description: "file holding the bearer token required on every path but /healthz",
-    scope: "serve"
+    description: "file holding the bearer token required on every path but /healthz (top --url sends it)",
+    scope: "serve",
+    commands: "serve, top"
   }),
   authToken: text({
     flag: null,
@@ -318,6 +321,22 @@ export const environmentOnlyHelp = (scope: Scope): string =>
       ? exporterVariables.map((v) => `${v.env}: ${v.description}; default ${v.default} (read by the OTel exporter)`)
       : [])
   ].join("; ")}`
+
+const commandsOf: Record<Scope, string> = { collect: "serve, list, stats, top", serve: "serve", top: "top" }
+
+/** README's configuration table, row for row (test/Cli.test.ts keeps README equal to it). @category getters */
+export const markdownTable = (): string =>
+  [
+    "| flag | environment variable | default | commands | meaning |",
+    "|---|---|---|---|---|",
+    ...Object.values(settings).map(
+      (setting: Setting<unknown>) =>
+        `| ${setting.flag === null ? "" : `\`--${setting.flag}\``} | ${setting.env === null ? "" : `\`${setting.env}\``} | \`${shownDefault(setting)}\` | ${setting.commands ?? commandsOf[setting.scope]} | ${setting.description} |`
+    ),
+    ...exporterVariables.map(
+      (v) => `|  | \`${v.env}\` | \`${v.default}\` | serve | ${v.description}; read by the OTel exporter |`
+    )
+  ].join("\n")
 
 /** "500ms", "2s", "1.5 seconds", "250 millis" → a Duration; anything else is a UsageError. @category parsers */
 export const parseDuration = (text: string): Either.Either<Duration.Duration, UsageError> => {

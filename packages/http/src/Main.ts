@@ -21,9 +21,9 @@ import * as Server from "./Server.js"
 import * as Sources from "./Sources.js"
 
 /** Replacements for the source and readers the config would choose. @category models */
-export interface Ports {
-  readonly source?: Layer.Layer<InstanceSource>
-  readonly readers?: Layer.Layer<ProcReader | TapReader>
+export interface Ports<ES = never, ER = never> {
+  readonly source?: Layer.Layer<InstanceSource, ES>
+  readonly readers?: Layer.Layer<ProcReader | TapReader, ER>
 }
 
 const asUsage = (error: { readonly message: string }) => new UsageError({ message: error.message })
@@ -48,19 +48,20 @@ export const layerReaders = (config: Partial<CollectConfig> = {}): Layer.Layer<P
   }).pipe(Layer.mapError(asUsage))
 
 /** Source → readers → collector. @category layers */
-export const layerCollect = (
+export const layerCollect = <ES = never, ER = never>(
   config: Partial<CollectConfig> = {},
-  ports: Ports = {}
-): Layer.Layer<Collector.Collector, UsageError> =>
-  Collector.layer({ maxAge: config.maxAge ?? defaults.maxAge }).pipe(
-    Layer.provide(Layer.merge(ports.readers ?? layerReaders(config), ports.source ?? layerSource(config)))
-  )
+  ports: Ports<ES, ER> = {}
+): Layer.Layer<Collector.Collector, UsageError | ES | ER> => {
+  const readers: Layer.Layer<ProcReader | TapReader, UsageError | ER> = ports.readers ?? layerReaders(config)
+  const source: Layer.Layer<InstanceSource, UsageError | ES> = ports.source ?? layerSource(config)
+  return Collector.layer({ maxAge: config.maxAge ?? defaults.maxAge }).pipe(Layer.provide(Layer.merge(readers, source)))
+}
 
 /** Source → readers → collector → metrics, and the OTLP push when `otlp` is on. @category layers */
-export const layerPipeline = (
+export const layerPipeline = <ES = never, ER = never>(
   config: Partial<PipelineConfig> = {},
-  ports: Ports = {}
-): Layer.Layer<Collector.Collector | VmMetrics.VmMetrics, UsageError> => {
+  ports: Ports<ES, ER> = {}
+): Layer.Layer<Collector.Collector | VmMetrics.VmMetrics, UsageError | ES | ER> => {
   const metrics = VmMetrics.layer({
     metrics: config.metrics ?? defaults.metrics,
     resource: config.resource ?? defaults.resource
@@ -86,13 +87,13 @@ const reloadOnHangup = Layer.scopedDiscard(
 )
 
 /** The HTTP app over the pipeline, without a socket: tests provide `NodeHttpServer.layerTest`. @category layers */
-export const layerApp = (config: Partial<AppConfig> = {}, ports: Ports = {}) =>
+export const layerApp = <ES = never, ER = never>(config: Partial<AppConfig> = {}, ports: Ports<ES, ER> = {}) =>
   Server.layerApp(config.authToken ?? defaults.authToken, {
     metricsWithoutAuth: config.metricsWithoutAuth ?? defaults.metricsWithoutAuth
   }).pipe(Layer.provide(layerPipeline(config, ports)))
 
 /** The whole server: pipeline, HTTP listener, SIGHUP reload. @category layers */
-export const layerServe = (config: Partial<AppConfig> = {}, ports: Ports = {}) => {
+export const layerServe = <ES = never, ER = never>(config: Partial<AppConfig> = {}, ports: Ports<ES, ER> = {}) => {
   const c = { ...defaults, ...config }
   return Layer.mergeAll(
     Server.layer({

@@ -1,7 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
-import { ConfigProvider, Effect } from "effect"
+import { ConfigProvider, Effect, Exit, Layer } from "effect"
 import * as MetricOptions from "../src/MetricOptions.js"
+import * as OtlpPush from "../src/OtlpPush.js"
 import * as ResourceAttributes from "../src/ResourceAttributes.js"
+import * as VmMetrics from "../src/VmMetrics.js"
+import { layerFor, makeWorld } from "./fixtures.js"
 
 const withEnv = (env: Record<string, string>) =>
   Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
@@ -50,6 +53,44 @@ describe("configuration from the environment", () => {
       assert.strictEqual(hostFromEnv["service.instance.id"], "host-a")
       const defaults = yield* ResourceAttributes.fromConfig({ hostName: "h3" }).pipe(withEnv({}))
       assert.strictEqual(defaults["service.name"], "vm-metrics")
+    })
+  )
+
+  it.effect("make and layer take their options as given; only layerConfig reads the environment", () =>
+    Effect.gen(function* () {
+      const env = withEnv({ OTEL_SERVICE_NAME: "from-env", VM_METRICS_METRIC_PREFIX: "env_vm" })
+      const world = makeWorld()
+      const given = yield* Effect.flatMap(VmMetrics.VmMetrics, (m) =>
+        Effect.map(m.prometheusText, (text) => [m.resource, text] as const)
+      ).pipe(Effect.provide(layerFor(world, { resource: { hostName: "h1" } })), env)
+      assert.strictEqual(given[0]["service.name"], "vm-metrics")
+      assert.match(given[1], /^hypeman_vm_/m)
+      assert.notMatch(given[1], /^env_vm_/m)
+      const fromEnv = yield* Effect.flatMap(VmMetrics.VmMetrics, (m) =>
+        Effect.map(m.prometheusText, (text) => [m.resource, text] as const)
+      ).pipe(
+        Effect.provide(VmMetrics.layerConfig({ resource: { hostName: "h1" } }).pipe(Layer.provide(layerFor(world)))),
+        env
+      )
+      assert.strictEqual(fromEnv[0]["service.name"], "from-env")
+      assert.strictEqual(fromEnv[0]["host.name"], "h1")
+      assert.match(fromEnv[1], /^env_vm_/m)
+    })
+  )
+
+  it.effect("OtlpPush.layerConfig: a bad OTEL_METRIC_EXPORT_INTERVAL is a ConfigError, not a defect", () =>
+    Effect.gen(function* () {
+      const world = makeWorld()
+      const push = OtlpPush.layerConfig({ url: "http://127.0.0.1:9/v1/metrics" }).pipe(Layer.provide(layerFor(world)))
+      const exit = yield* Effect.exit(
+        Layer.build(push).pipe(Effect.scoped, withEnv({ OTEL_METRIC_EXPORT_INTERVAL: "soon" }))
+      )
+      assert.isTrue(Exit.isFailure(exit))
+      if (Exit.isFailure(exit)) {
+        const failure = exit.cause._tag === "Fail" ? exit.cause.error : undefined
+        assert.strictEqual(failure?._tag, "ConfigError", String(exit.cause))
+        assert.include(String(failure), "OTEL_METRIC_EXPORT_INTERVAL")
+      }
     })
   )
 })
