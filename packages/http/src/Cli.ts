@@ -14,6 +14,7 @@ import { summary as exitCodes } from "./ExitCode.js"
 import { lookup } from "./Lookup.js"
 import * as Main from "./Main.js"
 import { statsJson } from "./StatsJson.js"
+import { bytes, table } from "./TextFormat.js"
 import * as Top from "./Top.js"
 
 /** A bad flag or environment value, said in one line. @category errors */
@@ -118,32 +119,6 @@ const serve = Command.make("serve", serveOptions, (input) =>
   )
 )
 
-const human = (bytes: bigint | null) => {
-  if (bytes === null) return "-"
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"]
-  let value = Number(bytes)
-  let unit = 0
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024
-    unit++
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)}${units[unit]}`
-}
-
-/** Left-aligned columns, two spaces apart. */
-const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) => {
-  const all = [header, ...rows]
-  const widths = header.map((_, c) => Math.max(...all.map((row) => (row[c] ?? "").length)))
-  return all
-    .map((row) =>
-      row
-        .map((cell, c) => cell.padEnd(widths[c] ?? 0))
-        .join("  ")
-        .trimEnd()
-    )
-    .join("\n")
-}
-
 /** A fresh snapshot for a one-shot command; a source that could not be listed at all is an error. */
 const readable = Effect.flatMap(Collector.Collector, (c) => c.refresh).pipe(
   Effect.filterOrFail(
@@ -164,11 +139,11 @@ const list = Command.make("list", collectOptions, (input) =>
       vm.pid === null ? "-" : String(vm.pid),
       String(vm.allocatedVcpus),
       cpuSeconds(vm)?.toFixed(2) ?? "-",
-      human(vm.memoryRssBytes),
-      human(BigInt(vm.allocatedMemoryBytes)),
+      bytes(vm.memoryRssBytes, "iec"),
+      bytes(vm.allocatedMemoryBytes, "iec"),
       vm.tapDevice ?? "-",
-      human(vm.netRxBytes),
-      human(vm.netTxBytes)
+      bytes(vm.netRxBytes, "iec"),
+      bytes(vm.netTxBytes, "iec")
     ])
     yield* Console.log(table(header, rows))
   }).pipe(Effect.provide(collectLayer(input)))

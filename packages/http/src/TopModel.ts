@@ -8,6 +8,7 @@
  *
  * @since 0.1.0
  */
+import { bytes, table } from "./TextFormat.js"
 
 /** One VM in one sample, as the server's JSON (or the local collector) gives it. @category models */
 export interface VmSample {
@@ -100,19 +101,6 @@ export const sorted = (all: ReadonlyArray<Row>, key: SortKey): ReadonlyArray<Row
     return y - x || a.name.localeCompare(b.name)
   })
 
-/** 1536 → "1.5K"; bytes in binary units. @category format */
-export const bytes = (n: number | null): string => {
-  if (n === null) return "-"
-  const units = ["B", "K", "M", "G", "T"]
-  let v = n
-  let u = 0
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024
-    u++
-  }
-  return `${v.toFixed(u === 0 ? 0 : 1)}${units[u]}`
-}
-
 const fixed = (n: number | null, digits: number) => (n === null ? "-" : n.toFixed(digits))
 const percent = (n: number | null) => (n === null ? "-" : `${(n * 100).toFixed(0)}%`)
 
@@ -124,7 +112,7 @@ export const screen = (
   const header = `vm-metrics top — ${options.source} — ${options.at.toISOString().slice(11, 19)} — ${all.length} VMs — sort: ${options.sort}`
   const help = "keys: c cpu  m memory  n network  a name  q quit"
   const columns = ["NAME", "STATE", "CORES", "%VCPU", "RSS", "%ALLOC", "RX/s", "TX/s", "ID"]
-  const table = sorted(all, options.sort).map((row) => [
+  const cells = sorted(all, options.sort).map((row) => [
     row.name,
     row.state,
     fixed(row.cores, 2),
@@ -135,17 +123,11 @@ export const screen = (
     bytes(row.txPerSecond),
     row.id
   ])
-  const widths = columns.map((c, i) => Math.max(c.length, ...table.map((r) => (r[i] ?? "").length)))
-  const line = (cells: ReadonlyArray<string>) =>
-    cells
-      .map((cell, i) => (i >= 2 && i <= 7 ? cell.padStart(widths[i] ?? 0) : cell.padEnd(widths[i] ?? 0)))
-      .join("  ")
-      .trimEnd()
   return [
     header,
     help,
     options.error === undefined ? "" : `error: ${options.error}`,
-    line(columns),
-    ...table.map(line)
+    // The number columns (CORES to TX/s) are right-aligned.
+    table(columns, cells, (column) => column >= 2 && column <= 7)
   ].join("\n")
 }

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { bytes, rows, type Sample, screen, sorted, type VmSample } from "../src/TopModel.js"
+import { bytes, table } from "../src/TextFormat.js"
+import { rows, type Sample, screen, sorted, type VmSample } from "../src/TopModel.js"
 
 const vm = (over: Partial<VmSample> & Pick<VmSample, "id">): VmSample => ({
   name: over.id,
@@ -86,5 +87,30 @@ describe("top: rates from consecutive samples", () => {
     assert.match(lines[4]!, /^a\s+running\s+0\.25\s+13%\s+512\.0M\s+50%\s+0B\s+0B\s+a$/)
     assert.strictEqual(bytes(1536), "1.5K")
     assert.strictEqual(bytes(null), "-")
+  })
+})
+
+describe("text for a terminal (list and top)", () => {
+  it("byte counts in binary units: short for top, KiB/MiB for list; unavailable is '-'", () => {
+    assert.strictEqual(bytes(0), "0B")
+    assert.strictEqual(bytes(1023), "1023B")
+    assert.strictEqual(bytes(1536), "1.5K")
+    assert.strictEqual(bytes(1536n, "iec"), "1.5KiB")
+    assert.strictEqual(bytes(512 * 1024 ** 2, "iec"), "512.0MiB")
+    assert.strictEqual(bytes(5n * 1024n ** 5n, "iec"), "5120.0TiB")
+    assert.strictEqual(bytes(2n ** 64n - 1n), "16777216.0T")
+    assert.strictEqual(bytes(null, "iec"), "-")
+  })
+
+  it("columns two spaces apart, as wide as their widest cell, chosen ones right-aligned, no trailing spaces", () => {
+    const rows = [
+      ["a", "1", "x"],
+      ["bbb", "22", ""]
+    ]
+    assert.strictEqual(table(["N", "V", "ID"], rows), "N    V   ID\na    1   x\nbbb  22")
+    assert.strictEqual(
+      table(["N", "V", "ID"], rows, (c) => c === 1),
+      "N     V  ID\na     1  x\nbbb  22"
+    )
   })
 })
