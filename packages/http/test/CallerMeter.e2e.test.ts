@@ -7,12 +7,11 @@
 
 import { assert, describe, it } from "@effect/vitest"
 import { MeterProvider, MetricReader, type ResourceMetrics } from "@opentelemetry/sdk-metrics"
-import * as Collector from "@vm-metrics/core/Collector"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
-import * as NodeReaders from "@vm-metrics/node/NodeReaders"
 import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
 import { spawnChild, statCpuSeconds, stopChild, TICK_SECONDS, waitFor } from "@vm-metrics/testing"
 import { Effect, Layer } from "effect"
+import * as Main from "../src/Main.js"
 
 class CallerReader extends MetricReader {
   protected override async onForceFlush(): Promise<void> {}
@@ -47,24 +46,18 @@ describe("a caller's MeterProvider, with nothing else running", () => {
           Effect.sync(() => spawnChild("while :; do :; done")),
           (c) => Effect.promise(() => stopChild(c))
         )
-        const pipeline = VmMetrics.layer().pipe(
-          Layer.provideMerge(Collector.layer({ maxAge: `${MAX_AGE_MS} millis` })),
-          Layer.provide(NodeReaders.layer()),
-          Layer.provide(
-            InstanceSource.layerMemory(
-              InstanceSource.makeMemory([
-                {
-                  id: "busy-vm",
-                  name: "busy",
-                  hypervisorPid: child.pid,
-                  allocatedVcpus: 1,
-                  allocatedMemoryBytes: 1024 * 1024 * 1024
-                }
-              ])
-            )
-          ),
-          Layer.orDie
+        const source = InstanceSource.layerMemory(
+          InstanceSource.makeMemory([
+            {
+              id: "busy-vm",
+              name: "busy",
+              hypervisorPid: child.pid,
+              allocatedVcpus: 1,
+              allocatedMemoryBytes: 1024 * 1024 * 1024
+            }
+          ])
         )
+        const pipeline = Main.layerPipeline({ maxAge: `${MAX_AGE_MS} millis` }, { source }).pipe(Layer.orDie)
         yield* Effect.gen(function* () {
           const metrics = yield* VmMetrics.VmMetrics
           const viaInstruments = new CallerReader()

@@ -18,12 +18,11 @@ import { createRequire } from "node:module"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, it, layer } from "@effect/vitest"
-import * as Collector from "@vm-metrics/core/Collector"
+import type * as Collector from "@vm-metrics/core/Collector"
 import { InstanceSourceError } from "@vm-metrics/core/Errors"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
-import * as NodeReaders from "@vm-metrics/node/NodeReaders"
-import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
+import type * as VmMetrics from "@vm-metrics/otel/VmMetrics"
 import {
   createTap,
   deleteTap,
@@ -39,6 +38,8 @@ import {
 import { Ajv, type ErrorObject } from "ajv"
 import { Context, Effect, Layer } from "effect"
 import { createGenerator } from "ts-json-schema-generator"
+import * as AppConfig from "../src/AppConfig.js"
+import * as Main from "../src/Main.js"
 import {
   Exporter,
   exporterLayer,
@@ -450,12 +451,10 @@ const rigPipelineLayer: Layer.Layer<VmMetrics.VmMetrics | Collector.Collector, n
         ? Effect.fail(new InstanceSourceError({ reason: "injected by the dashboard test" }))
         : Effect.succeed(infos)
     )
-    return VmMetrics.layer({ metrics: { labelBudget: LABEL_BUDGET } }).pipe(
-      Layer.provideMerge(Collector.layer({ maxAge: "500 millis" })),
-      Layer.provide(NodeReaders.layer()),
-      Layer.provide(InstanceSource.layerEffect(list)),
-      Layer.orDie
-    )
+    return Main.layerPipeline(
+      { maxAge: "500 millis", metrics: { ...AppConfig.defaults.metrics, labelBudget: LABEL_BUDGET } },
+      { source: InstanceSource.layerEffect(list) }
+    ).pipe(Layer.orDie)
   })
 )
 
