@@ -18,6 +18,7 @@ import {
   pushFrames,
   sleepMs,
   spawnChild,
+  statFieldOf,
   stopChild,
   tapSkipReason
 } from "./helpers.js"
@@ -210,9 +211,7 @@ describe.skipIf(skipNamespaces !== undefined)("a reused pid is never the VM", ()
         assert.strictEqual(yield* send("busy 100"), "busy 100")
         const newcomerCpu = Number((yield* send("cpu 100")).split(" ")[1])
         assert.isAbove(newcomerCpu, 0, "the newcomer burned CPU the VM never did")
-        const newcomerStart = BigInt(
-          fs.readFileSync(`${ns.procRoot}/100/stat`, "latin1").split(") ")[1]!.split(" ")[19]!
-        )
+        const newcomerStart = BigInt(statFieldOf(fs.readFileSync(`${ns.procRoot}/100/stat`, "latin1"), 22))
         assert.notStrictEqual(newcomerStart, pinned)
 
         for (let i = 0; i < 2; i++) {

@@ -18,6 +18,7 @@ import {
   runToEnd,
   sleepMs,
   spawnChild,
+  statField,
   stopChild
 } from "./helpers.js"
 
@@ -64,8 +65,7 @@ describe("NodeProcReader on the real /proc", () => {
       assert.strictEqual(stat.right.comm, "sleep")
       assert.strictEqual(Number(statm.right.rssPages) * (kernel.pageSize / 1024), ps.rssKiB)
       assert.strictEqual(Number(statm.right.vmsPages) * (kernel.pageSize / 1024), ps.vszKiB)
-      const starttime = fs.readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1]!.split(" ")[19]
-      assert.strictEqual(stat.right.startTimeTicks, BigInt(starttime!))
+      assert.strictEqual(stat.right.startTimeTicks, BigInt(statField(child.pid, 22)), "starttime, stat field 22")
       reader.closeAll()
     } finally {
       await stopChild(child)

@@ -17,6 +17,8 @@ export {
   runToEnd,
   sleepMs,
   spawnChild,
+  statField,
+  statFieldOf,
   stopChild,
   sysCounter,
   tapSkipReason
