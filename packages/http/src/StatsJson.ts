@@ -100,7 +100,7 @@ export const statsJson = (vm: VmStats): string => ExactJson.write(statsBody(vm))
 
 /** The body of `GET /instances`. @category encoding */
 export const listJson = (snapshot: Pick<Snapshot, "stats" | "sampledAtMs" | "sourceError">): string => {
-  const body: typeof InstanceList.Encoded = {
+  const body: InstanceList = {
     instances: snapshot.stats.map(statsBody),
     sampled_at: new Date(snapshot.sampledAtMs).toISOString(),
     source_error: sourceErrorBody(snapshot.sourceError)
