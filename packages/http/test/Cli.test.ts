@@ -5,9 +5,13 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { Duration, Either } from "effect"
+import * as MetricOptions from "@vm-metrics/otel/MetricOptions"
+import { ConfigProvider, Duration, Effect, Either, Option } from "effect"
+import * as AppConfig from "../src/AppConfig.js"
 import { parseDuration } from "../src/Cli.js"
+import * as Connections from "../src/Connections.js"
 import { ExitCode } from "../src/ExitCode.js"
+import * as Server from "../src/Server.js"
 import { BIN, cli, freePort } from "./cliRig.js"
 
 /** A process that discovery takes for QEMU: /bin/sh copied under QEMU's name, with QEMU-like flags. */
@@ -43,7 +47,117 @@ describe("parseDuration", () => {
   })
 })
 
+const withEnv = (env: Record<string, string>) =>
+  Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env))))
+
+/** What `serve` is given when no flag is set (the table's defaults). */
+const noFlags: AppConfig.ServeInput = {
+  host: AppConfig.settings.host.default,
+  port: AppConfig.settings.port.default,
+  source: AppConfig.settings.source.default,
+  instancesFile: Option.none(),
+  libvirtRunDir: AppConfig.settings.libvirtRunDir.default,
+  maxAge: AppConfig.settings.maxAge.default,
+  procRoot: AppConfig.settings.procRoot.default,
+  sysRoot: AppConfig.settings.sysRoot.default,
+  discoveryUids: [],
+  authTokenFile: Option.none(),
+  metricsWithoutAuth: false,
+  maxConnections: Option.none(),
+  headersTimeout: AppConfig.settings.headersTimeout.default,
+  requestTimeout: AppConfig.settings.requestTimeout.default,
+  keepAliveTimeout: AppConfig.settings.keepAliveTimeout.default,
+  shutdownGrace: AppConfig.settings.shutdownGrace.default,
+  metricPrefix: AppConfig.settings.metricPrefix.default,
+  otlp: AppConfig.settings.otlp.default
+}
+
+const REPO_ROOT = path.resolve(import.meta.dirname, "..", "..", "..")
+
+describe("AppConfig: the one table of settings", () => {
+  it("its defaults are the ones the server, the connections and the metric options use", () => {
+    assert.strictEqual(AppConfig.defaults.host, Server.defaults.host)
+    assert.strictEqual(AppConfig.defaults.port, Server.defaults.port)
+    assert.deepStrictEqual(AppConfig.defaults.limits, Connections.defaults)
+    assert.deepStrictEqual(AppConfig.defaults.metrics, MetricOptions.defaults)
+  })
+
+  it.effect("environment-only settings reach the AppConfig; a bad value is a one-line UsageError naming it", () =>
+    Effect.gen(function* () {
+      const plain = yield* AppConfig.resolveServe(noFlags).pipe(withEnv({}))
+      assert.deepStrictEqual(plain.metrics, MetricOptions.defaults)
+      assert.strictEqual(Duration.toMillis(Duration.decode(plain.otlpInterval)), 60_000)
+      assert.deepStrictEqual(plain.resource, {})
+      const set = yield* AppConfig.resolveServe(noFlags).pipe(
+        withEnv({
+          VM_METRICS_LABEL_BUDGET: "7",
+          VM_METRICS_UTILIZATION_RATIO: "false",
+          OTEL_METRIC_EXPORT_INTERVAL: "1500",
+          OTEL_RESOURCE_ATTRIBUTES: "host.name=hv-9,service.name=from-list"
+        })
+      )
+      assert.deepStrictEqual(set.metrics, { prefix: "hypeman_vm", utilizationRatio: false, labelBudget: 7 })
+      assert.strictEqual(Duration.toMillis(Duration.decode(set.otlpInterval)), 1500)
+      assert.deepStrictEqual(set.resource, {
+        serviceName: "from-list",
+        attributes: { "host.name": "hv-9", "service.name": "from-list" }
+      })
+      for (const [variable, value] of [
+        ["OTEL_METRIC_EXPORT_INTERVAL", "soon"],
+        ["OTEL_METRIC_EXPORT_INTERVAL", "0"],
+        ["VM_METRICS_LABEL_BUDGET", "many"],
+        ["VM_METRICS_UTILIZATION_RATIO", "perhaps"]
+      ] as const) {
+        const error = yield* Effect.flip(AppConfig.resolveServe(noFlags).pipe(withEnv({ [variable]: value })))
+        assert.strictEqual(error._tag, "UsageError")
+        assert.include(error.message, variable)
+        assert.notInclude(error.message, "\n")
+      }
+    })
+  )
+
+  it("README's configuration table is the table", () => {
+    const readme = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8")
+    assert.include(readme, AppConfig.markdownTable())
+  })
+
+  it("every variable the deploy files set or name is a setting of the table", () => {
+    const known = new Set<string>(
+      [
+        ...Object.values(AppConfig.settings).map((setting: AppConfig.Setting<unknown>) => setting.env),
+        ...AppConfig.exporterVariables.flatMap((v) => v.env.split(" / "))
+      ].filter((env): env is string => env !== null)
+    )
+    for (const file of ["deploy/vm-metrics.service", "deploy/README.md"]) {
+      const named = fs.readFileSync(path.join(REPO_ROOT, file), "utf8").match(/\b(VM_METRICS|OTEL)_[A-Z_]+/g) ?? []
+      assert.isAbove(named.length, 3, file)
+      for (const variable of named) assert.isTrue(known.has(variable), `${file}: ${variable} is not in AppConfig`)
+    }
+  })
+})
+
 describe("vm-metrics CLI", () => {
+  it("--help of serve and top shows every setting of the table: flag, variable and default", async () => {
+    for (const [command, scopes] of [
+      ["serve", ["serve", "collect"]],
+      ["top", ["top", "collect"]]
+    ] as const) {
+      const { code, stdout } = await cli([command, "--help"])
+      assert.strictEqual(code, 0)
+      const help = stdout.replace(/\s+/g, " ")
+      const shown = Object.values(AppConfig.settings).filter(
+        (setting: AppConfig.Setting<unknown>) =>
+          (scopes as ReadonlyArray<string>).includes(setting.scope) && (command === "serve" || setting.flag !== null)
+      )
+      for (const setting of shown as ReadonlyArray<AppConfig.Setting<unknown>>) {
+        const what = `${command}: ${setting.flag ?? setting.env}`
+        if (setting.flag !== null) assert.include(help, `--${setting.flag}`, what)
+        if (setting.env !== null) assert.include(help, setting.env, what)
+        assert.include(help, `default ${AppConfig.shownDefault(setting)}`, what)
+      }
+    }
+  }, 120_000)
+
   it("--help of serve documents every flag with its environment variable", async () => {
     const { code, stdout } = await cli(["serve", "--help"])
     assert.strictEqual(code, 0)
@@ -103,6 +217,7 @@ describe("vm-metrics CLI", () => {
       [["serve", "--headers-timeout", "40s"], {}, "at most --request-timeout"],
       [["serve", "--keep-alive-timeout", "0s"], {}, "--keep-alive-timeout must be > 0"],
       [["serve"], { VM_METRICS_MAX_CONNECTIONS: "0" }, "--max-connections must be a positive integer"],
+      [["serve"], { OTEL_METRIC_EXPORT_INTERVAL: "soon" }, "OTEL_METRIC_EXPORT_INTERVAL"],
       [["stats"], {}, "Missing argument"],
       [["frobnicate"], {}, "serve"]
     ]
