@@ -7,18 +7,17 @@ import * as http from "node:http"
 import { FetchHttpClient, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
-import * as Collector from "@vm-metrics/core/Collector"
 import { InstanceSourceError } from "@vm-metrics/core/Errors"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
 import * as ProcReader from "@vm-metrics/core/ProcReader"
 import * as TapReader from "@vm-metrics/core/TapReader"
-import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
 import { Effect, Either, Layer, Option, Redacted } from "effect"
 import { statLine } from "../../core/src/internal/statLine.js"
 import { Ambiguous, NotFound, Unauthorized } from "../src/Api.js"
+import type * as AppConfig from "../src/AppConfig.js"
 import { lookup } from "../src/Lookup.js"
-import * as Server from "../src/Server.js"
+import * as Main from "../src/Main.js"
 import * as Top from "../src/Top.js"
 
 const GiB = 1024 ** 3
@@ -50,20 +49,14 @@ const taps = TapReader.makeMemory()
 // Above 2^53: must arrive as exact JSON integers.
 taps.set("hype-qilviffn", { rxBytes: "18446744073709551615\n", txBytes: "9007199254740993\n" })
 
-const ports = Layer.mergeAll(
-  InstanceSource.layerStatic(instances),
-  ProcReader.layerMemory(proc),
-  TapReader.layerMemory(taps)
-)
-const metrics = VmMetrics.layer().pipe(
-  Layer.provideMerge(Collector.layer({ maxAge: "1 second" })),
-  Layer.provide(ports)
-)
-const serverWith = (token: Option.Option<Redacted.Redacted<string>>, metricsWithoutAuth = false) =>
-  Server.layerApp(token, { metricsWithoutAuth }).pipe(
-    Layer.provide(metrics),
+const readers = Layer.merge(ProcReader.layerMemory(proc), TapReader.layerMemory(taps))
+/** The product's app (Main) over an in-memory source and readers, on a test server. */
+const appOver = (source: Layer.Layer<InstanceSource.InstanceSource>, config: Partial<AppConfig.AppConfig> = {}) =>
+  Main.layerApp({ maxAge: "1 second", ...config }, { source, readers }).pipe(
     Layer.provideMerge(NodeHttpServer.layerTest)
   )
+const serverWith = (authToken: Option.Option<Redacted.Redacted<string>>, metricsWithoutAuth = false) =>
+  appOver(InstanceSource.layerStatic(instances), { authToken, metricsWithoutAuth })
 
 /** A raw request (no URL normalisation by a client), so hostile paths arrive as written. */
 const raw = (path: string, headers: Record<string, string> = {}, method = "GET") =>
@@ -413,32 +406,25 @@ const twins: ReadonlyArray<InstanceInfo> = [
   { id: "same", name: "y", allocatedVcpus: 1, allocatedMemoryBytes: GiB }
 ]
 
-layer(
-  Server.layerApp(Option.none()).pipe(
-    Layer.provide(
-      VmMetrics.layer().pipe(
-        Layer.provideMerge(Collector.layer({ maxAge: "1 second" })),
-        Layer.provide(
-          Layer.mergeAll(InstanceSource.layerStatic(twins), ProcReader.layerMemory(proc), TapReader.layerMemory(taps))
-        )
-      )
-    ),
-    Layer.provideMerge(NodeHttpServer.layerTest)
-  ),
-  { excludeTestServices: true }
-)("HTTP API over a source listing one id twice", (it) => {
-  it.effect("an exact id listed twice is ambiguous (409), never silently the first", () =>
-    Effect.gen(function* () {
-      const res = yield* raw("/instances/same/stats")
-      assert.strictEqual(res.status, 409, res.body)
-      assert.deepStrictEqual(jsonOf(res.body), { code: "ambiguous", message: "multiple resources match, use full ID" })
-      const listed = twins.map((vm) => ({ instanceId: vm.id, instanceName: vm.name }))
-      assert.deepStrictEqual(lookup(listed, "same"), Either.left({ _tag: "Ambiguous" as const, matches: 2 }))
-      // Each of the two is still reachable by its own name.
-      assert.strictEqual(jsonOf((yield* raw("/instances/y/stats")).body).instance_name, "y")
-    })
-  )
-})
+layer(appOver(InstanceSource.layerStatic(twins)), { excludeTestServices: true })(
+  "HTTP API over a source listing one id twice",
+  (it) => {
+    it.effect("an exact id listed twice is ambiguous (409), never silently the first", () =>
+      Effect.gen(function* () {
+        const res = yield* raw("/instances/same/stats")
+        assert.strictEqual(res.status, 409, res.body)
+        assert.deepStrictEqual(jsonOf(res.body), {
+          code: "ambiguous",
+          message: "multiple resources match, use full ID"
+        })
+        const listed = twins.map((vm) => ({ instanceId: vm.id, instanceName: vm.name }))
+        assert.deepStrictEqual(lookup(listed, "same"), Either.left({ _tag: "Ambiguous" as const, matches: 2 }))
+        // Each of the two is still reachable by its own name.
+        assert.strictEqual(jsonOf((yield* raw("/instances/y/stats")).body).instance_name, "y")
+      })
+    )
+  }
+)
 
 /** What a failing file source says about `/etc/shadow` behind a symlink: path and content, for the log only. */
 const leakyReason = `/srv/vm-metrics/vms.json: invalid JSON: Unexpected token 'r', "root:*:202"... is not valid JSON`
@@ -447,18 +433,7 @@ const failingSource = InstanceSource.layerEffect(
   Effect.fail(new InstanceSourceError({ kind: "parse_error", line: 3, column: 5, reason: leakyReason }))
 )
 
-layer(
-  Server.layerApp(Option.none()).pipe(
-    Layer.provide(
-      VmMetrics.layer().pipe(
-        Layer.provideMerge(Collector.layer({ maxAge: "1 second" })),
-        Layer.provide(Layer.mergeAll(failingSource, ProcReader.layerMemory(proc), TapReader.layerMemory(taps)))
-      )
-    ),
-    Layer.provideMerge(NodeHttpServer.layerTest)
-  ),
-  { excludeTestServices: true }
-)("HTTP API over a failing source", (it) => {
+layer(appOver(failingSource), { excludeTestServices: true })("HTTP API over a failing source", (it) => {
   it.effect("source_error is the kind, line and column only: no reason, path or content", () =>
     Effect.gen(function* () {
       const res = yield* raw("/instances")
