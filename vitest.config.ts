@@ -1,5 +1,5 @@
 import { defineConfig } from "vitest/config"
 
 export default defineConfig({
-  test: { projects: ["packages/core", "packages/node", "packages/otel", "packages/http"] }
+  test: { projects: ["packages/*"] }
 })

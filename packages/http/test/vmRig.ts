@@ -40,6 +40,8 @@ import {
 } from "@vm-metrics/testing"
 import { Context, Duration, Effect, Layer, Schema, type Scope } from "effect"
 import { assert } from "vitest"
+import * as ExactJson from "../src/ExactJson.js"
+import { InstanceStats } from "../src/StatsJson.js"
 import { request } from "./rig.js"
 
 // ---------------------------------------------------------------------------------------------------
@@ -620,42 +622,46 @@ export const diagnosed = <A, E, R>(self: Effect.Effect<A, E, R>) =>
 // ---------------------------------------------------------------------------------------------------
 // The API's JSON
 
-const Count = Schema.Number.pipe(Schema.nonNegative())
-const NullableCount = Schema.NullOr(Count)
+/** The contract's 64-bit fields, as numbers for the test's arithmetic (every value here is far below 2^53). */
+type Int64Field = "memory_rss_bytes" | "memory_vms_bytes" | "network_rx_bytes" | "network_tx_bytes"
 
-/** `GET /instances/{id}/stats`, as the issue specifies it (extra fields are ignored). */
-export const StatsJson = Schema.Struct({
-  instance_id: Schema.String,
-  instance_name: Schema.String,
-  cpu_seconds: NullableCount,
-  memory_rss_bytes: NullableCount,
-  memory_vms_bytes: NullableCount,
-  network_rx_bytes: NullableCount,
-  network_tx_bytes: NullableCount,
-  allocated_vcpus: Count,
-  allocated_memory_bytes: Count,
-  memory_utilization_ratio: Schema.NullOr(Schema.Number),
-  state: Schema.String,
-  pid: Schema.NullOr(Schema.Number),
-  tap_device: Schema.NullOr(Schema.String),
-  epoch: Schema.Number,
-  sampled_at: Schema.String,
-  process_start_time: Schema.NullOr(Schema.String),
-  unavailable: Schema.Array(Schema.Unknown)
-})
-export type StatsJson = typeof StatsJson.Type
+/** A stats body as the tests check it: the API's own schema, counts as non-negative numbers. */
+export type StatsJson = Omit<InstanceStats, Int64Field | "allocated_memory_bytes"> & {
+  readonly [K in Int64Field]: number | null
+} & { readonly allocated_memory_bytes: number }
 
-/** Parses a stats body (fails with the body and what is wrong). */
+/**
+ * Parses a stats body with the API's schema (InstanceStats, exact 64-bit integers; extra fields are
+ * ignored); fails with the body and what is wrong, also when a count is negative or beyond 2^53.
+ */
 export const decodeStats = (body: string): StatsJson => {
   let json: unknown
   try {
-    json = JSON.parse(body)
+    json = ExactJson.read(body)
   } catch {
     throw new Error(`not JSON: ${body}`)
   }
-  const decoded = Schema.decodeUnknownEither(StatsJson)(json, { onExcessProperty: "ignore" })
+  const decoded = Schema.decodeUnknownEither(InstanceStats)(json, { onExcessProperty: "ignore" })
   if (decoded._tag === "Left") throw new Error(`unexpected stats JSON ${body}:\n${decoded.left.message}`)
-  return decoded.right
+  const stats = decoded.right
+  const count = (field: string, value: number | bigint): number => {
+    if (value < 0 || value > Number.MAX_SAFE_INTEGER) throw new Error(`${field} ${value} is not a count: ${body}`)
+    return Number(value)
+  }
+  const nullableCount = (field: Int64Field) => {
+    const value = stats[field]
+    return value === null ? null : count(field, value)
+  }
+  if (stats.cpu_seconds !== null) count("cpu_seconds", stats.cpu_seconds)
+  count("allocated_vcpus", stats.allocated_vcpus)
+  return {
+    ...stats,
+    memory_rss_bytes: nullableCount("memory_rss_bytes"),
+    memory_vms_bytes: nullableCount("memory_vms_bytes"),
+    network_rx_bytes: nullableCount("network_rx_bytes"),
+    network_tx_bytes: nullableCount("network_tx_bytes"),
+    allocated_memory_bytes: count("allocated_memory_bytes", stats.allocated_memory_bytes)
+  }
 }
 
 /** An ISO 8601 timestamp as epoch ms (NaN when it is none). */

@@ -2,7 +2,7 @@
  * One bounded wait for every test: poll a probe on a fixed schedule until it gives a value, fail after a
  * timeout with what was last seen. No wall-clock loops in the tests themselves.
  */
-import { Data, Duration, Effect, Schedule } from "effect"
+import { Clock, Data, Duration, Effect, Schedule } from "effect"
 
 /** Not there yet: the probe gave nothing, or threw (the message is kept for the timeout's error). */
 class Pending extends Data.TaggedError("Pending")<{ readonly last: string }> {}
@@ -48,7 +48,9 @@ export const waitFor = <A>(
       duration: options.timeout,
       onTimeout: () => `timed out after ${Duration.format(options.timeout)} waiting for ${what} (last: ${last})`
     }),
-    Effect.catchAll((error) => Effect.dieMessage(`${typeof error === "string" ? error : error.last}${details()}`))
+    Effect.catchAll((error) => Effect.dieMessage(`${typeof error === "string" ? error : error.last}${details()}`)),
+    // Real processes run on the wall clock, also inside a test that has a TestClock.
+    Effect.withClock(Clock.make())
   )
 }
 
