@@ -7,10 +7,12 @@
  * @since 0.1.0
  */
 import * as fs from "node:fs"
-import type * as MetricOptions from "@vm-metrics/otel/MetricOptions"
+import * as LibvirtSource from "@vm-metrics/node/LibvirtSource"
+import * as MetricOptions from "@vm-metrics/otel/MetricOptions"
 import * as ResourceAttributes from "@vm-metrics/otel/ResourceAttributes"
 import { Config, Data, Duration, Effect, Either, Option, Redacted } from "effect"
 import * as Connections from "./Connections.js"
+import * as Server from "./Server.js"
 import * as Sources from "./Sources.js"
 
 /** A bad flag or environment value, said in one line. @category errors */
@@ -81,19 +83,22 @@ const list = <S extends Spec<ReadonlyArray<string>>>(spec: S) =>
 
 const seconds = (ms: number) => `${ms / 1000}s`
 
-/** The table. The order is `--help`'s and README's. @category constants */
+/**
+ * The table. The order is `--help`'s and README's. A default owned by a module (Server, Connections,
+ * LibvirtSource, MetricOptions) is taken from it, not retyped. @category constants
+ */
 export const settings = {
   host: text({
     flag: "host",
     env: "VM_METRICS_HOST",
-    default: "127.0.0.1",
+    default: Server.defaults.host,
     description: "address to listen on",
     scope: "serve"
   }),
   port: integer({
     flag: "port",
     env: "VM_METRICS_PORT",
-    default: 9464,
+    default: Server.defaults.port,
     description: "port to listen on, 1-65535",
     scope: "serve"
   }),
@@ -115,7 +120,7 @@ export const settings = {
   libvirtRunDir: text({
     flag: "libvirt-run-dir",
     env: "VM_METRICS_LIBVIRT_RUN_DIR",
-    default: "/run/libvirt/qemu",
+    default: LibvirtSource.DEFAULT_RUN_DIR,
     description: "libvirt's status files, for --source libvirt",
     scope: "collect"
   }),
@@ -213,21 +218,21 @@ export const settings = {
   metricPrefix: text({
     flag: "metric-prefix",
     env: "VM_METRICS_METRIC_PREFIX",
-    default: "hypeman_vm",
+    default: MetricOptions.defaults.prefix,
     description: "prefix of every metric name (a Prometheus name)",
     scope: "serve"
   }),
   utilizationRatio: boolean({
     flag: null,
     env: "VM_METRICS_UTILIZATION_RATIO",
-    default: true,
+    default: MetricOptions.defaults.utilizationRatio,
     description: "export the derived memory utilisation ratio gauge",
     scope: "serve"
   }),
   labelBudget: integer({
     flag: null,
     env: "VM_METRICS_LABEL_BUDGET",
-    default: 200,
+    default: MetricOptions.defaults.labelBudget,
     description: "more instances than this is over the label budget (warned once, counted); a positive integer",
     scope: "serve"
   }),
