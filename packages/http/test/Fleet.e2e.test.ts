@@ -27,7 +27,6 @@ import {
   type Server,
   skipReason,
   spawnChild,
-  startServer,
   statCpuSeconds,
   stopChild,
   TICK_SECONDS,
@@ -35,7 +34,7 @@ import {
   waitFor
 } from "@vm-metrics/testing"
 import { Context, Effect, Layer, type Scope } from "effect"
-import { findPrometheus, instantQuery, request, type Series, startPrometheus } from "./rig.js"
+import { findPrometheus, instantQuery, request, type Series, serveCli, serverEnv, startPrometheus } from "./rig.js"
 
 const REPO = path.resolve(import.meta.dirname, "..", "..", "..")
 const DEPLOY = path.join(REPO, "deploy")
@@ -292,7 +291,7 @@ describe("deploy/vm-metrics.service", () => {
 
 const runAsync = (command: string, args: ReadonlyArray<string>) =>
   new Promise<{ status: number | null; stdout: string; output: string }>((resolve) => {
-    const child = spawn(command, args, { cwd: REPO, env: agentEnv({}), stdio: ["ignore", "pipe", "pipe"] })
+    const child = spawn(command, args, { cwd: REPO, env: serverEnv(), stdio: ["ignore", "pipe", "pipe"] })
     let stdout = ""
     let stderr = ""
     child.stdout.on("data", (chunk) => (stdout += chunk))
@@ -304,15 +303,6 @@ const runAsync = (command: string, args: ReadonlyArray<string>) =>
       resolve({ status, stdout, output: `${stdout}${stderr}` })
     })
   })
-
-/** This process's environment without any VM_METRICS_* / OTEL_* setting, plus `extra`. */
-const agentEnv = (extra: Record<string, string>): Record<string, string> => {
-  const env: Record<string, string> = {}
-  for (const [key, val] of Object.entries(process.env)) {
-    if (val !== undefined && !key.startsWith("VM_METRICS_") && !key.startsWith("OTEL_")) env[key] = val
-  }
-  return { ...env, NO_COLOR: "1", ...extra }
-}
 
 // ---------------------------------------------------------------------------------------------------
 // deploy/prometheus.yml and deploy/otel-collector.yaml
@@ -448,7 +438,6 @@ const SPECS: ReadonlyArray<AgentSpec> = [
 ]
 
 interface Agent extends AgentSpec {
-  readonly port: number
   /** host:port, as Prometheus scrapes it. */
   readonly target: string
   /** The pid of the agent's "hypervisor", a `sleep` child of this test. */
@@ -481,17 +470,16 @@ const startAgent = (spec: AgentSpec, dir: string, tokenFile: string): Effect.Eff
       instances,
       JSON.stringify([{ id: spec.vmId, name: spec.vmName, pid: vm.pid, vcpus: spec.vcpus, memory: "1G" }])
     )
-    const port = yield* freePort
-    const args = ["--import", "tsx", BIN, "serve", "--host", spec.address, "--port", String(port)]
-    args.push("--source", "file", "--instances-file", instances, "--auth-token-file", tokenFile, "--otlp", "off")
-    const server = yield* startServer(`agent ${spec.hostName}`, process.execPath, args, {
-      cwd: REPO,
-      env: agentEnv({
+    const server = yield* serveCli({
+      name: `agent ${spec.hostName}`,
+      host: spec.address,
+      args: ["--source", "file", "--instances-file", instances, "--auth-token-file", tokenFile, "--otlp", "off"],
+      env: {
         OTEL_SERVICE_NAME: SERVICE_NAME,
         OTEL_RESOURCE_ATTRIBUTES: `host.name=${spec.hostName},deployment.environment=e2e`
-      })
+      }
     })
-    return { ...spec, port, target: `${spec.address}:${port}`, vmPid: vm.pid, server }
+    return { ...spec, target: server.target, vmPid: vm.pid, server }
   })
 
 const fleetLayer = Layer.scoped(

@@ -16,11 +16,8 @@ import { assert, describe, layer } from "@effect/vitest"
 import * as PrometheusText from "@vm-metrics/otel/PrometheusText"
 import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
 import {
-  freePort,
-  type Server,
   skipReason,
   spawnChild,
-  startServer,
   statCpuSeconds,
   statmRssBytes,
   stopChild,
@@ -31,6 +28,7 @@ import {
 } from "@vm-metrics/testing"
 import { Context, Effect, Layer, type Scope } from "effect"
 import {
+  type CliServer,
   Exporter,
   exporterLayer,
   findPrometheus,
@@ -39,6 +37,7 @@ import {
   promtoolCheck,
   request,
   type Series,
+  serveCli,
   startPrometheus,
   TestVm,
   tapMissing,
@@ -194,7 +193,6 @@ describe.skipIf(skipPrometheus)("Prometheus scraping the exporter", () => {
 // The real server behind a real Prometheus: tokens, --metrics-without-auth, `params:`, source errors
 
 const REPO = path.resolve(import.meta.dirname, "..", "..", "..")
-const BIN = path.join(REPO, "packages", "http", "src", "bin.ts")
 const DOC_FILE = path.join(REPO, "docs", "prometheus.md")
 const TOKEN = "prom-e2e-token-7f3a"
 /** What the instances file turns into: a symlink to a file that must never show up in a response. */
@@ -214,19 +212,10 @@ const docScrapeJob = (): Record<string, any> => {
   return config.scrape_configs[0]!
 }
 
-/** The environment of a spawned agent: this one without VM_METRICS_* / OTEL_* (the test sets what it needs). */
-const agentEnv = (): Record<string, string> => {
-  const env: Record<string, string> = {}
-  for (const [key, value] of Object.entries(process.env)) {
-    if (value !== undefined && !key.startsWith("VM_METRICS_") && !key.startsWith("OTEL_")) env[key] = value
-  }
-  return { ...env, NO_COLOR: "1" }
-}
-
 interface Agent {
   readonly base: string
   readonly target: string
-  readonly server: Server
+  readonly server: CliServer
   readonly instancesFile: string
 }
 
@@ -248,33 +237,14 @@ const startAgent = (
     )
     const tokenFile = path.join(dir, "agent.token")
     fs.writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 })
-    const port = yield* freePort
-    const args = ["--import", "tsx", BIN, "serve", "--host", "127.0.0.1", "--port", String(port), "--otlp", "off"]
-    args.push(
-      "--source",
-      "file",
-      "--instances-file",
-      instancesFile,
-      "--auth-token-file",
-      tokenFile,
-      "--max-age",
-      "200ms"
-    )
-    const server = yield* startServer(`agent ${name}`, process.execPath, [...args, ...extraArgs], {
-      cwd: REPO,
-      env: agentEnv()
+    const server = yield* serveCli({
+      name: `agent ${name}`,
+      args: [
+        ...["--otlp", "off", "--source", "file", "--instances-file", instancesFile],
+        ...["--auth-token-file", tokenFile, "--max-age", "200ms", ...extraArgs]
+      ]
     })
-    const base = `http://127.0.0.1:${port}`
-    yield* waitFor(
-      "the agent's /healthz",
-      async () => ((await request(`${base}/healthz`)).status === 200 ? true : undefined),
-      {
-        timeout: "60 seconds",
-        gone: server.gone,
-        details: server.output
-      }
-    )
-    return { base, target: `127.0.0.1:${port}`, server, instancesFile }
+    return { base: server.base, target: server.target, server, instancesFile }
   })
 
 class RealServers extends Context.Tag("e2e/RealServers")<

@@ -12,7 +12,8 @@ import * as path from "node:path"
 import { assert, describe, layer } from "@effect/vitest"
 import { hasCommand, sleepMs, waitForPromise } from "@vm-metrics/testing"
 import { Effect } from "effect"
-import { layerVmRig, REPO_ROOT, VmRig as Rig, serverBin, type Vm, vmSkipReason } from "./vmRig.js"
+import { REPO_ROOT, serverBin } from "./rig.js"
+import { layerVmRig, VmRig as Rig, type Vm, vmSkipReason } from "./vmRig.js"
 
 const skip = vmSkipReason("vm-metrics top tests", () => (hasCommand("tmux") ? undefined : "needs tmux"))
 

@@ -75,6 +75,83 @@ export const tapMissing = tapSkipReason()
 // ---------------------------------------------------------------------------------------------------
 // Small tools
 
+/** The repository's root (this file is packages/http/test/rig.ts). */
+export const REPO_ROOT = path.resolve(import.meta.dirname, "../../..")
+
+/** The CLI under test: `$VM_METRICS_E2E_BIN`, else packages/http/src/bin.ts. */
+export const serverBin = (): string =>
+  process.env.VM_METRICS_E2E_BIN ?? path.join(REPO_ROOT, "packages/http/src/bin.ts")
+
+/**
+ * The test's environment without the server's own settings (VM_METRICS_*, OTEL_*: a token, a prefix or
+ * other /proc and /sys roots in a developer's shell would change what the server answers), plus `extra`.
+ */
+export const serverEnv = (extra: Record<string, string> = {}): Record<string, string> => {
+  const env: Record<string, string> = {}
+  for (const [key, value] of Object.entries(process.env)) {
+    if (value !== undefined && !key.startsWith("VM_METRICS_") && !key.startsWith("OTEL_")) env[key] = value
+  }
+  return { ...env, NO_COLOR: "1", ...extra }
+}
+
+/** A running `vm-metrics serve`. */
+export interface CliServer extends Server {
+  readonly base: string
+  /** host:port, as Prometheus scrapes it. */
+  readonly target: string
+  readonly args: ReadonlyArray<string>
+  /** GET a path; remembers when the last request ended (see `idleMs`). */
+  readonly get: (pathname: string) => Promise<{ status: number; contentType: string | null; body: string }>
+  /** Ms since the last request to the server ended (its snapshot cache is older than this). */
+  readonly idleMs: () => number
+}
+
+/**
+ * `node --import tsx bin.ts serve --host <host> --port <free port> <args>` from the repository root, in its
+ * own process group, with `serverEnv(env)`; ready once `GET /healthz` answers 200 `{"status":"ok"}`
+ * (≤ 60 s). The group is stopped with the scope (SIGTERM, SIGKILL after 5 s).
+ */
+export const serveCli = (options: {
+  readonly name: string
+  readonly args: ReadonlyArray<string>
+  readonly host?: string
+  readonly env?: Record<string, string>
+}): Effect.Effect<CliServer, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const host = options.host ?? "127.0.0.1"
+    const port = yield* freePort
+    const args = ["--import", "tsx", serverBin(), "serve", "--host", host, "--port", String(port), ...options.args]
+    const server = yield* startServer(options.name, process.execPath, args, {
+      cwd: REPO_ROOT,
+      env: serverEnv(options.env),
+      group: true
+    })
+    const base = `http://${host}:${port}`
+    let lastRequestEnd = 0
+    const get = async (pathname: string) => {
+      try {
+        return await request(`${base}${pathname}`)
+      } finally {
+        lastRequestEnd = Date.now()
+      }
+    }
+    yield* waitFor(
+      `${options.name}: a healthy /healthz`,
+      async () => {
+        const health = await get("/healthz")
+        if (health.status === 200 && JSON.stringify(JSON.parse(health.body)) === `{"status":"ok"}`) return true
+        throw new Error(`${health.status} ${health.body}`)
+      },
+      {
+        timeout: "60 seconds",
+        interval: "100 millis",
+        gone: server.gone,
+        details: () => `node ${args.join(" ")}:\n${server.output()}`
+      }
+    )
+    return { ...server, base, target: `${host}:${port}`, args, get, idleMs: () => Date.now() - lastRequestEnd }
+  })
+
 /** GET (or POST) a loopback URL; the status and body. */
 export const request = async (url: string, init: RequestInit = {}) => {
   const response = await fetch(url, { ...init, signal: AbortSignal.timeout(5_000) })

@@ -20,7 +20,6 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import {
   CLK_TCK,
-  freePort,
   hasCommand,
   ipLinkBytes,
   isRoot,
@@ -29,10 +28,8 @@ import {
   processStartMs,
   psOf,
   run,
-  type Server,
   skipReason,
   sleepMs,
-  startServer,
   statCpuSeconds,
   tempDir,
   tryRun,
@@ -42,23 +39,16 @@ import { Context, Duration, Effect, Layer, Schema, type Scope } from "effect"
 import { assert } from "vitest"
 import * as ExactJson from "../src/ExactJson.js"
 import { InstanceStats } from "../src/StatsJson.js"
-import { request } from "./rig.js"
+import { type CliServer, serveCli } from "./rig.js"
 
 // ---------------------------------------------------------------------------------------------------
 // Prerequisites
-
-/** The repository's root (this file is packages/http/test/vmRig.ts). */
-export const REPO_ROOT = path.resolve(import.meta.dirname, "../../..")
 
 /** The guest of `.ci/qemu-guest.sh`: `$VM_METRICS_GUEST_DIR`, else `${VM_METRICS_CI_CACHE:-/var/cache/vm-metrics-ci}/guest`. */
 const guestDir = (): string =>
   process.env.VM_METRICS_GUEST_DIR ?? path.join(process.env.VM_METRICS_CI_CACHE ?? "/var/cache/vm-metrics-ci", "guest")
 
 const guest = () => ({ kernel: path.join(guestDir(), "vmlinuz"), initrd: path.join(guestDir(), "initrd.gz") })
-
-/** The CLI under test: `$VM_METRICS_E2E_BIN`, else packages/http/src/bin.ts. */
-export const serverBin = (): string =>
-  process.env.VM_METRICS_E2E_BIN ?? path.join(REPO_ROOT, "packages/http/src/bin.ts")
 
 /** Why a real QEMU guest cannot run here, or undefined when it can. */
 const qemuMissing = (): string | undefined => {
@@ -465,93 +455,12 @@ const libvirtVm = (options: VmOptions): Effect.Effect<Vm, never, Scope.Scope> =>
 // ---------------------------------------------------------------------------------------------------
 // The server under test
 
-/** The running `vm-metrics serve`, with its recent output for failure messages. */
-export interface VmMetricsServer {
-  readonly base: string
-  readonly args: ReadonlyArray<string>
-  readonly process: Server["process"]
-  readonly output: () => string
-  /** GET a path; remembers when the last request ended (see `idleMs`). */
-  readonly get: (pathname: string) => Promise<{ status: number; contentType: string | null; body: string }>
-  /** Ms since the last request to the server ended (its snapshot cache is older than this). */
-  readonly idleMs: () => number
-}
-
 /** The server's `--max-age`: a response may reuse a snapshot up to this old. */
 export const SERVER_MAX_AGE_MS = 200
 
-const tsxBin = (): Array<string> => {
-  const local = path.join(REPO_ROOT, "node_modules/.bin/tsx")
-  return fs.existsSync(local) ? [local] : ["npx", "tsx"]
-}
-
-/**
- * The test's environment without the server's own settings (VM_METRICS_*, OTEL_*): a token, a prefix or
- * other /proc and /sys roots in a developer's shell would change what the server answers.
- */
-const serverEnv = (): NodeJS.ProcessEnv =>
-  Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !key.startsWith("VM_METRICS_") && !key.startsWith("OTEL_"))
-  )
-
-/**
- * `tsx packages/http/src/bin.ts serve --host 127.0.0.1 --port <free port> --max-age 200millis <extra>`
- * from the repository root, in its own process group; ready once `GET /healthz` answers 200
- * `{"status":"ok"}` (≤ 30 s). The group is stopped with the scope (SIGTERM, SIGKILL after 5 s).
- */
-export const vmMetricsServer = (extra: ReadonlyArray<string>): Effect.Effect<VmMetricsServer, never, Scope.Scope> =>
-  Effect.gen(function* () {
-    const port = yield* freePort
-    const [command, ...prefix] = tsxBin()
-    const args = [
-      ...prefix,
-      serverBin(),
-      "serve",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--max-age",
-      `${SERVER_MAX_AGE_MS}millis`,
-      ...extra
-    ]
-    const server = yield* startServer("vm-metrics serve", command!, args, {
-      cwd: REPO_ROOT,
-      env: serverEnv(),
-      group: true
-    })
-    const base = `http://127.0.0.1:${port}`
-    let lastRequestEnd = 0
-    const get = async (pathname: string) => {
-      try {
-        return await request(`${base}${pathname}`)
-      } finally {
-        lastRequestEnd = Date.now()
-      }
-    }
-    yield* waitFor(
-      "a healthy /healthz",
-      async () => {
-        const health = await get("/healthz")
-        if (health.status === 200 && JSON.stringify(JSON.parse(health.body)) === `{"status":"ok"}`) return true
-        throw new Error(`${health.status} ${health.body}`)
-      },
-      {
-        timeout: "30 seconds",
-        interval: "100 millis",
-        gone: server.gone,
-        details: () => `${command} ${args.join(" ")}:\n${server.output()}`
-      }
-    )
-    return {
-      base,
-      args,
-      process: server.process,
-      output: server.output,
-      get,
-      idleMs: () => Date.now() - lastRequestEnd
-    }
-  })
+/** `vm-metrics serve --max-age 200millis <extra>` on 127.0.0.1 (rig.ts's serveCli). */
+export const vmMetricsServer = (extra: ReadonlyArray<string>): Effect.Effect<CliServer, never, Scope.Scope> =>
+  serveCli({ name: "vm-metrics serve", args: ["--max-age", `${SERVER_MAX_AGE_MS}millis`, ...extra] })
 
 // ---------------------------------------------------------------------------------------------------
 // The rig: network, TAP, VM and server in one scope
@@ -601,7 +510,7 @@ export const vmRig = (options: VmRigOptions): Effect.Effect<VmRigService, never,
 
 export interface VmRigService {
   readonly vm: Vm
-  readonly server: VmMetricsServer
+  readonly server: CliServer
   /** What the server must say about the VM. */
   readonly expected: Expected
 }
@@ -706,7 +615,7 @@ export const readVm = (pid: number, tap: string): Reading => {
  * the server has been idle longer than its max age (plus a margin), so the response must come from a
  * collection that started after `before` was taken.
  */
-export const bracketedGet = async (server: VmMetricsServer, pathname: string, vm: { pid: number; tap: string }) => {
+export const bracketedGet = async (server: CliServer, pathname: string, vm: { pid: number; tap: string }) => {
   const wait = SERVER_MAX_AGE_MS + 150 - server.idleMs()
   if (wait > 0) await sleepMs(wait)
   const before = readVm(vm.pid, vm.tap)
@@ -810,7 +719,7 @@ export const checkMetrics = (body: string, expected: Expected, before: Reading, 
 export const withDiagnostics = <A, E, R>(
   self: Effect.Effect<A, E, R>,
   vm: { readonly name: string; readonly serialTail: () => string },
-  server: VmMetricsServer
+  server: CliServer
 ): Effect.Effect<A, E, R> =>
   self.pipe(
     Effect.onError(() =>
@@ -828,7 +737,7 @@ export const withDiagnostics = <A, E, R>(
  * (404 `not_found`) or listed as `exited` with null usage, never with stale or zero counters; and
  * /metrics has no series of it any more.
  */
-export const checkGone = async (server: VmMetricsServer, expected: Pick<Expected, "id" | "name">): Promise<string> => {
+export const checkGone = async (server: CliServer, expected: Pick<Expected, "id" | "name">): Promise<string> => {
   await sleepMs(SERVER_MAX_AGE_MS + 150)
   const response = await server.get(`/instances/${expected.id}/stats`)
   let outcome: string
