@@ -6,8 +6,6 @@ import { assert, describe, it } from "@effect/vitest"
 import * as Collector from "@vm-metrics/core/Collector"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
-import { Effect, Layer } from "effect"
-import * as NodeReaders from "../src/NodeReaders.js"
 import {
   childrenOf,
   createTap,
@@ -21,7 +19,9 @@ import {
   statFieldOf,
   stopChild,
   tapSkipReason
-} from "./helpers.js"
+} from "@vm-metrics/testing"
+import { Effect, Layer } from "effect"
+import * as NodeReaders from "../src/NodeReaders.js"
 
 const skipTap = tapSkipReason()
 const skipNamespaces = namespaceSkipReason()

@@ -7,12 +7,21 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Collector from "@vm-metrics/core/Collector"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
 import { InstanceSource } from "@vm-metrics/core/InstanceSource"
+import {
+  createTap,
+  deleteTap,
+  hasCommand,
+  isRoot,
+  makeTempDir,
+  removeTempDirs,
+  sleepMs,
+  stopChild
+} from "@vm-metrics/testing"
 import { Effect, Either, Layer } from "effect"
 import * as Discovery from "../src/Discovery.js"
 import * as Scanner from "../src/internal/processScanner.js"
 import * as NodeReaders from "../src/NodeReaders.js"
 import * as ProcessTrust from "../src/ProcessTrust.js"
-import { createTap, deleteTap, hasCommand, isRoot, makeTempDir, removeTempDirs, sleepMs, stopChild } from "./helpers.js"
 
 afterAll(removeTempDirs)
 

@@ -3,12 +3,12 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import { InstanceSource } from "@vm-metrics/core/InstanceSource"
+import { makeTempDir, removeTempDirs } from "@vm-metrics/testing"
 import { Effect, Either, Logger, LogLevel } from "effect"
 import * as DomainStatus from "../src/internal/domainStatus.js"
 import { makeRunDirScanner } from "../src/internal/libvirtRunDir.js"
 import * as LibvirtSource from "../src/LibvirtSource.js"
 import { bridgeInterface, ethernetInterface, statusXml, userInterface, vhostUserInterface } from "./fixtures/libvirt.js"
-import { makeTempDir, removeTempDirs } from "./helpers.js"
 
 afterAll(removeTempDirs)
 const MiB = 1024 * 1024

@@ -2,12 +2,6 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { Effect, Either } from "effect"
-import { statLine } from "../../core/src/internal/statLine.js"
-import { hasSysPtrace, hidepidOf, superOptionsAt } from "../src/internal/procVisibility.js"
-import { makeSyncProcReader } from "../src/internal/syncProcReader.js"
-import * as NodeKernel from "../src/NodeKernel.js"
-import * as NodeProcReader from "../src/NodeProcReader.js"
 import {
   childrenOf,
   getconf,
@@ -20,7 +14,13 @@ import {
   spawnChild,
   statField,
   stopChild
-} from "./helpers.js"
+} from "@vm-metrics/testing"
+import { Effect, Either } from "effect"
+import { statLine } from "../../core/src/internal/statLine.js"
+import { hasSysPtrace, hidepidOf, superOptionsAt } from "../src/internal/procVisibility.js"
+import { makeSyncProcReader } from "../src/internal/syncProcReader.js"
+import * as NodeKernel from "../src/NodeKernel.js"
+import * as NodeProcReader from "../src/NodeProcReader.js"
 
 const kernel = Effect.runSync(NodeKernel.readKernelInfo())
 

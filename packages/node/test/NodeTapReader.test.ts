@@ -2,9 +2,9 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
+import { createTap, deleteTap, ipLinkBytes, pushFrames, sysCounter, tapSkipReason } from "@vm-metrics/testing"
 import { Either } from "effect"
 import { makeSyncTapReader } from "../src/internal/syncTapReader.js"
-import { createTap, deleteTap, ipLinkBytes, pushFrames, sysCounter, tapSkipReason } from "./helpers.js"
 
 const skip = tapSkipReason()
 

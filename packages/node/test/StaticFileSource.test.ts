@@ -6,11 +6,11 @@ import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Collector from "@vm-metrics/core/Collector"
 import type { InstanceSourceError } from "@vm-metrics/core/Errors"
 import { InstanceSource } from "@vm-metrics/core/InstanceSource"
+import { makeTempDir, removeTempDirs } from "@vm-metrics/testing"
 import { Effect, Either, FastCheck, Layer } from "effect"
 import * as FileParser from "../src/internal/instancesFileWorker.mjs"
 import * as NodeReaders from "../src/NodeReaders.js"
 import * as StaticFileSource from "../src/StaticFileSource.js"
-import { makeTempDir, removeTempDirs } from "./helpers.js"
 
 afterAll(removeTempDirs)
 const MiB = 1024 * 1024

@@ -39,6 +39,19 @@ export const tempDir = (prefix: string): Effect.Effect<string, never, Scope.Scop
     (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
   )
 
+const tempDirs: Array<string> = []
+
+/** A fresh directory under the system temp dir for a promise-style test; `removeTempDirs` (from `afterAll`) removes it. */
+export const makeTempDir = (prefix: string): string => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  tempDirs.push(dir)
+  return dir
+}
+
+export const removeTempDirs = (): void => {
+  for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
+}
+
 export const exited = (child: ChildProcess): boolean => child.exitCode !== null || child.signalCode !== null
 
 /** `sh -c <script>` with no stdio; its pid is known. */
