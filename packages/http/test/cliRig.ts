@@ -5,8 +5,7 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import * as Testing from "@vm-metrics/testing"
-import { waitForPromise } from "@vm-metrics/testing"
+import { freePort as freePortEffect, waitForPromise } from "@vm-metrics/testing"
 import { Effect } from "effect"
 
 export const REPO = path.resolve(import.meta.dirname, "..", "..", "..")
@@ -27,7 +26,7 @@ export const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {
   })
 
 /** A loopback port nobody listens on right now. */
-export const freePort = (): Promise<number> => Effect.runPromise(Testing.freePort)
+export const freePort = (): Promise<number> => Effect.runPromise(freePortEffect)
 
 export interface Served {
   readonly child: ChildProcess
