@@ -13,6 +13,7 @@ import * as ResourceAttributes from "@vm-metrics/otel/ResourceAttributes"
 import { Config, Data, Duration, Effect, Either, Option, Redacted } from "effect"
 import * as Connections from "./Connections.js"
 import * as Server from "./Server.js"
+import * as Serving from "./Serving.js"
 import * as Sources from "./Sources.js"
 
 /** A bad flag or environment value, said in one line. @category errors */
@@ -153,6 +154,22 @@ export const settings = {
     description:
       "a uid or user name (repeatable; comma-separated in the variable) whose hypervisor processes discovery trusts besides root's; others are ignored and counted",
     scope: "collect"
+  }),
+  collect: choice(Serving.modes, {
+    flag: "collect",
+    env: "VM_METRICS_COLLECT",
+    default: "background",
+    description:
+      "background: a loop collects every --interval and requests serve the latest snapshot without I/O (the max age is then at least twice the interval, so OTel reads reuse it); on-demand: a request finding the snapshot older than --max-age collects inline",
+    scope: "serve"
+  }),
+  collectInterval: duration({
+    flag: "interval",
+    env: "VM_METRICS_INTERVAL",
+    default: "1s",
+    description:
+      "with --collect background: the pause between the end of one collection and the next, e.g. 500ms or 2s",
+    scope: "serve"
   }),
   authTokenFile: text({
     flag: "auth-token-file",
@@ -400,6 +417,9 @@ export interface AppConfig extends PipelineConfig {
   readonly authToken: Option.Option<Redacted.Redacted<string>>
   readonly metricsWithoutAuth: boolean
   readonly limits: Connections.Limits
+  /** Collect in a background loop (every `interval`) or inline on demand. */
+  readonly collect: Serving.Mode
+  readonly interval: Duration.DurationInput
 }
 
 /** The defaults of the table, as an AppConfig (no token, the default connection limits). @category constants */
@@ -423,7 +443,9 @@ export const defaults: AppConfig = {
   port: settings.port.default,
   authToken: Option.none(),
   metricsWithoutAuth: settings.metricsWithoutAuth.default,
-  limits: Connections.defaults
+  limits: Connections.defaults,
+  collect: settings.collect.default,
+  interval: Either.getOrThrow(parseDuration(settings.collectInterval.default))
 }
 
 /** The collect settings as given (by flags, else the environment, else defaults). @category models */
@@ -450,6 +472,9 @@ export interface ServeInput extends CollectInput {
   readonly shutdownGrace: string
   readonly metricPrefix: string
   readonly otlp: Value<"otlp">
+  /** Absent: the table's default (callers built before these settings existed). */
+  readonly collect?: Value<"collect">
+  readonly interval?: string
 }
 
 /** @category constructors */
@@ -536,6 +561,10 @@ export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageE
     if (input.port < 1 || input.port > 65535)
       return yield* new UsageError({ message: `--port must be 1-65535, got ${input.port}` })
     const collect = yield* resolveCollect(input)
+    const intervalText = input.interval ?? settings.collectInterval.default
+    const collectInterval = yield* parseDuration(intervalText)
+    if (Duration.toMillis(collectInterval) < 1)
+      return yield* new UsageError({ message: `--interval must be > 0, got ${intervalText}` })
     const authToken = yield* readToken(input.authTokenFile)
     const limits = yield* connectionLimits(input)
     const utilizationRatio = yield* fromEnv(settings.utilizationRatio)
@@ -552,6 +581,8 @@ export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageE
       authToken,
       metricsWithoutAuth: input.metricsWithoutAuth,
       limits,
+      collect: input.collect ?? settings.collect.default,
+      interval: collectInterval,
       metrics: {
         prefix: input.metricPrefix,
         utilizationRatio: Option.getOrElse(utilizationRatio, () => defaults.metrics.utilizationRatio),

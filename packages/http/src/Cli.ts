@@ -104,7 +104,9 @@ const serveOptions = {
   keepAliveTimeout: flag(settings.keepAliveTimeout),
   shutdownGrace: flag(settings.shutdownGrace),
   metricPrefix: flag(settings.metricPrefix),
-  otlp: flag(settings.otlp)
+  otlp: flag(settings.otlp),
+  collect: flag(settings.collect),
+  interval: flag(settings.collectInterval)
 }
 
 /** Source → readers → collector, from the collect settings given. */

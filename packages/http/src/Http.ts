@@ -1,29 +1,52 @@
 /**
  * The handlers of the API, over the core Collector and the otel VmMetrics service. Stats come from
- * the collector's shared snapshot (at most its max age old), so `/instances`, `/instances/{id}/stats`
- * and `/metrics` agree. JSON bodies with counters are typed by StatsJson's schemas and written by ExactJson (exact integers). A failed
+ * one shared snapshot, so `/instances`, `/instances/{id}/stats` and `/metrics` agree: the latest of the
+ * background loop when Serving is provided in background mode (Main's server), else the collector's
+ * (at most its max age old). The bodies of `/metrics` and `/instances` are encoded once per snapshot
+ * and reused, gzip-compressed for a client that accepts it (EncodedBody). JSON bodies with counters are typed by StatsJson's schemas and written by ExactJson (exact integers). A failed
  * listing is reported by kind and position only: the source's reason (paths, what it read) stays in the
  * collector's log.
  *
  * @since 0.1.0
  */
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import { Collector } from "@vm-metrics/core/Collector"
+import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Collector, type Snapshot } from "@vm-metrics/core/Collector"
 import { CONTENT_TYPE } from "@vm-metrics/otel/PrometheusText"
 import { VmMetrics } from "@vm-metrics/otel/VmMetrics"
-import { Effect, Either, Layer } from "effect"
+import { Effect, Either, Layer, Option } from "effect"
 import { Ambiguous, NotFound, VmMetricsApi } from "./Api.js"
+import * as EncodedBody from "./EncodedBody.js"
 import { lookup } from "./Lookup.js"
+import { Serving } from "./Serving.js"
 import { listJson, statsJson } from "./StatsJson.js"
 
 const json = (body: string) => HttpServerResponse.text(body, { contentType: "application/json" })
 
+/** The snapshot to serve: Serving's when provided, else the collector's collectAll. */
+const snapshotSource = Effect.gen(function* () {
+  const serving = yield* Effect.serviceOption(Serving)
+  if (Option.isSome(serving)) return serving.value.snapshot
+  return (yield* Collector).collectAll
+})
+
+/** A cached body, as gzip when the request accepts it; either way it varies by Accept-Encoding. */
+const encodedResponse = (body: EncodedBody.Encoded, contentType: string) =>
+  Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
+    EncodedBody.acceptsGzip(request.headers["accept-encoding"])
+      ? HttpServerResponse.uint8Array(body.gzip(), {
+          contentType,
+          headers: { "content-encoding": "gzip", vary: "Accept-Encoding" }
+        })
+      : HttpServerResponse.uint8Array(body.plain, { contentType, headers: { vary: "Accept-Encoding" } })
+  )
+
 const InstancesLive = HttpApiBuilder.group(VmMetricsApi, "instances", (handlers) =>
   Effect.gen(function* () {
-    const collector = yield* Collector
+    const current = yield* snapshotSource
+    const listBody = EncodedBody.makeCache((snapshot: Snapshot) => listJson(snapshot))
     return handlers
       .handle("stats", ({ path }) =>
-        Effect.flatMap(collector.collectAll, (snapshot) =>
+        Effect.flatMap(current, (snapshot) =>
           Either.match(lookup(snapshot.stats, path.id), {
             onRight: (vm): Effect.Effect<HttpServerResponse.HttpServerResponse, NotFound | Ambiguous> =>
               Effect.succeed(json(statsJson(vm))),
@@ -34,15 +57,23 @@ const InstancesLive = HttpApiBuilder.group(VmMetricsApi, "instances", (handlers)
           })
         )
       )
-      .handle("list", () => Effect.map(collector.collectAll, (snapshot) => json(listJson(snapshot))))
+      .handle("list", () =>
+        Effect.flatMap(current, (snapshot) => encodedResponse(listBody(snapshot), "application/json"))
+      )
   })
 )
 
 const MetricsLive = HttpApiBuilder.group(VmMetricsApi, "metrics", (handlers) =>
   Effect.gen(function* () {
     const metrics = yield* VmMetrics
+    const current = yield* snapshotSource
+    // Keyed by the text: VmMetrics.render gives back the same string for the same snapshot and counts.
+    const metricsBody = EncodedBody.makeCache((text: string) => text)
     return handlers.handle("metrics", () =>
-      Effect.map(metrics.prometheusText, (text) => HttpServerResponse.text(text, { contentType: CONTENT_TYPE }))
+      current.pipe(
+        Effect.flatMap(metrics.render),
+        Effect.flatMap((text) => encodedResponse(metricsBody(text), CONTENT_TYPE))
+      )
     )
   })
 )

@@ -1,7 +1,8 @@
 /**
  * The composition root: the one place the product's layer graph is built, from an AppConfig.
  * `layerCollect`: source → readers → collector; `layerPipeline`: … → metrics (→ OTLP push);
- * `layerApp`: the pipeline behind the HTTP app without a socket; `layerServe`: the whole server.
+ * `layerApp`: the pipeline behind the HTTP app without a socket (with the collection loop of
+ * `--collect background`, see Serving); `layerServe`: the whole server.
  * The CLI, the tests and the bench all build through these. A caller may swap the instance source or
  * the readers (`Ports`), e.g. in-memory ones in a test; a field of the config left out takes the
  * table's default (AppConfig.defaults).
@@ -15,9 +16,10 @@ import type { TapReader } from "@vm-metrics/core/TapReader"
 import * as NodeReaders from "@vm-metrics/node/NodeReaders"
 import * as OtlpPush from "@vm-metrics/otel/OtlpPush"
 import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
-import { Effect, Layer, Runtime } from "effect"
+import { Duration, Effect, Layer, Runtime } from "effect"
 import { type AppConfig, type CollectConfig, defaults, type PipelineConfig, UsageError } from "./AppConfig.js"
 import * as Server from "./Server.js"
+import * as Serving from "./Serving.js"
 import * as Sources from "./Sources.js"
 
 /** Replacements for the source and readers the config would choose. @category models */
@@ -86,11 +88,30 @@ const reloadOnHangup = Layer.scopedDiscard(
   })
 )
 
+/**
+ * With the background loop, the collector's max age is at least twice the interval: the OTel paths
+ * (`collectAll`: the push, a caller's Meter) then reuse the loop's snapshot instead of collecting again
+ * whenever they read it just after it turned `maxAge` old.
+ */
+const servedConfig = (config: Partial<AppConfig>): Partial<AppConfig> => {
+  if ((config.collect ?? defaults.collect) !== "background") return config
+  const maxAge = Duration.decode(config.maxAge ?? defaults.maxAge)
+  const twice = Duration.times(Duration.decode(config.interval ?? defaults.interval), 2)
+  return { ...config, maxAge: Duration.max(maxAge, twice) }
+}
+
+/** The pipeline and what the handlers serve from it (Serving: background loop or on demand). */
+const layerServed = <ES, ER>(config: Partial<AppConfig>, ports: Ports<ES, ER>) =>
+  Layer.provideMerge(
+    Serving.layer(config.collect ?? defaults.collect, config.interval ?? defaults.interval),
+    layerPipeline(servedConfig(config), ports)
+  )
+
 /** The HTTP app over the pipeline, without a socket: tests provide `NodeHttpServer.layerTest`. @category layers */
 export const layerApp = <ES = never, ER = never>(config: Partial<AppConfig> = {}, ports: Ports<ES, ER> = {}) =>
   Server.layerApp(config.authToken ?? defaults.authToken, {
     metricsWithoutAuth: config.metricsWithoutAuth ?? defaults.metricsWithoutAuth
-  }).pipe(Layer.provide(layerPipeline(config, ports)))
+  }).pipe(Layer.provideMerge(layerServed(config, ports)))
 
 /** The whole server: pipeline, HTTP listener, SIGHUP reload. @category layers */
 export const layerServe = <ES = never, ER = never>(config: Partial<AppConfig> = {}, ports: Ports<ES, ER> = {}) => {
@@ -104,5 +125,5 @@ export const layerServe = <ES = never, ER = never>(config: Partial<AppConfig> = 
       metricsWithoutAuth: c.metricsWithoutAuth
     }),
     reloadOnHangup
-  ).pipe(Layer.provide(layerPipeline(config, ports)))
+  ).pipe(Layer.provide(layerServed(config, ports)))
 }

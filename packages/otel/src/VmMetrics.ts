@@ -36,7 +36,10 @@ export class VmMetrics extends Context.Tag("@vm-metrics/otel/VmMetrics")<
     readonly resource: ResourceAttributes.ResourceAttributes
     /** Prometheus text of a snapshot no older than the collector's max age. */
     readonly prometheusText: Effect.Effect<string>
-    /** Prometheus text of the given snapshot, without I/O. */
+    /**
+     * Prometheus text of the given snapshot, without I/O. Rendered once per snapshot (and export
+     * counts): asked again, it returns the same string.
+     */
     readonly render: (snapshot: Snapshot) => Effect.Effect<string>
     /** A snapshot no older than the max age, per collect: give it to a reader as `metricProducers: [producer]`. */
     readonly producer: MetricProducer
@@ -78,10 +81,24 @@ export const make = (options: Options = {}) =>
         return budget.observe(snapshot.stats.length)
       })
 
+    // The text depends on the snapshot and the export counts only (no clock), so the same snapshot with
+    // the same counts gives back the same string (the same object, which http's byte cache keys on).
+    let rendered: { readonly snapshot: Snapshot; readonly countsKey: string; readonly text: string } | undefined
+    const countsKey = (current: ExportCounts) =>
+      `${current.budgetTransitions}|${current.dropped.map((d) => `${d.metric}\u0000${d.reason}\u0000${d.count}`).join("|")}`
+
     const render = (snapshot: Snapshot) =>
       Effect.zipRight(
         observe(snapshot),
-        Effect.sync(() => renderer(snapshot, counts()))
+        Effect.sync(() => {
+          const current = counts()
+          const key = countsKey(current)
+          if (rendered !== undefined && rendered.snapshot === snapshot && rendered.countsKey === key)
+            return rendered.text
+          const text = renderer(snapshot, current)
+          rendered = { snapshot, countsKey: key, text }
+          return text
+        })
       )
 
     // A reader can outlive this service (e.g. shut down after it). Once released, the OTel paths give
