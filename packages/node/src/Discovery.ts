@@ -3,12 +3,14 @@
  * `<procRoot>` and derives each one's `InstanceInfo` from its command line (HypervisorCmdline.ts).
  *
  * The collector lists every second or so, so a scan must be cheap on a host with thousands of
- * processes:
- * - every pid costs one read of `<pid>/comm` (a 15-character name), which rules out almost all of
- *   them; the directory listing is the only other per-scan cost;
- * - a hypervisor's `<pid>/cmdline` is read and compared byte for byte with the one parsed before:
- *   the same pid with the same bytes reuses the parsed result (and, for Firecracker, the config file
- *   read with it). A restarted VMM or a reused pid with other arguments is parsed afresh.
+ * processes. It is incremental (internal/processScanner.ts): what each process is — comm, command
+ * line, derived info, executable verdict — is read once, when its pid first shows up, and
+ * remembered with kept fds on its procfs files. Those fds belong to the process, not to the pid
+ * number: once it is reaped they read ESRCH, so a pid reused between two scans is read afresh, as an
+ * exec() is (other comm or command line bytes). A steady-state scan is then one listing of
+ * `<procRoot>` plus one `pread` per process (its comm) and, for a hypervisor, two (its status, for
+ * the uids, and its cmdline). Pids gone from the listing are forgotten and their fds closed; so are
+ * all of them when the layer is released.
  * - a process that vanishes between the listing and its reads is skipped; so is a zombie (empty
  *   cmdline).
  *
@@ -20,8 +22,8 @@
  * Only hypervisor processes that ProcessTrust.ts vouches for are listed: all uids root or in
  * `trustedUids`, and an executable that only root or trusted users could have put there. The others
  * are ignored and counted by reason (`ignoredTotals`, once per process), so that another local user
- * cannot pose as a VM. The uids are read on every scan (a process may change them); the executable
- * is judged once per pid and command line.
+ * cannot pose as a VM. The uids are read on every scan (setuid() may change them); the executable
+ * is judged once per process and command line.
  *
  * Only an unlistable `<procRoot>` fails the listing (`InstanceSourceError`). The result is sorted by
  * id (then pid), so its order is stable. Ids must be unique (each is a series in /metrics and a REST
@@ -33,7 +35,7 @@
 
 import { InstanceSourceError } from "@vm-metrics/core/Errors"
 import { InstanceSource } from "@vm-metrics/core/InstanceSource"
-import { type Context, Effect, Layer } from "effect"
+import { type Context, Effect, Layer, type Scope } from "effect"
 import { checkRoot } from "./internal/keptFile.js"
 import { makeScanner } from "./internal/processScanner.js"
 
@@ -45,13 +47,23 @@ export interface Options {
   readonly trustedUids?: ReadonlyArray<number>
 }
 
-/** Builds the source; an invalid `procRoot` makes every listing fail with the reason. @category constructors */
-export const make = (options: Options = {}): Effect.Effect<Context.Tag.Service<InstanceSource>> =>
+/**
+ * Builds the source; an invalid `procRoot` makes every listing fail with the reason. The kept fds are
+ * closed when the scope closes.
+ *
+ * @category constructors
+ */
+export const make = (options: Options = {}): Effect.Effect<Context.Tag.Service<InstanceSource>, never, Scope.Scope> =>
   checkRoot("procRoot", options.procRoot ?? "/proc").pipe(
-    Effect.map((procRoot) => {
-      const scanner = makeScanner(procRoot, options.trustedUids)
-      return InstanceSource.of({ list: Effect.suspend(scanner.scan), ignoredTotals: scanner.ignoredTotals })
-    }),
+    Effect.flatMap((procRoot) =>
+      Effect.acquireRelease(
+        Effect.sync(() => makeScanner(procRoot, options.trustedUids)),
+        (scanner) => Effect.sync(scanner.close)
+      )
+    ),
+    Effect.map((scanner) =>
+      InstanceSource.of({ list: Effect.suspend(scanner.scan), ignoredTotals: scanner.ignoredTotals })
+    ),
     Effect.catchAll((invalid) =>
       Effect.succeed(
         InstanceSource.of({
@@ -62,4 +74,4 @@ export const make = (options: Options = {}): Effect.Effect<Context.Tag.Service<I
   )
 
 /** Lists the hypervisor processes under `procRoot` (default `/proc`). @category layers */
-export const layer = (options: Options = {}): Layer.Layer<InstanceSource> => Layer.effect(InstanceSource, make(options))
+export const layer = (options: Options = {}): Layer.Layer<InstanceSource> => Layer.scoped(InstanceSource, make(options))

@@ -20,7 +20,7 @@ import {
   splitCmdline
 } from "../HypervisorCmdline.js"
 import { exeProblem, type IgnoreReason, ignoreReasons, parseStatusUids } from "../ProcessTrust.js"
-import { errnoOf } from "./keptFile.js"
+import { closeQuietly, errnoOf, openReadOnly, ReadBuffer } from "./keptFile.js"
 import { SmallFileReader } from "./smallFile.js"
 
 /** The largest Firecracker config file read. @category constants */
@@ -52,16 +52,58 @@ export const firecrackerConfigPath = (procRoot: string, pid: number, file: strin
   return file.startsWith("/") ? `${procRoot}/${pid}/root${file}` : `${procRoot}/${pid}/cwd/${file}`
 }
 
+/**
+ * A process that is not a hypervisor, remembered by a kept fd on its `comm`. The fd is bound to the
+ * process itself, not to its pid number: once the process is reaped the fd reads ESRCH, so a pid that
+ * is reused by a new process is never mistaken for the old one. A changed comm means an exec().
+ */
+interface Other {
+  readonly kind: "other"
+  readonly comm: number
+  readonly name: Buffer
+  seen: number
+}
+
+/**
+ * A hypervisor process, remembered by kept fds on its `status` (uids, re-checked every scan, and the
+ * name) and its `cmdline` (compared byte for byte every scan: an exec() changes it). Either fd reading
+ * ESRCH means the process is gone.
+ */
 interface Known {
+  readonly kind: "hypervisor"
   readonly hypervisor: Hypervisor
   readonly cmdline: Buffer
+  readonly cmdlineFd: number
+  /** -1 when the status could not be opened (then its uids are unverifiable). */
+  readonly statusFd: number
+  /** The `Name:` line's value as the status printed it when inspected; a changed one means an exec(). */
+  readonly statusName: string | undefined
   /** Derived once it is trusted: nothing of an untrusted process is parsed (nor its config file read). */
   info: InstanceInfo | undefined
-  /** The verdict on its executable, judged once per pid and command line. */
+  /** The verdict on its executable, judged once per process and command line. */
   readonly exe: IgnoreReason | undefined
   /** The reason it was last counted as ignored for, so that a process is counted once. */
   ignoredAs: IgnoreReason | undefined
+  /** The verdict on its uids from this scan's status read. */
+  uids: IgnoreReason | undefined
   seen: number
+}
+
+type Entry = Other | Known
+
+const closeEntry = (entry: Entry): void => {
+  if (entry.kind === "other") closeQuietly(entry.comm)
+  else {
+    closeQuietly(entry.cmdlineFd)
+    if (entry.statusFd >= 0) closeQuietly(entry.statusFd)
+  }
+}
+
+/** The value of a status text's `Name:` line, or undefined. */
+const statusNameOf = (status: string): string | undefined => {
+  if (!status.startsWith("Name:\t")) return undefined
+  const end = status.indexOf("\n")
+  return status.slice(6, end === -1 ? status.length : end)
 }
 
 const byId = (a: InstanceInfo, b: InstanceInfo): number =>
@@ -76,29 +118,64 @@ export const uniqueIds = (sortedById: ReadonlyArray<InstanceInfo>): ReadonlyArra
   )
 }
 
+/** What the scanner did since it was made: how many processes it read afresh. @category models */
+export interface ScanCounters {
+  /** Scans run. */
+  readonly scans: number
+  /** Processes inspected from scratch (their comm opened, for a hypervisor its cmdline, status, exe). */
+  readonly inspected: number
+}
+
 /** The synchronous scanner behind the source, usable without Effect (benchmarks). @category models */
 export interface Scanner {
   readonly scan: () => Either.Either<ReadonlyArray<InstanceInfo>, InstanceSourceError>
   /** How many hypervisor processes are remembered (those of the last scan). */
   readonly known: () => number
+  /** How many processes are remembered, hypervisors or not (each holds kept fds). */
+  readonly cached: () => number
+  readonly counters: () => ScanCounters
   /** Hypervisor processes ignored since start, by reason (each process once). */
   readonly ignoredTotals: () => ReadonlyArray<IgnoredTotal>
+  /** Closes every kept fd and forgets every process. */
+  readonly close: () => void
 }
 
-/** A scanner of `procRoot`, which must already be checked (absolute, no `..`). @category constructors */
+/**
+ * A scanner of `procRoot`, which must already be checked (absolute, no `..`).
+ *
+ * Incremental: what a process is (its comm, command line, derived info and executable verdict) is
+ * read once and remembered with kept fds that identify the process itself. A later scan costs one
+ * listing of `procRoot` plus one `pread` per remembered process (its comm), two for a hypervisor (its
+ * status, whose uids are judged afresh since setuid() can change them, and its cmdline, compared byte
+ * for byte since an exec() keeps the pid). A kept fd that fails (ESRCH: the process was reaped, even
+ * if its pid is already reused) or reads other bytes drops the entry and the pid is inspected afresh.
+ * Pids gone from the listing are dropped and their fds closed.
+ *
+ * @category constructors
+ */
 export const makeScanner = (procRoot: string, trustedUids: ReadonlyArray<number> = []): Scanner => {
   const reader = new SmallFileReader()
-  const known = new Map<number, Known>()
+  const kept = new ReadBuffer()
+  const cache = new Map<number, Entry>()
   const trustedSet = new Set([0, ...trustedUids])
   const trusted = (uid: number) => trustedSet.has(uid)
   const ignored = new Map<IgnoreReason, number>(ignoreReasons.map((reason) => [reason, 0]))
   let generation = 0
+  let inspected = 0
+  let hypervisors = 0
 
-  /** Why the process's uids are not all trusted, `gone`, or undefined when they are. */
-  const uidProblem = (entry: string): IgnoreReason | "gone" | undefined => {
-    const status = reader.read(`${procRoot}/${entry}/status`, { limit: 16 * 1024 })
-    if (typeof status === "string") return status === "ENOENT" || status === "ESRCH" ? "gone" : "unverifiable"
-    const uids = parseStatusUids(status.toString("latin1"))
+  /** The bytes behind a kept fd (a view into the shared buffer, valid until the next read), or undefined. */
+  const reread = (fd: number): Buffer | undefined => {
+    try {
+      return kept.bytes.subarray(0, kept.readAt0(fd))
+    } catch {
+      return undefined // ESRCH (reaped) or any failure: not the process we knew
+    }
+  }
+
+  /** Why uids in a status text are not all trusted, or undefined when they are. */
+  const uidVerdict = (status: string): IgnoreReason | undefined => {
+    const uids = parseStatusUids(status)
     if (uids === undefined) return "unverifiable"
     return uids.every(trusted) ? undefined : "untrusted_uid"
   }
@@ -124,40 +201,87 @@ export const makeScanner = (procRoot: string, trustedUids: ReadonlyArray<number>
     }
   }
 
-  /** The process's hypervisor and the info derived from its command line, or undefined to skip it. */
-  const inspect = (entry: string, pid: number): Known | undefined => {
-    const comm = reader.read(`${procRoot}/${entry}/comm`, { limit: 64, oneRead: true })
-    if (typeof comm === "string") return undefined // vanished or unreadable
+  /** Whether a remembered process is still the one remembered (and, for a hypervisor, its uids of now). */
+  const stillSame = (entry: Entry): boolean => {
+    if (entry.kind === "other") {
+      const comm = reread(entry.comm)
+      return comm?.equals(entry.name) === true
+    }
+    if (entry.statusFd >= 0) {
+      const status = reread(entry.statusFd)
+      if (status === undefined) return false
+      const text = status.toString("latin1")
+      if (statusNameOf(text) !== entry.statusName) return false
+      entry.uids = uidVerdict(text)
+    } else entry.uids = "unverifiable"
+    const cmdline = reread(entry.cmdlineFd)
+    return cmdline?.equals(entry.cmdline) === true
+  }
+
+  /** Opens a process file to keep: the fd, or undefined. */
+  const keep = (path: string): number | undefined => {
+    const fd = openReadOnly(path)
+    return typeof fd === "number" ? fd : undefined
+  }
+
+  /** Reads a process afresh: what it is, with its kept fds, or undefined to skip it this scan. */
+  const inspect = (entry: string, pid: number, ignoredAs: IgnoreReason | undefined): Entry | undefined => {
+    inspected++
+    const commFd = keep(`${procRoot}/${entry}/comm`)
+    if (commFd === undefined) return undefined // vanished or unreadable
+    const comm = reread(commFd)
+    if (comm === undefined || comm.length > 64) return void closeQuietly(commFd)
     const end = comm.length > 0 && comm[comm.length - 1] === 0x0a ? comm.length - 1 : comm.length
     const hypervisor = hypervisorOfComm(comm.toString("latin1", 0, end))
-    if (hypervisor === undefined) return undefined
-    const cmdline = reader.read(`${procRoot}/${entry}/cmdline`, { limit: MAX_CMDLINE_BYTES })
-    if (typeof cmdline === "string" || cmdline.length === 0) return undefined // vanished, or a zombie
-    const cached = known.get(pid)
-    if (cached !== undefined && cached.hypervisor === hypervisor && cached.cmdline.equals(cmdline)) return cached
-    const copy = Buffer.from(cmdline) // the reader's buffer is reused by the status and config reads
+    if (hypervisor === undefined) return { kind: "other", comm: commFd, name: Buffer.from(comm), seen: 0 }
+    closeQuietly(commFd) // a hypervisor is followed by its status and cmdline instead
+    const cmdlineFd = keep(`${procRoot}/${entry}/cmdline`)
+    if (cmdlineFd === undefined) return undefined
+    const cmdline = reread(cmdlineFd)
+    if (cmdline === undefined || cmdline.length === 0 || cmdline.length > MAX_CMDLINE_BYTES) {
+      return void closeQuietly(cmdlineFd) // vanished, a zombie, or absurd
+    }
+    const copy = Buffer.from(cmdline) // the shared buffer is reused by the next read
+    const statusPath = `${procRoot}/${entry}/status`
+    const statusFd = openReadOnly(statusPath)
+    const status = typeof statusFd === "number" ? reread(statusFd) : undefined
+    if (typeof statusFd === "string" ? statusFd === "ENOENT" || statusFd === "ESRCH" : status === undefined) {
+      if (typeof statusFd === "number") closeQuietly(statusFd)
+      return void closeQuietly(cmdlineFd) // gone meanwhile
+    }
+    const statusText = status?.toString("latin1")
     const exe = exeProblem(procRoot, pid, trusted)
-    if (exe === "gone") return undefined
-    const fresh: Known = {
+    if (exe === "gone") {
+      if (typeof statusFd === "number") closeQuietly(statusFd)
+      return void closeQuietly(cmdlineFd)
+    }
+    return {
+      kind: "hypervisor",
       hypervisor,
       cmdline: copy,
+      cmdlineFd,
+      statusFd: typeof statusFd === "number" ? statusFd : -1,
+      statusName: statusText === undefined ? undefined : statusNameOf(statusText),
       info: undefined,
       exe,
-      ignoredAs: cached?.ignoredAs,
+      ignoredAs,
+      uids: statusText === undefined ? "unverifiable" : uidVerdict(statusText),
       seen: 0
     }
-    known.set(pid, fresh)
-    return fresh
   }
 
   /** Whether to list the process; an untrusted one is counted once per reason it is ignored for. */
-  const isTrusted = (entry: string, candidate: Known): boolean | "gone" => {
-    const uid = uidProblem(entry)
-    if (uid === "gone") return "gone"
-    const reason = uid ?? candidate.exe
+  const isTrusted = (candidate: Known): boolean => {
+    const reason = candidate.uids ?? candidate.exe
     if (reason !== undefined && reason !== candidate.ignoredAs) ignored.set(reason, (ignored.get(reason) ?? 0) + 1)
     candidate.ignoredAs = reason
     return reason === undefined
+  }
+
+  const forget = (pid: number, entry: Entry): void => {
+    closeEntry(entry)
+    cache.delete(pid)
+    if (entry.kind === "hypervisor") hypervisors--
   }
 
   const scan = (): Either.Either<ReadonlyArray<InstanceInfo>, InstanceSourceError> => {
@@ -172,23 +296,44 @@ export const makeScanner = (procRoot: string, trustedUids: ReadonlyArray<number>
     }
     generation++
     const found: Array<InstanceInfo> = []
-    for (const entry of entries) {
-      const pid = pidOfEntry(entry)
+    for (const name of entries) {
+      const pid = pidOfEntry(name)
       if (pid === undefined) continue
-      const hypervisorProcess = inspect(entry, pid)
-      if (hypervisorProcess === undefined) continue
-      const verdict = isTrusted(entry, hypervisorProcess)
-      if (verdict === "gone") continue
-      hypervisorProcess.seen = generation
-      if (!verdict) continue
-      hypervisorProcess.info ??= derive(hypervisorProcess.hypervisor, pid, splitCmdline(hypervisorProcess.cmdline))
-      found.push(hypervisorProcess.info)
+      let entry = cache.get(pid)
+      let ignoredAs: IgnoreReason | undefined
+      if (entry !== undefined && !stillSame(entry)) {
+        // Gone, reused or exec()'d: read afresh. An ignored process keeps its count (once per pid).
+        ignoredAs = entry.kind === "hypervisor" ? entry.ignoredAs : undefined
+        forget(pid, entry)
+        entry = undefined
+      }
+      if (entry === undefined) {
+        entry = inspect(name, pid, ignoredAs)
+        if (entry === undefined) continue
+        cache.set(pid, entry)
+        if (entry.kind === "hypervisor") hypervisors++
+      }
+      entry.seen = generation
+      if (entry.kind === "other" || !isTrusted(entry)) continue
+      entry.info ??= derive(entry.hypervisor, pid, splitCmdline(entry.cmdline))
+      found.push(entry.info)
     }
-    for (const [pid, entry] of known) if (entry.seen !== generation) known.delete(pid)
+    for (const [pid, entry] of cache) if (entry.seen !== generation) forget(pid, entry)
     return Either.right(uniqueIds(found.sort(byId)))
   }
 
   const ignoredTotals = () => Array.from(ignored, ([reason, count]) => ({ reason, count }))
 
-  return { scan, known: () => known.size, ignoredTotals }
+  const close = () => {
+    for (const [pid, entry] of cache) forget(pid, entry)
+  }
+
+  return {
+    scan,
+    known: () => hypervisors,
+    cached: () => cache.size,
+    counters: () => ({ scans: generation, inspected }),
+    ignoredTotals,
+    close
+  }
 }

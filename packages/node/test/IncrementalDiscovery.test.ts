@@ -1,0 +1,220 @@
+/**
+ * Incremental discovery over real processes in a fresh PID namespace, where pids are handed out on
+ * demand (`ns_last_pid`), so "the same pid, another process, between two scans" is deterministic.
+ */
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import * as readline from "node:readline"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import type { InstanceInfo } from "@vm-metrics/core/Instance"
+import { childrenOf, namespaceSkipReason, sleepMs, stopChild } from "@vm-metrics/testing"
+import { Effect, Either } from "effect"
+import * as Discovery from "../src/Discovery.js"
+import * as Scanner from "../src/internal/processScanner.js"
+
+const skipNamespaces = namespaceSkipReason()
+
+const trustedDirs: Array<string> = []
+afterAll(() => {
+  for (const dir of trustedDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
+})
+
+/** A fake QEMU binary (a copy of sh) in a root-owned 0755 directory outside /tmp, which discovery trusts. */
+const fakeQemuBinary = (): string => {
+  const dir = fs.mkdtempSync(path.join(fs.existsSync("/run") ? "/run" : "/root", "vm-metrics-incremental-"))
+  fs.chmodSync(dir, 0o755)
+  trustedDirs.push(dir)
+  const binary = path.join(dir, "qemu-system-x86_64")
+  fs.copyFileSync("/bin/sh", binary)
+  fs.chmodSync(binary, 0o755)
+  return binary
+}
+
+/**
+ * A fresh PID namespace whose init is a shell taking commands on stdin: `other N` starts a `sleep`
+ * as pid N, `vm N NAME` a fake QEMU (`-name NAME`, stopped by itself so it stays) as pid N, `late N
+ * NAME` a shell as pid N that stops itself and, once `cont N` continues it, execs that fake QEMU;
+ * `kill N` kills and reaps pid N. Its /proc is reached through the init's root.
+ */
+const pidNamespace = async (binary: string) => {
+  const script = `
+    while read cmd n name; do
+      case "$cmd" in
+        other) echo $((n - 1)) > /proc/sys/kernel/ns_last_pid; sleep 1000 & echo "other $!" ;;
+        vm) echo $((n - 1)) > /proc/sys/kernel/ns_last_pid
+          "$BIN" -c 'kill -STOP $$' -name "$name" -smp 2 & echo "vm $!" ;;
+        late) echo $((n - 1)) > /proc/sys/kernel/ns_last_pid
+          sh -c 'kill -STOP $$; exec "$BIN" -c "kill -STOP \\$\\$" -name "$0" -smp 2' "$name" & echo "late $!" ;;
+        cont) kill -CONT "$n"; echo "continued $n" ;;
+        kill) kill -9 "$n"; { wait "$n"; } 2>/dev/null; echo "killed $n" ;;
+      esac
+    done`
+  const child = spawn("unshare", ["--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", script], {
+    stdio: ["pipe", "pipe", "inherit"],
+    env: { ...process.env, BIN: binary }
+  })
+  const lines = readline.createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
+  const send = async (command: string): Promise<string> => {
+    child.stdin!.write(`${command}\n`)
+    const timeout = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error(`no answer to ${command}`)), 30_000).unref()
+    )
+    const line = await Promise.race([lines.next(), timeout])
+    if (line.done) throw new Error(`the namespace ended before answering ${command}`)
+    return line.value
+  }
+  let init: number | undefined
+  for (let i = 0; i < 400 && init === undefined; i++) {
+    init = childrenOf(child.pid!)[0]
+    if (init === undefined || !fs.existsSync(`/proc/${init}/root/proc/1/stat`)) {
+      init = undefined
+      await sleepMs(25)
+    }
+  }
+  if (init === undefined) throw new Error("the namespace's init did not start")
+  const procRoot = `/proc/${init}/root/proc`
+  /** Waits (bounded) until pid `n` has exec'd the fake QEMU and stopped itself: its comm and cmdline are final. */
+  const settled = async (n: number) => {
+    for (let i = 0; i < 400; i++) {
+      const stat = fs.readFileSync(`${procRoot}/${n}/stat`, "latin1")
+      if (stat.startsWith(`${n} (qemu-system-x86) T`)) return
+      await sleepMs(25)
+    }
+    throw new Error(`pid ${n} did not become a stopped fake QEMU`)
+  }
+  return { procRoot, send, settled, stop: () => stopChild(child) }
+}
+
+/** Our fds open on a process's comm, cmdline or status under any /proc, as `<pid>/<file>`. */
+const keptProcFds = (): Array<string> => {
+  const found: Array<string> = []
+  for (const fd of fs.readdirSync("/proc/self/fd")) {
+    let target: string
+    try {
+      target = fs.readlinkSync(`/proc/self/fd/${fd}`)
+    } catch {
+      continue
+    }
+    const match = /\/(\d+)\/(comm|cmdline|status)$/.exec(target)
+    if (match !== null) found.push(`${match[1]}/${match[2]}`)
+  }
+  return found.sort()
+}
+
+const vm = (name: string, pid: number): InstanceInfo => ({
+  id: name,
+  name,
+  hypervisorPid: pid,
+  allocatedVcpus: 2,
+  allocatedMemoryBytes: 128 * 1024 * 1024
+})
+
+if (skipNamespaces !== undefined) console.warn(`skipping incremental discovery tests: ${skipNamespaces}`)
+
+describe.skipIf(skipNamespaces !== undefined)("incremental discovery over real processes", () => {
+  it("reads a pid once, sees a pid reused between two scans as the new process, drops vanished pids", async () => {
+    const ns = await pidNamespace(fakeQemuBinary())
+    const before = new Set(keptProcFds())
+    const kept = () => keptProcFds().filter((fd) => !before.has(fd))
+    const scanner = Scanner.makeScanner(ns.procRoot)
+    try {
+      const scan = () => Either.getOrThrow(scanner.scan())
+      const inspected = () => scanner.counters().inspected
+
+      // pid 1 (the namespace's shell) and a sleep as pid 100: neither is a VM, both are remembered.
+      assert.strictEqual(await ns.send("other 100"), "other 100")
+      assert.deepStrictEqual(scan(), [])
+      assert.strictEqual(scanner.cached(), 2)
+      assert.strictEqual(scanner.known(), 0)
+      assert.strictEqual(inspected(), 2)
+
+      // A steady-state rescan reads nothing afresh.
+      assert.deepStrictEqual(scan(), [])
+      assert.strictEqual(inspected(), 2)
+
+      // The sleep dies and a VM gets pid 100 before the next scan: the listing shows the VM.
+      assert.strictEqual(await ns.send("kill 100"), "killed 100")
+      assert.strictEqual(await ns.send("vm 100 vm-a"), "vm 100")
+      await ns.settled(100)
+      const withA = scan()
+      assert.deepStrictEqual(withA, [vm("vm-a", 100)])
+      assert.strictEqual(inspected(), 3)
+      assert.strictEqual(scanner.known(), 1)
+      assert.strictEqual(scanner.cached(), 2)
+
+      // Known: not read again, and the very same derived object is listed.
+      const again = scan()
+      assert.strictEqual(again[0], withA[0])
+      assert.strictEqual(inspected(), 3)
+
+      // Another VM with the same comm takes pid 100 between two scans: it is the new one.
+      assert.strictEqual(await ns.send("kill 100"), "killed 100")
+      assert.strictEqual(await ns.send("vm 100 vm-b"), "vm 100")
+      await ns.settled(100)
+      assert.deepStrictEqual(scan(), [vm("vm-b", 100)])
+      assert.strictEqual(inspected(), 4)
+
+      // The fds kept for the VM (status, cmdline) and the shell (comm); a vanished pid's are closed.
+      assert.deepStrictEqual(kept(), ["1/comm", "100/cmdline", "100/status"])
+      assert.strictEqual(await ns.send("kill 100"), "killed 100")
+      assert.deepStrictEqual(scan(), [])
+      assert.strictEqual(scanner.cached(), 1)
+      assert.strictEqual(scanner.known(), 0)
+      assert.strictEqual(inspected(), 4)
+      assert.deepStrictEqual(kept(), ["1/comm"])
+      scanner.close()
+      assert.strictEqual(scanner.cached(), 0)
+      assert.deepStrictEqual(kept(), [])
+    } finally {
+      scanner.close()
+      await ns.stop()
+    }
+  })
+
+  it("sees a remembered process that execs into a hypervisor (same pid, same start time)", async () => {
+    const ns = await pidNamespace(fakeQemuBinary())
+    const scanner = Scanner.makeScanner(ns.procRoot)
+    try {
+      assert.strictEqual(await ns.send("late 100 vm-late"), "late 100")
+      for (let i = 0; i < 400 && !fs.readFileSync(`${ns.procRoot}/100/stat`, "latin1").startsWith("100 (sh) T"); i++) {
+        await sleepMs(25)
+      }
+      const startOf = () => fs.readFileSync(`${ns.procRoot}/100/stat`, "latin1").split(") ")[1]!.split(" ")[19]
+      const start = startOf()
+      assert.deepStrictEqual(Either.getOrThrow(scanner.scan()), [])
+      assert.strictEqual(scanner.cached(), 2)
+      assert.strictEqual(await ns.send("cont 100"), "continued 100")
+      await ns.settled(100)
+      assert.strictEqual(startOf(), start)
+      assert.deepStrictEqual(Either.getOrThrow(scanner.scan()), [vm("vm-late", 100)])
+    } finally {
+      scanner.close()
+      await ns.stop()
+    }
+  })
+
+  it("the Discovery layer closes its kept fds when its scope closes", async () => {
+    const ns = await pidNamespace(fakeQemuBinary())
+    const before = new Set(keptProcFds())
+    const kept = () => keptProcFds().filter((fd) => !before.has(fd))
+    try {
+      assert.strictEqual(await ns.send("vm 100 vm-a"), "vm 100")
+      await ns.settled(100)
+      const listed = await Effect.runPromise(
+        Effect.scoped(
+          Effect.gen(function* () {
+            const source = yield* Discovery.make({ procRoot: ns.procRoot })
+            const listing = yield* source.list
+            assert.deepStrictEqual(kept(), ["1/comm", "100/cmdline", "100/status"])
+            return listing
+          })
+        )
+      )
+      assert.deepStrictEqual(listed, [vm("vm-a", 100)])
+      assert.deepStrictEqual(kept(), [])
+    } finally {
+      await ns.stop()
+    }
+  })
+})
