@@ -99,6 +99,13 @@ const closeEntry = (entry: Entry): void => {
   }
 }
 
+/** A status text up to its `Uid:` line (the name comes first): all a scan needs, without decoding the rest. */
+const statusHead = (status: Buffer): string => {
+  const uid = status.indexOf("\nUid:\t")
+  const end = uid === -1 ? -1 : status.indexOf(0x0a, uid + 1)
+  return status.toString("latin1", 0, end === -1 ? status.length : end)
+}
+
 /** The value of a status text's `Name:` line, or undefined. */
 const statusNameOf = (status: string): string | undefined => {
   if (!status.startsWith("Name:\t")) return undefined
@@ -207,15 +214,15 @@ export const makeScanner = (procRoot: string, trustedUids: ReadonlyArray<number>
       const comm = reread(entry.comm)
       return comm?.equals(entry.name) === true
     }
-    if (entry.statusFd >= 0) {
-      const status = reread(entry.statusFd)
-      if (status === undefined) return false
-      const text = status.toString("latin1")
-      if (statusNameOf(text) !== entry.statusName) return false
-      entry.uids = uidVerdict(text)
-    } else entry.uids = "unverifiable"
     const cmdline = reread(entry.cmdlineFd)
-    return cmdline?.equals(entry.cmdline) === true
+    if (cmdline?.equals(entry.cmdline) !== true) return false
+    if (entry.statusFd < 0) return true // its uids stay unverifiable
+    const status = reread(entry.statusFd)
+    if (status === undefined) return false
+    const head = statusHead(status)
+    if (statusNameOf(head) !== entry.statusName) return false
+    entry.uids = uidVerdict(head)
+    return true
   }
 
   /** Opens a process file to keep: the fd, or undefined. */
@@ -249,7 +256,7 @@ export const makeScanner = (procRoot: string, trustedUids: ReadonlyArray<number>
       if (typeof statusFd === "number") closeQuietly(statusFd)
       return void closeQuietly(cmdlineFd) // gone meanwhile
     }
-    const statusText = status?.toString("latin1")
+    const statusText = status === undefined ? undefined : statusHead(status)
     const exe = exeProblem(procRoot, pid, trusted)
     if (exe === "gone") {
       if (typeof statusFd === "number") closeQuietly(statusFd)
