@@ -2,7 +2,7 @@
  * Incremental discovery over real processes in a fresh PID namespace, where pids are handed out on
  * demand (`ns_last_pid`), so "the same pid, another process, between two scans" is deterministic.
  */
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as readline from "node:readline"
@@ -193,6 +193,100 @@ describe.skipIf(skipNamespaces !== undefined)("incremental discovery over real p
       await ns.stop()
     }
   })
+
+  it("with a comm fd budget of 2, keeps at most 2 + 2 per hypervisor fds and still sees reuse and exec by path", async () => {
+    const ns = await pidNamespace(fakeQemuBinary())
+    const before = new Set(keptProcFds())
+    const kept = () => keptProcFds().filter((fd) => !before.has(fd))
+    const scanner = Scanner.makeScanner(ns.procRoot, [], { keptCommFds: 2 })
+    try {
+      const scan = () => Either.getOrThrow(scanner.scan())
+      const commFds = () => kept().filter((fd) => fd.endsWith("/comm")).length
+      for (const n of [100, 101, 102]) assert.strictEqual(await ns.send(`other ${n}`), `other ${n}`)
+      assert.strictEqual(await ns.send("late 103 vm-late"), "late 103")
+      for (let i = 0; i < 400 && !fs.readFileSync(`${ns.procRoot}/103/stat`, "latin1").startsWith("103 (sh) T"); i++) {
+        await sleepMs(25)
+      }
+      assert.strictEqual(await ns.send("vm 200 vm-a"), "vm 200")
+      await ns.settled(200)
+
+      // Six processes (the shell, three sleeps, the stopped sh, the VM): two comm fds, two for the VM.
+      assert.deepStrictEqual(scan(), [vm("vm-a", 200)])
+      assert.strictEqual(scanner.cached(), 6)
+      assert.strictEqual(commFds(), 2)
+      assert.includeMembers(kept(), ["200/cmdline", "200/status"])
+      assert.isAtMost(kept().length, 2 + 2 * scanner.known())
+
+      // pid 102 (beyond the budget: no fd) is reused by a VM, pid 103 (no fd) execs one: both are seen.
+      assert.strictEqual(await ns.send("kill 102"), "killed 102")
+      assert.strictEqual(await ns.send("vm 102 vm-b"), "vm 102")
+      await ns.settled(102)
+      assert.strictEqual(await ns.send("cont 103"), "continued 103")
+      await ns.settled(103)
+      assert.deepStrictEqual(scan(), [vm("vm-a", 200), vm("vm-b", 102), vm("vm-late", 103)])
+      assert.strictEqual(scanner.known(), 3)
+      assert.strictEqual(commFds(), 2)
+      assert.isAtMost(kept().length, 2 + 2 * scanner.known())
+
+      // A steady rescan reads nothing afresh; a vanished VM without kept comm is dropped.
+      const inspected = scanner.counters().inspected
+      assert.strictEqual(scan().length, 3)
+      assert.strictEqual(scanner.counters().inspected, inspected)
+      assert.strictEqual(await ns.send("kill 102"), "killed 102")
+      assert.deepStrictEqual(scan(), [vm("vm-a", 200), vm("vm-late", 103)])
+      scanner.close()
+      assert.deepStrictEqual(kept(), [])
+    } finally {
+      scanner.close()
+      await ns.stop()
+    }
+  })
+
+  it("lists a hypervisor when the fd limit is below the host's process count (a scan in a child after prlimit --nofile)", async () => {
+    const LIMIT = 64
+    const binary = fakeQemuBinary()
+    // Enough processes that the comm fds alone would exceed the limit.
+    const padding = spawn("sh", ["-c", "i=0; while [ $i -lt 150 ]; do sleep 1000 & i=$((i + 1)); done; wait"], {
+      stdio: "ignore",
+      detached: true
+    })
+    const qemu = spawn(binary, ["-c", "kill -STOP $$", "-name", "fdlimit-vm", "-smp", "2"], { stdio: "ignore" })
+    try {
+      for (let i = 0; i < 400 && childrenOf(padding.pid!).length < 150; i++) await sleepMs(25)
+      assert.strictEqual(childrenOf(padding.pid!).length, 150)
+      for (let i = 0; i < 400 && !fs.readFileSync(`/proc/${qemu.pid}/stat`, "latin1").includes(") T "); i++) {
+        await sleepMs(25)
+      }
+      const script = path.join(import.meta.dirname, "fixtures", "scanAtFdLimit.ts")
+      const child = spawn(process.execPath, ["--import", "tsx", script], { stdio: ["pipe", "pipe", "inherit"] })
+      const lines = readline.createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
+      const exited = new Promise<number | null>((resolve) => child.once("exit", resolve))
+      let report: string | undefined
+      try {
+        assert.strictEqual((await lines.next()).value, "ready")
+        const lowered = spawnSync("prlimit", [`--pid=${child.pid}`, `--nofile=${LIMIT}:${LIMIT}`], { encoding: "utf8" })
+        assert.strictEqual(lowered.status, 0, lowered.stderr)
+        child.stdin!.write("go\n")
+        report = (await lines.next()).value
+        assert.strictEqual(await exited, 0)
+      } finally {
+        child.kill("SIGKILL")
+      }
+      const result = JSON.parse(report ?? "null") as {
+        first: Array<string>
+        second: Array<string>
+        processes: number
+        limit: number
+      }
+      assert.strictEqual(result.limit, LIMIT)
+      assert.isAbove(result.processes, LIMIT)
+      assert.include(result.first, "fdlimit-vm")
+      assert.include(result.second, "fdlimit-vm")
+    } finally {
+      qemu.kill("SIGKILL")
+      process.kill(-padding.pid!, "SIGKILL")
+    }
+  }, 120_000)
 
   it("the Discovery layer closes its kept fds when its scope closes", async () => {
     const ns = await pidNamespace(fakeQemuBinary())

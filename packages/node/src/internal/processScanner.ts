@@ -26,7 +26,23 @@ import { SmallFileReader } from "./smallFile.js"
 /** The largest Firecracker config file read. @category constants */
 export const MAX_CONFIG_BYTES = 1024 * 1024
 
+/**
+ * How many non-hypervisor processes keep an fd on their comm by default: the fd count must not grow
+ * with the host's process count. The others are checked by path (open, read, close) each scan.
+ *
+ * @category constants
+ */
+export const DEFAULT_KEPT_COMM_FDS = 1024
+
 const MAX_CMDLINE_BYTES = 1024 * 1024
+const MAX_STATUS_BYTES = 64 * 1024
+const MAX_COMM_BYTES = 64
+
+/** The process is gone (or hidden): nothing to list. */
+const isGone = (code: string): boolean => code === "ENOENT" || code === "ESRCH"
+
+/** The fd limit (per process or system-wide) is reached. */
+const isExhausted = (code: string): boolean => code === "EMFILE" || code === "ENFILE"
 const PID_MAX = 4_194_304
 
 /** A /proc entry name that is a pid (digits only, 1 … 2^22), else undefined. @category parsers */
@@ -53,13 +69,16 @@ export const firecrackerConfigPath = (procRoot: string, pid: number, file: strin
 }
 
 /**
- * A process that is not a hypervisor, remembered by a kept fd on its `comm`. The fd is bound to the
- * process itself, not to its pid number: once the process is reaped the fd reads ESRCH, so a pid that
- * is reused by a new process is never mistaken for the old one. A changed comm means an exec().
+ * A process that is not a hypervisor, remembered by its `comm`, through a kept fd while the budget
+ * allows. The fd is bound to the process itself, not to its pid number: once the process is reaped
+ * the fd reads ESRCH, so a pid that is reused by a new process is never mistaken for the old one.
+ * Without an fd the comm is read by path: a pid reused by a hypervisor, or an exec() into one, shows
+ * another comm. A changed comm means an exec().
  */
 interface Other {
   readonly kind: "other"
-  readonly comm: number
+  /** The kept fd, or -1: checked by path. */
+  comm: number
   readonly name: Buffer
   seen: number
 }
@@ -67,14 +86,16 @@ interface Other {
 /**
  * A hypervisor process, remembered by kept fds on its `status` (uids, re-checked every scan, and the
  * name) and its `cmdline` (compared byte for byte every scan: an exec() changes it). Either fd reading
- * ESRCH means the process is gone.
+ * ESRCH means the process is gone. A file whose fd could not be kept is read by path instead: a
+ * hypervisor is never dropped for want of an fd.
  */
 interface Known {
   readonly kind: "hypervisor"
   readonly hypervisor: Hypervisor
   readonly cmdline: Buffer
+  /** The kept fd, or -1: read by path each scan. */
   readonly cmdlineFd: number
-  /** -1 when the status could not be opened (then its uids are unverifiable). */
+  /** The kept fd, or -1: read by path each scan (its uids unverifiable while it cannot be read). */
   readonly statusFd: number
   /** The `Name:` line's value as the status printed it when inspected; a changed one means an exec(). */
   readonly statusName: string | undefined
@@ -92,9 +113,10 @@ interface Known {
 type Entry = Other | Known
 
 const closeEntry = (entry: Entry): void => {
-  if (entry.kind === "other") closeQuietly(entry.comm)
-  else {
-    closeQuietly(entry.cmdlineFd)
+  if (entry.kind === "other") {
+    if (entry.comm >= 0) closeQuietly(entry.comm)
+  } else {
+    if (entry.cmdlineFd >= 0) closeQuietly(entry.cmdlineFd)
     if (entry.statusFd >= 0) closeQuietly(entry.statusFd)
   }
 }
@@ -133,6 +155,12 @@ export interface ScanCounters {
   readonly inspected: number
 }
 
+/** @category models */
+export interface ScannerOptions {
+  /** How many non-hypervisor processes keep an fd on their comm (default `DEFAULT_KEPT_COMM_FDS`). */
+  readonly keptCommFds?: number
+}
+
 /** The synchronous scanner behind the source, usable without Effect (benchmarks). @category models */
 export interface Scanner {
   readonly scan: () => Either.Either<ReadonlyArray<InstanceInfo>, InstanceSourceError>
@@ -158,9 +186,20 @@ export interface Scanner {
  * if its pid is already reused) or reads other bytes drops the entry and the pid is inspected afresh.
  * Pids gone from the listing are dropped and their fds closed.
  *
+ * Bounded fds: at most `keptCommFds` non-hypervisor processes keep an fd (plus two per hypervisor);
+ * the others, and any file whose fd cannot be kept (EMFILE, ENFILE, EACCES, …), are read by path each
+ * scan. At the fd limit the scanner gives its comm fds back (those processes are read by path from
+ * then on, and the budget halves) and retries, so a hypervisor is never skipped because fds ran out.
+ * A by-path check that fails for a reason other than the process being gone (ENOENT, ESRCH) keeps the
+ * entry as remembered.
+ *
  * @category constructors
  */
-export const makeScanner = (procRoot: string, trustedUids: ReadonlyArray<number> = []): Scanner => {
+export const makeScanner = (
+  procRoot: string,
+  trustedUids: ReadonlyArray<number> = [],
+  options: ScannerOptions = {}
+): Scanner => {
   const reader = new SmallFileReader()
   const kept = new ReadBuffer()
   const cache = new Map<number, Entry>()
@@ -170,6 +209,8 @@ export const makeScanner = (procRoot: string, trustedUids: ReadonlyArray<number>
   let generation = 0
   let inspected = 0
   let hypervisors = 0
+  let commBudget = Math.max(0, options.keptCommFds ?? DEFAULT_KEPT_COMM_FDS)
+  let commFds = 0
 
   /** The bytes behind a kept fd (a view into the shared buffer, valid until the next read), or undefined. */
   const reread = (fd: number): Buffer | undefined => {
@@ -209,58 +250,117 @@ export const makeScanner = (procRoot: string, trustedUids: ReadonlyArray<number>
   }
 
   /** Whether a remembered process is still the one remembered (and, for a hypervisor, its uids of now). */
-  const stillSame = (entry: Entry): boolean => {
+  const stillSame = (name: string, entry: Entry): boolean => {
     if (entry.kind === "other") {
-      const comm = reread(entry.comm)
+      const comm = entry.comm >= 0 ? reread(entry.comm) : readPath(`${procRoot}/${name}/comm`, MAX_COMM_BYTES)
+      if (typeof comm === "string") return !isGone(comm) // unreadable now: nothing says it changed
       return comm?.equals(entry.name) === true
     }
-    const cmdline = reread(entry.cmdlineFd)
-    if (cmdline?.equals(entry.cmdline) !== true) return false
-    if (entry.statusFd < 0) return true // its uids stay unverifiable
-    const status = reread(entry.statusFd)
+    const cmdline =
+      entry.cmdlineFd >= 0 ? reread(entry.cmdlineFd) : readPath(`${procRoot}/${name}/cmdline`, MAX_CMDLINE_BYTES)
+    if (typeof cmdline === "string") {
+      if (isGone(cmdline)) return false
+    } else if (cmdline?.equals(entry.cmdline) !== true) return false
+    const status =
+      entry.statusFd >= 0 ? reread(entry.statusFd) : readPath(`${procRoot}/${name}/status`, MAX_STATUS_BYTES)
     if (status === undefined) return false
+    if (typeof status === "string") {
+      if (isGone(status)) return false
+      if (!isExhausted(status)) entry.uids = "unverifiable" // at the fd limit, the last verdict stands
+      return true
+    }
     const head = statusHead(status)
     if (statusNameOf(head) !== entry.statusName) return false
     entry.uids = uidVerdict(head)
     return true
   }
 
-  /** Opens a process file to keep: the fd, or undefined. */
-  const keep = (path: string): number | undefined => {
+  /** A process's comm: through a kept fd while the budget allows, else by path; or undefined to skip it. */
+  const readComm = (path: string): { readonly fd: number; readonly comm: Buffer } | undefined => {
+    if (commFds < commBudget) {
+      const fd = open(path)
+      if (typeof fd === "number") {
+        const comm = reread(fd)
+        if (comm !== undefined && comm.length <= MAX_COMM_BYTES) return { fd, comm }
+        return void closeQuietly(fd) // vanished or absurd
+      }
+      if (isGone(fd)) return undefined
+    }
+    const comm = readPath(path, MAX_COMM_BYTES)
+    return typeof comm === "string" ? undefined : { fd: -1, comm }
+  }
+
+  /**
+   * At the fd limit: closes every kept comm fd (those processes are read by path from now on) and
+   * keeps at most half as many from now on. Whether any fd was freed.
+   */
+  const shed = (): boolean => {
+    const freed = commFds
+    for (const entry of cache.values()) {
+      if (entry.kind === "other" && entry.comm >= 0) {
+        closeQuietly(entry.comm)
+        entry.comm = -1
+      }
+    }
+    commFds = 0
+    commBudget = Math.min(commBudget, Math.floor(freed / 2))
+    return freed > 0
+  }
+
+  /** Opens a process file to keep: the fd or the errno code, shedding comm fds once at the fd limit. */
+  const open = (path: string): number | string => {
     const fd = openReadOnly(path)
-    return typeof fd === "number" ? fd : undefined
+    return typeof fd === "string" && isExhausted(fd) && shed() ? openReadOnly(path) : fd
+  }
+
+  /** A process file read by path (a view into the reader's buffer) or the errno code, like `open`. */
+  const readPath = (path: string, limit: number): Buffer | string => {
+    const read = reader.read(path, { limit })
+    return typeof read === "string" && isExhausted(read) && shed() ? reader.read(path, { limit }) : read
   }
 
   /** Reads a process afresh: what it is, with its kept fds, or undefined to skip it this scan. */
   const inspect = (entry: string, pid: number, ignoredAs: IgnoreReason | undefined): Entry | undefined => {
     inspected++
-    const commFd = keep(`${procRoot}/${entry}/comm`)
-    if (commFd === undefined) return undefined // vanished or unreadable
-    const comm = reread(commFd)
-    if (comm === undefined || comm.length > 64) return void closeQuietly(commFd)
+    const read = readComm(`${procRoot}/${entry}/comm`)
+    if (read === undefined) return undefined // vanished or unreadable
+    const { comm, fd: commFd } = read
     const end = comm.length > 0 && comm[comm.length - 1] === 0x0a ? comm.length - 1 : comm.length
     const hypervisor = hypervisorOfComm(comm.toString("latin1", 0, end))
-    if (hypervisor === undefined) return { kind: "other", comm: commFd, name: Buffer.from(comm), seen: 0 }
-    closeQuietly(commFd) // a hypervisor is followed by its status and cmdline instead
-    const cmdlineFd = keep(`${procRoot}/${entry}/cmdline`)
-    if (cmdlineFd === undefined) return undefined
-    const cmdline = reread(cmdlineFd)
-    if (cmdline === undefined || cmdline.length === 0 || cmdline.length > MAX_CMDLINE_BYTES) {
-      return void closeQuietly(cmdlineFd) // vanished, a zombie, or absurd
+    if (hypervisor === undefined) {
+      if (commFd >= 0) commFds++
+      return { kind: "other", comm: commFd, name: Buffer.from(comm), seen: 0 }
     }
+    if (commFd >= 0) closeQuietly(commFd) // a hypervisor is followed by its status and cmdline instead
+    const cmdlinePath = `${procRoot}/${entry}/cmdline`
+    const opened = open(cmdlinePath)
+    if (typeof opened === "string" && isGone(opened)) return undefined
+    const cmdlineFd = typeof opened === "number" ? opened : -1
+    const release = () => {
+      if (cmdlineFd >= 0) closeQuietly(cmdlineFd)
+      return undefined
+    }
+    const cmdline = cmdlineFd >= 0 ? reread(cmdlineFd) : readPath(cmdlinePath, MAX_CMDLINE_BYTES)
+    if (cmdline === undefined || typeof cmdline === "string") return release() // vanished or absurd
+    if (cmdline.length === 0 || cmdline.length > MAX_CMDLINE_BYTES) return release() // a zombie, or absurd
     const copy = Buffer.from(cmdline) // the shared buffer is reused by the next read
     const statusPath = `${procRoot}/${entry}/status`
-    const statusFd = openReadOnly(statusPath)
-    const status = typeof statusFd === "number" ? reread(statusFd) : undefined
-    if (typeof statusFd === "string" ? statusFd === "ENOENT" || statusFd === "ESRCH" : status === undefined) {
+    const statusFd = open(statusPath)
+    const status =
+      typeof statusFd === "number"
+        ? reread(statusFd)
+        : isGone(statusFd)
+          ? undefined
+          : readPath(statusPath, MAX_STATUS_BYTES)
+    if (status === undefined || (typeof status === "string" && isGone(status))) {
       if (typeof statusFd === "number") closeQuietly(statusFd)
-      return void closeQuietly(cmdlineFd) // gone meanwhile
+      return release() // gone meanwhile
     }
-    const statusText = status === undefined ? undefined : statusHead(status)
+    const statusText = typeof status === "string" ? undefined : statusHead(status)
     const exe = exeProblem(procRoot, pid, trusted)
     if (exe === "gone") {
       if (typeof statusFd === "number") closeQuietly(statusFd)
-      return void closeQuietly(cmdlineFd)
+      return release()
     }
     return {
       kind: "hypervisor",
@@ -286,6 +386,7 @@ export const makeScanner = (procRoot: string, trustedUids: ReadonlyArray<number>
   }
 
   const forget = (pid: number, entry: Entry): void => {
+    if (entry.kind === "other" && entry.comm >= 0) commFds--
     closeEntry(entry)
     cache.delete(pid)
     if (entry.kind === "hypervisor") hypervisors--
@@ -308,7 +409,7 @@ export const makeScanner = (procRoot: string, trustedUids: ReadonlyArray<number>
       if (pid === undefined) continue
       let entry = cache.get(pid)
       let ignoredAs: IgnoreReason | undefined
-      if (entry !== undefined && !stillSame(entry)) {
+      if (entry !== undefined && !stillSame(name, entry)) {
         // Gone, reused or exec()'d: read afresh. An ignored process keeps its count (once per pid).
         ignoredAs = entry.kind === "hypervisor" ? entry.ignoredAs : undefined
         forget(pid, entry)
