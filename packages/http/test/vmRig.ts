@@ -458,9 +458,17 @@ const libvirtVm = (options: VmOptions): Effect.Effect<Vm, never, Scope.Scope> =>
 /** The server's `--max-age`: a response may reuse a snapshot up to this old. */
 export const SERVER_MAX_AGE_MS = 200
 
-/** `vm-metrics serve --max-age 200millis <extra>` on 127.0.0.1 (rig.ts's serveCli). */
+/**
+ * `vm-metrics serve --collect on-demand --max-age 200millis <extra>` on 127.0.0.1 (rig.ts's serveCli).
+ * On demand because these tests bracket a response between kernel readings taken just before and after
+ * the request; the background loop (the default) serves a snapshot up to one interval old, and is
+ * tested in Render.test.ts.
+ */
 export const vmMetricsServer = (extra: ReadonlyArray<string>): Effect.Effect<CliServer, never, Scope.Scope> =>
-  serveCli({ name: "vm-metrics serve", args: ["--max-age", `${SERVER_MAX_AGE_MS}millis`, ...extra] })
+  serveCli({
+    name: "vm-metrics serve",
+    args: ["--collect", "on-demand", "--max-age", `${SERVER_MAX_AGE_MS}millis`, ...extra]
+  })
 
 // ---------------------------------------------------------------------------------------------------
 // The rig: network, TAP, VM and server in one scope

@@ -83,7 +83,15 @@ const pidNamespace = async (binary: string) => {
     }
     throw new Error(`pid ${n} did not become a stopped fake QEMU`)
   }
-  return { procRoot, send, settled, stop: () => stopChild(child) }
+  /** Waits (bounded) until pid `n` runs `comm`: a forked shell's child answers before its exec. */
+  const running = async (n: number, comm: string) => {
+    for (let i = 0; i < 400; i++) {
+      if (fs.readFileSync(`${procRoot}/${n}/stat`, "latin1").startsWith(`${n} (${comm}) `)) return
+      await sleepMs(25)
+    }
+    throw new Error(`pid ${n} did not become ${comm}`)
+  }
+  return { procRoot, send, settled, running, stop: () => stopChild(child) }
 }
 
 /** Our fds open on a process's comm, cmdline or status under any /proc, as `<pid>/<file>`. */
@@ -124,6 +132,7 @@ describe.skipIf(skipNamespaces !== undefined)("incremental discovery over real p
 
       // pid 1 (the namespace's shell) and a sleep as pid 100: neither is a VM, both are remembered.
       assert.strictEqual(await ns.send("other 100"), "other 100")
+      await ns.running(100, "sleep")
       assert.deepStrictEqual(scan(), [])
       assert.strictEqual(scanner.cached(), 2)
       assert.strictEqual(scanner.known(), 0)
@@ -202,7 +211,10 @@ describe.skipIf(skipNamespaces !== undefined)("incremental discovery over real p
     try {
       const scan = () => Either.getOrThrow(scanner.scan())
       const commFds = () => kept().filter((fd) => fd.endsWith("/comm")).length
-      for (const n of [100, 101, 102]) assert.strictEqual(await ns.send(`other ${n}`), `other ${n}`)
+      for (const n of [100, 101, 102]) {
+        assert.strictEqual(await ns.send(`other ${n}`), `other ${n}`)
+        await ns.running(n, "sleep")
+      }
       assert.strictEqual(await ns.send("late 103 vm-late"), "late 103")
       for (let i = 0; i < 400 && !fs.readFileSync(`${ns.procRoot}/103/stat`, "latin1").startsWith("103 (sh) T"); i++) {
         await sleepMs(25)
