@@ -1,13 +1,10 @@
 /** The core collector over the real Linux readers: real processes, real TAP devices. */
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as readline from "node:readline"
 import { assert, describe, it } from "@effect/vitest"
 import * as Collector from "@vm-metrics/core/Collector"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
 import {
-  childrenOf,
   createTap,
   deleteTap,
   ipLinkBytes,
@@ -20,6 +17,7 @@ import {
   stopChild,
   tapSkipReason
 } from "@vm-metrics/testing"
+import * as PidNamespace from "@vm-metrics/testing/PidNamespace"
 import { Effect, Layer } from "effect"
 import * as NodeReaders from "../src/NodeReaders.js"
 
@@ -147,46 +145,14 @@ describe.skipIf(skipTap !== undefined)("Collector over a real TAP", () => {
   )
 })
 
-/**
- * A fresh PID namespace (`unshare --pid --fork --mount-proc`) whose init is a shell taking commands on
- * stdin. Pids are handed out from `ns_last_pid`, so "start N" gives a process exactly pid N: a pid is
- * reused on demand, deterministically. Its /proc is reached through the init's root.
- */
-const pidNamespace = async () => {
-  const script = `
-    while read cmd n; do
-      case "$cmd" in
+/** The namespace's commands: "start N" a sleep as pid N, "busy N" one that burns CPU first, "kill N", "cpu N". */
+const pidNamespace = () =>
+  PidNamespace.pidNamespace(`
         start) echo $((n - 1)) > /proc/sys/kernel/ns_last_pid; sleep 1000 & echo "started $!" ;;
         busy) echo $((n - 1)) > /proc/sys/kernel/ns_last_pid
           sh -c 'i=0; while [ $i -lt 300000 ]; do i=$((i + 1)); done; exec sleep 1000' & echo "busy $!" ;;
         kill) kill -9 "$n"; wait "$n"; sleep 0.05; echo "killed $n" ;;
-        cpu) until [ "$(cut -d' ' -f3 /proc/$n/stat)" = S ]; do sleep 0.05; done; echo "cpu $(cut -d' ' -f14 /proc/$n/stat)" ;;
-      esac
-    done`
-  const child = spawn("unshare", ["--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", script], {
-    stdio: ["pipe", "pipe", "inherit"]
-  })
-  const lines = readline.createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
-  const send = async (command: string): Promise<string> => {
-    child.stdin!.write(`${command}\n`)
-    const timeout = new Promise<never>((_, reject) =>
-      setTimeout(() => reject(new Error(`no answer to ${command}`)), 30_000).unref()
-    )
-    const line = await Promise.race([lines.next(), timeout])
-    if (line.done) throw new Error(`the namespace ended before answering ${command}`)
-    return line.value
-  }
-  let init: number | undefined
-  for (let i = 0; i < 400 && init === undefined; i++) {
-    init = childrenOf(child.pid!)[0]
-    if (init === undefined || !fs.existsSync(`/proc/${init}/root/proc/1/stat`)) {
-      init = undefined
-      await sleepMs(25)
-    }
-  }
-  if (init === undefined) throw new Error("the namespace's init did not start")
-  return { procRoot: `/proc/${init}/root/proc`, send, stop: () => stopChild(child) }
-}
+        cpu) until [ "$(cut -d' ' -f3 /proc/$n/stat)" = S ]; do sleep 0.05; done; echo "cpu $(cut -d' ' -f14 /proc/$n/stat)" ;;`)
 
 describe.skipIf(skipNamespaces !== undefined)("a reused pid is never the VM", () => {
   it.live("in a fresh PID namespace: the VM's pid taken by another process → exited/pid_reused, nulls", () =>

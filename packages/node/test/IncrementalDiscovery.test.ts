@@ -8,7 +8,8 @@ import * as path from "node:path"
 import * as readline from "node:readline"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
-import { childrenOf, namespaceSkipReason, sleepMs, stopChild } from "@vm-metrics/testing"
+import { childrenOf, namespaceSkipReason, sleepMs } from "@vm-metrics/testing"
+import * as PidNamespace from "@vm-metrics/testing/PidNamespace"
 import { Effect, Either } from "effect"
 import * as Discovery from "../src/Discovery.js"
 import * as Scanner from "../src/internal/processScanner.js"
@@ -38,42 +39,17 @@ const fakeQemuBinary = (): string => {
  * `kill N` kills and reaps pid N. Its /proc is reached through the init's root.
  */
 const pidNamespace = async (binary: string) => {
-  const script = `
-    while read cmd n name; do
-      case "$cmd" in
+  const { procRoot, send, stop } = await PidNamespace.pidNamespace(
+    `
         other) echo $((n - 1)) > /proc/sys/kernel/ns_last_pid; sleep 1000 & echo "other $!" ;;
         vm) echo $((n - 1)) > /proc/sys/kernel/ns_last_pid
           "$BIN" -c 'kill -STOP $$' -name "$name" -smp 2 & echo "vm $!" ;;
         late) echo $((n - 1)) > /proc/sys/kernel/ns_last_pid
           sh -c 'kill -STOP $$; exec "$BIN" -c "kill -STOP \\$\\$" -name "$0" -smp 2' "$name" & echo "late $!" ;;
         cont) kill -CONT "$n"; echo "continued $n" ;;
-        kill) kill -9 "$n"; { wait "$n"; } 2>/dev/null; echo "killed $n" ;;
-      esac
-    done`
-  const child = spawn("unshare", ["--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c", script], {
-    stdio: ["pipe", "pipe", "inherit"],
-    env: { ...process.env, BIN: binary }
-  })
-  const lines = readline.createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
-  const send = async (command: string): Promise<string> => {
-    child.stdin!.write(`${command}\n`)
-    const timeout = new Promise<never>((_, reject) =>
-      setTimeout(() => reject(new Error(`no answer to ${command}`)), 30_000).unref()
-    )
-    const line = await Promise.race([lines.next(), timeout])
-    if (line.done) throw new Error(`the namespace ended before answering ${command}`)
-    return line.value
-  }
-  let init: number | undefined
-  for (let i = 0; i < 400 && init === undefined; i++) {
-    init = childrenOf(child.pid!)[0]
-    if (init === undefined || !fs.existsSync(`/proc/${init}/root/proc/1/stat`)) {
-      init = undefined
-      await sleepMs(25)
-    }
-  }
-  if (init === undefined) throw new Error("the namespace's init did not start")
-  const procRoot = `/proc/${init}/root/proc`
+        kill) kill -9 "$n"; { wait "$n"; } 2>/dev/null; echo "killed $n" ;;`,
+    { BIN: binary }
+  )
   /** Waits (bounded) until pid `n` has exec'd the fake QEMU and stopped itself: its comm and cmdline are final. */
   const settled = async (n: number) => {
     for (let i = 0; i < 400; i++) {
@@ -91,7 +67,7 @@ const pidNamespace = async (binary: string) => {
     }
     throw new Error(`pid ${n} did not become ${comm}`)
   }
-  return { procRoot, send, settled, running, stop: () => stopChild(child) }
+  return { procRoot, send, settled, running, stop }
 }
 
 /** Our fds open on a process's comm, cmdline or status under any /proc, as `<pid>/<file>`. */

@@ -1,5 +1,6 @@
 /** Test support shared by the packages' tests (workspace only, never published). */
 export * from "./Kernel.js"
+export * from "./PidNamespace.js"
 export * from "./Process.js"
 export * from "./Skip.js"
 export * from "./Tap.js"
