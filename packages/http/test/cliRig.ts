@@ -5,7 +5,7 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { freePort as freePortEffect, waitForPromise } from "@vm-metrics/testing"
+import { freePort as freePortEffect, exited as hasExited, outputTail, waitForPromise } from "@vm-metrics/testing"
 import { Effect } from "effect"
 
 export const REPO = path.resolve(import.meta.dirname, "..", "..", "..")
@@ -51,22 +51,17 @@ export const serve = async (
     env: { ...process.env, ...options.env, NO_COLOR: "1" },
     stdio: ["ignore", "pipe", "pipe"]
   })
-  let output = ""
-  const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString("utf8")).slice(-16_000)
-  }
-  child.stdout?.on("data", keep)
-  child.stderr?.on("data", keep)
-  const exited = () => child.exitCode !== null || child.signalCode !== null
+  const output = outputTail(child)
+  const exited = () => hasExited(child)
   const base = `http://127.0.0.1:${port}`
-  const served = { child, base, output: () => output, exited }
+  const served = { child, base, output, exited }
   await until("the server's /healthz", 90_000, async () => {
-    if (exited()) throw new Error(`the server exited (${child.exitCode ?? child.signalCode}):\n${output}`)
+    if (exited()) throw new Error(`the server exited (${child.exitCode ?? child.signalCode}):\n${output()}`)
     const response = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(5_000) }).catch(() => undefined)
     return response?.status === 200 ? true : undefined
   }).catch((error: Error) => {
     child.kill("SIGKILL")
-    throw new Error(`${error.message}\n${output}`)
+    throw new Error(`${error.message}\n${output()}`)
   })
   return served
 }

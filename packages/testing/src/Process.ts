@@ -123,6 +123,18 @@ export const killPid = async (pid: number, graceMs = 5_000): Promise<void> => {
   await gone(3_000)
 }
 
+/** Keeps the last 16 kB of a child's stdout and stderr (and a spawn error), for failure messages. */
+export const outputTail = (child: ChildProcess): (() => string) => {
+  let output = ""
+  const keep = (text: string) => {
+    output = (output + text).slice(-16_000)
+  }
+  child.stdout?.on("data", (chunk: Buffer) => keep(chunk.toString("utf8")))
+  child.stderr?.on("data", (chunk: Buffer) => keep(chunk.toString("utf8")))
+  child.on("error", (error) => keep(`spawn error: ${error.message}\n`))
+  return () => output
+}
+
 /** A long-running process with its recent output, for failure messages. */
 export interface Server {
   readonly name: string
@@ -147,16 +159,10 @@ export const startServer = (
         detached: options.group === true,
         stdio: ["ignore", "pipe", "pipe"]
       })
-      let output = ""
-      const keep = (chunk: Buffer) => {
-        output = (output + chunk.toString("utf8")).slice(-16_000)
-      }
-      child.stdout?.on("data", keep)
-      child.stderr?.on("data", keep)
-      child.on("error", (error) => keep(Buffer.from(`spawn error: ${error.message}\n`)))
+      const output = outputTail(child)
       const gone = () =>
-        exited(child) ? `${name} exited (${child.exitCode ?? child.signalCode}):\n${output}` : undefined
-      return { name, process: child, output: () => output, gone }
+        exited(child) ? `${name} exited (${child.exitCode ?? child.signalCode}):\n${output()}` : undefined
+      return { name, process: child, output, gone }
     }),
     (server) => Effect.promise(() => stopProcess(server.process, { group: options.group === true }))
   )
