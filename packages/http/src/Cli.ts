@@ -26,11 +26,6 @@ export class NotFoundError extends Data.TaggedError("NotFoundError")<{ readonly 
 /** A one-shot command could not read its instance source at all. @category errors */
 export class SourceUnavailableError extends Data.TaggedError("SourceUnavailableError")<{ readonly message: string }> {}
 
-/** @category parsers */
-export const parseDuration = AppConfig.parseDuration
-/** @category parsers */
-export const checkToken = AppConfig.checkToken
-
 const { settings } = AppConfig
 
 /** The option of a setting's flag, with its variable as fallback; `--help` text from the table. */
