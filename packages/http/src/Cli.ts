@@ -5,7 +5,11 @@
  *
  * @since 0.1.0
  */
-import { Args, Command, HelpDoc, Options, ValidationError } from "@effect/cli"
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as HelpDoc from "@effect/cli/HelpDoc"
+import * as Options from "@effect/cli/Options"
+import * as ValidationError from "@effect/cli/ValidationError"
 import * as Collector from "@vm-metrics/core/Collector"
 import { cpuSeconds } from "@vm-metrics/core/VmStats"
 import { Console, Data, Effect, Either, Layer, Option } from "effect"

@@ -9,7 +9,9 @@
  *
  * @since 0.1.0
  */
-import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Collector, type Snapshot } from "@vm-metrics/core/Collector"
 import { CONTENT_TYPE } from "@vm-metrics/otel/PrometheusText"
 import { VmMetrics } from "@vm-metrics/otel/VmMetrics"

@@ -14,7 +14,6 @@ import type { InstanceSource } from "@vm-metrics/core/InstanceSource"
 import type { ProcReader } from "@vm-metrics/core/ProcReader"
 import type { TapReader } from "@vm-metrics/core/TapReader"
 import * as NodeReaders from "@vm-metrics/node/NodeReaders"
-import * as OtlpPush from "@vm-metrics/otel/OtlpPush"
 import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
 import { Duration, Effect, Layer, Runtime } from "effect"
 import { type AppConfig, type CollectConfig, defaults, type PipelineConfig, UsageError } from "./AppConfig.js"
@@ -69,7 +68,13 @@ export const layerPipeline = <ES = never, ER = never>(
     resource: config.resource ?? defaults.resource
   }).pipe(Layer.mapError(asUsage), Layer.provideMerge(layerCollect(config, ports)))
   return config.otlp === true
-    ? OtlpPush.layer({ interval: config.otlpInterval ?? defaults.otlpInterval }).pipe(Layer.provideMerge(metrics))
+    ? // The OTel SDK and the OTLP exporter are loaded only when the push is on (a fast `--help`, `list`, `stats`).
+      Layer.unwrapEffect(
+        Effect.map(
+          Effect.promise(() => import("@vm-metrics/otel/OtlpPush")),
+          (OtlpPush) => OtlpPush.layer({ interval: config.otlpInterval ?? defaults.otlpInterval })
+        )
+      ).pipe(Layer.provideMerge(metrics))
     : metrics
 }
 

@@ -4,8 +4,10 @@
  *
  * @since 0.1.0
  */
-import { HttpApiBuilder, HttpApiScalar, HttpRouter, HttpServer } from "@effect/platform"
-import { Layer, type Option, type Redacted } from "effect"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpRouter from "@effect/platform/HttpRouter"
+import * as HttpServer from "@effect/platform/HttpServer"
+import { Effect, Layer, type Option, type Redacted } from "effect"
 import * as Connections from "./Connections.js"
 import { guard } from "./Guard.js"
 import { ApiLive } from "./Http.js"
@@ -38,7 +40,15 @@ export const layerApp = (authToken: Options["authToken"], access: Pick<Options, 
         })
       )
     ),
-    Layer.provide(HttpApiScalar.layer({ path: "/docs" })),
+    // The docs UI (a large inline script) is loaded when a server is built, not by every CLI command.
+    Layer.provide(
+      Layer.unwrapEffect(
+        Effect.map(
+          Effect.promise(() => import("@effect/platform/HttpApiScalar")),
+          (HttpApiScalar) => HttpApiScalar.layer({ path: "/docs" })
+        )
+      )
+    ),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(ApiLive),
     // The router's default (100) would make ids of 101-256 characters "no such path"; the schema bounds them.

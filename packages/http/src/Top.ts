@@ -6,7 +6,11 @@
  *
  * @since 0.1.0
  */
-import { FetchHttpClient, HttpApiClient, HttpClient, HttpClientRequest, HttpClientResponse } from "@effect/platform"
+import * as FetchHttpClient from "@effect/platform/FetchHttpClient"
+import * as HttpApiClient from "@effect/platform/HttpApiClient"
+import * as HttpClient from "@effect/platform/HttpClient"
+import * as HttpClientRequest from "@effect/platform/HttpClientRequest"
+import * as HttpClientResponse from "@effect/platform/HttpClientResponse"
 import { Collector } from "@vm-metrics/core/Collector"
 import { Clock, Data, Duration, Effect, Option, Queue, type Redacted } from "effect"
 import { VmMetricsApi } from "./Api.js"

@@ -6,8 +6,9 @@
  *
  * @since 0.1.0
  */
-import { ValidationError } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Logger } from "effect"
 import { run } from "./Cli.js"
 import { ExitCode } from "./ExitCode.js"

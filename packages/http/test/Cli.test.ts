@@ -271,7 +271,7 @@ describe("vm-metrics CLI", () => {
     )
     const server = spawn(
       process.execPath,
-      ["--import", "tsx", BIN, "serve", "--source", "file", "--instances-file", path.join(dir, "vms.json")],
+      [BIN, "serve", "--source", "file", "--instances-file", path.join(dir, "vms.json")],
       {
         env: { ...process.env, VM_METRICS_PORT: String(port), VM_METRICS_AUTH_TOKEN_FILE: path.join(dir, "token") },
         stdio: ["ignore", "ignore", "pipe"]

@@ -160,7 +160,7 @@ describe("vm-metrics serve under a connection flood", () => {
     // The limit must be the server's own: run it under the lowered ulimit.
     const result = spawnSync(
       "sh",
-      ["-c", `ulimit -n ${NOFILE} && exec "$0" "$@"`, process.execPath, "--import", "tsx", BIN, "serve"].concat([
+      ["-c", `ulimit -n ${NOFILE} && exec "$0" "$@"`, process.execPath, BIN, "serve"].concat([
         "--max-connections",
         "400"
       ]),

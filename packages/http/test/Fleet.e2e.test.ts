@@ -38,7 +38,7 @@ import { findPrometheus, instantQuery, request, type Series, serveCli, serverEnv
 
 const REPO = path.resolve(import.meta.dirname, "..", "..", "..")
 const DEPLOY = path.join(REPO, "deploy")
-const BIN = path.join(REPO, "packages", "http", "src", "bin.ts")
+const BIN = path.join(REPO, "dist", "vm-metrics.mjs")
 
 /**
  * `yaml` is a dependency of @vm-metrics/node, not of this package, and pnpm does not hoist it: load it
@@ -220,7 +220,7 @@ describe("deploy/vm-metrics.service", () => {
           fs.writeFileSync(vms, JSON.stringify([{ id: "cap-vm", pid: vm.pid, vcpus: 1, memory: "64M" }]))
           const hidden = path.join(dir, "proc")
           fs.mkdirSync(hidden)
-          const stats = ["--import", "tsx", BIN, "stats", "cap-vm", "--source", "file", "--instances-file", vms]
+          const stats = [BIN, "stats", "cap-vm", "--source", "file", "--instances-file", vms]
           // uid 0 with an empty bounding set has no capability after exec: an unprivileged reader of
           // another user's process (it cannot follow /proc/<pid>/root, as the control shows). It drops
           // group 0 too, because hidepid lets the group of the mount's gid= (default 0) see everything.

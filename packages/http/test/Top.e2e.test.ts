@@ -12,7 +12,7 @@ import * as path from "node:path"
 import { assert, describe, layer } from "@effect/vitest"
 import { hasCommand, sleepMs, waitForPromise } from "@vm-metrics/testing"
 import { Effect } from "effect"
-import { REPO_ROOT, serverBin } from "./rig.js"
+import { nodeArgs, REPO_ROOT, serverBin } from "./rig.js"
 import { layerVmRig, VmRig as Rig, type Vm, vmSkipReason } from "./vmRig.js"
 
 const skip = vmSkipReason("vm-metrics top tests", () => (hasCommand("tmux") ? undefined : "needs tmux"))
@@ -42,7 +42,7 @@ const tmux = (...args: ReadonlyArray<string>) => execFileSync("tmux", args, { en
 
 /** Starts `vm-metrics top <args>` in a detached 160×30 tmux session. */
 const startTop = (session: string, args: ReadonlyArray<string>) => {
-  const command = [process.execPath, "--import", "tsx", serverBin(), "top", ...args].map((a) => `'${a}'`).join(" ")
+  const command = [process.execPath, ...nodeArgs(serverBin()), "top", ...args].map((a) => `'${a}'`).join(" ")
   tmux(
     "new-session",
     "-d",

@@ -9,7 +9,8 @@ import { freePort as freePortEffect, exited as hasExited, outputTail, waitForPro
 import { Effect } from "effect"
 
 export const REPO = path.resolve(import.meta.dirname, "..", "..", "..")
-export const BIN = path.join(REPO, "packages", "http", "src", "bin.ts")
+/** The bundle `pnpm build` writes (the http project's vitest globalSetup builds it before the tests). */
+export const BIN = path.join(REPO, "dist", "vm-metrics.mjs")
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -18,7 +19,7 @@ export const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {
   new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
     execFile(
       process.execPath,
-      ["--import", "tsx", BIN, ...args],
+      [BIN, ...args],
       { env: { ...process.env, ...env, NO_COLOR: "1" }, timeout: 90_000 },
       (error, stdout, stderr) =>
         resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr })
@@ -44,7 +45,7 @@ export const serve = async (
   options: { readonly env?: Record<string, string>; readonly nofile?: number } = {}
 ): Promise<Served> => {
   const port = await freePort()
-  const node = [process.execPath, "--import", "tsx", BIN, "serve", "--port", String(port), ...args]
+  const node = [process.execPath, BIN, "serve", "--port", String(port), ...args]
   const [command, ...rest] =
     options.nofile === undefined ? node : ["sh", "-c", `ulimit -n ${options.nofile} && exec "$0" "$@"`, ...node]
   const child = spawn(command!, rest, {

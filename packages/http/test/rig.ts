@@ -78,9 +78,11 @@ export const tapMissing = tapSkipReason()
 /** The repository's root (this file is packages/http/test/rig.ts). */
 export const REPO_ROOT = path.resolve(import.meta.dirname, "../../..")
 
-/** The CLI under test: `$VM_METRICS_E2E_BIN`, else packages/http/src/bin.ts. */
-export const serverBin = (): string =>
-  process.env.VM_METRICS_E2E_BIN ?? path.join(REPO_ROOT, "packages/http/src/bin.ts")
+/** The CLI under test: `$VM_METRICS_E2E_BIN`, else the bundle dist/vm-metrics.mjs (`pnpm build`; globalSetup). */
+export const serverBin = (): string => process.env.VM_METRICS_E2E_BIN ?? path.join(REPO_ROOT, "dist/vm-metrics.mjs")
+
+/** node's arguments that run `bin`: a TypeScript entry (e.g. packages/http/src/bin.ts) through tsx, a bundle as is. */
+export const nodeArgs = (bin: string): ReadonlyArray<string> => (bin.endsWith(".ts") ? ["--import", "tsx", bin] : [bin])
 
 /**
  * The test's environment without the server's own settings (VM_METRICS_*, OTEL_*: a token, a prefix or
@@ -107,7 +109,7 @@ export interface CliServer extends Server {
 }
 
 /**
- * `node --import tsx bin.ts serve --host <host> --port <free port> <args>` from the repository root, in its
+ * `node dist/vm-metrics.mjs serve --host <host> --port <free port> <args>` from the repository root, in its
  * own process group, with `serverEnv(env)`; ready once `GET /healthz` answers 200 `{"status":"ok"}`
  * (≤ 60 s). The group is stopped with the scope (SIGTERM, SIGKILL after 5 s).
  */
@@ -120,7 +122,7 @@ export const serveCli = (options: {
   Effect.gen(function* () {
     const host = options.host ?? "127.0.0.1"
     const port = yield* freePort
-    const args = ["--import", "tsx", serverBin(), "serve", "--host", host, "--port", String(port), ...options.args]
+    const args = [...nodeArgs(serverBin()), "serve", "--host", host, "--port", String(port), ...options.args]
     const server = yield* startServer(options.name, process.execPath, args, {
       cwd: REPO_ROOT,
       env: serverEnv(options.env),

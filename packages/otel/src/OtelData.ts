@@ -13,18 +13,27 @@
  */
 import type { HrTime } from "@opentelemetry/api"
 import { ValueType } from "@opentelemetry/api"
-import {
+import type {
   AggregationTemporality,
   DataPointType,
-  type MetricData,
-  type MetricDescriptor,
-  type ScopeMetrics
+  MetricData,
+  MetricDescriptor,
+  ScopeMetrics
 } from "@opentelemetry/sdk-metrics"
 import type { Snapshot } from "@vm-metrics/core/Collector"
 import { type Family, serviceFamilies, vmAttributes, vmFamilies } from "./Catalog.js"
 import type { MetricOptions } from "./MetricOptions.js"
 import { type DropCounter, toOtelNumber } from "./OtelValue.js"
 import { VERSION } from "./ResourceAttributes.js"
+
+// The SDK's enum values, inlined: a value import of @opentelemetry/sdk-metrics would load the whole SDK with
+// every command of the CLI (OtelData.test.ts checks them against the SDK's own).
+/** @internal */
+export const CUMULATIVE = 1 as AggregationTemporality.CUMULATIVE
+/** @internal */
+export const SUM = 3 as DataPointType.SUM
+/** @internal */
+export const GAUGE = 2 as DataPointType.GAUGE
 
 /** The instrumentation scope of everything vm-metrics exports. @category constants */
 export const SCOPE = { name: "@vm-metrics/otel", version: VERSION }
@@ -53,15 +62,15 @@ const metricData = (family: Family, dataPoints: Array<Point>): MetricData =>
   family.kind === "counter"
     ? {
         descriptor: descriptor(family),
-        aggregationTemporality: AggregationTemporality.CUMULATIVE,
-        dataPointType: DataPointType.SUM,
+        aggregationTemporality: CUMULATIVE,
+        dataPointType: SUM,
         isMonotonic: true,
         dataPoints
       }
     : {
         descriptor: descriptor(family),
-        aggregationTemporality: AggregationTemporality.CUMULATIVE,
-        dataPointType: DataPointType.GAUGE,
+        aggregationTemporality: CUMULATIVE,
+        dataPointType: GAUGE,
         dataPoints
       }
 

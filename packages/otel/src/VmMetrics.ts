@@ -17,7 +17,7 @@
  * @since 0.1.0
  */
 import { type BatchObservableResult, type Meter, type Observable, ValueType } from "@opentelemetry/api"
-import { resourceFromAttributes } from "@opentelemetry/resources"
+import type { Resource } from "@opentelemetry/resources"
 import type { MetricProducer } from "@opentelemetry/sdk-metrics"
 import { Collector, type Snapshot } from "@vm-metrics/core/Collector"
 import { Clock, Context, Effect, Layer, Runtime, type Scope } from "effect"
@@ -118,9 +118,18 @@ export const make = (options: Options = {}) =>
     const freshObserved = async (): Promise<Snapshot | undefined> =>
       released ? undefined : Runtime.runPromise(runtime)(Effect.tap(collector.collectAll, observe))
 
-    const otelResource = resourceFromAttributes(resource)
+    // Built on the first collect: @opentelemetry/resources (and the semantic conventions it loads) is needed
+    // only by a reader, so a CLI command that never exports does not load it.
+    let otelResourceOnce: Promise<Resource> | undefined
+    const otelResourceGet = () =>
+      (otelResourceOnce ??= import("@opentelemetry/resources").then((m) => {
+        // A CommonJS package: in the code-split bundle its exports come only as `default`.
+        const resources: typeof m = "default" in m ? (m.default as typeof m) : m
+        return resources.resourceFromAttributes(resource)
+      }))
     const producer: MetricProducer = {
       collect: async () => {
+        const otelResource = await otelResourceGet()
         try {
           const snapshot = await freshObserved()
           const scopeMetrics =
