@@ -134,9 +134,20 @@ export const makeServer = (limits: Limits): http.Server => {
     response.once("close", () => {
       state.busy = false
     })
+    if (server.listenerCount("request") === 1) answerStarting(response)
   })
 
   return server
+}
+
+/**
+ * The socket listens before the app's handler is attached (the platform listens first, then serves): a
+ * request in between would otherwise get no answer until the request timeout. It gets a 503 instead.
+ */
+const answerStarting = (response: http.ServerResponse): void => {
+  const body = JSON.stringify({ code: "starting", message: "the server is starting; retry in a second" })
+  response.writeHead(503, { "content-type": "application/json", "retry-after": "1", connection: "close" })
+  response.end(body)
 }
 
 /** Closes idle connections now and every other one after the grace period (the timer keeps nothing alive). */

@@ -27,8 +27,12 @@ export interface Options {
 /** @category constants */
 export const defaults = { host: "127.0.0.1", port: 9464 } as const
 
-/** Everything but the socket: tests provide `NodeHttpServer.layerTest`. @category layers */
-export const layerApp = (authToken: Options["authToken"], access: Pick<Options, "metricsWithoutAuth"> = {}) =>
+/** The docs UI (a large inline script) is imported when a server is built, not by every CLI command. */
+const importDocs = Effect.promise(() => import("@effect/platform/HttpApiScalar"))
+
+type Docs = Effect.Effect.Success<typeof importDocs>
+
+const appWithDocs = (docs: Docs, authToken: Options["authToken"], access: Pick<Options, "metricsWithoutAuth">) =>
   HttpApiBuilder.serve().pipe(
     // An API-level middleware wraps the router (docs and OpenAPI included) before errors are turned
     // into responses; a server-level one would only see a response already sent.
@@ -40,26 +44,29 @@ export const layerApp = (authToken: Options["authToken"], access: Pick<Options, 
         })
       )
     ),
-    // The docs UI (a large inline script) is loaded when a server is built, not by every CLI command.
-    Layer.provide(
-      Layer.unwrapEffect(
-        Effect.map(
-          Effect.promise(() => import("@effect/platform/HttpApiScalar")),
-          (HttpApiScalar) => HttpApiScalar.layer({ path: "/docs" })
-        )
-      )
-    ),
+    Layer.provide(docs.layer({ path: "/docs" })),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(ApiLive),
     // The router's default (100) would make ids of 101-256 characters "no such path"; the schema bounds them.
     Layer.provide(HttpRouter.setRouterConfig({ maxParamLength: 1024 }))
   )
 
-/** @category layers */
+/** Everything but the socket: tests provide `NodeHttpServer.layerTest`. @category layers */
+export const layerApp = (authToken: Options["authToken"], access: Pick<Options, "metricsWithoutAuth"> = {}) =>
+  Layer.unwrapEffect(Effect.map(importDocs, (docs) => appWithDocs(docs, authToken, access)))
+
+/**
+ * The docs module is imported before the listener is built, so the socket listens only once the app is
+ * a few synchronous steps from being attached (Connections answers 503 in between). @category layers
+ */
 export const layer = (options: Options) =>
-  layerApp(options.authToken, options).pipe(
-    HttpServer.withLogAddress,
-    Layer.provide(
-      Listener.layer({ host: options.host, port: options.port, limits: options.limits ?? Connections.defaults })
+  Layer.unwrapEffect(
+    Effect.map(importDocs, (docs) =>
+      appWithDocs(docs, options.authToken, options).pipe(
+        HttpServer.withLogAddress,
+        Layer.provide(
+          Listener.layer({ host: options.host, port: options.port, limits: options.limits ?? Connections.defaults })
+        )
+      )
     )
   )

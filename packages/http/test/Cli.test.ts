@@ -283,7 +283,11 @@ describe("vm-metrics CLI", () => {
       const base = `http://127.0.0.1:${port}`
       let health: Response | undefined
       for (let i = 0; i < 100 && health === undefined; i++) {
-        health = await fetch(`${base}/healthz`).catch(() => undefined)
+        // Refused before the socket listens, 503 before the app is attached: both mean "not yet".
+        health = await fetch(`${base}/healthz`).then(
+          (response) => (response.status === 200 ? response : undefined),
+          () => undefined
+        )
         if (health === undefined) await new Promise((resolve) => setTimeout(resolve, 100))
       }
       assert.strictEqual(health?.status, 200, stderr)

@@ -47,6 +47,30 @@ describe("Connections (pure)", () => {
   })
 })
 
+describe("Connections (a listening server before the app is attached)", () => {
+  it("answers 503 starting, then leaves requests to the app's handler once it is attached", async () => {
+    const server = Connections.makeServer(Connections.defaults)
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
+    try {
+      const base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`
+      const early = await fetch(`${base}/healthz`)
+      assert.strictEqual(early.status, 503)
+      assert.strictEqual(early.headers.get("retry-after"), "1")
+      assert.deepStrictEqual(await early.json(), {
+        code: "starting",
+        message: "the server is starting; retry in a second"
+      })
+      server.on("request", (_request, response) => response.end("app"))
+      const served = await fetch(`${base}/healthz`)
+      assert.strictEqual(served.status, 200)
+      assert.strictEqual(await served.text(), "app")
+    } finally {
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    }
+  })
+})
+
 /** Opens `count` idle connections, 50 at a time; each is dropped from `open` when the server closes it. */
 const flood = async (port: number, count: number, open: Set<net.Socket>) => {
   for (let done = 0; done < count; done += 50) {
