@@ -204,6 +204,31 @@ describe("vm-metrics CLI", () => {
     assert.include(stdout.replace(/\s+/g, " "), "5 cannot listen")
   }, 120_000)
 
+  it("the entry point answers help and version from the build's capture, byte for byte the full CLI's", async () => {
+    const full = (args: ReadonlyArray<string>) => cli(args, {}, path.join(path.dirname(BIN), "cli.mjs"))
+    for (const args of [
+      [],
+      ["--help"],
+      ["-h"],
+      ["--version"],
+      ["stats", "--help"],
+      ["serve", "-h"],
+      ["top", "--help"]
+    ]) {
+      const [fast, slow] = [await cli(args), await full(args)]
+      assert.strictEqual(fast.code, slow.code, args.join(" "))
+      assert.strictEqual(fast.stdout, slow.stdout, args.join(" "))
+      assert.strictEqual(fast.stderr, slow.stderr, args.join(" "))
+    }
+    // Not captured (an unknown command, help after a flag): the full CLI answers, so the same again.
+    for (const args of [
+      ["nope", "--help"],
+      ["serve", "--port", "1", "--help"]
+    ]) {
+      assert.deepStrictEqual(await cli(args), await full(args), args.join(" "))
+    }
+  }, 180_000)
+
   it("bad flags and values exit with status 2 and say what is wrong", async () => {
     const cases: ReadonlyArray<[ReadonlyArray<string>, Record<string, string>, string]> = [
       [["serve", "--source", "nope"], {}, "discovery, file, libvirt"],

@@ -14,12 +14,12 @@ export const BIN = path.join(REPO, "dist", "vm-metrics.mjs")
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** Runs `vm-metrics <args>` to its end (killed after 90 s): exit code and both streams. */
-export const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+/** Runs `vm-metrics <args>` (or another build of it) to its end (killed after 90 s): exit code and both streams. */
+export const cli = (args: ReadonlyArray<string>, env: Record<string, string> = {}, bin = BIN) =>
   new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
     execFile(
       process.execPath,
-      [BIN, ...args],
+      [bin, ...args],
       { env: { ...process.env, ...env, NO_COLOR: "1" }, timeout: 90_000 },
       (error, stdout, stderr) =>
         resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr })

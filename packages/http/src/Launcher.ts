@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+/**
+ * The bundle's entry point (dist/vm-metrics.mjs). `--help`, `<command> --help` and `--version` are answered
+ * from the texts the build captured from the full CLI (dist/help.json, see scripts/build.mjs), byte for byte
+ * what it prints; every other command line loads the full CLI (dist/cli.mjs). Why: loading Effect,
+ * @effect/cli and the server graph costs most of a second and ~50 MB before a word of help is printed.
+ *
+ * Node types here on purpose: this runs only as the bundle's first module, before anything else is loaded.
+ *
+ * @since 0.1.0
+ */
+import * as fs from "node:fs"
+import { helpKey } from "./HelpKey.js"
+
+/** The captured text for `args`, if the build captured one (an unknown command is left to the CLI). */
+const capturedText = (args: ReadonlyArray<string>): string | undefined => {
+  const key = helpKey(args)
+  if (key === undefined) return undefined
+  try {
+    const texts = JSON.parse(fs.readFileSync(new URL("./help.json", import.meta.url), "utf8")) as Record<string, string>
+    return Object.hasOwn(texts, key) ? texts[key] : undefined
+  } catch {
+    return undefined // no help.json beside the bundle: the full CLI answers
+  }
+}
+
+const text = capturedText(process.argv.slice(2))
+if (text !== undefined) process.stdout.write(text)
+else await import(new URL("./cli.mjs", import.meta.url).href)
