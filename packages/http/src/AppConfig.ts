@@ -12,7 +12,6 @@ import * as MetricOptions from "@vm-metrics/otel/MetricOptions"
 import * as ResourceAttributes from "@vm-metrics/otel/ResourceAttributes"
 import { Config, Data, Duration, Effect, Either, Option, Redacted } from "effect"
 import * as Connections from "./Connections.js"
-import * as Server from "./Server.js"
 import * as Serving from "./Serving.js"
 import * as Sources from "./Sources.js"
 
@@ -92,14 +91,14 @@ export const settings = {
   host: text({
     flag: "host",
     env: "VM_METRICS_HOST",
-    default: Server.defaults.host,
+    default: "127.0.0.1",
     description: "address to listen on",
     scope: "serve"
   }),
   port: integer({
     flag: "port",
     env: "VM_METRICS_PORT",
-    default: Server.defaults.port,
+    default: 9464,
     description: "port to listen on, 1-65535",
     scope: "serve"
   }),

@@ -16,10 +16,9 @@ import { Console, Data, Effect, Either, Layer, Option } from "effect"
 import * as AppConfig from "./AppConfig.js"
 import { summary as exitCodes } from "./ExitCode.js"
 import { lookup } from "./Lookup.js"
-import * as Main from "./Main.js"
+import type * as MainModule from "./Main.js"
 import { statsJson } from "./StatsJson.js"
 import { bytes, table } from "./TextFormat.js"
-import * as Top from "./Top.js"
 
 /** A bad flag or environment value, said in one line. @category errors */
 export const UsageError = AppConfig.UsageError
@@ -108,12 +107,23 @@ const serveOptions = {
   interval: flag(settings.collectInterval)
 }
 
+// The composition root and the top client are imported by the commands that run them: `--help` and a
+// bad flag never load the server, and `list`/`stats` load no HTTP server and no OTel.
+const importMain: Effect.Effect<typeof MainModule> = Effect.promise(() => import("./Main.js"))
+const importTop = Effect.promise(() => import("./Top.js"))
+
 /** Source → readers → collector, from the collect settings given. */
 const collectLayer = (input: AppConfig.CollectInput) =>
-  Layer.unwrapEffect(Effect.map(AppConfig.resolveCollect(input), (config) => Main.layerCollect(config)))
+  Layer.unwrapEffect(
+    Effect.flatMap(AppConfig.resolveCollect(input), (config) =>
+      Effect.map(importMain, (Main) => Main.layerCollect(config))
+    )
+  )
 
 const serve = Command.make("serve", serveOptions, (input) =>
-  Effect.flatMap(AppConfig.resolveServe(input), (config) => Layer.launch(Main.layerServe(config)))
+  Effect.flatMap(AppConfig.resolveServe(input), (config) =>
+    Effect.flatMap(importMain, (Main) => Layer.launch(Main.layerServe(config)))
+  )
 ).pipe(
   Command.withDescription(
     `serve the HTTP API and /metrics for the VMs on this host. ${AppConfig.environmentOnlyHelp("serve")}`
@@ -182,8 +192,10 @@ const top = Command.make("top", topOptions, (config) =>
       const base = config.url.value
       if (!/^https?:\/\/[^\s]+$/.test(base))
         return yield* new AppConfig.UsageError({ message: `not an http(s) URL: ${base}` })
+      const Top = yield* importTop
       return yield* Top.run(yield* Top.remote(base, yield* AppConfig.readToken(config.authTokenFile)), every)
     }
+    const Top = yield* importTop
     return yield* Effect.flatMap(Top.local, (source) => Top.run(source, every)).pipe(
       Effect.provide(collectLayer(config))
     )

@@ -14,10 +14,10 @@ import type { InstanceSource } from "@vm-metrics/core/InstanceSource"
 import type { ProcReader } from "@vm-metrics/core/ProcReader"
 import type { TapReader } from "@vm-metrics/core/TapReader"
 import * as NodeReaders from "@vm-metrics/node/NodeReaders"
-import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
+import type * as VmMetrics from "@vm-metrics/otel/VmMetrics"
 import { Duration, Effect, Layer, Runtime } from "effect"
 import { type AppConfig, type CollectConfig, defaults, type PipelineConfig, UsageError } from "./AppConfig.js"
-import * as Server from "./Server.js"
+import type * as ServerModule from "./Server.js"
 import * as Serving from "./Serving.js"
 import * as Sources from "./Sources.js"
 
@@ -28,6 +28,11 @@ export interface Ports<ES = never, ER = never> {
 }
 
 const asUsage = (error: { readonly message: string }) => new UsageError({ message: error.message })
+
+// The metrics export and the HTTP server are imported by the layers that need them: `list` and `stats`
+// build only the collector, and load neither (a CLI that answers at once).
+const importMetrics: Effect.Effect<typeof VmMetrics> = Effect.promise(() => import("@vm-metrics/otel/VmMetrics"))
+const importServer: Effect.Effect<typeof ServerModule> = Effect.promise(() => import("./Server.js"))
 
 /** The instance source the config names. @category layers */
 export const layerSource = (config: Partial<CollectConfig> = {}): Layer.Layer<InstanceSource, UsageError> => {
@@ -63,10 +68,14 @@ export const layerPipeline = <ES = never, ER = never>(
   config: Partial<PipelineConfig> = {},
   ports: Ports<ES, ER> = {}
 ): Layer.Layer<Collector.Collector | VmMetrics.VmMetrics, UsageError | ES | ER> => {
-  const metrics = VmMetrics.layer({
-    metrics: config.metrics ?? defaults.metrics,
-    resource: config.resource ?? defaults.resource
-  }).pipe(Layer.mapError(asUsage), Layer.provideMerge(layerCollect(config, ports)))
+  const metrics = Layer.unwrapEffect(
+    Effect.map(importMetrics, (VmMetrics) =>
+      VmMetrics.layer({
+        metrics: config.metrics ?? defaults.metrics,
+        resource: config.resource ?? defaults.resource
+      })
+    )
+  ).pipe(Layer.mapError(asUsage), Layer.provideMerge(layerCollect(config, ports)))
   return config.otlp === true
     ? // The OTel SDK and the OTLP exporter are loaded only when the push is on (a fast `--help`, `list`, `stats`).
       Layer.unwrapEffect(
@@ -114,21 +123,29 @@ const layerServed = <ES, ER>(config: Partial<AppConfig>, ports: Ports<ES, ER>) =
 
 /** The HTTP app over the pipeline, without a socket: tests provide `NodeHttpServer.layerTest`. @category layers */
 export const layerApp = <ES = never, ER = never>(config: Partial<AppConfig> = {}, ports: Ports<ES, ER> = {}) =>
-  Server.layerApp(config.authToken ?? defaults.authToken, {
-    metricsWithoutAuth: config.metricsWithoutAuth ?? defaults.metricsWithoutAuth
-  }).pipe(Layer.provideMerge(layerServed(config, ports)))
+  Layer.unwrapEffect(
+    Effect.map(importServer, (Server) =>
+      Server.layerApp(config.authToken ?? defaults.authToken, {
+        metricsWithoutAuth: config.metricsWithoutAuth ?? defaults.metricsWithoutAuth
+      })
+    )
+  ).pipe(Layer.provideMerge(layerServed(config, ports)))
 
 /** The whole server: pipeline, HTTP listener, SIGHUP reload. @category layers */
 export const layerServe = <ES = never, ER = never>(config: Partial<AppConfig> = {}, ports: Ports<ES, ER> = {}) => {
   const c = { ...defaults, ...config }
   return Layer.mergeAll(
-    Server.layer({
-      host: c.host,
-      port: c.port,
-      authToken: c.authToken,
-      limits: c.limits,
-      metricsWithoutAuth: c.metricsWithoutAuth
-    }),
+    Layer.unwrapEffect(
+      Effect.map(importServer, (Server) =>
+        Server.layer({
+          host: c.host,
+          port: c.port,
+          authToken: c.authToken,
+          limits: c.limits,
+          metricsWithoutAuth: c.metricsWithoutAuth
+        })
+      )
+    ),
     reloadOnHangup
   ).pipe(Layer.provide(layerServed(config, ports)))
 }
