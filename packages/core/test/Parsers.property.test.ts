@@ -49,16 +49,24 @@ const statOracle = (text: string): ProcStat | undefined => {
   if (close < 0 || open < 0 || open > close) return undefined
   const fields = fieldsOf(text.slice(close + 1))
   if (fields.length < 13) return undefined
+  const majorFaults = u64Of(fields[9])
   const utime = u64Of(fields[11])
   const stime = u64Of(fields[12])
   const startTime = fields.length > 19 ? u64Of(fields[19]) : null
   const guestTime = fields.length > 40 ? u64Of(fields[40]) : null
-  if (utime === undefined || stime === undefined || startTime === undefined || guestTime === undefined) {
+  if (
+    majorFaults === undefined ||
+    utime === undefined ||
+    stime === undefined ||
+    startTime === undefined ||
+    guestTime === undefined
+  ) {
     return undefined
   }
   return {
     comm: text.slice(open + 1, close),
     state: fields[0],
+    majorFaults,
     utimeTicks: utime,
     stimeTicks: stime,
     startTimeTicks: startTime,
@@ -248,7 +256,15 @@ const comm = fc.oneof(
 )
 
 const validStat = fc
-  .record({ pid: fc.integer({ min: 1, max: 4194304 }), comm, utime: u64, stime: u64, startTime: u64, guestTime: u64 })
+  .record({
+    pid: fc.integer({ min: 1, max: 4194304 }),
+    comm,
+    majorFaults: u64,
+    utime: u64,
+    stime: u64,
+    startTime: u64,
+    guestTime: u64
+  })
   .chain((line) =>
     // full lines (50 fields after the comm), and lines with 13, 20 or 41 fields after the comm (the optional fields' edges)
     fc.constantFrom(50, 13, 19, 20, 40, 41).map((keep) => {
