@@ -59,7 +59,22 @@ const COLUMN_NAMES = [
   "tx compressed"
 ]
 
+/** The columns kept (rx and tx bytes, packets, errs, drop); the others are only checked. */
+const KEPT = COLUMN_NAMES.map((_, k) => k % 8 < 4)
+/** 19 digits are always below 2^64 − 1 (≈ 1.8 × 10^19). */
+const ALWAYS_U64_DIGITS = 19
+
 const fail = (reason: string) => Either.left(new ParseError({ file: FILE, reason }))
+
+const notANumber = (line: number, column: number, bytes: Uint8Array, start: number, end: number) =>
+  fail(`line ${line}: ${COLUMN_NAMES[column]} is not a number: ${excerpt(bytes, start, end)}`)
+
+/** Whether bytes[start, end) is a u64, without making the bigint of a column we do not keep. */
+const isUnsigned = (bytes: Uint8Array, start: number, end: number): boolean => {
+  if (end - start > ALWAYS_U64_DIGITS) return parseUnsigned(bytes, start, end) !== undefined
+  for (let i = start; i < end; i++) if (bytes[i] < 0x30 || bytes[i] > 0x39) return false
+  return true
+}
 
 const latin1 = (bytes: Uint8Array, start: number, end: number): string => {
   let text = ""
@@ -118,11 +133,14 @@ export const parseNetDev = (
       const start = i
       while (i < end && bytes[i] > SEPARATOR_MAX) i++
       if (count === COLUMNS) return fail(`line ${line}: more than ${COLUMNS} numbers`)
-      const value = parseUnsigned(bytes, start, i)
-      if (value === undefined) {
-        return fail(`line ${line}: ${COLUMN_NAMES[count]} is not a number: ${excerpt(bytes, start, i)}`)
+      if (KEPT[count]) {
+        const value = parseUnsigned(bytes, start, i)
+        if (value === undefined) return notANumber(line, count, bytes, start, i)
+        values[count] = value
+      } else if (!isUnsigned(bytes, start, i)) {
+        return notANumber(line, count, bytes, start, i)
       }
-      values[count++] = value
+      count++
     }
     if (count < COLUMNS) return fail(`line ${line}: ${count} numbers, need ${COLUMNS}`)
     const name = latin1(bytes, nameStart, nameStart + nameLength)

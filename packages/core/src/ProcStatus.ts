@@ -44,6 +44,16 @@ const U64_MAX = 2n ** 64n - 1n
 
 const fail = (reason: string) => Either.left(new ParseError({ file: FILE, reason }))
 
+/** Line k's kB in bytes; null when absent, or when above 2^64 − 1 (then the line joins outOfRange). */
+const bytesOf = (kilobytes: ReadonlyArray<bigint | null>, k: number, outOfRange: Array<ProcStatusLine>) => {
+  const kB = kilobytes[k]
+  if (kB === null) return null
+  const value = kB * 1024n
+  if (value <= U64_MAX) return value
+  outOfRange.push(LINES[k])
+  return null
+}
+
 /** Parses the first `length` bytes of a status file. @category parsers */
 export const parseProcStatus = (
   bytes: Uint8Array,
@@ -55,20 +65,12 @@ export const parseProcStatus = (
   const kilobytes = scanKeyLines(bytes, length, KEYS, "kB")
   if (typeof kilobytes === "string") return fail(kilobytes)
   const outOfRange: Array<ProcStatusLine> = []
-  const bytesOf = (k: number): bigint | null => {
-    const kB = kilobytes[k]
-    if (kB === null) return null
-    const value = kB * 1024n
-    if (value <= U64_MAX) return value
-    outOfRange.push(LINES[k])
-    return null
-  }
   return Either.right({
-    rssAnonBytes: bytesOf(0),
-    rssFileBytes: bytesOf(1),
-    rssShmemBytes: bytesOf(2),
-    swapBytes: bytesOf(3),
-    hugetlbBytes: bytesOf(4),
+    rssAnonBytes: bytesOf(kilobytes, 0, outOfRange),
+    rssFileBytes: bytesOf(kilobytes, 1, outOfRange),
+    rssShmemBytes: bytesOf(kilobytes, 2, outOfRange),
+    swapBytes: bytesOf(kilobytes, 3, outOfRange),
+    hugetlbBytes: bytesOf(kilobytes, 4, outOfRange),
     outOfRange
   })
 }
