@@ -117,7 +117,7 @@ describe("parseNetDev", () => {
       assert.include(left(parseNetDevText(NET_DEV_HEADER + line)).reason, "no ':' after the name")
     })
 
-    it("a number glued to the colon (the format before 64-bit counters) is a ParseError", () => {
+    it("a number glued to the colon (as old 2.x kernels printed wide counters) is a ParseError", () => {
       assert.include(
         left(parseNetDevText(`${NET_DEV_HEADER}  eth0:123456789 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15\n`)).reason,
         "no ':' after the name"
