@@ -13,6 +13,8 @@ export * as InstanceSource from "./InstanceSource.js"
 /** @since 0.1.0 */
 export * as Kernel from "./Kernel.js"
 /** @since 0.1.0 */
+export * as MetricGroup from "./MetricGroup.js"
+/** @since 0.1.0 */
 export * as NetDev from "./NetDev.js"
 /** @since 0.1.0 */
 export * as ProcIo from "./ProcIo.js"
