@@ -167,13 +167,18 @@ export const discoveryScan = (kind: "rescan" | "full scan"): Approach => {
 
 // ---------- rendering /metrics from a snapshot ----------
 
-/** `/metrics` straight from the last snapshot (what the server does once per snapshot). */
+/** `/metrics` rendered from a snapshot (what the server does once per snapshot). */
 export const directRender = async (runtime: PipelineRuntime): Promise<Approach> => {
   const { metrics, snapshot } = await runtime.runPromise(
     Effect.all({ metrics: VmMetrics.VmMetrics, snapshot: Effect.flatMap(Collector.Collector, (c) => c.refresh) })
   )
-  const render = metrics.render(snapshot)
-  return { name: "render direct", run: () => runtime.runSync(render), checksum: () => 0n, close: () => {} }
+  // A copy per run: VmMetrics keeps the text of the last snapshot rendered, and this times the render itself.
+  return {
+    name: "render direct",
+    run: () => runtime.runSync(metrics.render({ ...snapshot })),
+    checksum: () => 0n,
+    close: () => {}
+  }
 }
 
 /** The same text through the OTel SDK: instruments, PrometheusExporter.collect and its serializer. */
