@@ -10,8 +10,8 @@
  *    scan), and rendering `/metrics` from a snapshot (directly, and through the OTel SDK). The readers must
  *    read identical values.
  * 2. `/metrics` end to end through Main's HTTP server in this process, interleaved round by round: fresh
- *    (`--collect on-demand`, max age 0: discovery + collection + render per scrape), a new snapshot per
- *    scrape (`--collect background`: render + encode), the same snapshot again (cached bytes), each plain
+ *    (`--collection on-demand`, max age 0: discovery + collection + render per scrape), a new snapshot per
+ *    scrape (`--collection background`: render + encode), the same snapshot again (cached bytes), each plain
  *    and gzip; and prometheus-process-exporter on the same processes when installed (one group per pid,
  *    `-threads=false -gather-smaps=false`). Median and p99 over ≥ 30 scrapes each.
  * 3. The server in its own process (served.ts): start to first full listing, `/instances/{id}/stats` at a

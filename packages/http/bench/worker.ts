@@ -65,10 +65,10 @@ const open = async (what: What, vms: ReadonlyArray<FakeVm>): Promise<string | nu
       break
     }
     case "server on-demand":
-      server = await inProcessServer({ collect: "on-demand", maxAge: "0 millis" })
+      server = await inProcessServer({ collection: "on-demand", maxAge: "0 millis" })
       return server.port
     case "server background":
-      server = await inProcessServer({ collect: "background", interval: "1 hour" })
+      server = await inProcessServer({ collection: "background", interval: "1 hour" })
       return server.port
   }
   return approach.name
