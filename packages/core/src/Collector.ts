@@ -35,6 +35,7 @@ import type { InstanceSourceError, TapReadError } from "./Errors.js"
 import type { InstanceInfo } from "./Instance.js"
 import { type IgnoredTotal, InstanceSource } from "./InstanceSource.js"
 import { buildVmStats, countUnavailable, type Identities, type UnavailableCounts } from "./internal/buildVmStats.js"
+import type { MetricGroup } from "./MetricGroup.js"
 import { ProcReader } from "./ProcReader.js"
 import { validateTapName } from "./TapName.js"
 import { type TapCounters, TapReader } from "./TapReader.js"
@@ -85,6 +86,8 @@ export interface Options {
   readonly maxAge?: Duration.DurationInput
   /** VMs read per synchronous step. Default 256. */
   readonly chunkSize?: number
+  /** The metric groups read (MetricGroup.ts); the files of the others are never opened. Default `defaultGroups`. */
+  readonly groups?: ReadonlySet<MetricGroup>
 }
 
 interface CacheState {

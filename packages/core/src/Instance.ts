@@ -31,11 +31,39 @@ const common = {
 /** @category schemas */
 export const InstanceInfo = Schema.Struct({
   ...common,
-  /** Host-side TAP device; absent when the VM has no network. */
-  tapDevice: Schema.optional(Schema.String)
+  /** Host-side TAP device; absent when the VM has no network. With several NICs: the first of `tapDevices`. */
+  tapDevice: Schema.optional(Schema.String),
+  /**
+   * Every TAP of the VM, in NIC order. When given it wins over `tapDevice` (which sources still set to
+   * its first element, for readers of the single field); absent means `[tapDevice]` or none.
+   */
+  tapDevices: Schema.optional(Schema.Array(Schema.String))
 })
 /** @category models */
 export type InstanceInfo = typeof InstanceInfo.Type
+
+/**
+ * The VM's TAPs in NIC order: `tapDevices` when given, else `tapDevice` alone, else none. A name
+ * listed twice is read once (the first place counts), so a NIC is never summed twice.
+ *
+ * @category getters
+ */
+export const tapsOf = (info: Pick<InstanceInfo, "tapDevice" | "tapDevices">): ReadonlyArray<string> => {
+  const taps = info.tapDevices
+  if (taps === undefined) return info.tapDevice === undefined ? [] : [info.tapDevice]
+  return taps.length < 2 || new Set(taps).size === taps.length ? taps : [...new Set(taps)]
+}
+
+/**
+ * The TAP fields of an instance with these NICs: none, `tapDevice` alone for one (the seed's
+ * shape), or both for several. For sources.
+ *
+ * @category constructors
+ */
+export const tapFields = (
+  taps: ReadonlyArray<string>
+): { readonly tapDevice?: string; readonly tapDevices?: ReadonlyArray<string> } =>
+  taps.length === 0 ? {} : taps.length === 1 ? { tapDevice: taps[0] } : { tapDevice: taps[0], tapDevices: taps }
 
 /** @category schemas */
 export const InstanceData = Schema.Struct({ ...common, networkEnabled: Schema.Boolean })

@@ -4,7 +4,8 @@
  * The comm field (2) is in parentheses and may itself hold spaces and parentheses, so the text is
  * split after the LAST `)`. Field numbers below are the 1-based numbers of proc(5). Counters are
  * `bigint` (exact above 2^53, see internal/decimal.ts). At least 13 fields after the paren (up to
- * stime) are required, as in the Go original; starttime (22) and guest_time (43) are kept when present.
+ * stime) are required, as in the Go original, so majflt (12) is always there; starttime (22) and
+ * guest_time (43) are kept when present.
  *
  * @since 0.1.0
  */
@@ -18,6 +19,8 @@ export interface ProcStat {
   readonly comm: string
   /** Field 3: R, S, D, Z, X, … */
   readonly state: string
+  /** Field 12, majflt: page faults that needed I/O (a swapping or file-backed guest RAM shows here). */
+  readonly majorFaults: bigint
   /** Field 14, clock ticks. */
   readonly utimeTicks: bigint
   /** Field 15, clock ticks. */
@@ -34,6 +37,7 @@ const OPEN_PAREN = 0x28
 const MIN_FIELDS = 13
 
 // 0-based indexes of the fields after the comm: field n (1-based) is index n - 3.
+const MAJFLT = 9
 const UTIME = 11
 const STIME = 12
 const STARTTIME = 19
@@ -65,6 +69,7 @@ export const parseProcStat = (
   const comm = latin1(bytes, open + 1, close)
 
   let state = ""
+  let majflt: bigint | undefined
   let utime: bigint | undefined
   let stime: bigint | undefined
   let startTime: bigint | null = null
@@ -79,6 +84,10 @@ export const parseProcStat = (
     switch (field) {
       case 0:
         state = latin1(bytes, start, i)
+        break
+      case MAJFLT:
+        majflt = parseUnsigned(bytes, start, i)
+        if (majflt === undefined) return fail(`majflt is not a number: ${excerpt(bytes, start, i)}`)
         break
       case UTIME:
         utime = parseUnsigned(bytes, start, i)
@@ -99,12 +108,14 @@ export const parseProcStat = (
     }
     field++
   }
-  if (field < MIN_FIELDS || utime === undefined || stime === undefined) {
+  // MIN_FIELDS (up to stime, index 12) covers majflt (index 9): all three are set when it is reached
+  if (field < MIN_FIELDS || majflt === undefined || utime === undefined || stime === undefined) {
     return fail(`not enough fields after the comm (${field}, need ${MIN_FIELDS})`)
   }
   return Either.right({
     comm,
     state,
+    majorFaults: majflt,
     utimeTicks: utime,
     stimeTicks: stime,
     startTimeTicks: startTime,

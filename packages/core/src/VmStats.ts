@@ -14,7 +14,7 @@ import { Schema } from "effect"
 import { Pid } from "./Instance.js"
 
 /** Which kernel file a value comes from. @category schemas */
-export const ReadSource = Schema.Literal("stat", "statm", "tap")
+export const ReadSource = Schema.Literal("stat", "statm", "tap", "status", "io", "tasks", "schedstat", "netdev")
 /** @category models */
 export type ReadSource = typeof ReadSource.Type
 
@@ -46,6 +46,55 @@ export const VmState = Schema.Literal("running", "exited", "no-process", "unknow
 export type VmState = typeof VmState.Type
 
 const Counter = Schema.NullOr(Schema.BigIntFromSelf)
+
+/**
+ * One vCPU thread's scheduler counters (group `vcpu`), from `/proc/<pid>/task/<tid>/schedstat`.
+ *
+ * @category schemas
+ */
+export const VcpuStats = Schema.Struct({
+  /** The vCPU index the thread's name gives (`CPU <n>/KVM`, `vcpu<n>`, `fc_vcpu <n>`). */
+  vcpu: Schema.Int,
+  tid: Schema.Int,
+  /** Nanoseconds the thread spent on a CPU. */
+  runNs: Schema.BigIntFromSelf,
+  /** Nanoseconds it was runnable but waited for a CPU: the host-side steal. */
+  delayNs: Schema.BigIntFromSelf,
+  /**
+   * Start (ms since the epoch) of this vCPU's series: the VM's series start while the thread is the
+   * first one seen for this index, else when another thread took the index over (its counters start
+   * from 0 again). Null when neither is known.
+   */
+  seriesStartTimeMs: Schema.NullOr(Schema.Number)
+})
+/** @category models */
+export type VcpuStats = typeof VcpuStats.Type
+
+/** How a NIC's counters were read: the host's sysfs, or the VMM's `/proc/<pid>/net/dev` (another netns). @category schemas */
+export const NicVia = Schema.Literal("sysfs", "netns")
+/** @category models */
+export type NicVia = typeof NicVia.Type
+
+/**
+ * One NIC (TAP) of the VM (group `interfaces`), from the VM's perspective: rx is what the VM
+ * received, the TAP's tx.
+ *
+ * @category schemas
+ */
+export const NicStats = Schema.Struct({
+  name: Schema.String,
+  via: NicVia,
+  rxBytes: Counter,
+  txBytes: Counter,
+  rxPackets: Counter,
+  txPackets: Counter,
+  rxErrors: Counter,
+  txErrors: Counter,
+  rxDropped: Counter,
+  txDropped: Counter
+})
+/** @category models */
+export type NicStats = typeof NicStats.Type
 
 /** @category schemas */
 export const VmStats = Schema.Struct({
@@ -84,10 +133,70 @@ export const VmStats = Schema.Struct({
   netTxBytes: Counter,
   allocatedVcpus: Schema.Int,
   allocatedMemoryBytes: Schema.Int,
-  unavailable: Schema.Array(Unavailable)
+  unavailable: Schema.Array(Unavailable),
+  // The metric groups' values (MetricGroup.ts): null when the group is off, or when the value could
+  // not be read (then listed in `unavailable`).
+  /** Group `cpu`: stime of the hypervisor process (inside cpuUsec), µs. */
+  systemUsec: Counter,
+  /** Group `cpu`: the sum of the vCPU threads' run-queue wait (schedstat field 2), ns. */
+  cpuDelayNs: Counter,
+  /** Group `packets`: major page faults of the process (stat field 12). */
+  majorFaults: Counter,
+  /** Group `memory`: `/proc/<pid>/status` RssAnon, bytes. */
+  memoryAnonBytes: Counter,
+  /** Group `memory`: RssFile, bytes. */
+  memoryFileBytes: Counter,
+  /** Group `memory`: RssShmem, bytes. */
+  memoryShmemBytes: Counter,
+  /** Group `memory`: VmSwap, bytes. */
+  memorySwapBytes: Counter,
+  /** Group `memory`: HugetlbPages, bytes (not in any RSS). */
+  memoryHugetlbBytes: Counter,
+  /** Group `disk`: `/proc/<pid>/io` read_bytes. */
+  diskReadBytes: Counter,
+  /** Group `disk`: `/proc/<pid>/io` write_bytes. */
+  diskWriteBytes: Counter,
+  /** Group `packets`: packets the VM received, over its NICs (the TAPs' tx). */
+  netRxPackets: Counter,
+  /** Group `packets`: packets the VM sent (the TAPs' rx). */
+  netTxPackets: Counter,
+  /** Group `packets`: receive errors from the VM's perspective (the TAPs' tx_errors). */
+  netRxErrors: Counter,
+  /** Group `packets`: send errors from the VM's perspective (the TAPs' rx_errors). */
+  netTxErrors: Counter,
+  /** Group `network`: packets dropped on the way into the VM (the TAPs' tx_dropped: guest backpressure). */
+  netRxDropped: Counter,
+  /** Group `network`: packets from the VM dropped by the host (the TAPs' rx_dropped). */
+  netTxDropped: Counter,
+  /** Group `vcpu`: one entry per vCPU thread, by vCPU index; empty when off or not found. */
+  vcpus: Schema.Array(VcpuStats),
+  /** Group `interfaces`: one entry per NIC, in the instance's order; empty when off. */
+  interfaces: Schema.Array(NicStats)
 })
 /** @category models */
 export type VmStats = typeof VmStats.Type
+
+/** The metric groups' fields of a VmStats when no group is read (null, empty arrays). @category constants */
+export const noGroupValues = {
+  systemUsec: null,
+  cpuDelayNs: null,
+  majorFaults: null,
+  memoryAnonBytes: null,
+  memoryFileBytes: null,
+  memoryShmemBytes: null,
+  memorySwapBytes: null,
+  memoryHugetlbBytes: null,
+  diskReadBytes: null,
+  diskWriteBytes: null,
+  netRxPackets: null,
+  netTxPackets: null,
+  netRxErrors: null,
+  netTxErrors: null,
+  netRxDropped: null,
+  netTxDropped: null,
+  vcpus: [],
+  interfaces: []
+} as const satisfies Partial<VmStats>
 
 /**
  * CPU time in seconds (1 500 000 µs → 1.5), null when unavailable. A double: the nearest one to the

@@ -16,9 +16,14 @@ import { parseAuxv } from "../src/Auxv.js"
 import { parseBootTimeMs } from "../src/BootTime.js"
 import type { ParseError } from "../src/Errors.js"
 import { statLine } from "../src/internal/statLine.js"
+import { type NetDevInterface, parseNetDev, parseNetDevText } from "../src/NetDev.js"
+import { type ProcIo, parseProcIo, parseProcIoText } from "../src/ProcIo.js"
 import { type ProcStat, parseProcStat, parseProcStatText } from "../src/ProcStat.js"
 import { type ProcStatm, parseProcStatm, parseProcStatmText } from "../src/ProcStatm.js"
+import { type ProcStatus, type ProcStatusLine, parseProcStatus, parseProcStatusText } from "../src/ProcStatus.js"
+import { parseSchedstat, parseSchedstatText, type Schedstat } from "../src/Schedstat.js"
 import { parseSysfsCounter, parseSysfsCounterText } from "../src/SysfsCounter.js"
+import { NET_DEV_HEADER, netDevLine } from "./fixtures/netDev.js"
 
 const SEED = 0x8e1f_2026
 const U64_MAX = 2n ** 64n - 1n
@@ -49,16 +54,24 @@ const statOracle = (text: string): ProcStat | undefined => {
   if (close < 0 || open < 0 || open > close) return undefined
   const fields = fieldsOf(text.slice(close + 1))
   if (fields.length < 13) return undefined
+  const majorFaults = u64Of(fields[9])
   const utime = u64Of(fields[11])
   const stime = u64Of(fields[12])
   const startTime = fields.length > 19 ? u64Of(fields[19]) : null
   const guestTime = fields.length > 40 ? u64Of(fields[40]) : null
-  if (utime === undefined || stime === undefined || startTime === undefined || guestTime === undefined) {
+  if (
+    majorFaults === undefined ||
+    utime === undefined ||
+    stime === undefined ||
+    startTime === undefined ||
+    guestTime === undefined
+  ) {
     return undefined
   }
   return {
     comm: text.slice(open + 1, close),
     state: fields[0],
+    majorFaults,
     utimeTicks: utime,
     stimeTicks: stime,
     startTimeTicks: startTime,
@@ -83,6 +96,83 @@ const bootTimeOracle = (text: string): number | undefined => {
     if (ms <= BigInt(Number.MAX_SAFE_INTEGER)) return Number(ms)
   }
   return undefined
+}
+
+/** Blanks inside a line: the separators without the newline. */
+const BLANK = "[\\x00-\\x09\\x0b-\\x20]"
+const TOKEN = "[^\\x00-\\x20]+"
+
+/**
+ * `Key: value [unit]` files: for each key the first line starting with `key:` must be exactly one u64
+ * (and the unit); undefined (a ParseError) when one is not, null when no line has the key.
+ */
+const keyLinesOracle = (
+  text: string,
+  keys: ReadonlyArray<string>,
+  unit: string | null
+): Array<bigint | null> | undefined => {
+  const lines = text.split("\n")
+  const values: Array<bigint | null> = []
+  for (const key of keys) {
+    const line = lines.find((candidate) => candidate.startsWith(`${key}:`))
+    if (line === undefined) {
+      values.push(null)
+      continue
+    }
+    const pattern = new RegExp(`^${key}:${BLANK}*(${TOKEN})${unit === null ? "" : `${BLANK}+${unit}`}${BLANK}*$`)
+    const value = u64Of(pattern.exec(line)?.[1])
+    if (value === undefined) return undefined
+    values.push(value)
+  }
+  return values
+}
+
+const STATUS_LINES: ReadonlyArray<ProcStatusLine> = ["RssAnon", "RssFile", "RssShmem", "VmSwap", "HugetlbPages"]
+
+const statusOracle = (text: string): ProcStatus | undefined => {
+  if (text === "") return undefined
+  const kB = keyLinesOracle(text, STATUS_LINES, "kB")
+  if (kB === undefined) return undefined
+  const outOfRange: Array<ProcStatusLine> = []
+  const [rssAnonBytes, rssFileBytes, rssShmemBytes, swapBytes, hugetlbBytes] = kB.map((value, k) => {
+    if (value === null) return null
+    if (value * 1024n <= U64_MAX) return value * 1024n
+    outOfRange.push(STATUS_LINES[k])
+    return null
+  })
+  return { rssAnonBytes, rssFileBytes, rssShmemBytes, swapBytes, hugetlbBytes, outOfRange }
+}
+
+const ioOracle = (text: string): ProcIo | undefined => {
+  const values = keyLinesOracle(text, ["rchar", "wchar", "read_bytes", "write_bytes"], null)
+  if (values === undefined || values.includes(null)) return undefined
+  const [rchar, wchar, readBytes, writeBytes] = values as Array<bigint>
+  return { rchar, wchar, readBytes, writeBytes }
+}
+
+const schedstatOracle = (text: string): Schedstat | undefined => {
+  const [runNs, waitNs, timeslices] = fieldsOf(text).slice(0, 3).map(u64Of)
+  return runNs === undefined || waitNs === undefined || timeslices === undefined
+    ? undefined
+    : { runNs, waitNs, timeslices }
+}
+
+const netDevOracle = (text: string): ReadonlyMap<string, NetDevInterface> | undefined => {
+  const lines = text.split("\n")
+  if (lines.length < 2 || !lines[0].includes("|") || !lines[1].includes("|")) return undefined
+  const interfaces = new Map<string, NetDevInterface>()
+  for (const line of lines.slice(2)) {
+    const [first, ...rest] = fieldsOf(line)
+    if (first === undefined) continue
+    if (!first.endsWith(":") || first.length < 2 || first.length > 16 || rest.length !== 16) return undefined
+    const values = rest.map(u64Of)
+    const name = first.slice(0, -1)
+    if (values.includes(undefined) || interfaces.has(name)) return undefined
+    const [rxBytes, rxPackets, rxErrors, rxDropped] = values as Array<bigint>
+    const [txBytes, txPackets, txErrors, txDropped] = values.slice(8) as Array<bigint>
+    interfaces.set(name, { name, rxBytes, rxPackets, rxErrors, rxDropped, txBytes, txPackets, txErrors, txDropped })
+  }
+  return interfaces
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -248,7 +338,15 @@ const comm = fc.oneof(
 )
 
 const validStat = fc
-  .record({ pid: fc.integer({ min: 1, max: 4194304 }), comm, utime: u64, stime: u64, startTime: u64, guestTime: u64 })
+  .record({
+    pid: fc.integer({ min: 1, max: 4194304 }),
+    comm,
+    majorFaults: u64,
+    utime: u64,
+    stime: u64,
+    startTime: u64,
+    guestTime: u64
+  })
   .chain((line) =>
     // full lines (50 fields after the comm), and lines with 13, 20 or 41 fields after the comm (the optional fields' edges)
     fc.constantFrom(50, 13, 19, 20, 40, 41).map((keep) => {
@@ -279,6 +377,75 @@ const validProcStat = fc
     ([btime, sep, first]) =>
       `${first ? "" : "cpu  10 0 20 300 0 0 0 0 0 0\nintr 1 2 3\nctxt 4\n"}btime${sep}${btime}\nprocesses 5\n`
   )
+
+/** Blanks between a key's colon, its value and its unit, as the kernel writes them and beyond. */
+const blanks = fc.oneof(
+  fc.constantFrom("\t", " ", "\t   ", "        "),
+  fc.string({ unit: fc.constantFrom(" ", "\t", "\r", "\0"), maxLength: 3 })
+)
+
+/** A kB value: mostly one whose bytes fit 64 bits, sometimes one that does not (out_of_range). */
+const kilobytes = fc.oneof(
+  { weight: 4, arbitrary: fc.bigInt({ min: 0n, max: U64_MAX / 1024n }) },
+  { weight: 1, arbitrary: fc.constantFrom(0n, U64_MAX / 1024n, U64_MAX / 1024n + 1n, U64_MAX) }
+)
+
+const latin1Name = fc.string({
+  unit: fc.integer({ min: 0x20, max: 0xff }).map((c) => String.fromCharCode(c)),
+  maxLength: 16
+})
+
+/** A status file: Name first, then its lines in random order (some of the five left out, some twice), random blanks and values. */
+const validStatus = fc
+  .tuple(
+    fc.array(fc.tuple(fc.constantFrom(...STATUS_LINES), blanks, kilobytes, blanks), { maxLength: 7 }),
+    fc.shuffledSubarray(
+      [
+        "Umask:\t0022",
+        "State:\tS (sleeping)",
+        "Uid:\t0\t0\t0\t0",
+        "VmRSS:\t   37044 kB",
+        "VmSize:\t 1481612 kB",
+        "Threads:\t5",
+        "SigQ:\t0/96367",
+        "Cpus_allowed_list:\t0-1"
+      ],
+      { minLength: 2 }
+    ),
+    latin1Name
+  )
+  .chain(([wanted, filler, name]) => {
+    const lines = [...filler, ...wanted.map(([key, a, kB, b]) => `${key}:${a}${kB}${b.length > 0 ? b : " "}kB`)]
+    return fc
+      .shuffledSubarray(lines, { minLength: lines.length })
+      .map((shuffled) => `Name:\t${name}\n${shuffled.join("\n")}\n`)
+  })
+
+const validIo = fc
+  .tuple(
+    fc.shuffledSubarray(["rchar", "wchar", "syscr", "syscw", "read_bytes", "write_bytes", "cancelled_write_bytes"], {
+      minLength: 5
+    }),
+    fc.array(fc.tuple(u64, fc.constantFrom(" ", "\t", "", "  ")), { minLength: 7, maxLength: 7 })
+  )
+  .map(([names, values]) => names.map((name, k) => `${name}:${values[k][1]}${values[k][0]}\n`).join(""))
+
+const validSchedstat = fc
+  .tuple(u64, u64, u64, fc.constantFrom(" ", "\t", "  "), fc.constantFrom("\n", "", " \n", " 7\n"))
+  .map(([run, wait, slices, sep, end]) => `${run}${sep}${wait}${sep}${slices}${end}`)
+
+const ifName = fc.oneof(
+  fc.stringMatching(/^[a-z0-9._@-]{1,15}$/),
+  fc.constantFrom("lo", "eth0", "eth0:1", "hype-0123456789", "a".repeat(15), "a".repeat(16), "x|y", ""),
+  latin1Name
+)
+
+const validNetDev = fc
+  .tuple(fc.array(fc.tuple(ifName, fc.array(u64, { minLength: 16, maxLength: 16 })), { maxLength: 5 }), fc.boolean())
+  .map(([interfaces, blankLine]) => {
+    const lines = interfaces.map(([name, values]) => netDevLine(name, values))
+    return NET_DEV_HEADER + (blankLine ? "\n" : "") + lines.join("")
+  })
 
 /**
  * A length for a buffer: mostly within it (a prefix), else raw values that may lie outside it, be
@@ -322,6 +489,11 @@ const RUNS = {
   sysfs: 20_000,
   bootTime: 10_000,
   lengths: 3 * 5_000,
+  status: 10_000,
+  io: 8_000,
+  schedstat: 8_000,
+  netDev: 8_000,
+  newLengths: 4 * 2_500,
   auxv: 15_000
 }
 
@@ -397,6 +569,50 @@ describe("parsers, property-based (text = bytes = oracle)", () => {
       { seed: SEED + 6, numRuns: runs }
     )
     assertMixed(counts, RUNS.lengths)
+  })
+
+  it("/proc/<pid>/status (memory lines)", () => {
+    const counts = tally()
+    const check = textChecker(parseProcStatusText, parseProcStatus, statusOracle, "/proc/<pid>/status", counts)
+    fc.assert(fc.property(fileText(validStatus), check), { seed: SEED + 8, numRuns: RUNS.status })
+    assertMixed(counts, RUNS.status)
+  })
+
+  it("/proc/<pid>/io", () => {
+    const counts = tally()
+    const check = textChecker(parseProcIoText, parseProcIo, ioOracle, "/proc/<pid>/io", counts)
+    fc.assert(fc.property(fileText(validIo), check), { seed: SEED + 9, numRuns: RUNS.io })
+    assertMixed(counts, RUNS.io)
+  })
+
+  it("/proc/<pid>/task/<tid>/schedstat", () => {
+    const counts = tally()
+    const file = "/proc/<pid>/task/<tid>/schedstat"
+    const check = textChecker(parseSchedstatText, parseSchedstat, schedstatOracle, file, counts)
+    fc.assert(fc.property(fileText(validSchedstat), check), { seed: SEED + 10, numRuns: RUNS.schedstat })
+    assertMixed(counts, RUNS.schedstat)
+  })
+
+  it("/proc/<pid>/net/dev", () => {
+    const counts = tally()
+    const check = textChecker(parseNetDevText, parseNetDev, netDevOracle, "/proc/<pid>/net/dev", counts)
+    fc.assert(fc.property(fileText(validNetDev), check), { seed: SEED + 11, numRuns: RUNS.netDev })
+    assertMixed(counts, RUNS.netDev)
+  })
+
+  it("byte paths of status, io, schedstat and net/dev with any length argument", () => {
+    const counts = tally()
+    const runs = RUNS.newLengths / 4
+    const run = (valid: fc.Arbitrary<string>, check: (bytes: Uint8Array, length: number) => void, k: number) =>
+      fc.assert(
+        fc.property(bytesWithLength(valid), ([b, n]) => check(b, n)),
+        { seed: SEED + 12 + k, numRuns: runs }
+      )
+    run(validStatus, lengthChecker(parseProcStatus, statusOracle, "/proc/<pid>/status", counts), 0)
+    run(validIo, lengthChecker(parseProcIo, ioOracle, "/proc/<pid>/io", counts), 1)
+    run(validSchedstat, lengthChecker(parseSchedstat, schedstatOracle, "/proc/<pid>/task/<tid>/schedstat", counts), 2)
+    run(validNetDev, lengthChecker(parseNetDev, netDevOracle, "/proc/<pid>/net/dev", counts), 3)
+    assertMixed(counts, RUNS.newLengths)
   })
 
   it("/proc/self/auxv", () => {

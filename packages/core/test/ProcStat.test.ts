@@ -34,10 +34,11 @@ const distinctLine = (comm: string, count = 50, state = "S"): string => {
 
 describe("parseProcStat", () => {
   describe("fields (numbered as in proc(5))", () => {
-    it("utime is field 14, stime field 15, starttime field 22, guest_time field 43", () => {
+    it("majflt is field 12, utime field 14, stime field 15, starttime field 22, guest_time field 43", () => {
       const stat = right(parseProcStatText(distinctLine("qemu-system-x86")))
       assert.strictEqual(stat.comm, "qemu-system-x86")
       assert.strictEqual(stat.state, "S")
+      assert.strictEqual(stat.majorFaults, 1012n)
       assert.strictEqual(stat.utimeTicks, 1014n)
       assert.strictEqual(stat.stimeTicks, 1015n)
       assert.strictEqual(stat.startTimeTicks, 1022n)
@@ -46,11 +47,14 @@ describe("parseProcStat", () => {
 
     it("reads a real-looking line rendered by statLine", () => {
       const stat = right(
-        parseProcStatText(statLine({ pid: 77, state: "R", utime: 123, stime: 45, startTime: 6789, guestTime: 12 }))
+        parseProcStatText(
+          statLine({ pid: 77, state: "R", majorFaults: 31, utime: 123, stime: 45, startTime: 6789, guestTime: 12 })
+        )
       )
       assert.deepStrictEqual(stat, {
         comm: "qemu-system-x86",
         state: "R",
+        majorFaults: 31n,
         utimeTicks: 123n,
         stimeTicks: 45n,
         startTimeTicks: 6789n,
@@ -66,14 +70,16 @@ describe("parseProcStat", () => {
         "140724462111389 140724462111389 140724462112741 0\n"
       const stat = right(parseProcStatText(line))
       assert.strictEqual(stat.comm, "cloud-hypervisor")
+      assert.strictEqual(stat.majorFaults, 0n)
       assert.strictEqual(stat.utimeTicks, 371n)
       assert.strictEqual(stat.stimeTicks, 95n)
       assert.strictEqual(stat.startTimeTicks, 2360587n)
       assert.strictEqual(stat.guestTimeTicks, 290n)
     })
 
-    it("exactly 13 fields after the comm succeed, without starttime or guest_time", () => {
+    it("exactly 13 fields after the comm succeed (majflt among them), without starttime or guest_time", () => {
       const stat = right(parseProcStatText(distinctLine("vmm", 13)))
+      assert.strictEqual(stat.majorFaults, 1012n)
       assert.strictEqual(stat.utimeTicks, 1014n)
       assert.strictEqual(stat.stimeTicks, 1015n)
       assert.isNull(stat.startTimeTicks)
@@ -159,7 +165,9 @@ describe("parseProcStat", () => {
       ["stime", 15, "x"],
       ["stime", 15, "1e3"],
       ["starttime", 22, "abc"],
-      ["guest_time", 43, "-"]
+      ["guest_time", 43, "-"],
+      ["majflt", 12, "1x"],
+      ["majflt", 12, "-3"]
     ] as const)("non-numeric %s (field %i = %j) is a ParseError", (name, field, token) => {
       const tokens = distinctLine("vmm").trimEnd().split(" ")
       // tokens: pid, (comm), state, field 4, ...: field n is token n - 1
@@ -179,15 +187,17 @@ describe("parseProcStat", () => {
   })
 
   describe("big values are exact bigints", () => {
-    it("2^64 − 1 in utime, stime, starttime and guest_time", () => {
+    it("2^64 − 1 in majflt, utime, stime, starttime and guest_time", () => {
       const line = statLine({
         pid: 1,
+        majorFaults: U64_MAX,
         utime: U64_MAX,
         stime: U64_MAX - 1n,
         startTime: U64_MAX - 2n,
         guestTime: U64_MAX
       })
       const stat = right(parseProcStatText(line))
+      assert.strictEqual(stat.majorFaults, 18446744073709551615n)
       assert.strictEqual(stat.utimeTicks, 18446744073709551615n)
       assert.strictEqual(stat.stimeTicks, 18446744073709551614n)
       assert.strictEqual(stat.startTimeTicks, 18446744073709551613n)
@@ -220,6 +230,7 @@ describe("parseProcStat", () => {
       left(parseProcStatText(statLine({ pid: 1, stime: 18446744073709551616n })))
       left(parseProcStatText(statLine({ pid: 1, startTime: 18446744073709551616n })))
       left(parseProcStatText(statLine({ pid: 1, guestTime: 99999999999999999999n })))
+      left(parseProcStatText(statLine({ pid: 1, majorFaults: 18446744073709551616n })))
     })
   })
 
@@ -342,10 +353,19 @@ describe("parseProcStat", () => {
 
     it.prop(
       "statLine round-trips through parseProcStatText",
-      { utime: u64, stime: u64, startTime: u64, guestTime: u64, comm, pid: fc.integer({ min: 1, max: 4194304 }) },
-      ({ utime, stime, startTime, guestTime, comm, pid }) => {
-        const stat = right(parseProcStatText(statLine({ pid, comm, utime, stime, startTime, guestTime })))
+      {
+        majorFaults: u64,
+        utime: u64,
+        stime: u64,
+        startTime: u64,
+        guestTime: u64,
+        comm,
+        pid: fc.integer({ min: 1, max: 4194304 })
+      },
+      ({ majorFaults, utime, stime, startTime, guestTime, comm, pid }) => {
+        const stat = right(parseProcStatText(statLine({ pid, comm, majorFaults, utime, stime, startTime, guestTime })))
         assert.strictEqual(stat.comm, comm)
+        assert.strictEqual(stat.majorFaults, majorFaults)
         assert.strictEqual(stat.utimeTicks, utime)
         assert.strictEqual(stat.stimeTicks, stime)
         assert.strictEqual(stat.startTimeTicks, startTime)

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Either, Schema } from "effect"
-import { cpuSeconds, memoryUtilizationRatio, VmStats } from "../src/VmStats.js"
+import { cpuSeconds, memoryUtilizationRatio, noGroupValues, VmStats } from "../src/VmStats.js"
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
@@ -59,7 +59,10 @@ describe("VmStats schema", () => {
     netTxBytes: 111n,
     allocatedVcpus: 2,
     allocatedMemoryBytes: GiB,
-    unavailable: []
+    unavailable: [],
+    ...noGroupValues,
+    memoryHugetlbBytes: 2n * 1024n * 1024n,
+    vcpus: [{ vcpu: 0, tid: 4243, runNs: 5n, delayNs: 1n, seriesStartTimeMs: null }]
   }
 
   it("accepts a complete value", () => {
@@ -70,7 +73,10 @@ describe("VmStats schema", () => {
     ["state", "stopped"],
     ["pid", 0],
     ["cpuUsec", 15],
-    ["unavailable", [{ source: "disk", reason: "x", message: "y" }]]
+    ["unavailable", [{ source: "disk", reason: "x", message: "y" }]],
+    ["cpuDelayNs", 3],
+    ["vcpus", [{ vcpu: 0, tid: 1, runNs: null, delayNs: "0", seriesStartTimeMs: null }]],
+    ["interfaces", [{ name: "tap0", via: "ns" }]]
   ] as const)("rejects %s = %j", (key, value) => {
     assert.isTrue(Either.isLeft(Schema.decodeUnknownEither(VmStats)({ ...valid, [key]: value })))
   })

@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 import * as fs from "node:fs"
+import * as MetricGroup from "@vm-metrics/core/MetricGroup"
 import * as LibvirtSource from "@vm-metrics/node/LibvirtSource"
 import * as MetricOptions from "@vm-metrics/otel/MetricOptions"
 import * as ResourceAttributes from "@vm-metrics/otel/ResourceAttributes"
@@ -154,9 +155,26 @@ export const settings = {
       "a uid or user name (repeatable; comma-separated in the variable) whose hypervisor processes discovery trusts besides root's; others are ignored and counted",
     scope: "collect"
   }),
-  collect: choice(Serving.modes, {
+  collect: list({
     flag: "collect",
     env: "VM_METRICS_COLLECT",
+    default: [],
+    shownDefault: `none (on by default: ${[...MetricGroup.defaultGroups].join(",")})`,
+    description: `metric groups to collect besides the default ones (repeatable, or comma-separated): ${MetricGroup.allGroups.join(", ")}, all or default; see README's table of groups`,
+    scope: "collect"
+  }),
+  noCollect: list({
+    flag: "no-collect",
+    env: "VM_METRICS_NO_COLLECT",
+    default: [],
+    shownDefault: "none",
+    description:
+      "metric groups not to collect (repeatable, or comma-separated; all: only the seed's metrics); wins over --collect",
+    scope: "collect"
+  }),
+  collection: choice(Serving.modes, {
+    flag: "collection",
+    env: "VM_METRICS_COLLECTION",
     default: "background",
     description:
       "background: a loop collects every --interval and requests serve the latest snapshot without I/O (the max age is then at least twice the interval, so OTel reads reuse it); on-demand: a request finding the snapshot older than --max-age collects inline",
@@ -167,7 +185,7 @@ export const settings = {
     env: "VM_METRICS_INTERVAL",
     default: "1s",
     description:
-      "with --collect background: the pause between the end of one collection and the next, e.g. 500ms or 2s",
+      "with --collection background: the pause between the end of one collection and the next, e.g. 500ms or 2s",
     scope: "serve"
   }),
   authTokenFile: text({
@@ -249,7 +267,8 @@ export const settings = {
     flag: null,
     env: "VM_METRICS_LABEL_BUDGET",
     default: MetricOptions.defaults.labelBudget,
-    description: "more instances than this is over the label budget (warned once, counted); a positive integer",
+    description:
+      "more instances than this is over the label budget (warned once, counted); also the series budget, this many VMs' series at the default metric groups: over it, groups are dropped, opt-in ones first (logged, counted); a positive integer",
     scope: "serve"
   }),
   serviceName: text({
@@ -398,6 +417,8 @@ export interface CollectConfig {
   readonly procRoot: string
   readonly sysRoot: string
   readonly maxAge: Duration.DurationInput
+  /** The metric groups read (and exported): the default ones, plus `--collect`, less `--no-collect`. */
+  readonly groups: ReadonlySet<MetricGroup.MetricGroup>
 }
 
 /** What the export pipeline adds: metric options, resource, OTLP push. @category models */
@@ -417,7 +438,7 @@ export interface AppConfig extends PipelineConfig {
   readonly metricsWithoutAuth: boolean
   readonly limits: Connections.Limits
   /** Collect in a background loop (every `interval`) or inline on demand. */
-  readonly collect: Serving.Mode
+  readonly collection: Serving.Mode
   readonly interval: Duration.DurationInput
 }
 
@@ -430,10 +451,12 @@ export const defaults: AppConfig = {
   procRoot: settings.procRoot.default,
   sysRoot: settings.sysRoot.default,
   maxAge: Either.getOrThrow(parseDuration(settings.maxAge.default)),
+  groups: MetricGroup.defaultGroups,
   metrics: {
     prefix: settings.metricPrefix.default,
     utilizationRatio: settings.utilizationRatio.default,
-    labelBudget: settings.labelBudget.default
+    labelBudget: settings.labelBudget.default,
+    groups: MetricGroup.defaultGroups
   },
   resource: {},
   otlp: false,
@@ -443,7 +466,7 @@ export const defaults: AppConfig = {
   authToken: Option.none(),
   metricsWithoutAuth: settings.metricsWithoutAuth.default,
   limits: Connections.defaults,
-  collect: settings.collect.default,
+  collection: settings.collection.default,
   interval: Either.getOrThrow(parseDuration(settings.collectInterval.default))
 }
 
@@ -456,6 +479,10 @@ export interface CollectInput {
   readonly procRoot: string
   readonly sysRoot: string
   readonly discoveryUids: ReadonlyArray<string>
+  /** `--collect` lists as given (each comma-separated); absent: none. */
+  readonly collect?: ReadonlyArray<string>
+  /** `--no-collect` lists as given; absent: none. */
+  readonly noCollect?: ReadonlyArray<string>
 }
 
 /** The serve settings that have a flag, as given. @category models */
@@ -472,21 +499,54 @@ export interface ServeInput extends CollectInput {
   readonly metricPrefix: string
   readonly otlp: Value<"otlp">
   /** Absent: the table's default (callers built before these settings existed). */
-  readonly collect?: Value<"collect">
+  readonly collection?: Value<"collection">
   readonly interval?: string
 }
 
+/**
+ * The groups of `--collect` / `--no-collect` lists (each item comma-separated); an unknown name is a
+ * UsageError naming the groups (and the renamed `--collection` for a mode given to `--collect`).
+ */
+const groupsOf = (
+  setting: Setting<ReadonlyArray<string>>,
+  lists: ReadonlyArray<string>
+): Either.Either<ReadonlyArray<MetricGroup.MetricGroup>, UsageError> =>
+  Either.map(
+    Either.mapLeft(MetricGroup.parseList(lists.join(",")), (error) => {
+      const renamed = (Serving.modes as ReadonlyArray<string>).includes(error.name)
+        ? `; the collection mode is set by --${settings.collection.flag}`
+        : ""
+      return new UsageError({ message: `--${setting.flag} (${setting.env}): ${error.message}${renamed}` })
+    }),
+    (groups) => [...groups]
+  )
+
+/** The enabled groups: the default ones, plus those of `--collect`, less those of `--no-collect`. @category constructors */
+export const resolveGroups = (
+  input: Pick<CollectInput, "collect" | "noCollect">
+): Either.Either<ReadonlySet<MetricGroup.MetricGroup>, UsageError> =>
+  Either.gen(function* () {
+    const add = yield* groupsOf(settings.collect, input.collect ?? [])
+    const remove = yield* groupsOf(settings.noCollect, input.noCollect ?? [])
+    return MetricGroup.select(MetricGroup.defaultGroups, add, remove)
+  })
+
 /** @category constructors */
 export const resolveCollect = (input: CollectInput): Effect.Effect<CollectConfig, UsageError> =>
-  Effect.map(parseDuration(input.maxAge), (maxAge) => ({
-    source: input.source,
-    instancesFile: input.instancesFile,
-    libvirtRunDir: input.libvirtRunDir,
-    discoveryUids: input.discoveryUids,
-    procRoot: input.procRoot,
-    sysRoot: input.sysRoot,
-    maxAge
-  }))
+  Effect.gen(function* () {
+    const maxAge = yield* parseDuration(input.maxAge)
+    const groups = yield* resolveGroups(input)
+    return {
+      source: input.source,
+      instancesFile: input.instancesFile,
+      libvirtRunDir: input.libvirtRunDir,
+      discoveryUids: input.discoveryUids,
+      procRoot: input.procRoot,
+      sysRoot: input.sysRoot,
+      maxAge,
+      groups
+    }
+  })
 
 /** An environment-only setting; a bad value names the variable. @category getters */
 export const fromEnv = <A>(setting: Setting<A>): Effect.Effect<Option.Option<A>, UsageError> =>
@@ -580,12 +640,13 @@ export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageE
       authToken,
       metricsWithoutAuth: input.metricsWithoutAuth,
       limits,
-      collect: input.collect ?? settings.collect.default,
+      collection: input.collection ?? settings.collection.default,
       interval: collectInterval,
       metrics: {
         prefix: input.metricPrefix,
         utilizationRatio: Option.getOrElse(utilizationRatio, () => defaults.metrics.utilizationRatio),
-        labelBudget: Option.getOrElse(labelBudget, () => defaults.metrics.labelBudget)
+        labelBudget: Option.getOrElse(labelBudget, () => defaults.metrics.labelBudget),
+        groups: collect.groups
       },
       resource: yield* resourceFromEnv,
       otlp: input.otlp === "on",

@@ -87,7 +87,9 @@ const collectOptions = {
   maxAge: flag(settings.maxAge),
   procRoot: flag(settings.procRoot),
   sysRoot: flag(settings.sysRoot),
-  discoveryUids: listFlag(settings.discoveryUids)
+  discoveryUids: listFlag(settings.discoveryUids),
+  collect: listFlag(settings.collect),
+  noCollect: listFlag(settings.noCollect)
 }
 
 const serveOptions = {
@@ -103,7 +105,7 @@ const serveOptions = {
   shutdownGrace: flag(settings.shutdownGrace),
   metricPrefix: flag(settings.metricPrefix),
   otlp: flag(settings.otlp),
-  collect: flag(settings.collect),
+  collection: flag(settings.collection),
   interval: flag(settings.collectInterval)
 }
 

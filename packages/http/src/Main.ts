@@ -2,7 +2,7 @@
  * The composition root: the one place the product's layer graph is built, from an AppConfig.
  * `layerCollect`: source → readers → collector; `layerPipeline`: … → metrics (→ OTLP push);
  * `layerApp`: the pipeline behind the HTTP app without a socket (with the collection loop of
- * `--collect background`, see Serving); `layerServe`: the whole server.
+ * `--collection background`, see Serving); `layerServe`: the whole server.
  * The CLI, the tests and the bench all build through these. A caller may swap the instance source or
  * the readers (`Ports`), e.g. in-memory ones in a test; a field of the config left out takes the
  * table's default (AppConfig.defaults).
@@ -60,7 +60,9 @@ export const layerCollect = <ES = never, ER = never>(
 ): Layer.Layer<Collector.Collector, UsageError | ES | ER> => {
   const readers: Layer.Layer<ProcReader | TapReader, UsageError | ER> = ports.readers ?? layerReaders(config)
   const source: Layer.Layer<InstanceSource, UsageError | ES> = ports.source ?? layerSource(config)
-  return Collector.layer({ maxAge: config.maxAge ?? defaults.maxAge }).pipe(Layer.provide(Layer.merge(readers, source)))
+  return Collector.layer({ maxAge: config.maxAge ?? defaults.maxAge, groups: config.groups ?? defaults.groups }).pipe(
+    Layer.provide(Layer.merge(readers, source))
+  )
 }
 
 /** Source → readers → collector → metrics, and the OTLP push when `otlp` is on. @category layers */
@@ -71,7 +73,8 @@ export const layerPipeline = <ES = never, ER = never>(
   const metrics = Layer.unwrapEffect(
     Effect.map(importMetrics, (VmMetrics) =>
       VmMetrics.layer({
-        metrics: config.metrics ?? defaults.metrics,
+        // The groups exported are the groups collected.
+        metrics: { ...(config.metrics ?? defaults.metrics), groups: config.groups ?? defaults.groups },
         resource: config.resource ?? defaults.resource
       })
     )
@@ -108,7 +111,7 @@ const reloadOnHangup = Layer.scopedDiscard(
  * whenever they read it just after it turned `maxAge` old.
  */
 const servedConfig = (config: Partial<AppConfig>): Partial<AppConfig> => {
-  if ((config.collect ?? defaults.collect) !== "background") return config
+  if ((config.collection ?? defaults.collection) !== "background") return config
   const maxAge = Duration.decode(config.maxAge ?? defaults.maxAge)
   const twice = Duration.times(Duration.decode(config.interval ?? defaults.interval), 2)
   return { ...config, maxAge: Duration.max(maxAge, twice) }
@@ -117,7 +120,7 @@ const servedConfig = (config: Partial<AppConfig>): Partial<AppConfig> => {
 /** The pipeline and what the handlers serve from it (Serving: background loop or on demand). */
 const layerServed = <ES, ER>(config: Partial<AppConfig>, ports: Ports<ES, ER>) =>
   Layer.provideMerge(
-    Serving.layer(config.collect ?? defaults.collect, config.interval ?? defaults.interval),
+    Serving.layer(config.collection ?? defaults.collection, config.interval ?? defaults.interval),
     layerPipeline(servedConfig(config), ports)
   )
 

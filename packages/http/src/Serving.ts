@@ -1,5 +1,5 @@
 /**
- * Where the server's handlers get their snapshot from, chosen by `--collect`:
+ * Where the server's handlers get their snapshot from, chosen by `--collection`:
  * - `background` (the server's default): a loop collects every `--interval` (spaced: the interval runs
  *   from the end of one collection to the start of the next) and the handlers serve the latest snapshot
  *   without any I/O, so their latency is render time. Before the first snapshot exists a request waits

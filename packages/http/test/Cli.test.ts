@@ -5,6 +5,7 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
+import * as MetricGroup from "@vm-metrics/core/MetricGroup"
 import * as MetricOptions from "@vm-metrics/otel/MetricOptions"
 import { ConfigProvider, Duration, Effect, Either, Option } from "effect"
 import * as AppConfig from "../src/AppConfig.js"
@@ -96,7 +97,12 @@ describe("AppConfig: the one table of settings", () => {
           OTEL_RESOURCE_ATTRIBUTES: "host.name=hv-9,service.name=from-list"
         })
       )
-      assert.deepStrictEqual(set.metrics, { prefix: "hypeman_vm", utilizationRatio: false, labelBudget: 7 })
+      assert.deepStrictEqual(set.metrics, {
+        prefix: "hypeman_vm",
+        utilizationRatio: false,
+        labelBudget: 7,
+        groups: MetricGroup.defaultGroups
+      })
       assert.strictEqual(Duration.toMillis(Duration.decode(set.otlpInterval)), 1500)
       assert.deepStrictEqual(set.resource, {
         serviceName: "from-list",
@@ -114,6 +120,48 @@ describe("AppConfig: the one table of settings", () => {
         assert.notInclude(error.message, "\n")
       }
     })
+  )
+
+  it.effect(
+    "--collect adds groups to the default ones, --no-collect removes them (it wins); both reach the collector and the metrics",
+    () =>
+      Effect.gen(function* () {
+        const groups = (collect: ReadonlyArray<string>, noCollect: ReadonlyArray<string>) =>
+          Effect.map(AppConfig.resolveServe({ ...noFlags, collect, noCollect }).pipe(withEnv({})), (config) => {
+            assert.deepStrictEqual(config.metrics.groups, config.groups, "the groups exported are the groups collected")
+            return [...config.groups].sort()
+          })
+        assert.deepStrictEqual(yield* groups([], []), ["cpu", "disk", "memory", "network"])
+        assert.deepStrictEqual(yield* groups(["vcpu", "interfaces,packets"], []), [
+          "cpu",
+          "disk",
+          "interfaces",
+          "memory",
+          "network",
+          "packets",
+          "vcpu"
+        ])
+        assert.deepStrictEqual(yield* groups(["all"], ["disk", "vcpu"]), [
+          "cpu",
+          "interfaces",
+          "memory",
+          "network",
+          "packets"
+        ])
+        assert.deepStrictEqual(yield* groups(["vcpu"], ["default"]), ["vcpu"])
+        assert.deepStrictEqual(yield* groups([], ["all"]), [])
+        assert.deepStrictEqual(yield* groups(["disk"], ["disk"]), ["cpu", "memory", "network"])
+        for (const [collect, noCollect, flag] of [
+          [["vcpus"], [], "--collect"],
+          [["cpu,memry"], [], "--collect"],
+          [[], ["cpu", "NETWORK"], "--no-collect"]
+        ] as const) {
+          const error = yield* Effect.flip(AppConfig.resolveServe({ ...noFlags, collect, noCollect }).pipe(withEnv({})))
+          assert.strictEqual(error._tag, "UsageError")
+          assert.include(error.message, flag)
+          assert.include(error.message, "cpu, memory, disk, network, packets, vcpu, interfaces", "names the groups")
+        }
+      })
   )
 
   it("README's configuration table is the table", () => {
@@ -243,6 +291,9 @@ describe("vm-metrics CLI", () => {
       [["serve", "--keep-alive-timeout", "0s"], {}, "--keep-alive-timeout must be > 0"],
       [["serve"], { VM_METRICS_MAX_CONNECTIONS: "0" }, "--max-connections must be a positive integer"],
       [["serve"], { OTEL_METRIC_EXPORT_INTERVAL: "soon" }, "OTEL_METRIC_EXPORT_INTERVAL"],
+      [["serve", "--collect", "vcpus"], {}, "cpu, memory, disk, network, packets, vcpu, interfaces"],
+      [["list"], { VM_METRICS_NO_COLLECT: "cpu,bogus" }, 'unknown metric group "bogus"'],
+      [["serve", "--collect", "on-demand"], {}, "--collection"],
       [["stats"], {}, "Missing argument"],
       [["frobnicate"], {}, "serve"]
     ]

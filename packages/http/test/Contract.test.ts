@@ -10,7 +10,7 @@
 import * as fs from "node:fs"
 import { OpenApi } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
-import type { VmStats } from "@vm-metrics/core/VmStats"
+import { noGroupValues, type VmStats } from "@vm-metrics/core/VmStats"
 import { Either, Schema } from "effect"
 import { VmMetricsApi } from "../src/Api.js"
 import * as ExactJson from "../src/ExactJson.js"
@@ -37,7 +37,8 @@ const running: VmStats = {
   netTxBytes: 9_007_199_254_740_993n,
   allocatedVcpus: 2,
   allocatedMemoryBytes: 4 * 1024 ** 3,
-  unavailable: []
+  unavailable: [],
+  ...noGroupValues
 }
 
 const exited: VmStats = {

@@ -1,5 +1,5 @@
 /**
- * Collection off the request path and the cached, gzip-able bodies: with `--collect background` the
+ * Collection off the request path and the cached, gzip-able bodies: with `--collection background` the
  * handlers serve the loop's latest snapshot without reading anything, the loop's snapshots keep coming,
  * `/metrics` and `/instances` are rendered once per snapshot and served as the same bytes (gzip when the
  * client accepts it, round-tripping to the exact plain text).
@@ -135,7 +135,7 @@ describe("EncodedBody", () => {
 
 describe("the server's collection and bodies", () => {
   it.live(
-    "with --collect background, /metrics, /instances, the stats endpoint and the OTel producer read nothing",
+    "with --collection background, /metrics, /instances, the stats endpoint and the OTel producer read nothing",
     () => {
       const h = host()
       return Effect.gen(function* () {
@@ -157,11 +157,11 @@ describe("the server's collection and bodies", () => {
         assert.strictEqual(h.procReads(), readsBefore, "the OTel producer read nothing")
         const latest = yield* Effect.flatMap(Collector, (c) => c.latest)
         assert.strictEqual(Option.getOrThrow(latest).sequence, snapshot.sequence, "no request collected")
-      }).pipe(Effect.provide(app(h, { collect: "background", interval: "1 hour", maxAge: "0 millis" })))
+      }).pipe(Effect.provide(app(h, { collection: "background", interval: "1 hour", maxAge: "0 millis" })))
     }
   )
 
-  it.live("with --collect on-demand and a max age of 0, every request collects (the contrast)", () => {
+  it.live("with --collection on-demand and a max age of 0, every request collects (the contrast)", () => {
     const h = host()
     return Effect.gen(function* () {
       yield* get("/metrics")
@@ -169,7 +169,7 @@ describe("the server's collection and bodies", () => {
       yield* get("/metrics")
       yield* get("/instances")
       assert.isAtLeast(h.procReads(), readsBefore + 2 * instances.length)
-    }).pipe(Effect.provide(app(h, { collect: "on-demand", maxAge: "0 millis" })))
+    }).pipe(Effect.provide(app(h, { collection: "on-demand", maxAge: "0 millis" })))
   })
 
   it.live("the background loop's snapshots keep coming, and /metrics follows them", () => {
@@ -208,7 +208,7 @@ describe("the server's collection and bodies", () => {
         },
         { timeout: "20 seconds", interval: "20 millis" }
       )
-    }).pipe(Effect.provide(app(h, { collect: "background", interval: "10 millis" })))
+    }).pipe(Effect.provide(app(h, { collection: "background", interval: "10 millis" })))
   })
 
   it.live("a snapshot is rendered once and served as the same bytes, gzip on request; a new one anew", () => {
@@ -264,6 +264,6 @@ describe("the server's collection and bodies", () => {
       const gz = (yield* get("/metrics", { "accept-encoding": "gzip" })).body
       assert.deepStrictEqual(zlib.gunzipSync(gz), plain)
       assert.include((yield* get("/instances")).body.toString("utf8"), "987654321")
-    }).pipe(Effect.provide(app(h, { collect: "background", interval: "1 hour" })))
+    }).pipe(Effect.provide(app(h, { collection: "background", interval: "1 hour" })))
   })
 })

@@ -459,7 +459,7 @@ const libvirtVm = (options: VmOptions): Effect.Effect<Vm, never, Scope.Scope> =>
 export const SERVER_MAX_AGE_MS = 200
 
 /**
- * `vm-metrics serve --collect on-demand --max-age 200millis <extra>` on 127.0.0.1 (rig.ts's serveCli).
+ * `vm-metrics serve --collection on-demand --max-age 200millis <extra>` on 127.0.0.1 (rig.ts's serveCli).
  * On demand because these tests bracket a response between kernel readings taken just before and after
  * the request; the background loop (the default) serves a snapshot up to one interval old, and is
  * tested in Render.test.ts.
@@ -467,7 +467,7 @@ export const SERVER_MAX_AGE_MS = 200
 export const vmMetricsServer = (extra: ReadonlyArray<string>): Effect.Effect<CliServer, never, Scope.Scope> =>
   serveCli({
     name: "vm-metrics serve",
-    args: ["--collect", "on-demand", "--max-age", `${SERVER_MAX_AGE_MS}millis`, ...extra]
+    args: ["--collection", "on-demand", "--max-age", `${SERVER_MAX_AGE_MS}millis`, ...extra]
   })
 
 // ---------------------------------------------------------------------------------------------------

@@ -4,16 +4,18 @@
  *
  * A command line is input we do not control, so nothing here throws and nothing is fatal: an unknown
  * flag is skipped, a value that does not parse falls back to the hypervisor's own default, and a TAP
- * that cannot be named (a QEMU/CH `fd=`, a kernel `%d` template) means no TAP. Only the flags we read
- * consume the next argument; any other flag is skipped alone, so an unknown flag cannot swallow `-name`.
- * Single and double dashes and `-flag=value` are accepted for every hypervisor.
+ * that cannot be named (a QEMU/CH `fd=`, a kernel `%d` template) is left out. Every named TAP is kept,
+ * in argv order (`tapDevices`; `tapDevice` is the first); the collector validates each name before any
+ * path is made of it. Only the flags we read consume the next argument; any other flag is skipped
+ * alone, so an unknown flag cannot swallow `-name`. Single and double dashes and `-flag=value` are
+ * accepted for every hypervisor.
  *
  * Allocated memory follows the core's definition (size + hotplug size): Cloud Hypervisor's
  * `hotplug_size` counts, QEMU's `maxmem` does not (it is a ceiling for DIMMs, which hypeman never plugs).
  *
  * @since 0.1.0
  */
-import type { InstanceInfo } from "@vm-metrics/core/Instance"
+import { type InstanceInfo, tapFields } from "@vm-metrics/core/Instance"
 
 /** The hypervisors discovery recognises. @category models */
 export type Hypervisor = "qemu" | "cloud-hypervisor" | "firecracker"
@@ -208,15 +210,20 @@ const infoOf = (
   pid: number,
   vcpus: number,
   memoryBytes: number,
-  tap: string | undefined
+  taps: ReadonlyArray<string>
 ): InstanceInfo => ({
   id,
   name,
   hypervisorPid: pid,
   allocatedVcpus: vcpus,
   allocatedMemoryBytes: memoryBytes,
-  ...(tap === undefined ? {} : { tapDevice: tap })
+  ...tapFields(taps)
 })
+
+/** Adds a TAP name once: a NIC listed twice is one device. */
+const addTap = (taps: Array<string>, tap: string | undefined): void => {
+  if (tap !== undefined && !taps.includes(tap)) taps.push(tap)
+}
 
 // ---------------------------------------------------------------------------------------------------
 // QEMU
@@ -267,20 +274,23 @@ const qemuNetOf = (text: string): { readonly type?: string; readonly ifname?: st
   return { ...(type === undefined ? {} : { type }), ...(ifname === undefined ? {} : { ifname }) }
 }
 
-/** The first TAP with an ifname among `-netdev`, `-nic` and `-net`, in argv order (`fd=` taps have none). @category parsers */
-export const parseQemuTap = (argv: ReadonlyArray<string>): string | undefined => {
+/** Every TAP with an ifname among `-netdev`, `-nic` and `-net`, in argv order (`fd=` taps have none). @category parsers */
+export const parseQemuTaps = (argv: ReadonlyArray<string>): Array<string> => {
+  const taps: Array<string> = []
   for (const flag of flagsOf(argv, (name) =>
     name === "netdev" || name === "nic" || name === "net" ? "one" : "none"
   )) {
     const net = qemuNetOf(flag.values[0] ?? "")
-    const tap = net.type === "tap" ? knownTapName(net.ifname) : undefined
-    if (tap !== undefined) return tap
+    if (net.type === "tap") addTap(taps, knownTapName(net.ifname))
   }
-  return undefined
+  return taps
 }
 
+/** The first TAP of `parseQemuTaps`. @category parsers */
+export const parseQemuTap = (argv: ReadonlyArray<string>): string | undefined => parseQemuTaps(argv)[0]
+
 /**
- * A QEMU process: `-name` (`vm1`, `guest=vm1,debug-threads=on`), `-uuid`, `-smp`, `-m` and the first
+ * A QEMU process: `-name` (`vm1`, `guest=vm1,debug-threads=on`), `-uuid`, `-smp`, `-m` and every
  * TAP. id = uuid ?? name ?? `qemu-<pid>`; name = name ?? id. Defaults: 1 vCPU, 128 MiB.
  *
  * @category parsers
@@ -299,7 +309,7 @@ export const parseQemuArgv = (argv: ReadonlyArray<string>, pid: number): Instanc
     pid,
     (smp === undefined ? undefined : parseQemuSmp(smp)) ?? defaults.qemu.vcpus,
     (memory === undefined ? undefined : parseQemuMemory(memory)) ?? defaults.qemu.memoryBytes,
-    parseQemuTap(argv)
+    parseQemuTaps(argv)
   )
 }
 
@@ -347,7 +357,7 @@ const chMemoryOf = (text: string): number | undefined => {
 
 /**
  * A Cloud Hypervisor process: `--cpus boot=N`, `--memory size=…` (+ `hotplug_size`; `size=0` with
- * `--memory-zone`s sums the zones), the first `--net tap=X`, and `--api-socket` for the id/name (else
+ * `--memory-zone`s sums the zones), every `--net tap=X`, and `--api-socket` for the id/name (else
  * `ch-<pid>`). Defaults: 1 vCPU, 512 MiB.
  *
  * @category parsers
@@ -366,13 +376,10 @@ export const parseCloudHypervisorArgv = (argv: ReadonlyArray<string>, pid: numbe
     }
     memoryBytes = zones > 0 && Number.isSafeInteger(zones) ? zones : undefined
   }
-  let tap: string | undefined
+  const taps: Array<string> = []
   for (const flag of flags) {
-    if (flag.name !== "net" || tap !== undefined) continue
-    for (const value of flag.values) {
-      tap = knownTapName(parseChOpts(value).get("tap"))
-      if (tap !== undefined) break
-    }
+    if (flag.name !== "net") continue
+    for (const value of flag.values) addTap(taps, knownTapName(parseChOpts(value).get("tap")))
   }
   const socket = lastValue(flags, "api-socket")
   const socketPath = socket === undefined ? undefined : nonEmpty(parseChOpts(socket, "path").get("path"))
@@ -383,7 +390,7 @@ export const parseCloudHypervisorArgv = (argv: ReadonlyArray<string>, pid: numbe
     pid,
     vcpus ?? defaults["cloud-hypervisor"].vcpus,
     memoryBytes ?? defaults["cloud-hypervisor"].memoryBytes,
-    tap
+    taps
   )
 }
 
@@ -409,7 +416,8 @@ export const parseFirecrackerArgv = (argv: ReadonlyArray<string>): FirecrackerAr
 export interface FirecrackerConfig {
   readonly vcpus?: number
   readonly memoryBytes?: number
-  readonly tap?: string
+  /** `host_dev_name` of every network interface, in order. */
+  readonly taps?: ReadonlyArray<string>
 }
 
 const objectOf = (value: unknown): Record<string, unknown> | undefined =>
@@ -420,7 +428,7 @@ const positiveIntOf = (value: unknown): number | undefined =>
 
 /**
  * A Firecracker JSON config: `machine-config.vcpu_count`, `machine-config.mem_size_mib` and
- * `network-interfaces[0].host_dev_name`. Whatever is missing or malformed is simply absent.
+ * every `network-interfaces[].host_dev_name`. Whatever is missing or malformed is simply absent.
  *
  * @category parsers
  */
@@ -433,16 +441,20 @@ export const parseFirecrackerConfig = (text: string): FirecrackerConfig => {
   }
   const machine = objectOf(objectOf(json)?.["machine-config"])
   const interfaces = objectOf(json)?.["network-interfaces"]
-  const first = Array.isArray(interfaces) ? objectOf(interfaces[0]) : undefined
+  const taps: Array<string> = []
+  if (Array.isArray(interfaces)) {
+    for (const item of interfaces) {
+      const devName = objectOf(item)?.host_dev_name
+      addTap(taps, knownTapName(typeof devName === "string" ? devName : undefined))
+    }
+  }
   const vcpus = positiveIntOf(machine?.vcpu_count)
   const mib = positiveIntOf(machine?.mem_size_mib)
   const memoryBytes = mib !== undefined && Number.isSafeInteger(mib * MiB) ? mib * MiB : undefined
-  const devName = first?.host_dev_name
-  const tap = knownTapName(typeof devName === "string" ? devName : undefined)
   return {
     ...(vcpus === undefined ? {} : { vcpus }),
     ...(memoryBytes === undefined ? {} : { memoryBytes }),
-    ...(tap === undefined ? {} : { tap })
+    ...(taps.length === 0 ? {} : { taps })
   }
 }
 
@@ -455,6 +467,6 @@ export const firecrackerInfo = (pid: number, args: FirecrackerArgs, config: Fire
     pid,
     config.vcpus ?? defaults.firecracker.vcpus,
     config.memoryBytes ?? defaults.firecracker.memoryBytes,
-    config.tap
+    config.taps ?? []
   )
 }

@@ -9,9 +9,9 @@
  * comments stripped, only the `<domain>` element searched, its `<metadata>` cut out) reads them without a dependency.
  *
  * - id = `<uuid>` (else the name), name = `<name>`, pid from `<domstatus>`, vCPUs from `<vcpu>` (its
- *   `current` attribute wins), memory from `<memory unit=…>` (KiB by default), the TAP from the
- *   first `<interface>` that has a `<target dev=…>` (a user-mode NIC has none; vhost-user, hostdev
- *   and vDPA NICs are not TAPs).
+ *   `current` attribute wins), memory from `<memory unit=…>` (KiB by default), a TAP from every
+ *   `<interface>` that has a `<target dev=…>`, in document order (`tapDevices`; `tapDevice` is the
+ *   first; a user-mode NIC has none; vhost-user, hostdev and vDPA NICs are not TAPs).
  * - Only `running` and `paused` domains are listed.
  * - A file that does not parse is skipped and logged once at DEBUG (again only if it changes); a
  *   missing run directory (libvirt not installed, or no domain started yet) is an empty list. Only a

@@ -7,7 +7,8 @@
  *   - id: web-1
  *     name: web          # default: the id
  *     pidfile: web-1.pid # or pid: 4242; relative to the file's directory; re-read on every listing
- *     networkEnabled: true  # TAP hype-web-1 (TapName.tapNameFor), or tap: tap-web1
+ *     networkEnabled: true  # TAP hype-web-1 (TapName.tapNameFor), or tap: tap-web1,
+ *                           # or taps: [tap-web1a, tap-web1b] (several NICs, summed per VM)
  *     vcpus: 2
  *     memory: 1G         # or bytes as a number; K/M/G/T (also Ki/KiB, …) are powers of 1024
  * ```
@@ -28,7 +29,7 @@ import * as nodePath from "node:path"
 import { fileURLToPath } from "node:url"
 import { Worker } from "node:worker_threads"
 import { InstanceSourceError, type InstanceSourceErrorKind } from "@vm-metrics/core/Errors"
-import { type InstanceInfo, Pid } from "@vm-metrics/core/Instance"
+import { type InstanceInfo, Pid, tapFields } from "@vm-metrics/core/Instance"
 import { InstanceSource, kindOfErrno } from "@vm-metrics/core/InstanceSource"
 import { tapNameFor, tapNameProblem } from "@vm-metrics/core/TapName"
 import { type Context, Effect, Either, Layer, ParseResult, Schema } from "effect"
@@ -90,13 +91,18 @@ export const Entry = Schema.Struct({
   pid: Schema.optionalWith(Pid, exact),
   pidfile: Schema.optionalWith(Schema.NonEmptyString, exact),
   tap: Schema.optionalWith(TapName, exact),
+  /** Every NIC's TAP, in order (the first is the instance's `tapDevice`). */
+  taps: Schema.optionalWith(Schema.Array(TapName).pipe(Schema.minItems(1)), exact),
   networkEnabled: Schema.optionalWith(Schema.Boolean, exact),
   vcpus: Schema.Int.pipe(Schema.nonNegative()),
   memory: MemorySize
 }).pipe(
   Schema.filter((entry) => {
     if (entry.pid !== undefined && entry.pidfile !== undefined) return "give either pid or pidfile, not both"
+    if (entry.tap !== undefined && entry.taps !== undefined) return "give either tap or taps, not both"
     if (entry.tap !== undefined && entry.networkEnabled === false) return "tap is set but networkEnabled is false"
+    if (entry.taps !== undefined && entry.networkEnabled === false) return "taps is set but networkEnabled is false"
+    if (entry.taps !== undefined && new Set(entry.taps).size !== entry.taps.length) return "taps lists a TAP twice"
     return true
   })
 )
@@ -300,12 +306,13 @@ export const parsePidfile = (text: string): number | undefined => {
 
 /** An entry with its pid (from `pid` or a pidfile) as the collector wants it. @category constructors */
 export const toInstanceInfo = (entry: Entry, pid: number | undefined): InstanceInfo => {
-  const tap = entry.tap ?? (entry.networkEnabled === true ? tapNameFor(entry.id) : undefined)
+  const taps =
+    entry.taps ?? (entry.tap !== undefined ? [entry.tap] : entry.networkEnabled === true ? [tapNameFor(entry.id)] : [])
   return {
     id: entry.id,
     name: entry.name ?? entry.id,
     ...(pid === undefined ? {} : { hypervisorPid: pid }),
-    ...(tap === undefined ? {} : { tapDevice: tap }),
+    ...tapFields(taps),
     allocatedVcpus: entry.vcpus,
     allocatedMemoryBytes: entry.memory
   }

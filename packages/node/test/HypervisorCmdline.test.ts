@@ -286,7 +286,18 @@ describe("parseQemuArgv", () => {
     })
   })
 
-  it("takes the first TAP that has an ifname, from -netdev, -nic or -net", () => {
+  it("keeps every TAP that has an ifname, from -netdev, -nic and -net, in argv order; the first is tapDevice", () => {
+    const taps = (line: string) => parseQemuArgv(argv(line), 1).tapDevices
+    assert.deepStrictEqual(
+      taps("qemu -netdev tap,id=n0,fd=33 -netdev tap,id=n1,ifname=tap1 -nic tap,ifname=tap2 -net tap,ifname=tap3"),
+      ["tap1", "tap2", "tap3"]
+    )
+    assert.deepStrictEqual(taps("qemu -netdev tap,id=n1,ifname=same -netdev tap,id=n2,ifname=same"), undefined)
+    assert.deepStrictEqual(taps("qemu -netdev tap,id=n1,ifname=only"), undefined) // one NIC: the seed's shape
+    assert.deepStrictEqual(
+      parseQemuArgv(argv("qemu -netdev tap,id=a,ifname=../../x -netdev tap,id=b,ifname=ok0"), 1).tapDevices,
+      ["../../x", "ok0"] // kept as written: the collector rejects a hostile name before any path is made of it
+    )
     const tap = (line: string) => parseQemuArgv(argv(line), 1).tapDevice
     assert.strictEqual(
       tap("qemu -netdev tap,id=n0,fd=33 -netdev tap,id=n1,ifname=tap1 -netdev tap,ifname=tap2"),
@@ -341,7 +352,14 @@ describe("parseCloudHypervisorArgv", () => {
     assert.strictEqual(id("cloud-hypervisor --kernel x"), "ch-9")
   })
 
-  it("reads every --net value up to the next flag and takes the first one with a tap", () => {
+  it("reads every --net value up to the next flag and keeps each one with a tap (the first is tapDevice)", () => {
+    assert.deepStrictEqual(
+      parseCloudHypervisorArgv(
+        argv("ch --net tap=a0 fd=[3,4] tap=a1,mac=52:54:00:00:00:02 --cpus boot=2 --net tap=a2"),
+        1
+      ).tapDevices,
+      ["a0", "a1", "a2"]
+    )
     const tap = (line: string) => parseCloudHypervisorArgv(argv(line), 1).tapDevice
     assert.strictEqual(tap("ch --net tap=,mac=52:54:00:00:00:01 tap=t2,mac=52:54:00:00:00:02 --serial tty"), "t2")
     assert.strictEqual(tap("ch --net vhost_user=true,socket=/x.sock --net tap=t3"), "t3")
@@ -394,7 +412,7 @@ describe("Firecracker", () => {
     assert.deepStrictEqual(parseFirecrackerArgv(argv("firecracker --id")), {})
   })
 
-  it("reads machine-config and the first network interface from a config file", () => {
+  it("reads machine-config and every network interface from a config file", () => {
     const config = JSON.stringify({
       "boot-source": { kernel_image_path: "/vmlinux", boot_args: "console=ttyS0" },
       drives: [],
@@ -404,7 +422,11 @@ describe("Firecracker", () => {
         { iface_id: "eth1", host_dev_name: "fc-tap1" }
       ]
     })
-    assert.deepStrictEqual(parseFirecrackerConfig(config), { vcpus: 2, memoryBytes: GiB, tap: "fc-tap0" })
+    assert.deepStrictEqual(parseFirecrackerConfig(config), {
+      vcpus: 2,
+      memoryBytes: GiB,
+      taps: ["fc-tap0", "fc-tap1"]
+    })
     assert.deepStrictEqual(parseFirecrackerConfig('{"machine-config":{"vcpu_count":4}}'), { vcpus: 4 })
     assert.deepStrictEqual(
       parseFirecrackerConfig('{"machine-config":{"vcpu_count":"2","mem_size_mib":-1},"network-interfaces":[]}'),
@@ -424,7 +446,7 @@ describe("Firecracker", () => {
       allocatedVcpus: 1,
       allocatedMemoryBytes: 128 * MiB
     })
-    assert.deepStrictEqual(firecrackerInfo(5, { id: "fc1" }, { vcpus: 2, memoryBytes: GiB, tap: "t" }), {
+    assert.deepStrictEqual(firecrackerInfo(5, { id: "fc1" }, { vcpus: 2, memoryBytes: GiB, taps: ["t"] }), {
       id: "fc1",
       name: "fc1",
       hypervisorPid: 5,
@@ -432,6 +454,7 @@ describe("Firecracker", () => {
       allocatedMemoryBytes: GiB,
       tapDevice: "t"
     })
+    assert.deepStrictEqual(firecrackerInfo(5, { id: "fc2" }, { taps: ["t0", "t1"] }).tapDevices, ["t0", "t1"])
   })
 })
 

@@ -35,7 +35,7 @@ describe("parseDomainStatus", () => {
       uuid: UUID_A,
       vcpus: 2,
       memoryBytes: 256 * MiB,
-      tapDevice: "hype-lv"
+      taps: ["hype-lv"]
     })
     assert.deepStrictEqual(DomainStatus.toInstanceInfo(parse(xml)), {
       id: UUID_A,
@@ -79,9 +79,17 @@ describe("parseDomainStatus", () => {
     assert.strictEqual(parse(xml).memoryBytes, 4 * GiB)
   })
 
-  it("takes the first interface that has a target and can be a TAP", () => {
+  it("takes every interface that has a target and can be a TAP, in order (the first is tapDevice)", () => {
+    const taps = (interfaces: ReadonlyArray<string>) =>
+      DomainStatus.toInstanceInfo(parse(statusXml({ name: "n", uuid: UUID_A, pid: 9, interfaces })))?.tapDevices
+    assert.deepStrictEqual(
+      taps([ethernetInterface("eth-a"), userInterface, bridgeInterface("vnet-b"), vhostUserInterface]),
+      ["eth-a", "vnet-b"]
+    )
+    assert.deepStrictEqual(taps([ethernetInterface("one"), userInterface]), undefined) // one NIC: tapDevice alone
+    assert.deepStrictEqual(taps([bridgeInterface("twice"), bridgeInterface("twice")]), undefined)
     const tap = (interfaces: ReadonlyArray<string>) =>
-      parse(statusXml({ name: "n", uuid: UUID_A, interfaces })).tapDevice
+      DomainStatus.toInstanceInfo(parse(statusXml({ name: "n", uuid: UUID_A, interfaces })))?.tapDevice
     assert.strictEqual(tap([userInterface, bridgeInterface("vnet3")]), "vnet3")
     assert.strictEqual(tap([vhostUserInterface, ethernetInterface("tap-eth")]), "tap-eth")
     assert.strictEqual(tap([ethernetInterface("first"), bridgeInterface("second")]), "first")
@@ -100,7 +108,7 @@ describe("parseDomainStatus", () => {
     })
     const status = parse(xml)
     assert.strictEqual(status.name, "web & db \u2013 <1>")
-    assert.strictEqual(status.tapDevice, "a&b")
+    assert.deepStrictEqual(status.taps, ["a&b"])
     assert.strictEqual(DomainStatus.decodeEntities("&bogus; &#1114112; &#65;"), "&bogus; &#1114112; A")
   })
 
@@ -116,7 +124,7 @@ describe("parseDomainStatus", () => {
       uuid: UUID_A,
       vcpus: 1,
       memoryBytes: 256 * MiB,
-      tapDevice: "vnet0"
+      taps: ["vnet0"]
     })
     assert.strictEqual(
       Either.getLeft(DomainStatus.parseDomainStatus(xml.replace("<name>real</name>", ""))).pipe(
@@ -219,7 +227,7 @@ describe("LibvirtSource over a run directory", () => {
           domainId: 2,
           memory: ["MiB", "1024"],
           vcpu: "placement='static' current='3'>4",
-          interfaces: [userInterface, bridgeInterface("vnet7")]
+          interfaces: [userInterface, bridgeInterface("vnet7"), ethernetInterface("vnet8", "52:54:00:5a:2b:02")]
         })
       )
       write(
@@ -245,6 +253,7 @@ describe("LibvirtSource over a run directory", () => {
           name: "paused-vm",
           hypervisorPid: 4002,
           tapDevice: "vnet7",
+          tapDevices: ["vnet7", "vnet8"],
           allocatedVcpus: 3,
           allocatedMemoryBytes: GiB
         },

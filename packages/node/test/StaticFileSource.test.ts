@@ -76,7 +76,9 @@ describe("StaticFileSource", () => {
           JSON.stringify([
             { id: "QILVIFFNqzck2jrim1x6s2b1", name: "web-1", pid: 4242, networkEnabled: true, vcpus: 2, memory: "1G" },
             { id: "db", tap: "tap-db0", vcpus: 4, memory: 536870912 },
-            { id: "batch", networkEnabled: false, vcpus: 0, memory: "512M" }
+            { id: "batch", networkEnabled: false, vcpus: 0, memory: "512M" },
+            { id: "multi", taps: ["tap-m0", "tap-m1"], networkEnabled: true, vcpus: 1, memory: "1G" },
+            { id: "one", taps: ["tap-o0"], vcpus: 1, memory: "1G" }
           ])
         )
         const listed = yield* Effect.flatMap(InstanceSource, (source) => source.list).pipe(
@@ -92,7 +94,16 @@ describe("StaticFileSource", () => {
             allocatedMemoryBytes: GiB
           },
           { id: "db", name: "db", tapDevice: "tap-db0", allocatedVcpus: 4, allocatedMemoryBytes: 512 * MiB },
-          { id: "batch", name: "batch", allocatedVcpus: 0, allocatedMemoryBytes: 512 * MiB }
+          { id: "batch", name: "batch", allocatedVcpus: 0, allocatedMemoryBytes: 512 * MiB },
+          {
+            id: "multi",
+            name: "multi",
+            tapDevice: "tap-m0",
+            tapDevices: ["tap-m0", "tap-m1"],
+            allocatedVcpus: 1,
+            allocatedMemoryBytes: GiB
+          },
+          { id: "one", name: "one", tapDevice: "tap-o0", allocatedVcpus: 1, allocatedMemoryBytes: GiB }
         ])
       })
   )
@@ -202,7 +213,7 @@ describe("StaticFileSource", () => {
       ],
       [
         '[{"id":"a","vcpus":1,"memory":1,"pidFile":"x"}]',
-        '[0].<unknown key>: is unexpected, expected: "id" | "name" | "pid" | "pidfile" | "tap" | "networkEnabled" | "vcpus" | "memory"'
+        '[0].<unknown key>: is unexpected, expected: "id" | "name" | "pid" | "pidfile" | "tap" | "taps" | "networkEnabled" | "vcpus" | "memory"'
       ],
       ['[{"id":"a","vcpus":1,"memory":1,"pid":5,"pidfile":"x"}]', "[0]: give either pid or pidfile, not both"],
       ['[{"id":"a","vcpus":1,"memory":1,"tap":"a/b"}]', "[0].tap: not a valid interface name (contains '/')"],
@@ -210,6 +221,17 @@ describe("StaticFileSource", () => {
         '[{"id":"a","vcpus":1,"memory":1,"tap":"t","networkEnabled":false}]',
         "[0]: tap is set but networkEnabled is false"
       ],
+      ['[{"id":"a","vcpus":1,"memory":1,"tap":"t","taps":["u"]}]', "[0]: give either tap or taps, not both"],
+      ['[{"id":"a","vcpus":1,"memory":1,"taps":["t","t"]}]', "[0]: taps lists a TAP twice"],
+      [
+        '[{"id":"a","vcpus":1,"memory":1,"taps":["t"],"networkEnabled":false}]',
+        "[0]: taps is set but networkEnabled is false"
+      ],
+      [
+        '[{"id":"a","vcpus":1,"memory":1,"taps":["ok","../x"]}]',
+        "[0].taps[1]: not a valid interface name (contains '/')"
+      ],
+      ['[{"id":"a","vcpus":1,"memory":1,"taps":[]}]', "[0].taps: Expected an array of at least 1 item(s)"],
       ['{"instances":[{"id":"","vcpus":1,"memory":1}]}', "instances[0].id: Expected a non empty string"],
       ['{"instance":[]}', '<unknown key>: is unexpected, expected: "instances"; instances: is missing'],
       [

@@ -1,13 +1,15 @@
 /**
  * What the exported metrics look like and how the guardrail behaves, with defaults and validation:
  * the name prefix (default `hypeman_vm`, so other control planes can brand it), whether the derived
- * utilisation ratio is exported, and the VM label budget. `make` takes them as given; only `config`
- * reads the environment (`VM_METRICS_METRIC_PREFIX`, `VM_METRICS_UTILIZATION_RATIO`,
- * `VM_METRICS_LABEL_BUDGET`), for `VmMetrics.layerConfig`. The CLI reads them through its own table.
+ * utilisation ratio is exported, the VM label budget and the metric groups exported (MetricGroup). `make`
+ * takes them as given; only `config` reads the environment (`VM_METRICS_METRIC_PREFIX`,
+ * `VM_METRICS_UTILIZATION_RATIO`, `VM_METRICS_LABEL_BUDGET`, `VM_METRICS_COLLECT`, `VM_METRICS_NO_COLLECT`),
+ * for `VmMetrics.layerConfig`. The CLI reads them through its own table.
  *
  * @since 0.1.0
  */
-import { Config, Data, Effect } from "effect"
+import * as MetricGroup from "@vm-metrics/core/MetricGroup"
+import { Config, ConfigError, Data, Effect, Either } from "effect"
 
 /** @category models */
 export interface MetricOptions {
@@ -15,12 +17,23 @@ export interface MetricOptions {
   readonly prefix: string
   /** Export `<prefix>_memory_utilization_ratio` (RSS / allocated). Default true. */
   readonly utilizationRatio: boolean
-  /** More instances than this is "over budget" (warn once, count the transition). Default 200. */
+  /**
+   * More instances than this is "over budget" (warn once, count the transition). Also the series budget:
+   * this many VMs' worth of the seed and default groups' series; over it, groups are dropped (see
+   * LabelBudget). Default 200.
+   */
   readonly labelBudget: number
+  /** The metric groups exported (their values come from a collector reading the same groups). Default the default groups. */
+  readonly groups: ReadonlySet<MetricGroup.MetricGroup>
 }
 
 /** @category constants */
-export const defaults: MetricOptions = { prefix: "hypeman_vm", utilizationRatio: true, labelBudget: 200 }
+export const defaults: MetricOptions = {
+  prefix: "hypeman_vm",
+  utilizationRatio: true,
+  labelBudget: 200,
+  groups: MetricGroup.defaultGroups
+}
 
 /** @category errors */
 export class InvalidMetricOption extends Data.TaggedError("InvalidMetricOption")<{
@@ -48,9 +61,22 @@ export const make = (options: Partial<MetricOptions> = {}): Effect.Effect<Metric
   return Effect.succeed(resolved)
 }
 
+/** A comma-separated list of groups; an unknown name is an invalid config naming the groups. */
+const groupList = (name: string) =>
+  Config.string(name).pipe(
+    Config.withDefault(""),
+    Config.mapOrFail((text) =>
+      Either.mapLeft(MetricGroup.parseList(text), (error) => ConfigError.InvalidData([name], error.message))
+    )
+  )
+
 /** @category config */
 export const config: Config.Config<Partial<MetricOptions>> = Config.all({
   prefix: Config.string("VM_METRICS_METRIC_PREFIX").pipe(Config.withDefault(defaults.prefix)),
   utilizationRatio: Config.boolean("VM_METRICS_UTILIZATION_RATIO").pipe(Config.withDefault(defaults.utilizationRatio)),
-  labelBudget: Config.integer("VM_METRICS_LABEL_BUDGET").pipe(Config.withDefault(defaults.labelBudget))
+  labelBudget: Config.integer("VM_METRICS_LABEL_BUDGET").pipe(Config.withDefault(defaults.labelBudget)),
+  groups: Config.map(
+    Config.all([groupList("VM_METRICS_COLLECT"), groupList("VM_METRICS_NO_COLLECT")]),
+    ([add, remove]) => MetricGroup.select(defaults.groups, add, remove)
+  )
 })

@@ -1,4 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as MetricGroup from "@vm-metrics/core/MetricGroup"
 import { ConfigProvider, Effect, Exit, Layer } from "effect"
 import * as MetricOptions from "../src/MetricOptions.js"
 import * as OtlpPush from "../src/OtlpPush.js"
@@ -20,7 +21,19 @@ describe("configuration from the environment", () => {
           VM_METRICS_LABEL_BUDGET: "50"
         })
       )
-      assert.deepStrictEqual(set, { prefix: "acme_vm", utilizationRatio: false, labelBudget: 50 })
+      assert.deepStrictEqual(set, {
+        prefix: "acme_vm",
+        utilizationRatio: false,
+        labelBudget: 50,
+        groups: MetricGroup.defaultGroups
+      })
+      const groups = yield* MetricOptions.config.pipe(
+        withEnv({ VM_METRICS_COLLECT: "vcpu, packets", VM_METRICS_NO_COLLECT: "disk" })
+      )
+      assert.deepStrictEqual(groups.groups, new Set(["cpu", "memory", "network", "vcpu", "packets"]))
+      const unknown = yield* Effect.flip(MetricOptions.config.pipe(withEnv({ VM_METRICS_COLLECT: "vcpus" })))
+      assert.include(String(unknown), "VM_METRICS_COLLECT")
+      assert.include(String(unknown), "cpu, memory, disk, network, packets, vcpu, interfaces")
       const bad = yield* Effect.flip(MetricOptions.config.pipe(withEnv({ VM_METRICS_LABEL_BUDGET: "many" })))
       assert.strictEqual(bad._tag, "ConfigError")
       assert.include(String(bad), "VM_METRICS_LABEL_BUDGET")

@@ -13,7 +13,7 @@ import type { KernelInfo } from "../Kernel.js"
 import type { ProcSample } from "../ProcReader.js"
 import { isNotRunning } from "../ProcStat.js"
 import type { TapCounters } from "../TapReader.js"
-import type { ReadSource, Unavailable, VmState, VmStats } from "../VmStats.js"
+import { noGroupValues, type ReadSource, type Unavailable, type VmState, type VmStats } from "../VmStats.js"
 
 /**
  * What the collector remembers of an instance between readings: the pinned process identity (the
@@ -251,7 +251,8 @@ export const buildVmStats = (
     netTxBytes: netTx,
     allocatedVcpus: info.allocatedVcpus,
     allocatedMemoryBytes: info.allocatedMemoryBytes,
-    unavailable
+    unavailable,
+    ...noGroupValues
   }
 }
 

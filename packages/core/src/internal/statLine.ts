@@ -10,6 +10,8 @@ export interface StatLine {
   readonly pid: number
   readonly comm?: string
   readonly state?: string
+  /** Field 12, majflt. */
+  readonly majorFaults?: bigint | number
   readonly utime?: bigint | number
   readonly stime?: bigint | number
   readonly startTime?: bigint | number
@@ -28,7 +30,7 @@ export const statLine = (line: StatLine): string => {
     4194560,
     100,
     0,
-    0,
+    line.majorFaults ?? 0,
     0
   ]
   fields.push(line.utime ?? 0, line.stime ?? 0, 0, 0, 20, 0, 1, 0, line.startTime ?? 1000, 12345678, 3000)

@@ -4,7 +4,7 @@
  *
  * @internal
  */
-import { type InstanceInfo, Pid } from "@vm-metrics/core/Instance"
+import { type InstanceInfo, Pid, tapFields } from "@vm-metrics/core/Instance"
 import { Either, Schema } from "effect"
 
 /** What a status file says about its domain. @category models */
@@ -16,7 +16,8 @@ export interface DomainStatus {
   readonly uuid: string | undefined
   readonly vcpus: number
   readonly memoryBytes: number
-  readonly tapDevice: string | undefined
+  /** The TAP of every NIC that has one, in document order. */
+  readonly taps: ReadonlyArray<string>
 }
 
 const ENTITIES: Record<string, string> = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'" }
@@ -80,8 +81,9 @@ export const memoryBytesOf = (value: string, unit: string | undefined): number |
 
 const NOT_TAP_TYPES = new Set(["vhostuser", "hostdev", "vdpa"])
 
-/** The `dev` of the first `<interface>` (in `devices`) that has a `<target dev=…>` and can be a TAP. */
-const tapOf = (domain: string): string | undefined => {
+/** The `dev` of every `<interface>` (in `devices`) that has a `<target dev=…>` and can be a TAP, once each. */
+const tapsOf = (domain: string): Array<string> => {
+  const taps: Array<string> = []
   for (const match of domain.matchAll(/<interface(\s[^>]*?)?(\/?)>/g)) {
     if (match[2] === "/") continue
     if (NOT_TAP_TYPES.has(parseAttributes(match[1] ?? "").get("type") ?? "")) continue
@@ -90,9 +92,9 @@ const tapOf = (domain: string): string | undefined => {
     const body = end === -1 ? "" : domain.slice(start, end)
     const target = /<target(\s[^>]*?)\/?>/.exec(body)
     const dev = target === null ? undefined : parseAttributes(target[1] ?? "").get("dev")
-    if (dev !== undefined && dev !== "") return dev
+    if (dev !== undefined && dev !== "" && !taps.includes(dev)) taps.push(dev)
   }
-  return undefined
+  return taps
 }
 
 /**
@@ -149,7 +151,7 @@ export const parseDomainStatus = (xml: string): Either.Either<DomainStatus, stri
     uuid: uuid === "" ? undefined : uuid,
     vcpus,
     memoryBytes,
-    tapDevice: tapOf(domain)
+    taps: tapsOf(domain)
   })
 }
 
@@ -162,7 +164,7 @@ export const toInstanceInfo = (status: DomainStatus): InstanceInfo | undefined =
     id: status.uuid ?? status.name,
     name: status.name,
     ...(status.pid === undefined ? {} : { hypervisorPid: status.pid }),
-    ...(status.tapDevice === undefined ? {} : { tapDevice: status.tapDevice }),
+    ...tapFields(status.taps),
     allocatedVcpus: status.vcpus,
     allocatedMemoryBytes: status.memoryBytes
   }

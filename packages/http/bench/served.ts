@@ -1,0 +1,153 @@
+/**
+ * The server in its own process for `pnpm bench`, as an operator runs it (`serve`, discovery, background
+ * collection every 1 s): time to its first good answer, the stats endpoint under a fixed request rate
+ * (autocannon, spawned), its RSS (/proc/<pid>/status) and the CPU time it spends (/proc/<pid>/stat).
+ * The command is `node --import tsx packages/http/src/bin.ts serve`, or BENCH_SERVE (a command line
+ * taking the same flags, e.g. a built bundle's `node dist/vm-metrics.mjs serve`).
+ */
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as http from "node:http"
+import * as path from "node:path"
+import { atExit } from "./atExit.js"
+import { get } from "./scrape.js"
+
+const root = path.resolve(import.meta.dirname, "../../..")
+
+const serveCommand = (): Array<string> =>
+  process.env.BENCH_SERVE !== undefined && process.env.BENCH_SERVE !== ""
+    ? process.env.BENCH_SERVE.split(/\s+/)
+    : [process.execPath, "--import", "tsx", path.join(root, "packages/http/src/bin.ts"), "serve"]
+
+export const serveCommandLine = (): string => serveCommand().join(" ").replace(process.execPath, "node")
+
+const clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }))
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Resident set of a process in MiB (VmRSS). */
+export const rssMiB = (pid: number): number => {
+  const line = fs
+    .readFileSync(`/proc/${pid}/status`, "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("VmRSS:"))
+  return Number(line?.match(/\d+/)?.[0]) / 1024
+}
+
+/** CPU seconds a process has spent (utime + stime). */
+export const cpuSeconds = (pid: number): number => {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return (Number(fields[11]) + Number(fields[12])) / clockTicks
+}
+
+export interface Served {
+  readonly pid: number
+  readonly port: number
+  readonly agent: http.Agent
+  /** ms from spawn to the first `/instances` listing at least the expected VMs. */
+  readonly readyMs: number
+  readonly stop: () => void
+}
+
+/** Spawns the server on `port` with `args` after `serve`; resolves when it lists `expected` VMs (bounded). */
+export const startServed = async (port: number, args: ReadonlyArray<string>, expected: number): Promise<Served> => {
+  const [command, ...rest] = serveCommand()
+  const started = performance.now()
+  const child: ChildProcess = spawn(command!, [...rest, "--host", "127.0.0.1", "--port", String(port), ...args], {
+    cwd: root,
+    stdio: ["ignore", "ignore", "pipe"]
+  })
+  let stderr = ""
+  child.stderr?.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString("utf8")).slice(-4000)))
+  const stop = () => {
+    child.kill("SIGKILL")
+  }
+  atExit(stop)
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  const deadline = performance.now() + 120_000
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the server exited (${child.exitCode}): ${stderr}`)
+    try {
+      const { body } = await get(agent, port, "/instances")
+      if ((JSON.parse(body) as { instances: Array<unknown> }).instances.length >= expected) break
+    } catch {
+      // not listening yet, or not every VM listed yet
+    }
+    if (performance.now() > deadline) {
+      stop()
+      throw new Error(`the server did not list ${expected} VMs in 120 s: ${stderr}`)
+    }
+    await sleep(20)
+  }
+  return {
+    pid: child.pid!,
+    port,
+    agent,
+    readyMs: performance.now() - started,
+    stop: () => {
+      agent.destroy()
+      stop()
+    }
+  }
+}
+
+export interface Load {
+  readonly p50: number
+  readonly p99: number
+  readonly p999: number
+  readonly max: number
+  /** Requests answered 2xx per second over the run. */
+  readonly rate: number
+  readonly failed: number
+}
+
+/**
+ * `url` at `rate` requests per second over 10 connections for `seconds` (autocannon, spawned so that it does
+ * not share the server's or this process's event loop). Latencies in ms as autocannon reports them (whole
+ * ms, corrected for coordinated omission).
+ */
+export const fixedRate = (url: string, rate: number, seconds: number) =>
+  new Promise<Load>((resolve, reject) => {
+    const child = spawn(
+      path.join(root, "node_modules/.bin/autocannon"),
+      ["-c", "10", "-R", String(rate), "-d", String(seconds), "-j", url],
+      { stdio: ["ignore", "pipe", "pipe"] }
+    )
+    let out = ""
+    let err = ""
+    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString("utf8")))
+    child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString("utf8")))
+    child.on("error", reject)
+    child.on("close", (code) => {
+      if (code !== 0) return reject(new Error(`autocannon exited ${code}: ${err}`))
+      const r = JSON.parse(out) as {
+        latency: { p50: number; p99: number; p99_9: number; max: number }
+        "2xx": number
+        non2xx: number
+        errors: number
+        timeouts: number
+        duration: number
+      }
+      resolve({
+        p50: r.latency.p50,
+        p99: r.latency.p99,
+        p999: r.latency.p99_9,
+        max: r.latency.max,
+        rate: r["2xx"] / r.duration,
+        failed: r.non2xx + r.errors + r.timeouts
+      })
+    })
+  })
+
+/** CPU the server spends, as % of one core, over `seconds` with a gzip `/metrics` scrape every 15 s (Prometheus's default). */
+export const cpuPercent = async (served: Served, seconds: number): Promise<number> => {
+  const t0 = performance.now()
+  const before = cpuSeconds(served.pid)
+  for (let next = 0; next < seconds * 1000; next += 15_000) {
+    await sleep(Math.max(0, t0 + next - performance.now()))
+    await get(served.agent, served.port, "/metrics", true)
+  }
+  await sleep(Math.max(0, t0 + seconds * 1000 - performance.now()))
+  const wall = (performance.now() - t0) / 1000
+  return ((cpuSeconds(served.pid) - before) / wall) * 100
+}
