@@ -30,7 +30,8 @@ const scalarRouter = (path: `/${string}`, api: HttpApi.Api["Type"]) =>
 export const layer = (path: `/${string}` = "/docs") =>
   HttpApiBuilder.Router.use((router) =>
     Effect.gen(function* () {
-      const page = yield* Effect.cached(Effect.flatMap(HttpApi.Api, (api) => scalarRouter(path, api)))
+      const api = yield* HttpApi.Api
+      const page = yield* Effect.cached(scalarRouter(path, api))
       yield* router.get(path, Effect.flatten(page))
     })
   )
