@@ -1,0 +1,327 @@
+/**
+ * Metric groups in the export: which families each group adds (names, kinds, units, labels), values
+ * converted exactly (µs and ns to seconds, bytes as exact integers), a group that is off exports nothing,
+ * the Prometheus text and the OTel producer agree, and the label budget counts series and drops groups
+ * opt-in first, never the seed's.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import type { Snapshot } from "@vm-metrics/core/Collector"
+import { allGroups, defaultGroups, type MetricGroup } from "@vm-metrics/core/MetricGroup"
+import { noGroupValues, type VmStats } from "@vm-metrics/core/VmStats"
+import { Effect, Logger, LogLevel } from "effect"
+import { groupSeries, labeledFamilies, vmFamilies } from "../src/Catalog.js"
+import * as LabelBudget from "../src/LabelBudget.js"
+import * as MetricOptions from "../src/MetricOptions.js"
+import { toScopeMetrics } from "../src/OtelData.js"
+import * as OtelValue from "../src/OtelValue.js"
+import { makeRenderer } from "../src/PrometheusText.js"
+import { parseExposition } from "./fixtures.js"
+
+const options = (groups: Iterable<MetricGroup>) => ({ ...MetricOptions.defaults, groups: new Set(groups) })
+
+/** A VM with every group's value read; `n` shifts the values so VMs differ. */
+const vmStats = (id: string, n: number, over: Partial<VmStats> = {}): VmStats => ({
+  instanceId: id,
+  instanceName: `name-${id}`,
+  state: "running",
+  pid: 100 + n,
+  tapDevice: `tap-${id}`,
+  processStartTicks: 500n,
+  processStartTimeMs: 1_700_000_005_000,
+  seriesStartTimeMs: 1_700_000_005_000,
+  epoch: 0,
+  sampledAtMs: 1_700_000_100_000,
+  cpuUsec: 3_000_000n + BigInt(n),
+  guestUsec: 2_500_000n,
+  memoryRssBytes: 4096n,
+  memoryVmsBytes: 8192n,
+  netRxBytes: 10n,
+  netTxBytes: 20n,
+  allocatedVcpus: 2,
+  allocatedMemoryBytes: 1024 ** 3,
+  unavailable: [],
+  ...noGroupValues,
+  systemUsec: 250_000n,
+  cpuDelayNs: 1_500_000_001n,
+  majorFaults: 7n,
+  memoryAnonBytes: 1000n,
+  memoryFileBytes: 2000n,
+  memoryShmemBytes: 3000n,
+  memorySwapBytes: 2n ** 53n + 1n,
+  memoryHugetlbBytes: 2n * 1024n ** 3n,
+  diskReadBytes: 11n,
+  diskWriteBytes: 12n,
+  netRxPackets: 13n,
+  netTxPackets: 14n,
+  netRxErrors: 15n,
+  netTxErrors: 16n,
+  netRxDropped: 17n,
+  netTxDropped: 18n,
+  vcpus: [
+    { vcpu: 0, tid: 200, runNs: 1_000_000_000n, delayNs: 250_000_000n, seriesStartTimeMs: 1_700_000_005_000 },
+    { vcpu: 1, tid: 301, runNs: 2_000_000_000n, delayNs: 1_250_000_001n, seriesStartTimeMs: 1_700_000_090_000 }
+  ],
+  interfaces: [
+    {
+      name: `tap-${id}`,
+      via: "sysfs",
+      rxBytes: 10n,
+      txBytes: 20n,
+      rxPackets: 1n,
+      txPackets: 2n,
+      rxErrors: 0n,
+      txErrors: 0n,
+      rxDropped: 3n,
+      txDropped: 0n
+    },
+    {
+      name: "eth1",
+      via: "netns",
+      rxBytes: 0n,
+      txBytes: 2n ** 64n - 1n,
+      rxPackets: null,
+      txPackets: 5n,
+      rxErrors: 0n,
+      txErrors: 0n,
+      rxDropped: 0n,
+      txDropped: 0n
+    }
+  ],
+  ...over
+})
+
+const snapshotOf = (stats: ReadonlyArray<VmStats>, sequence = 1): Snapshot => ({
+  sequence,
+  sampledAtMs: 1_700_000_100_000,
+  durationMs: 1,
+  stats,
+  sourceError: null,
+  sourceErrorsTotal: 0,
+  sourceIgnored: [],
+  unavailableTotals: []
+})
+
+const noCounts = { budgetTransitions: 0, dropped: [] }
+
+const render = (groups: Iterable<MetricGroup>, stats: ReadonlyArray<VmStats>) =>
+  parseExposition(makeRenderer(options(groups), { "service.name": "t" })(snapshotOf(stats), noCounts))
+
+const familiesIn = (samples: Map<string, string>) =>
+  new Set(
+    [...samples.keys()]
+      .map((key) => key.slice(0, key.indexOf("{")))
+      .filter((n) => n.startsWith("hypeman_vm_") && !n.includes("_metrics_"))
+  )
+
+const SEED = [
+  "hypeman_vm_cpu_seconds_total",
+  "hypeman_vm_allocated_vcpus",
+  "hypeman_vm_memory_rss_bytes",
+  "hypeman_vm_memory_vms_bytes",
+  "hypeman_vm_allocated_memory_bytes",
+  "hypeman_vm_network_rx_bytes_total",
+  "hypeman_vm_network_tx_bytes_total",
+  "hypeman_vm_memory_utilization_ratio"
+]
+
+const BY_GROUP: Record<MetricGroup, ReadonlyArray<string>> = {
+  cpu: [
+    "hypeman_vm_cpu_guest_seconds_total",
+    "hypeman_vm_cpu_system_seconds_total",
+    "hypeman_vm_cpu_delay_seconds_total"
+  ],
+  memory: [
+    "hypeman_vm_memory_anon_bytes",
+    "hypeman_vm_memory_file_bytes",
+    "hypeman_vm_memory_shmem_bytes",
+    "hypeman_vm_memory_swap_bytes",
+    "hypeman_vm_memory_hugetlb_bytes"
+  ],
+  disk: ["hypeman_vm_disk_read_bytes_total", "hypeman_vm_disk_write_bytes_total"],
+  network: ["hypeman_vm_network_rx_dropped_total", "hypeman_vm_network_tx_dropped_total"],
+  packets: [
+    "hypeman_vm_network_rx_packets_total",
+    "hypeman_vm_network_tx_packets_total",
+    "hypeman_vm_network_rx_errors_total",
+    "hypeman_vm_network_tx_errors_total",
+    "hypeman_vm_major_page_faults_total"
+  ],
+  vcpu: ["hypeman_vm_vcpu_seconds_total", "hypeman_vm_vcpu_delay_seconds_total"],
+  interfaces: ["rx", "tx"].flatMap((d) =>
+    ["bytes", "packets", "errors", "dropped"].map((w) => `hypeman_vm_network_interface_${d}_${w}_total`)
+  )
+}
+
+describe("metric groups in the export", () => {
+  it("each group adds exactly its families; a group that is off adds none; the seed is always there", () => {
+    const vm = vmStats("a", 0)
+    assert.deepStrictEqual(familiesIn(render([], [vm]).samples), new Set(SEED))
+    for (const group of allGroups) {
+      assert.deepStrictEqual(familiesIn(render([group], [vm]).samples), new Set([...SEED, ...BY_GROUP[group]]), group)
+    }
+    const all = familiesIn(render(allGroups, [vm]).samples)
+    assert.strictEqual(all.size, SEED.length + Object.values(BY_GROUP).flat().length)
+  })
+
+  it("the default groups add 12 series per VM, none per vCPU or NIC", () => {
+    const one = render(defaultGroups, [vmStats("a", 0)]).samples
+    const seedOnly = render([], [vmStats("a", 0)]).samples
+    const perVm = (samples: Map<string, string>) => [...samples.keys()].filter((k) => k.includes('instance_id="a"'))
+    assert.strictEqual(perVm(one).length - perVm(seedOnly).length, 12)
+    for (const group of defaultGroups) assert.strictEqual(groupSeries(group, vmStats("a", 0)), BY_GROUP[group].length)
+  })
+
+  it("values: seconds from µs and ns, bytes and counts exact (also above 2^53), per-vCPU and per-NIC labels", () => {
+    const { samples, meta } = render(allGroups, [vmStats("a", 0)])
+    const at = (name: string, extra = "") =>
+      samples.get(`${name}{instance_id="a",instance_name="name-a"${extra === "" ? "" : `,${extra}`}}`)
+    assert.strictEqual(at("hypeman_vm_cpu_guest_seconds_total"), "2.5")
+    assert.strictEqual(at("hypeman_vm_cpu_system_seconds_total"), "0.25")
+    assert.strictEqual(at("hypeman_vm_cpu_delay_seconds_total"), "1.500000001")
+    assert.strictEqual(at("hypeman_vm_memory_swap_bytes"), "9007199254740993")
+    assert.strictEqual(at("hypeman_vm_memory_hugetlb_bytes"), String(2 * 1024 ** 3))
+    assert.strictEqual(at("hypeman_vm_major_page_faults_total"), "7")
+    assert.strictEqual(at("hypeman_vm_network_rx_dropped_total"), "17")
+    assert.strictEqual(at("hypeman_vm_vcpu_seconds_total", 'vcpu="1"'), "2")
+    assert.strictEqual(at("hypeman_vm_vcpu_delay_seconds_total", 'vcpu="0"'), "0.25")
+    assert.strictEqual(at("hypeman_vm_vcpu_delay_seconds_total", 'vcpu="1"'), "1.250000001")
+    assert.strictEqual(
+      at("hypeman_vm_network_interface_tx_bytes_total", 'interface="eth1",via="netns"'),
+      "18446744073709551615"
+    )
+    assert.strictEqual(at("hypeman_vm_network_interface_rx_dropped_total", 'interface="tap-a",via="sysfs"'), "3")
+    // A NIC value that could not be read is absent, not 0.
+    assert.isUndefined(at("hypeman_vm_network_interface_rx_packets_total", 'interface="eth1",via="netns"'))
+    assert.strictEqual(meta.get("TYPE hypeman_vm_memory_swap_bytes"), "gauge")
+    assert.strictEqual(meta.get("TYPE hypeman_vm_cpu_delay_seconds_total"), "counter")
+    assert.strictEqual(meta.get("TYPE hypeman_vm_network_interface_rx_bytes_total"), "counter")
+  })
+
+  it("a null value (group off in the collector, or unread) is absent, never 0", () => {
+    const vm = vmStats("a", 0, { ...noGroupValues, guestUsec: null })
+    const { samples } = render(allGroups, [vm])
+    assert.deepStrictEqual(familiesIn(samples), new Set(SEED))
+  })
+
+  it("the OTel producer carries the same families, units, labels and values; per-vCPU series start with their thread", () => {
+    const opts = options(allGroups)
+    const drops = OtelValue.makeDropCounter()
+    const scope = toScopeMetrics(opts, snapshotOf([vmStats("a", 0)]), 0, drops, 1_700_000_000_000)
+    const byName = new Map(scope.metrics.map((m) => [m.descriptor.name, m]))
+    for (const family of [...vmFamilies(opts), ...labeledFamilies(opts)]) {
+      const metric = byName.get(family.name)
+      assert.isDefined(metric, family.name)
+      assert.strictEqual(metric!.descriptor.unit, family.unit, family.name)
+    }
+    assert.strictEqual(byName.get("hypeman_vm_cpu_delay_seconds_total")!.dataPoints[0]!.value, 1.500000001)
+    const vcpuDelay = byName.get("hypeman_vm_vcpu_delay_seconds_total")!.dataPoints
+    assert.deepStrictEqual(
+      vcpuDelay.map((p) => [p.attributes.vcpu, p.value, p.startTime[0]]),
+      [
+        ["0", 0.25, 1_700_000_005],
+        ["1", 1.250000001, 1_700_000_090]
+      ]
+    )
+    const nicTx = byName.get("hypeman_vm_network_interface_tx_bytes_total")!.dataPoints
+    // 2^64 − 1 cannot go over OTel exactly: left out and counted, the other NIC's value goes.
+    assert.deepStrictEqual(
+      nicTx.map((p) => [p.attributes.interface, p.attributes.via, p.value]),
+      [["tap-a", "sysfs", 20]]
+    )
+    assert.deepStrictEqual(drops.totals(), [
+      { metric: "hypeman_vm_memory_swap_bytes", reason: "out_of_range", count: 1 },
+      { metric: "hypeman_vm_network_interface_tx_bytes_total", reason: "out_of_range", count: 1 }
+    ])
+    // 2^53 + 1 bytes of swap is not a double either.
+    assert.lengthOf(byName.get("hypeman_vm_memory_swap_bytes")!.dataPoints, 0)
+  })
+})
+
+describe("label budget: series counted, groups dropped opt-in first, never the seed", () => {
+  const seed = SEED.length
+  const defaultsPerVm = seed + 12
+
+  it("fit drops in DROP_ORDER only as many groups as needed", () => {
+    const vms = [vmStats("a", 0), vmStats("b", 1)] // 2 vCPUs (4 series) and 2 NICs (16 series) each
+    const all = new Set(allGroups)
+    const full = LabelBudget.fit(vms, all, seed, 1_000_000)
+    assert.deepStrictEqual(full.kept, all)
+    assert.strictEqual(full.series, 2 * (defaultsPerVm + 5 + 4 + 16))
+    // Room for everything but the vCPU series: vcpu goes first, alone.
+    assert.deepStrictEqual([...LabelBudget.fit(vms, all, seed, full.series - 8).kept].sort(), [
+      "cpu",
+      "disk",
+      "interfaces",
+      "memory",
+      "network",
+      "packets"
+    ])
+    // One series fewer than without vcpu and interfaces: packets goes too.
+    assert.deepStrictEqual([...LabelBudget.fit(vms, all, seed, 2 * (defaultsPerVm + 5) - 1).kept].sort(), [
+      "cpu",
+      "disk",
+      "memory",
+      "network"
+    ])
+    // Below the default set: the default groups go, network first, cpu last; the seed always stays.
+    assert.deepStrictEqual([...LabelBudget.fit(vms, all, seed, 2 * defaultsPerVm - 1).kept].sort(), [
+      "cpu",
+      "disk",
+      "memory"
+    ])
+    const nothing = LabelBudget.fit(vms, all, seed, 1)
+    assert.strictEqual(nothing.kept.size, 0)
+    assert.strictEqual(nothing.series, 2 * seed)
+    assert.deepStrictEqual(LabelBudget.DROP_ORDER.slice(0, 3), ["vcpu", "interfaces", "packets"])
+  })
+
+  it.effect("the guardrail drops and restores groups, logs each change once and counts the drops per group", () => {
+    const logs: Array<string> = []
+    const capture = Logger.make(({ logLevel, message }) => {
+      logs.push(`${logLevel.label} ${Array.isArray(message) ? message.join(" ") : String(message)}`)
+    })
+    // A budget of 3 VMs at the default set (60 series): 1 VM with every group fits (45), 2 do not (90).
+    const budget = LabelBudget.make(3, { enabled: new Set(allGroups), seedPerVm: seed })
+    const two = [vmStats("a", 0), vmStats("b", 1)]
+    return Effect.gen(function* () {
+      yield* budget.observeStats([two[0]!])
+      assert.deepStrictEqual(budget.groups(), new Set(allGroups))
+      yield* budget.observeStats(two)
+      // Without vcpu (8) and interfaces (32) 2 VMs make 50 series: packets stays.
+      assert.deepStrictEqual([...budget.groups()].sort(), ["cpu", "disk", "memory", "network", "packets"])
+      yield* budget.observeStats(two) // still over: nothing new logged or counted
+      yield* budget.observeStats([two[0]!])
+      assert.deepStrictEqual(budget.groups(), new Set(allGroups))
+      yield* budget.observeStats(two)
+      assert.deepStrictEqual(budget.groupDrops(), [
+        { group: "vcpu", count: 2 },
+        { group: "interfaces", count: 2 }
+      ])
+      const changes = logs.filter((l) => l.includes("metric group"))
+      assert.deepStrictEqual(changes, [
+        "WARN metric group vcpu dropped: over the series budget",
+        "WARN metric group interfaces dropped: over the series budget",
+        "INFO metric group vcpu restored: within the series budget",
+        "INFO metric group interfaces restored: within the series budget",
+        "WARN metric group vcpu dropped: over the series budget",
+        "WARN metric group interfaces dropped: over the series budget"
+      ])
+      assert.strictEqual(budget.transitions(), 0, "2 instances are within an instance budget of 3")
+    }).pipe(
+      Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
+      Effect.provide(Logger.minimumLogLevel(LogLevel.Debug))
+    )
+  })
+
+  it("the renderer leaves out what the budget dropped, and the drop counter is exported", () => {
+    const opts = options(allGroups)
+    const text = makeRenderer(opts, {})(
+      snapshotOf([vmStats("a", 0)]),
+      { ...noCounts, groupDrops: [{ group: "vcpu", count: 1 }] },
+      new Set<MetricGroup>(["cpu", "interfaces"])
+    )
+    const { samples } = parseExposition(text)
+    assert.deepStrictEqual(familiesIn(samples), new Set([...SEED, ...BY_GROUP.cpu, ...BY_GROUP.interfaces]))
+    assert.strictEqual(samples.get('hypeman_vm_metrics_groups_dropped_total{group="vcpu"}'), "1")
+  })
+})
