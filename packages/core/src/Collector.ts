@@ -36,6 +36,7 @@ import { type InstanceInfo, tapsOf } from "./Instance.js"
 import { type IgnoredTotal, InstanceSource } from "./InstanceSource.js"
 import { buildVmStats, countUnavailable, type Identities, type UnavailableCounts } from "./internal/buildVmStats.js"
 import { netGroupsOf } from "./internal/netStats.js"
+import { procGroupsOf } from "./internal/procStats.js"
 import { defaultGroups, type MetricGroup } from "./MetricGroup.js"
 import { ProcReader } from "./ProcReader.js"
 import { validateTapName } from "./TapName.js"
@@ -119,6 +120,7 @@ export const make = (
     const maxAgeMs = Duration.toMillis(Duration.decode(options.maxAge ?? "1 second"))
     const chunkSize = Math.max(1, options.chunkSize ?? 256)
     const netGroups = netGroupsOf(options.groups ?? defaultGroups)
+    const procGroups = procGroupsOf(options.groups ?? defaultGroups)
 
     const identities: Identities = new Map()
     const unavailableCounts: UnavailableCounts = new Map()
@@ -152,7 +154,7 @@ export const make = (
             }
           }
         }
-        const procSamples = yield* proc.sample(pids)
+        const procSamples = yield* proc.sample(pids, procGroups.files)
         const tapSamples = yield* taps.sample(requests, netGroups.wanted)
         for (const pid of pids) heldPids.set(pid, generation)
         for (const tap of requests) {
@@ -171,7 +173,17 @@ export const make = (
           const count = tapsOf(info).length
           const vmTaps = new Array<TapSample>(count)
           for (let k = 0; k < count; k++) vmTaps[k] = invalid[n++] ?? tapSamples[t++]
-          const vm = buildVmStats(info, procSample, vmTaps, netGroups, proc.kernel, identities, generation, sampledAtMs)
+          const vm = buildVmStats(
+            info,
+            procSample,
+            vmTaps,
+            netGroups,
+            procGroups,
+            proc.kernel,
+            identities,
+            generation,
+            sampledAtMs
+          )
           countUnavailable(unavailableCounts, vm)
           stats[i] = vm
         }

@@ -15,6 +15,7 @@ import { isNotRunning } from "../ProcStat.js"
 import type { TapSample } from "../TapReader.js"
 import { noGroupValues, type ReadSource, type Unavailable, type VmState, type VmStats } from "../VmStats.js"
 import { type NetGroups, type NetMemory, netFields, netWentDown, readNet, rememberNet } from "./netStats.js"
+import { type ProcGroups, type ProcMemory, procWentDown, readProc, rememberProc } from "./procStats.js"
 
 /**
  * What the collector remembers of an instance between readings: the pinned process identity (the
@@ -36,6 +37,8 @@ interface Identity {
   guestUsec: bigint | null
   /** The network counters of the series, per NIC and summed (netStats.ts). */
   net: NetMemory | null
+  /** The process counters of the series (procStats.ts). */
+  proc: ProcMemory | null
 }
 
 /** Per-instance process identity, kept across collections by the collector. @internal */
@@ -109,7 +112,8 @@ const identityOf = (identities: Identities, info: InstanceInfo, generation: numb
       seen: generation,
       cpuUsec: null,
       guestUsec: null,
-      net: null
+      net: null,
+      proc: null
     }
     identities.set(info.id, identity)
     return identity
@@ -126,6 +130,7 @@ const identityOf = (identities: Identities, info: InstanceInfo, generation: numb
     identity.cpuUsec = null
     identity.guestUsec = null
     identity.net = null
+    identity.proc = null
     identity.startTicks = expected
   }
   identity.pid = pid
@@ -139,6 +144,7 @@ export const buildVmStats = (
   /** One per `tapsOf(info)`, in that order. */
   taps: ReadonlyArray<TapSample>,
   netGroups: NetGroups,
+  procGroups: ProcGroups,
   kernel: KernelInfo,
   identities: Identities,
   generation: number,
@@ -206,13 +212,22 @@ export const buildVmStats = (
 
   // Every NIC, VM perspective (the TAP's tx is what the VM received); sums null unless every NIC read.
   const net = readNet(tapsOf(info), taps, pidProblem, unavailable)
+  const procValues = readProc(
+    pid,
+    proc,
+    pidProblem === "pid_reused" || pidProblem === "not_running" ? pidProblem : undefined,
+    procGroups,
+    kernel,
+    unavailable
+  )
 
   // A kernel counter that went down under the same process (a TAP deleted and created again) starts
   // a new series. Its counts were all made after the previous sample, so that is where it starts.
   if (
     wentDown(cpuUsec, identity.cpuUsec) ||
     wentDown(guestUsec, identity.guestUsec) ||
-    netWentDown(identity.net, net)
+    netWentDown(identity.net, net) ||
+    procWentDown(identity.proc, procValues, proc)
   ) {
     identity.epoch++
     identity.seriesStartMs = identity.sampledAtMs
@@ -220,6 +235,7 @@ export const buildVmStats = (
   if (cpuUsec !== null) identity.cpuUsec = cpuUsec
   if (guestUsec !== null) identity.guestUsec = guestUsec
   identity.net = rememberNet(identity.net, net)
+  identity.proc = rememberProc(identity.proc, procValues, proc)
   identity.sampledAtMs = sampledAtMs
 
   // A double of ms, exact to well below a ms for any real uptime (start ticks stay far below 2^53).
@@ -248,7 +264,8 @@ export const buildVmStats = (
     allocatedMemoryBytes: info.allocatedMemoryBytes,
     unavailable,
     ...noGroupValues,
-    ...netFields(net, netGroups)
+    ...netFields(net, netGroups),
+    ...procValues
   }
 }
 
