@@ -9,7 +9,7 @@
  *    Main's pipeline over a static listing and over discovery, discovery alone (steady-state rescan, full
  *    scan), and rendering `/metrics` from a snapshot (directly, and through the OTel SDK). The readers must
  *    read identical values.
- * 2. `/metrics` end to end through Main's HTTP server in this process, interleaved round by round: fresh
+ * 2. `/metrics` end to end through Main's HTTP server (Main.layerApp, in a worker), round by round: fresh
  *    (`--collection on-demand`, max age 0: discovery + collection + render per scrape), a new snapshot per
  *    scrape (`--collection background`: render + encode), the same snapshot again (cached bytes), each plain
  *    and gzip; and prometheus-process-exporter on the same processes when installed (one group per pid,
@@ -459,12 +459,19 @@ const table = (results: ReadonlyArray<SizeResult>, idle: number): string => {
 
 // ---------- main ----------
 
+/** The machine's load (1, 5, 15 min): other jobs on a shared machine show in every latency. */
+const loadAverage = () =>
+  os
+    .loadavg()
+    .map((x) => x.toFixed(1))
+    .join(" ")
+
 const main = async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-bench-"))
   atExit(() => fs.rmSync(dir, { recursive: true, force: true }))
   console.log(
     `pnpm bench ${SIZES.join(" ")}: ${ROUNDS} rounds, ${os.cpus().length} CPUs, node ${process.version}, ` +
-      `open-files limit ${fdLimit()}; ${new Date().toISOString()}`
+      `open-files limit ${fdLimit()}; ${new Date().toISOString()}; load average ${loadAverage()}`
   )
   const idle = await idleRss(dir)
   console.log(`server RSS idle with 0 VMs: ${idle.toFixed(0)} MiB`)
@@ -481,7 +488,9 @@ const main = async () => {
       fleet.stop()
     }
   }
-  console.log(`\n${table(results, idle)}`)
+  console.log(
+    `\n${table(results, idle)}\n\nload average at the end: ${loadAverage()} (1, 5, 15 min; ${os.cpus().length} CPUs)`
+  )
 }
 
 main().catch((error) => {
