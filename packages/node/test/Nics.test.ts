@@ -4,7 +4,7 @@
  * file with two `<interface>`s, and a TAP moved into a network namespace with its fake VMM. Each NIC's
  * values equal `ip -s -j link` of its TAP (the VM's perspective: swapped), the VM's are their sums.
  */
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -19,11 +19,14 @@ import {
   deleteNetns,
   deleteTap,
   dropFrames,
+  hasCommand,
   ipLinkStats,
   makeTempDir,
   moveTapToNetns,
   pushFrames,
   removeTempDirs,
+  sendIntoTap,
+  skipReason,
   stopChild,
   tapSkipReason,
   waitFor
@@ -257,6 +260,112 @@ describe.skipIf(skip !== undefined)("every NIC of a VM, with real TAPs", () => {
           deleteNetns(ns)
           deleteTap(nsTap)
           deleteTap(hostTap)
+        }
+      })
+  )
+})
+
+const qemuSkip = skipReason(
+  skip ?? (hasCommand("qemu-system-x86_64") ? undefined : "qemu-system-x86_64 is not installed"),
+  "real QEMU NIC tests"
+)
+
+/** Whether process `pid` holds TAP `tap` open (tun's fdinfo names the interface: `iff:\t<name>`). */
+const holdsTap = (pid: number, tap: string): true | undefined => {
+  for (const fd of fs.readdirSync(`/proc/${pid}/fdinfo`)) {
+    try {
+      if (fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, "utf8").includes(`iff:\t${tap}\n`)) return true
+    } catch {
+      // closed meanwhile
+    }
+  }
+  return undefined
+}
+
+/**
+ * A real QEMU, paused before the guest runs (`-S`, TCG), with a virtio NIC on each TAP: it holds the TAPs
+ * but its NICs take nothing, so every frame sent into a TAP beyond its queue is a tx drop.
+ */
+const startQemu = (name: string, taps: ReadonlyArray<string>, netns?: string) =>
+  Effect.gen(function* () {
+    const nics = taps.flatMap((tap, i) => [
+      ...["-netdev", `tap,id=n${i},ifname=${tap},script=no,downscript=no`],
+      ...["-device", `virtio-net-pci,netdev=n${i},mac=52:54:00:12:34:${String(10 + i)}`]
+    ])
+    const child = yield* startProcess(
+      [
+        "qemu-system-x86_64",
+        ...["-name", name, "-accel", "tcg", "-m", "64", "-S", "-nodefaults", "-nographic"],
+        ...["-display", "none", "-monitor", "none", "-serial", "none"],
+        ...nics
+      ],
+      "qemu-system-x86",
+      netns
+    )
+    for (const tap of taps) {
+      yield* waitFor(`QEMU to open ${tap}`, () => holdsTap(child.pid, tap), {
+        timeout: "20 seconds",
+        interval: "50 millis"
+      })
+    }
+    return child
+  })
+
+/** A TAP with a short queue (2 frames), up: frames a VMM does not take are dropped soon. */
+const shortQueueTap = (netns?: string) => {
+  const tap = createTap()
+  execFileSync("ip", ["link", "set", "dev", tap, "txqueuelen", "2", "up"])
+  if (netns !== undefined) {
+    moveTapToNetns(tap, netns)
+    execFileSync("ip", ["-n", netns, "link", "set", "dev", tap, "up"])
+  }
+  return tap
+}
+
+describe.skipIf(qemuSkip !== undefined)("every NIC of a real QEMU", () => {
+  it.live("two -netdev tap on one QEMU: per-NIC values = ip -s -j link of each TAP, drops swapped, VM = sums", () =>
+    Effect.gen(function* () {
+      const taps = [shortQueueTap(), shortQueueTap()]
+      let child: (ChildProcess & { pid: number }) | undefined
+      try {
+        child = yield* startQemu("real-nics", taps)
+        sendIntoTap(taps[0], 10, 100)
+        sendIntoTap(taps[1], 25, 60)
+        const pid = child.pid
+        const vm = find(yield* collectAll(Discovery.layer()), (s) => s.pid === pid)
+        assert.deepStrictEqual(vm.interfaces, [expectedNic(taps[0], "sysfs"), expectedNic(taps[1], "sysfs")])
+        assertSums(vm)
+        // The frames never reached the guest: the TAPs' tx drops are the VM's rx drops.
+        assert.isAbove(Number(vm.interfaces[0].rxDropped), 0)
+        assert.isAbove(Number(vm.interfaces[1].rxDropped), Number(vm.interfaces[0].rxDropped))
+        assert.strictEqual(vm.netRxDropped, ipLinkStats(taps[0]).tx.dropped + ipLinkStats(taps[1]).tx.dropped)
+      } finally {
+        if (child !== undefined) yield* Effect.promise(() => stopChild(child as ChildProcess))
+        for (const tap of taps) deleteTap(tap)
+      }
+    })
+  )
+
+  it.live(
+    "a QEMU in its own network namespace with its TAPs: both read via /proc/<pid>/net/dev = ip -n <ns> -s -j link",
+    () =>
+      Effect.gen(function* () {
+        const ns = createNetns()
+        const taps = [shortQueueTap(ns), shortQueueTap(ns)]
+        let child: (ChildProcess & { pid: number }) | undefined
+        try {
+          child = yield* startQemu("netns-nics", taps, ns)
+          sendIntoTap(taps[0], 7, 100, ns)
+          sendIntoTap(taps[1], 19, 80, ns)
+          const pid = child.pid
+          const vm = find(yield* collectAll(Discovery.layer()), (s) => s.pid === pid)
+          assert.deepStrictEqual(vm.interfaces, [expectedNic(taps[0], "netns", ns), expectedNic(taps[1], "netns", ns)])
+          assertSums(vm)
+          assert.isAbove(Number(vm.netRxDropped), 0)
+        } finally {
+          if (child !== undefined) yield* Effect.promise(() => stopChild(child as ChildProcess))
+          deleteNetns(ns)
+          for (const tap of taps) deleteTap(tap)
         }
       })
   )

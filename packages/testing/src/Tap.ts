@@ -44,6 +44,10 @@ export const pushFrames = (tap: string, count: number, payload: number, receiveC
 export const dropFrames = (tap: string, count: number, payload: number, netns?: string) =>
   python(netns, "tap-drops.py", [tap, count, payload]) as { sent_to_guest: number; frame_bytes: number }
 
+/** `count` frames sent into an up TAP from the host side only, for a TAP a VMM holds (tap-send.py). */
+export const sendIntoTap = (tap: string, count: number, payload: number, netns?: string) =>
+  python(netns, "tap-send.py", [tap, count, payload]) as { sent: number; frame_bytes: number }
+
 /** rx or tx counters of one interface, as `ip -s -j link` reports them. */
 export interface LinkDirection {
   readonly bytes: bigint
