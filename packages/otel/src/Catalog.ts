@@ -378,23 +378,31 @@ export const labeledFamilies = (
   return families.filter((family) => groups.has(family.group))
 }
 
-/** Series per VM of a group, as the label budget counts them. @category getters */
-export const groupSeries = (group: MetricGroup, vm: Pick<VmStats, "vcpus" | "interfaces">): number => {
-  switch (group) {
-    case "cpu":
-      return 3
-    case "memory":
-      return 5
-    case "disk":
-    case "network":
-      return 2
-    case "packets":
-      return 5
-    case "vcpu":
-      return 2 * vm.vcpus.length
-    case "interfaces":
-      return NIC_COUNTERS.length * vm.interfaces.length
+/** Series by group (seed: the seed's), as the label budget counts them. @category models */
+export interface SeriesCount {
+  readonly seed: number
+  readonly groups: ReadonlyMap<MetricGroup, number>
+}
+
+/**
+ * The series these VMs export with the options' groups: values that are not null (a value that could
+ * not be read, or a VM without a process, makes no series). @category getters
+ */
+export const countSeries = (options: MetricOptions, stats: ReadonlyArray<VmStats>): SeriesCount => {
+  const groups = new Map<MetricGroup, number>()
+  let seed = 0
+  for (const family of vmFamilies(options)) {
+    let n = 0
+    for (const vm of stats) if (family.value(vm) !== null) n++
+    if (family.group === null) seed += n
+    else groups.set(family.group, (groups.get(family.group) ?? 0) + n)
   }
+  for (const family of labeledFamilies(options)) {
+    let n = 0
+    for (const vm of stats) for (const sample of family.samples(vm)) if (sample.value !== null) n++
+    groups.set(family.group, (groups.get(family.group) ?? 0) + n)
+  }
+  return { seed, groups }
 }
 
 const STATES: ReadonlyArray<VmState> = ["running", "exited", "no-process", "unknown"]

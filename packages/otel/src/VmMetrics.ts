@@ -23,6 +23,7 @@ import type { MetricProducer } from "@opentelemetry/sdk-metrics"
 import { Collector, type Snapshot } from "@vm-metrics/core/Collector"
 import { Clock, Context, Effect, Layer, Runtime, type Scope } from "effect"
 import {
+  countSeries,
   type ExportCounts,
   type Family,
   labeledAttributes,
@@ -76,7 +77,8 @@ export const make = (options: Options = {}) =>
     const resource = ResourceAttributes.make(options.resource)
     const budget = LabelBudget.make(metricOptions.labelBudget, {
       enabled: metricOptions.groups,
-      seedPerVm: vmFamilies(metricOptions, new Set()).length
+      seriesBudget: metricOptions.seriesBudget,
+      count: (stats) => countSeries(metricOptions, stats)
     })
     const runtime = yield* Effect.runtime<never>()
     const serviceStartMs = yield* Clock.currentTimeMillis

@@ -9,7 +9,7 @@ import type { Snapshot } from "@vm-metrics/core/Collector"
 import { allGroups, defaultGroups, type MetricGroup } from "@vm-metrics/core/MetricGroup"
 import { noGroupValues, type VmStats } from "@vm-metrics/core/VmStats"
 import { Effect, Logger, LogLevel } from "effect"
-import { groupSeries, labeledFamilies, vmFamilies } from "../src/Catalog.js"
+import { countSeries, labeledFamilies, vmFamilies } from "../src/Catalog.js"
 import * as LabelBudget from "../src/LabelBudget.js"
 import * as MetricOptions from "../src/MetricOptions.js"
 import { toScopeMetrics } from "../src/OtelData.js"
@@ -168,7 +168,8 @@ describe("metric groups in the export", () => {
     const seedOnly = render([], [vmStats("a", 0)]).samples
     const perVm = (samples: Map<string, string>) => [...samples.keys()].filter((k) => k.includes('instance_id="a"'))
     assert.strictEqual(perVm(one).length - perVm(seedOnly).length, 12)
-    for (const group of defaultGroups) assert.strictEqual(groupSeries(group, vmStats("a", 0)), BY_GROUP[group].length)
+    const counted = countSeries(options(defaultGroups), [vmStats("a", 0)])
+    for (const group of defaultGroups) assert.strictEqual(counted.groups.get(group), BY_GROUP[group].length, group)
   })
 
   it("values: seconds from µs and ns, bytes and counts exact (also above 2^53), per-vCPU and per-NIC labels", () => {
@@ -238,40 +239,45 @@ describe("metric groups in the export", () => {
 })
 
 describe("label budget: series counted, groups dropped opt-in first, never the seed", () => {
-  const seed = SEED.length
-  const defaultsPerVm = seed + 12
+  const everything = options(allGroups)
+  // Per VM: seed 8, cpu 3, memory 5, disk 2, network 2, packets 5, vcpu 2 × 2 threads, interfaces 8 + 7
+  // (one NIC value unread): 44.
+  const two = [vmStats("a", 0), vmStats("b", 1)]
 
-  it("fit drops in DROP_ORDER only as many groups as needed", () => {
-    const vms = [vmStats("a", 0), vmStats("b", 1)] // 2 vCPUs (4 series) and 2 NICs (16 series) each
+  it("countSeries counts the values read, per group; a VM without them counts only its seed", () => {
+    const count = countSeries(everything, two)
+    assert.strictEqual(count.seed, 16)
+    assert.deepStrictEqual(Object.fromEntries(count.groups), {
+      cpu: 6,
+      memory: 10,
+      disk: 4,
+      network: 4,
+      packets: 10,
+      vcpu: 8,
+      interfaces: 30
+    })
+    const bare = countSeries(everything, [vmStats("c", 2, { ...noGroupValues, guestUsec: null, netRxBytes: null })])
+    assert.strictEqual(bare.seed, 7)
+    for (const [group, n] of bare.groups) assert.strictEqual(n, 0, group)
+  })
+
+  it("fit drops in DROP_ORDER only as many groups as needed, never the seed", () => {
+    const count = countSeries(everything, two)
     const all = new Set(allGroups)
-    const full = LabelBudget.fit(vms, all, seed, 1_000_000)
+    const full = LabelBudget.fit(count, all, 1_000_000)
     assert.deepStrictEqual(full.kept, all)
-    assert.strictEqual(full.series, 2 * (defaultsPerVm + 5 + 4 + 16))
+    assert.strictEqual(full.series, 88)
     // Room for everything but the vCPU series: vcpu goes first, alone.
-    assert.deepStrictEqual([...LabelBudget.fit(vms, all, seed, full.series - 8).kept].sort(), [
-      "cpu",
-      "disk",
-      "interfaces",
-      "memory",
-      "network",
-      "packets"
-    ])
-    // One series fewer than without vcpu and interfaces: packets goes too.
-    assert.deepStrictEqual([...LabelBudget.fit(vms, all, seed, 2 * (defaultsPerVm + 5) - 1).kept].sort(), [
-      "cpu",
-      "disk",
-      "memory",
-      "network"
-    ])
-    // Below the default set: the default groups go, network first, cpu last; the seed always stays.
-    assert.deepStrictEqual([...LabelBudget.fit(vms, all, seed, 2 * defaultsPerVm - 1).kept].sort(), [
-      "cpu",
-      "disk",
-      "memory"
-    ])
-    const nothing = LabelBudget.fit(vms, all, seed, 1)
-    assert.strictEqual(nothing.kept.size, 0)
-    assert.strictEqual(nothing.series, 2 * seed)
+    const noVcpu = LabelBudget.fit(count, all, 80)
+    assert.deepStrictEqual([...noVcpu.kept].sort(), ["cpu", "disk", "interfaces", "memory", "network", "packets"])
+    assert.strictEqual(noVcpu.series, 80)
+    // One series short of the defaults plus packets: interfaces, then packets go too.
+    assert.deepStrictEqual([...LabelBudget.fit(count, all, 49).kept].sort(), ["cpu", "disk", "memory", "network"])
+    // Below the default set: the default groups go, network first, cpu last.
+    assert.deepStrictEqual([...LabelBudget.fit(count, all, 39).kept].sort(), ["cpu", "disk", "memory"])
+    const seedOnly = LabelBudget.fit(count, all, 1)
+    assert.strictEqual(seedOnly.kept.size, 0)
+    assert.strictEqual(seedOnly.series, 16, "the seed stays, over budget or not")
     assert.deepStrictEqual(LabelBudget.DROP_ORDER.slice(0, 3), ["vcpu", "interfaces", "packets"])
   })
 
@@ -280,14 +286,17 @@ describe("label budget: series counted, groups dropped opt-in first, never the s
     const capture = Logger.make(({ logLevel, message }) => {
       logs.push(`${logLevel.label} ${Array.isArray(message) ? message.join(" ") : String(message)}`)
     })
-    // A budget of 3 VMs at the default set (60 series): 1 VM with every group fits (45), 2 do not (90).
-    const budget = LabelBudget.make(3, { enabled: new Set(allGroups), seedPerVm: seed })
-    const two = [vmStats("a", 0), vmStats("b", 1)]
+    // 60 series: 1 VM with every group fits (44), 2 do not (88).
+    const budget = LabelBudget.make(3, {
+      enabled: new Set(allGroups),
+      seriesBudget: 60,
+      count: (stats) => countSeries(everything, stats)
+    })
     return Effect.gen(function* () {
       yield* budget.observeStats([two[0]!])
       assert.deepStrictEqual(budget.groups(), new Set(allGroups))
       yield* budget.observeStats(two)
-      // Without vcpu (8) and interfaces (32) 2 VMs make 50 series: packets stays.
+      // Without vcpu (8) and interfaces (30) 2 VMs make 50 series: packets stays.
       assert.deepStrictEqual([...budget.groups()].sort(), ["cpu", "disk", "memory", "network", "packets"])
       yield* budget.observeStats(two) // still over: nothing new logged or counted
       yield* budget.observeStats([two[0]!])
