@@ -47,6 +47,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 2 : 5))
 const STATS_SECONDS = Number(process.env.BENCH_STATS_SECONDS ?? (QUICK ? 5 : 30))
 const CPU_SECONDS = Number(process.env.BENCH_CPU_SECONDS ?? (LONG ? 120 : QUICK ? 15 : 30))
 const STATS_RATE = 1000
+/** Issue #10's targets are for the original's metric set: no metric group (issue #11's) on top of it. */
+const ORIGINAL_METRICS = ["--no-collect", "all"]
 const RSS_SCRAPES = 1000
 /** Scrapes per kind and round, so that every kind gets at least 30. */
 const SCRAPES = Math.ceil(30 / ROUNDS)
@@ -131,7 +133,7 @@ const startWorker = async (what: What, vms: ReadonlyArray<FakeVm>) => {
 const benchCollection = async (fleet: Fleet): Promise<CollectionResult> => {
   const n = fleet.vms.length
   const readerKinds: Array<What> = ["bare", "naive", "static", "discovery"]
-  const otherKinds: Array<What> = ["rescan", "full scan", "render", "sdk render"]
+  const otherKinds: Array<What> = ["static, default groups", "rescan", "full scan", "render", "sdk render"]
   const workers = await Promise.all([...readerKinds, ...otherKinds].map((what) => startWorker(what, fleet.vms)))
   try {
     const names = workers.map((w) => String(w.opened))
@@ -284,7 +286,7 @@ interface ServedResult {
 
 const benchServed = async (fleet: Fleet): Promise<ServedResult> => {
   const n = fleet.vms.length
-  const served = await startServed(await freePort(), ["--source", "discovery"], n)
+  const served = await startServed(await freePort(), ["--source", "discovery", ...ORIGINAL_METRICS], n)
   try {
     console.log(`server (${serveCommandLine()}): first full listing after ${served.readyMs.toFixed(0)} ms`)
     const url = `http://127.0.0.1:${served.port}/instances/${fleet.vms[Math.floor(n / 2)]!.name}/stats`
@@ -313,7 +315,11 @@ const benchServed = async (fleet: Fleet): Promise<ServedResult> => {
 const idleRss = async (dir: string): Promise<number> => {
   const file = path.join(dir, "none.json")
   fs.writeFileSync(file, "[]\n")
-  const served = await startServed(await freePort(), ["--source", "file", "--instances-file", file], 0)
+  const served = await startServed(
+    await freePort(),
+    ["--source", "file", "--instances-file", file, ...ORIGINAL_METRICS],
+    0
+  )
   try {
     for (let i = 0; i < 10; i++) await get(served.agent, served.port, "/metrics", i % 2 === 1)
     await new Promise((resolve) => setTimeout(resolve, 2000))
@@ -355,6 +361,11 @@ const rows = (idle: number): Array<Row> => [
     target: "≤ 1.2× static",
     cell: (r) => `${r.collection.perVm[DISCOVERY]!.toFixed(1)} µs (${r.collection.discoveryOverStatic.toFixed(2)}×)`,
     holds: { at: 1000, test: (r) => r.collection.discoveryOverStatic <= 1.2 }
+  },
+  {
+    what: "collection per VM, static, with the default metric groups (issue #11: status, io, vCPU threads)",
+    target: "",
+    cell: (r) => `${r.collection.perVm["Collector, static, groups cpu,memory,disk,network"]?.toFixed(1) ?? "—"} µs`
   },
   {
     what: "discovery rescan / full scan alone, per VM",
