@@ -5,17 +5,28 @@
  * opt-in first, never the seed's.
  */
 import { assert, describe, it } from "@effect/vitest"
-import type { Snapshot } from "@vm-metrics/core/Collector"
+import { MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics"
+import * as Collector from "@vm-metrics/core/Collector"
+import * as InstanceSource from "@vm-metrics/core/InstanceSource"
 import { allGroups, defaultGroups, type MetricGroup } from "@vm-metrics/core/MetricGroup"
+import * as ProcReader from "@vm-metrics/core/ProcReader"
+import * as TapReader from "@vm-metrics/core/TapReader"
 import { noGroupValues, type VmStats } from "@vm-metrics/core/VmStats"
-import { Effect, Logger, LogLevel } from "effect"
+import { Effect, Layer, Logger, LogLevel } from "effect"
+import { statLine } from "../../core/src/internal/statLine.js"
 import { countSeries, labeledFamilies, vmFamilies } from "../src/Catalog.js"
 import * as LabelBudget from "../src/LabelBudget.js"
 import * as MetricOptions from "../src/MetricOptions.js"
 import { toScopeMetrics } from "../src/OtelData.js"
 import * as OtelValue from "../src/OtelValue.js"
 import { makeRenderer } from "../src/PrometheusText.js"
-import { parseExposition } from "./fixtures.js"
+import * as VmMetrics from "../src/VmMetrics.js"
+import { vm as fixtureVm, makeWorld, parseExposition } from "./fixtures.js"
+
+class TestReader extends MetricReader {
+  protected override async onForceFlush(): Promise<void> {}
+  protected override async onShutdown(): Promise<void> {}
+}
 
 const options = (groups: Iterable<MetricGroup>) => ({ ...MetricOptions.defaults, groups: new Set(groups) })
 
@@ -90,7 +101,7 @@ const vmStats = (id: string, n: number, over: Partial<VmStats> = {}): VmStats =>
   ...over
 })
 
-const snapshotOf = (stats: ReadonlyArray<VmStats>, sequence = 1): Snapshot => ({
+const snapshotOf = (stats: ReadonlyArray<VmStats>, sequence = 1): Collector.Snapshot => ({
   sequence,
   sampledAtMs: 1_700_000_100_000,
   durationMs: 1,
@@ -333,4 +344,74 @@ describe("label budget: series counted, groups dropped opt-in first, never the s
     assert.deepStrictEqual(familiesIn(samples), new Set([...SEED, ...BY_GROUP.cpu, ...BY_GROUP.interfaces]))
     assert.strictEqual(samples.get('hypeman_vm_metrics_groups_dropped_total{group="vcpu"}'), "1")
   })
+})
+
+describe("VmMetrics with the metric groups and a series budget (real collector, in-memory readers)", () => {
+  const withGroups = new Set<MetricGroup>([...defaultGroups, "vcpu"])
+  const world = makeWorld([fixtureVm("a", 10)])
+  const setVmm = (pid: number) =>
+    world.proc.set(pid, {
+      stat: statLine({ pid, utime: 100, stime: 20, startTime: 500 }),
+      statm: "1000 100 0 0 0 0 0\n",
+      status: "VmSwap:\t0 kB\nRssAnon:\t300 kB\nRssFile:\t100 kB\nRssShmem:\t0 kB\nHugetlbPages:\t0 kB\n",
+      io: "rchar: 0\nwchar: 0\nread_bytes: 0\nwrite_bytes: 4096\n",
+      tasks: [
+        { tid: pid, comm: "qemu-system-x86", schedstat: "1 0 1\n" },
+        { tid: pid + 1, comm: "CPU 0/KVM", schedstat: "1000 2000 1\n" },
+        { tid: pid + 2, comm: "CPU 1/KVM", schedstat: "3000 4000 1\n" }
+      ]
+    })
+  setVmm(10)
+  setVmm(20)
+  world.setTap("hype-a", 1, 2)
+  world.setTap("hype-b", 1, 2)
+  const collector = Collector.layer({ maxAge: "0 millis", groups: withGroups }).pipe(
+    Layer.provide(
+      Layer.mergeAll(
+        InstanceSource.layerMemory(world.source),
+        ProcReader.layerMemory(world.proc),
+        TapReader.layerMemory(world.taps)
+      )
+    )
+  )
+  // Per VM: seed 8, cpu 3, memory 5, disk 2, network 2, vcpu 2 × 2 = 24; two VMs 48, without vcpu 40.
+  const metrics = VmMetrics.layer({ metrics: { groups: withGroups, seriesBudget: 40 } }).pipe(
+    Layer.provideMerge(collector)
+  )
+
+  it.effect("over the series budget the vcpu group leaves every export path and is counted; it comes back", () =>
+    Effect.gen(function* () {
+      const service = yield* VmMetrics.VmMetrics
+      const text = Effect.map(service.prometheusText, (t) => parseExposition(t).samples)
+      const one = yield* text
+      assert.strictEqual(
+        one.get('hypeman_vm_vcpu_delay_seconds_total{instance_id="a",instance_name="name-a",vcpu="1"}'),
+        "0.000004"
+      )
+      assert.strictEqual(
+        one.get('hypeman_vm_cpu_delay_seconds_total{instance_id="a",instance_name="name-a"}'),
+        "0.000006"
+      )
+      world.source.set([fixtureVm("a", 10), fixtureVm("b", 20)])
+      const two = yield* text
+      assert.isFalse(
+        [...two.keys()].some((k) => k.startsWith("hypeman_vm_vcpu_")),
+        "vcpu dropped"
+      )
+      assert.isDefined(two.get('hypeman_vm_cpu_delay_seconds_total{instance_id="b",instance_name="name-b"}'))
+      assert.strictEqual(two.get('hypeman_vm_metrics_groups_dropped_total{group="vcpu"}'), "1")
+      const reader = new TestReader({ metricProducers: [service.producer] })
+      new MeterProvider({ readers: [reader] })
+      const exported = (yield* Effect.promise(() => reader.collect())).resourceMetrics.scopeMetrics.flatMap(
+        (s) => s.metrics
+      )
+      const names = exported.filter((m) => m.dataPoints.length > 0).map((m) => m.descriptor.name)
+      assert.notInclude(names, "hypeman_vm_vcpu_seconds_total")
+      assert.include(names, "hypeman_vm_memory_anon_bytes")
+      world.source.set([fixtureVm("a", 10)])
+      const back = yield* text
+      assert.isDefined(back.get('hypeman_vm_vcpu_seconds_total{instance_id="a",instance_name="name-a",vcpu="0"}'))
+      assert.strictEqual(back.get('hypeman_vm_metrics_groups_dropped_total{group="vcpu"}'), "1")
+    }).pipe(Effect.provide(metrics))
+  )
 })
