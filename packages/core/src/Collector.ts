@@ -141,11 +141,14 @@ export const make = (
         // Every NIC of every VM; an invalid name is answered here and never reaches the reader.
         const requests: Array<TapRequest> = []
         const invalid: Array<TapSample | undefined> = []
+        const nicCounts = new Array<number>(infos.length)
         for (let i = 0; i < infos.length; i++) {
           const info = infos[i]
           const pid = info.hypervisorPid
           if (pid !== undefined) pids.push(pid)
-          for (const name of tapsOf(info)) {
+          const names = tapsOf(info)
+          nicCounts[i] = names.length
+          for (const name of names) {
             const valid = validateTapName(name)
             if (Either.isLeft(valid)) invalid.push({ via: "sysfs", counters: Either.left(valid.left) })
             else {
@@ -170,7 +173,7 @@ export const make = (
         for (let i = 0; i < infos.length; i++) {
           const info = infos[i]
           const procSample = info.hypervisorPid === undefined ? undefined : procSamples[p++]
-          const count = tapsOf(info).length
+          const count = nicCounts[i]
           const vmTaps = new Array<TapSample>(count)
           for (let k = 0; k < count; k++) vmTaps[k] = invalid[n++] ?? tapSamples[t++]
           const vm = buildVmStats(

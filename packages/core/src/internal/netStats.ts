@@ -58,10 +58,10 @@ export interface NetValues {
   readonly nics: ReadonlyArray<NicStats>
 }
 
-/** The last values of a series: per NIC and summed. @internal */
+/** The last values of a series: per NIC and summed, in FIELDS order. Updated in place. @internal */
 export interface NetMemory {
-  readonly sums: ReadonlyArray<bigint | null>
-  readonly nics: ReadonlyMap<string, ReadonlyArray<bigint | null>>
+  readonly sums: Array<bigint | null>
+  readonly nics: Map<string, Array<bigint | null>>
 }
 
 const failedNic = (name: string, via: NicStats["via"]): NicStats => ({
@@ -152,22 +152,33 @@ export const netWentDown = (memory: NetMemory | null, values: NetValues): boolea
 }
 
 /**
- * The memory after this reading: every value read replaces the last one; a value not read keeps it
- * (a null is no evidence either way). NICs no longer listed are forgotten.
+ * The memory after this reading, updated in place (no allocation per VM and collection once its NICs
+ * are known): every value read replaces the last one; a value not read keeps it (a null is no evidence
+ * either way). NICs no longer listed are forgotten.
  *
  * @internal
  */
 export const rememberNet = (memory: NetMemory | null, values: NetValues): NetMemory => {
-  const sums = values.sums.map((value, f) => value ?? memory?.sums[f] ?? null)
-  const nics = new Map<string, ReadonlyArray<bigint | null>>()
-  for (const nic of values.nics) {
-    const before = memory?.nics.get(nic.name)
-    nics.set(
-      nic.name,
-      FIELDS.map((field, f) => nic[field] ?? before?.[f] ?? null)
-    )
+  const kept: NetMemory = memory ?? { sums: FIELDS.map(() => null), nics: new Map() }
+  for (let f = 0; f < FIELDS.length; f++) {
+    const value = values.sums[f]
+    if (value !== null) kept.sums[f] = value
   }
-  return { sums, nics }
+  for (const nic of values.nics) {
+    let before = kept.nics.get(nic.name)
+    if (before === undefined) {
+      before = FIELDS.map(() => null)
+      kept.nics.set(nic.name, before)
+    }
+    for (let f = 0; f < FIELDS.length; f++) {
+      const value = nic[FIELDS[f]]
+      if (value !== null) before[f] = value
+    }
+  }
+  if (kept.nics.size > values.nics.length) {
+    for (const name of kept.nics.keys()) if (!values.nics.some((nic) => nic.name === name)) kept.nics.delete(name)
+  }
+  return kept
 }
 
 /** The group fields of VmStats' network part (bytes are the seed's, always shown). @internal */
