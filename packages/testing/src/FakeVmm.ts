@@ -17,6 +17,8 @@ export interface FakeVmmOptions {
   readonly unnamed?: number
   readonly allocMib?: number
   readonly hugetlbPages?: number
+  /** In a session of its own (setsid): its own scheduler autogroup, whose weight a test may set. */
+  readonly ownSession?: boolean
 }
 
 export interface FakeVmm {
@@ -46,7 +48,10 @@ const argsOf = (options: FakeVmmOptions): Array<string> => {
 
 /** Starts the fake and waits (bounded) for it to say it is ready. */
 export const startFakeVmm = async (options: FakeVmmOptions = {}): Promise<FakeVmm> => {
-  const child = spawn("python3", [SCRIPT, ...argsOf(options)], { stdio: ["pipe", "pipe", "pipe"] })
+  const child = spawn("python3", [SCRIPT, ...argsOf(options)], {
+    stdio: ["pipe", "pipe", "pipe"],
+    detached: options.ownSession === true
+  })
   const tail = outputTail(child)
   const lines: Array<string> = []
   readline.createInterface({ input: child.stdout }).on("line", (line) => lines.push(line))

@@ -45,8 +45,8 @@ export class VcpuThreads {
   private threads: ReadonlyArray<Thread> = []
   /** Why the last listing found no threads to read, if it did not. */
   private failure: VcpuThreadsError | undefined
-  /** Samples until the next listing; 0: list on the next sample. */
-  private untilListing = 0
+  /** Samples since the last listing; at `relistEvery` (and at first) the next sample lists. */
+  private sinceListing = Number.POSITIVE_INFINITY
 
   constructor(
     private readonly taskDir: string,
@@ -61,20 +61,18 @@ export class VcpuThreads {
     errorOf: ErrorOf
   ): Either.Either<ReadonlyArray<VcpuThreadSample>, VcpuThreadsError> {
     let listed = false
-    if (this.untilListing <= 0) {
+    if (this.sinceListing >= this.relistEvery) {
       this.list(small, errorOf)
       listed = true
     }
-    this.untilListing--
-    if (this.failure !== undefined) return Either.left(this.failure)
-    let samples = this.readAll(buffer, errorOf)
+    let samples = this.failure === undefined ? this.readAll(buffer, errorOf) : []
     if (!listed && samples.some(isThreadGone)) {
       // A vCPU thread exited: whoever runs its vCPU now is found by listing again, at once.
       this.list(small, errorOf)
-      if (this.failure !== undefined) return Either.left(this.failure)
-      samples = this.readAll(buffer, errorOf)
+      samples = this.failure === undefined ? this.readAll(buffer, errorOf) : []
     }
-    return Either.right(samples)
+    this.sinceListing++
+    return this.failure === undefined ? Either.right(samples) : Either.left(this.failure)
   }
 
   /** Closes the kept fds. */
@@ -101,13 +99,13 @@ export class VcpuThreads {
   }
 
   private list(small: SmallFileReader, errorOf: ErrorOf): void {
-    this.untilListing = this.relistEvery
+    this.sinceListing = 0
     let names: Array<string>
     try {
       names = fs.readdirSync(this.taskDir)
     } catch (error) {
       this.replace([], errorOf(this.pid, this.taskDir, errnoOf(error)))
-      this.untilListing = 0 // a failed listing (gone, hidden, refused) is tried again on the next sample
+      this.sinceListing = Number.POSITIVE_INFINITY // a failed listing (gone, hidden, refused): again next time
       return
     }
     const comms: Array<ThreadComm> = []
