@@ -120,6 +120,10 @@ describe("NodeTapReader input checks", () => {
     fs.writeFileSync(path.join(dir, "tx_bytes"), "garbage\n")
     assert.strictEqual(failure(reader, "hype-abc"), "ParseError")
     assert.strictEqual(failure(reader, "hype-none"), "TapMissing")
+    // A pid outside the kernel's range never becomes part of a /proc path.
+    for (const pid of [0, -1, Number.NaN, 1.5])
+      assert.strictEqual(failure(reader, { name: "hype-none", pid }), "TapMissing")
+    assert.strictEqual(reader.openNetDevs(), 0)
     reader.closeAll()
     fs.rmSync(root, { recursive: true })
   })

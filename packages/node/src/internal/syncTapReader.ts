@@ -172,7 +172,10 @@ export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc") => {
    * A TAP found via netns is looked for there first next time, and in sysfs again once it is gone.
    */
   const sampleOne = (request: TapRequest, wanted: TapWanted): TapSample => {
-    const { name, pid } = request
+    const { name } = request
+    // Only a pid in the kernel's range ever becomes part of a /proc path.
+    const pid =
+      request.pid !== undefined && Number.isSafeInteger(request.pid) && request.pid > 0 ? request.pid : undefined
     if (!sysfs.has(name)) {
       const valid = validateTapName(name) // before the name becomes part of any path
       if (Either.isLeft(valid)) return { via: "sysfs", counters: Either.left(valid.left) }
