@@ -33,7 +33,7 @@ import * as path from "node:path"
 import { type FakeVm, type Fleet, startFleet } from "@vm-metrics/testing/FakeHypervisors"
 import { atExit } from "./atExit.js"
 import { get, processExporter, quantile } from "./scrape.js"
-import { cpuPercent, fixedRate, type Load, rssMiB, serveCommandLine, startServed } from "./served.js"
+import { bareServerLoad, cpuPercent, fixedRate, type Load, rssMiB, serveCommandLine, startServed } from "./served.js"
 import type { Reply, Request, What } from "./worker.js"
 
 const sizes = process.argv
@@ -349,7 +349,7 @@ interface Row {
   readonly holds?: { readonly at: number; readonly test: (r: SizeResult) => boolean }
 }
 
-const rows = (idle: number): Array<Row> => [
+const rows = (idle: number, floor: Load): Array<Row> => [
   {
     what: "collection per VM, static listing (÷ bare kept-fd loop)",
     target: "≤ 1.5× the C floor (bare stands in)",
@@ -420,7 +420,9 @@ const rows = (idle: number): Array<Row> => [
     holds: { at: 1000, test: (r) => (r.scrapes.exporterRatio ?? 0) >= 10 }
   },
   {
-    what: `\`/instances/{id}/stats\` at ${STATS_RATE} req/s, ${STATS_SECONDS} s: p50 / p99 / p99.9 (answered rate)`,
+    what:
+      `\`/instances/{id}/stats\` at ${STATS_RATE} req/s, ${STATS_SECONDS} s: p50 / p99 / p99.9 (answered rate); ` +
+      `a bare Node server: ${floor.p50} / ${floor.p99} / ${floor.p999} ms`,
     target: "p99 < 5 ms, p99.9 < 15 ms",
     cell: (r) =>
       `${r.served.stats.p50} / ${r.served.stats.p99} / ${r.served.stats.p999} ms (${r.served.stats.rate.toFixed(0)}/s` +
@@ -450,10 +452,10 @@ const rows = (idle: number): Array<Row> => [
   }
 ]
 
-const table = (results: ReadonlyArray<SizeResult>, idle: number): string => {
+const table = (results: ReadonlyArray<SizeResult>, idle: number, floor: Load): string => {
   const head = `| what | target (issue #10) | ${results.map((r) => `N = ${r.n}`).join(" | ")} | holds |`
   const lines = [head, `|${" --- |".repeat(results.length + 3)}`]
-  for (const row of rows(idle)) {
+  for (const row of rows(idle, floor)) {
     const at = row.holds === undefined ? undefined : results.find((r) => r.n === row.holds!.at)
     const holds =
       row.holds === undefined
@@ -486,6 +488,10 @@ const main = async () => {
   )
   const idle = await idleRss(dir)
   console.log(`server RSS idle with 0 VMs: ${idle.toFixed(0)} MiB`)
+  const floor = await bareServerLoad(await freePort(), STATS_SECONDS)
+  console.log(
+    `a bare Node server at ${STATS_RATE} req/s for ${STATS_SECONDS} s: p50 ${floor.p50} ms, p99 ${floor.p99} ms, p99.9 ${floor.p999} ms`
+  )
   const results: Array<SizeResult> = []
   for (const n of SIZES) {
     const fleet = await startFleet(n)
@@ -500,7 +506,7 @@ const main = async () => {
     }
   }
   console.log(
-    `\n${table(results, idle)}\n\nload average at the end: ${loadAverage()} (1, 5, 15 min; ${os.cpus().length} CPUs)`
+    `\n${table(results, idle, floor)}\n\nload average at the end: ${loadAverage()} (1, 5, 15 min; ${os.cpus().length} CPUs)`
   )
 }
 

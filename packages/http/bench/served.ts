@@ -157,3 +157,31 @@ export const cpuPercent = async (served: Served, seconds: number): Promise<numbe
   const wall = (performance.now() - t0) / 1000
   return ((cpuSeconds(served.pid) - before) / wall) * 100
 }
+
+/**
+ * The same fixed-rate load against a bare Node HTTP server answering `{}`: the floor this machine (and
+ * autocannon on it) allows, so the stats endpoint's tail can be read against the noise of the moment.
+ */
+export const bareServerLoad = async (port: number, seconds: number): Promise<Load> => {
+  const script = `require("node:http").createServer((_, res) => res.end("{}")).listen(${port}, "127.0.0.1")`
+  const child = spawn(process.execPath, ["-e", script], { stdio: "ignore" })
+  const unhook = atExit(() => child.kill("SIGKILL"))
+  try {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+    for (let i = 0; ; i++) {
+      try {
+        await get(agent, port, "/")
+        break
+      } catch (error) {
+        if (i >= 100) throw error
+        await sleep(50)
+      }
+    }
+    agent.destroy()
+    await fixedRate(`http://127.0.0.1:${port}/`, 1000, 2)
+    return await fixedRate(`http://127.0.0.1:${port}/`, 1000, seconds)
+  } finally {
+    unhook()
+    child.kill("SIGKILL")
+  }
+}
