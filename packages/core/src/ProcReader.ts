@@ -43,14 +43,17 @@ export interface VcpuThreadSample {
  */
 export type VcpuThreadsError = ProcReadError | NoVcpuThreads
 
-/** The files of one pid, each read and parsed independently; the optional ones only when requested. @category models */
+/**
+ * The files of one pid, each read and parsed independently; the optional ones are undefined unless
+ * requested (readers may write them as undefined: one object shape for every sample). @category models
+ */
 export interface ProcSample {
   readonly stat: Either.Either<ProcStat, ProcReadError>
   readonly statm: Either.Either<ProcStatm, ProcReadError>
-  readonly status?: Either.Either<ProcStatus, ProcReadError>
-  readonly io?: Either.Either<ProcIo, ProcReadError>
+  readonly status?: Either.Either<ProcStatus, ProcReadError> | undefined
+  readonly io?: Either.Either<ProcIo, ProcReadError> | undefined
   /** The vCPU threads by vCPU index (one thread per index), or why there are none. */
-  readonly vcpuThreads?: Either.Either<ReadonlyArray<VcpuThreadSample>, VcpuThreadsError>
+  readonly vcpuThreads?: Either.Either<ReadonlyArray<VcpuThreadSample>, VcpuThreadsError> | undefined
 }
 
 /** @category tags */

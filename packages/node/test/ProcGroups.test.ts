@@ -55,13 +55,15 @@ const collectorFor = (pids: ReadonlyArray<number>, groups: ReadonlySet<MetricGro
     allocatedVcpus: 2,
     allocatedMemoryBytes: 1 << 30
   }))
+  const source = InstanceSource.makeMemory(infos)
   const runtime = ManagedRuntime.make(
     Collector.layer({ maxAge: 0, groups }).pipe(
-      Layer.provide(Layer.merge(NodeReaders.layer(), InstanceSource.layerMemory(InstanceSource.makeMemory(infos)))),
+      Layer.provide(Layer.merge(NodeReaders.layer(), InstanceSource.layerMemory(source))),
       Layer.orDie
     )
   )
   return {
+    source,
     collect: (): Promise<ReadonlyArray<VmStats>> =>
       runtime.runPromise(
         Effect.map(
@@ -314,6 +316,47 @@ describe.skipIf(skipPython !== undefined || skipHugetlb !== undefined)("hugetlb 
     } finally {
       await Promise.all(fakes.splice(0).map((fake) => fake.stop())) // their pages go back before the pool shrinks
       fs.writeFileSync("/proc/sys/vm/nr_hugepages", saved)
+    }
+  })
+})
+
+/** Paths of the fds this process holds open under /proc/<pid>/. */
+const openFilesOf = (pid: number): Array<string> =>
+  fs
+    .readdirSync("/proc/self/fd")
+    .map((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/self/fd/${fd}`)
+      } catch {
+        return ""
+      }
+    })
+    .filter((target) => target.startsWith(`/proc/${pid}/`))
+    .map((target) => target.slice(`/proc/${pid}/`.length))
+    .sort()
+
+describe.skipIf(skipPython !== undefined)("kept files", () => {
+  it("only the enabled groups' files are kept open, and all are closed when the VM leaves the listing", async () => {
+    const fake = await start({ threads: ["vcpu0", "vcpu1"] })
+    const [t0, t1] = [fake.threads.vcpu0, fake.threads.vcpu1]
+    const seed = collectorFor([fake.pid], new Set())
+    try {
+      await seed.collect()
+      assert.deepStrictEqual(openFilesOf(fake.pid), ["stat", "statm"])
+    } finally {
+      await seed.dispose()
+    }
+    const all = collectorFor([fake.pid])
+    try {
+      await all.collect()
+      await all.collect()
+      const schedstats = [`task/${t0}/schedstat`, `task/${t1}/schedstat`]
+      assert.deepStrictEqual(openFilesOf(fake.pid), ["io", "stat", "statm", "status", ...schedstats].sort())
+      all.source.set([])
+      await all.collect()
+      assert.deepStrictEqual(openFilesOf(fake.pid), [])
+    } finally {
+      await all.dispose()
     }
   })
 })

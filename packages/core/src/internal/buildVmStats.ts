@@ -16,6 +16,7 @@ import type { TapSample } from "../TapReader.js"
 import { noGroupValues, type ReadSource, type Unavailable, type VmState, type VmStats } from "../VmStats.js"
 import { type NetGroups, type NetMemory, netFields, netWentDown, readNet, rememberNet } from "./netStats.js"
 import { type ProcGroups, type ProcMemory, procWentDown, readProc, rememberProc } from "./procStats.js"
+import { ticksToUsec } from "./ticks.js"
 
 /**
  * What the collector remembers of an instance between readings: the pinned process identity (the
@@ -75,15 +76,6 @@ const outOfRange = (what: string, pages: bigint, pageSize: number): Unavailable 
 })
 
 const isGone = (error: ProcReadError) => error._tag === "ProcessGone"
-
-/**
- * ⌊ticks × 10^6 / hz⌋ exactly. In doubles (fewer bigint allocations on the hot path) when hz divides
- * 10^6 (USER_HZ is 100 on Linux) and the product stays below 2^53, so the quotient is exact; else in bigint.
- */
-const ticksToUsec = (ticks: bigint, hz: number): bigint =>
-  ticks < 9_007_199_254n && 1_000_000 % hz === 0
-    ? BigInt((Number(ticks) * 1_000_000) / hz)
-    : (ticks * 1_000_000n) / BigInt(hz)
 
 /**
  * value × unit exactly: in doubles while the product is a safe integer (a rounded Number(value) above

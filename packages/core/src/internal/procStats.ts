@@ -25,6 +25,7 @@ import type { MetricGroup } from "../MetricGroup.js"
 import type { ProcFiles, ProcSample } from "../ProcReader.js"
 import type { ProcStatusLine } from "../ProcStatus.js"
 import type { ReadSource, Unavailable, VcpuStats } from "../VmStats.js"
+import { ticksToUsec } from "./ticks.js"
 
 /** Which process values the enabled groups show, and the files they need read. @internal */
 export interface ProcGroups {
@@ -98,14 +99,6 @@ const NO_VCPU_MESSAGES: Record<string, string> = {
     "the hypervisor's threads carry its own name, so its vCPU threads cannot be told apart (QEMU: add debug-threads=on to -name)",
   no_vcpu_threads: "no thread of the hypervisor process is named as a vCPU thread"
 }
-
-/**
- * ⌊ticks × 10^6 / hz⌋ exactly (see buildVmStats): in doubles while that is exact, else in bigint.
- */
-const ticksToUsec = (ticks: bigint, hz: number): bigint =>
-  ticks < 9_007_199_254n && 1_000_000 % hz === 0
-    ? BigInt((Number(ticks) * 1_000_000) / hz)
-    : (ticks * 1_000_000n) / BigInt(hz)
 
 const STATUS_LINES: Record<ProcStatusLine, string> = {
   RssAnon: "memoryAnonBytes",

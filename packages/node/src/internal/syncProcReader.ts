@@ -109,32 +109,34 @@ export const makeSyncProcReader = (procRoot: string, options: SyncOptions = {}) 
       return {
         stat: error,
         statm: error,
-        ...(wanted.status === true ? { status: error } : {}),
-        ...(wanted.io === true ? { io: error } : {}),
-        ...(wanted.vcpuThreads === true ? { vcpuThreads: error } : {})
+        status: wanted.status === true ? error : undefined,
+        io: wanted.io === true ? error : undefined,
+        vcpuThreads: wanted.vcpuThreads === true ? error : undefined
       }
     }
     const files = filesOf(pid)
     const stat = read(pid, files.stat, parseProcStat)
     const statm = read(pid, files.statm, parseProcStatm)
-    let sample: ProcSample = { stat, statm }
+    let status: ProcSample["status"]
+    let io: ProcSample["io"]
+    let vcpuThreads: ProcSample["vcpuThreads"]
     if (wanted.status === true) {
       files.status ??= new KeptFile(`${procRoot}/${pid}/status`, "ESRCH")
-      sample = { ...sample, status: read(pid, files.status, parseProcStatus) }
+      status = read(pid, files.status, parseProcStatus)
     }
     if (wanted.io === true) {
       files.io ??= new KeptFile(`${procRoot}/${pid}/io`, "ESRCH")
-      sample = { ...sample, io: read(pid, files.io, parseProcIo) }
+      io = read(pid, files.io, parseProcIo)
     }
     if (wanted.vcpuThreads === true) {
       files.vcpuThreads ??= new VcpuThreads(`${procRoot}/${pid}/task`, pid, relistEvery)
       // A gone process has no threads: not the last listing's answer, which may be many samples old.
-      const threads =
+      vcpuThreads =
         Either.isLeft(stat) && stat.left._tag === "ProcessGone"
           ? Either.left(new ProcessGone({ pid, path: `${procRoot}/${pid}/task` }))
           : files.vcpuThreads.sample(buffer, small, taskErrorOf)
-      sample = { ...sample, vcpuThreads: threads }
     }
+    const sample: ProcSample = { stat, statm, status, io, vcpuThreads } // one shape, whatever was requested
     // The process is gone (both fds closed on a stale read): keep nothing for it.
     if (!files.stat.isOpen && !files.statm.isOpen) release(pid)
     return sample
