@@ -92,14 +92,19 @@ export const counterFiles = [
 /** @category models */
 export type CounterFile = (typeof counterFiles)[number]
 
-/** The counter files `wanted` needs, in order (bytes first). @category utils */
-export const filesFor = (wanted: TapWanted): ReadonlyArray<CounterFile> =>
+const filesOf = (packets: boolean, dropped: boolean): ReadonlyArray<CounterFile> =>
   counterFiles.filter(
     (file) =>
       file.endsWith("_bytes") ||
-      (wanted.packets && (file.endsWith("_packets") || file.endsWith("_errors"))) ||
-      (wanted.dropped && file.endsWith("_dropped"))
+      (packets && (file.endsWith("_packets") || file.endsWith("_errors"))) ||
+      (dropped && file.endsWith("_dropped"))
   )
+/** By `packets * 2 + dropped`: computed once, not per TAP and read. */
+const FILES_FOR = [filesOf(false, false), filesOf(false, true), filesOf(true, false), filesOf(true, true)]
+
+/** The counter files `wanted` needs, in `counterFiles` order (bytes first). @category utils */
+export const filesFor = (wanted: TapWanted): ReadonlyArray<CounterFile> =>
+  FILES_FOR[(wanted.packets ? 2 : 0) + (wanted.dropped ? 1 : 0)]
 
 /** TapCounters from values in `counterFiles` order, null where not read. @category constructors */
 export const countersOf = (values: ReadonlyArray<bigint | null>): TapCounters => ({

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -173,6 +173,43 @@ describe.skipIf(skip !== undefined)("NodeTapReader: all eight counters", () => {
 })
 
 describe.skipIf(skip !== undefined)("NodeTapReader: a TAP in the VMM's network namespace", () => {
+  it.live("reads the whole of a net/dev that spans several pages (80 interfaces in the namespace)", () =>
+    Effect.gen(function* () {
+      const ns = createNetns()
+      const reader = makeSyncTapReader("/sys", "/proc")
+      const vmm = spawn("ip", ["netns", "exec", ns, "sleep", "60"], { stdio: "ignore" }) as ChildProcess & {
+        pid: number
+      }
+      try {
+        const names = Array.from({ length: 80 }, (_, i) => `vmmpage${i}`)
+        execFileSync("ip", ["-n", ns, "-batch", "-"], {
+          input: names.map((name) => `tuntap add dev ${name} mode tap`).join("\n")
+        })
+        const ownNs = fs.readlinkSync("/proc/self/ns/net")
+        yield* waitFor(
+          "the fake VMM to run in its namespace",
+          () => (fs.readlinkSync(`/proc/${vmm.pid}/ns/net`) !== ownNs ? true : undefined),
+          { timeout: "10 seconds", interval: "20 millis" }
+        )
+        assert.isAbove(fs.readFileSync(`/proc/${vmm.pid}/net/dev`).length, 2 * 4096)
+        const last = names[names.length - 1]
+        const samples = reader.sample(
+          names.map((name) => ({ name, pid: vmm.pid })),
+          allCounters
+        )
+        assert.deepStrictEqual(
+          samples.map((s) => s.via),
+          names.map(() => "netns")
+        )
+        assert.deepStrictEqual(Either.getOrThrow(samples[samples.length - 1].counters), counters(ipLinkStats(last, ns)))
+      } finally {
+        yield* Effect.promise(() => stopChild(vmm))
+        reader.closeAll()
+        deleteNetns(ns)
+      }
+    })
+  )
+
   it.live("is read from /proc/<pid>/net/dev of the VM's pid (via netns) and equals `ip -n <ns> -s -j link`", () =>
     Effect.gen(function* () {
       const tap = createTap()

@@ -9,15 +9,12 @@ import { type NetDevInterface, parseNetDev } from "@vm-metrics/core/NetDev"
 import { parseSysfsCounter } from "@vm-metrics/core/SysfsCounter"
 import { validateTapName } from "@vm-metrics/core/TapName"
 import {
-  type CounterFile,
   counterFiles,
-  countersOf,
   filesFor,
   type TapCounters,
   type TapRequest,
   type TapSample,
-  type TapWanted,
-  tapKey
+  type TapWanted
 } from "@vm-metrics/core/TapReader"
 import { Either } from "effect"
 import { KeptFile, ReadBuffer } from "./keptFile.js"
@@ -36,11 +33,27 @@ const errorOf = (tap: string, path: string, code: string): TapReadError => {
   }
 }
 
+/** The indices (in `counterFiles`) each `wanted` reads, by `packets * 2 + dropped`. */
+const WANTED_INDICES = [false, true].flatMap((packets) =>
+  [false, true].map((dropped) => filesFor({ packets, dropped }).map((file) => counterFiles.indexOf(file)))
+)
+const indicesFor = (wanted: TapWanted) => WANTED_INDICES[(wanted.packets ? 2 : 0) + (wanted.dropped ? 1 : 0)]
+
+/** One TAP as one VM names it: its sysfs counter files (opened as first wanted), and where it was found. */
+interface TapEntry {
+  readonly name: string
+  /** The VM's hypervisor pid (0: none), whose netns may hold the TAP. */
+  readonly pid: number
+  /** By index in `counterFiles`. */
+  readonly files: Array<KeptFile | undefined>
+  /** Found in the pid's netns last time: looked for there first (no failing sysfs open per read). */
+  netns: boolean
+}
+
 /** A process's net/dev, kept open while a TAP of it is read via its netns; parsed once per batch. */
 interface NetDevFile {
   readonly file: KeptFile
-  /** The keys (tapKey) that read through it. */
-  readonly users: Set<string>
+  readonly users: Set<TapEntry>
   batch: number
   parsed: Either.Either<ReadonlyMap<string, NetDevInterface>, TapReadError | "gone"> | undefined
 }
@@ -48,85 +61,90 @@ interface NetDevFile {
 /** The synchronous core of the reader, usable without Effect (benchmarks). @category constructors */
 export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc") => {
   const buffer = new ReadBuffer()
-  /** Per TAP name: its sysfs counter files, opened as they are first wanted. */
-  const sysfs = new Map<string, Map<CounterFile, KeptFile>>()
-  /** Per TAP name: the keys (name + pid) that read it; its files are closed when the last one is released. */
-  const users = new Map<string, Set<string>>()
-  /** Per pid: its net/dev. */
+  /** pid (0: none) → name → entry: two lookups, no key built per read. */
+  const entries = new Map<number, Map<string, TapEntry>>()
   const netDevs = new Map<number, NetDevFile>()
-  /** The keys last read via netns: tried there first next time (no failing sysfs open per read). */
-  const viaNetns = new Set<string>()
+  /** Values of the read in progress, by index in `counterFiles`. */
+  const values: Array<bigint | null> = counterFiles.map(() => null)
   let batch = 0
 
-  const closeSysfs = (name: string): void => {
-    const files = sysfs.get(name)
-    if (files === undefined) return
-    for (const file of files.values()) file.close()
-    sysfs.delete(name)
+  const closeSysfs = (entry: TapEntry): void => {
+    for (let i = 0; i < entry.files.length; i++) {
+      entry.files[i]?.close()
+      entry.files[i] = undefined
+    }
   }
 
-  const leaveNetDev = (key: string, pid: number): void => {
-    const netDev = netDevs.get(pid)
-    if (netDev === undefined) return
-    netDev.users.delete(key)
-    if (netDev.users.size > 0) return
+  const leaveNetDev = (entry: TapEntry): void => {
+    const netDev = netDevs.get(entry.pid)
+    if (netDev === undefined || !netDev.users.delete(entry) || netDev.users.size > 0) return
     netDev.file.close()
-    netDevs.delete(pid)
+    netDevs.delete(entry.pid)
   }
+
+  /** Only a pid in the kernel's range ever becomes part of a /proc path; 0 stands for none. */
+  const pidOf = (request: TapRequest): number =>
+    request.pid !== undefined && Number.isSafeInteger(request.pid) && request.pid > 0 ? request.pid : 0
 
   const release = (request: TapRequest): void => {
-    const key = tapKey(request)
-    viaNetns.delete(key)
-    if (request.pid !== undefined) leaveNetDev(key, request.pid)
-    const keys = users.get(request.name)
-    keys?.delete(key)
-    if (keys !== undefined && keys.size > 0) return // another VM names the same TAP
-    users.delete(request.name)
-    closeSysfs(request.name)
+    const pid = pidOf(request)
+    const byName = entries.get(pid)
+    const entry = byName?.get(request.name)
+    if (byName === undefined || entry === undefined) return
+    closeSysfs(entry)
+    leaveNetDev(entry)
+    byName.delete(request.name)
+    if (byName.size === 0) entries.delete(pid)
   }
 
-  const readSysfs = (name: string, wanted: TapWanted): Either.Either<TapCounters, TapReadError> => {
-    let files = sysfs.get(name)
-    if (files === undefined) {
-      files = new Map()
-      sysfs.set(name, files)
-    }
-    const values: Array<bigint | null> = counterFiles.map(() => null)
-    for (const counter of filesFor(wanted)) {
-      let file = files.get(counter)
+  const counters = (): TapCounters => ({
+    rxBytes: values[0] ?? 0n,
+    txBytes: values[1] ?? 0n,
+    rxPackets: values[2],
+    txPackets: values[3],
+    rxErrors: values[4],
+    txErrors: values[5],
+    rxDropped: values[6],
+    txDropped: values[7]
+  })
+
+  const readSysfs = (entry: TapEntry, indices: ReadonlyArray<number>): Either.Either<TapCounters, TapReadError> => {
+    values.fill(null)
+    for (const i of indices) {
+      let file = entry.files[i]
       if (file === undefined) {
-        file = new KeptFile(`${sysRoot}/class/net/${name}/statistics/${counter}`, "ENODEV")
-        files.set(counter, file)
+        file = new KeptFile(`${sysRoot}/class/net/${entry.name}/statistics/${counterFiles[i]}`, "ENODEV")
+        entry.files[i] = file
       }
       const length = file.read(buffer)
       const value =
         typeof length === "string"
-          ? Either.left(errorOf(name, file.path, length))
-          : parseSysfsCounter(buffer.bytes, length, counter)
+          ? Either.left(errorOf(entry.name, file.path, length))
+          : parseSysfsCounter(buffer.bytes, length, counterFiles[i])
       if (Either.isLeft(value)) {
-        closeSysfs(name) // a missing or broken TAP keeps nothing open
+        closeSysfs(entry) // a missing or broken TAP keeps nothing open
         return Either.left(value.left)
       }
-      values[counterFiles.indexOf(counter)] = value.right
+      values[i] = value.right
     }
-    return Either.right(countersOf(values))
+    return Either.right(counters())
   }
 
-  /** The interfaces of `pid`'s network namespace, read once per batch; "gone" when the process is. */
-  const interfacesOf = (key: string, pid: number) => {
-    let netDev = netDevs.get(pid)
+  /** The interfaces of the entry's pid's network namespace, read once per batch; "gone" when the process is. */
+  const interfacesOf = (entry: TapEntry) => {
+    let netDev = netDevs.get(entry.pid)
     if (netDev === undefined) {
       netDev = {
-        file: new KeptFile(`${procRoot}/${pid}/net/dev`, "ESRCH"),
+        file: new KeptFile(`${procRoot}/${entry.pid}/net/dev`, "ESRCH"),
         users: new Set(),
         batch: -1,
         parsed: undefined
       }
-      netDevs.set(pid, netDev)
+      netDevs.set(entry.pid, netDev)
     }
-    netDev.users.add(key)
+    netDev.users.add(entry)
     if (netDev.batch !== batch || netDev.parsed === undefined) {
-      const length = netDev.file.read(buffer)
+      const length = netDev.file.read(buffer, true) // more than a page with many interfaces
       netDev.batch = batch
       netDev.parsed =
         typeof length !== "string"
@@ -138,21 +156,16 @@ export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc") => {
     return netDev.parsed
   }
 
-  /** The TAP in `pid`'s namespace: counters, an error of that read, or undefined when it is not there. */
-  const readNetns = (
-    name: string,
-    pid: number,
-    key: string,
-    wanted: TapWanted
-  ): Either.Either<TapCounters, TapReadError> | undefined => {
-    const interfaces = interfacesOf(key, pid)
+  /** The TAP in its pid's namespace: counters, an error of that read, or undefined when it is not there. */
+  const readNetns = (entry: TapEntry, wanted: TapWanted): Either.Either<TapCounters, TapReadError> | undefined => {
+    const interfaces = interfacesOf(entry)
     if (Either.isLeft(interfaces)) {
-      leaveNetDev(key, pid)
+      leaveNetDev(entry)
       return interfaces.left === "gone" ? undefined : Either.left(interfaces.left)
     }
-    const found = interfaces.right.get(name)
+    const found = interfaces.right.get(entry.name)
     if (found === undefined) {
-      leaveNetDev(key, pid)
+      leaveNetDev(entry)
       return undefined
     }
     return Either.right({
@@ -167,38 +180,44 @@ export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc") => {
     })
   }
 
+  /** The entry of a request, made (after the name is validated) on first use; or why there is none. */
+  const entryOf = (request: TapRequest): TapEntry | TapReadError => {
+    const pid = pidOf(request)
+    let byName = entries.get(pid)
+    const known = byName?.get(request.name)
+    if (known !== undefined) return known
+    const valid = validateTapName(request.name) // before the name becomes part of any path
+    if (Either.isLeft(valid)) return valid.left
+    const entry: TapEntry = { name: request.name, pid, files: counterFiles.map(() => undefined), netns: false }
+    if (byName === undefined) {
+      byName = new Map()
+      entries.set(pid, byName)
+    }
+    byName.set(request.name, entry)
+    return entry
+  }
+
   /**
    * Sysfs first; when the host has no such TAP and the VM's pid is known, that process's net/dev.
    * A TAP found via netns is looked for there first next time, and in sysfs again once it is gone.
    */
   const sampleOne = (request: TapRequest, wanted: TapWanted): TapSample => {
-    const { name } = request
-    // Only a pid in the kernel's range ever becomes part of a /proc path.
-    const pid =
-      request.pid !== undefined && Number.isSafeInteger(request.pid) && request.pid > 0 ? request.pid : undefined
-    if (!sysfs.has(name)) {
-      const valid = validateTapName(name) // before the name becomes part of any path
-      if (Either.isLeft(valid)) return { via: "sysfs", counters: Either.left(valid.left) }
-    }
-    const key = tapKey(request)
-    const keys = users.get(name)
-    if (keys === undefined) users.set(name, new Set([key]))
-    else keys.add(key)
-    if (pid !== undefined && viaNetns.has(key)) {
-      const inNetns = readNetns(name, pid, key, wanted)
+    const entry = entryOf(request)
+    if ("_tag" in entry) return { via: "sysfs", counters: Either.left(entry) } // an invalid name
+    if (entry.netns) {
+      const inNetns = readNetns(entry, wanted)
       if (inNetns !== undefined) return { via: "netns", counters: inNetns }
-      viaNetns.delete(key)
+      entry.netns = false
     }
-    const counters = readSysfs(name, wanted)
-    if (pid === undefined || Either.isRight(counters) || counters.left._tag !== "TapMissing") {
-      return { via: "sysfs", counters }
-    }
-    const inNetns = readNetns(name, pid, key, wanted)
+    const read = readSysfs(entry, indicesFor(wanted))
+    if (entry.pid === 0 || Either.isRight(read) || read.left._tag !== "TapMissing")
+      return { via: "sysfs", counters: read }
+    const inNetns = readNetns(entry, wanted)
     if (inNetns === undefined) {
-      const path = `${sysRoot}/class/net/${name} nor in ${procRoot}/${pid}/net/dev`
-      return { via: "sysfs", counters: Either.left(new TapMissing({ tap: name, path })) }
+      const path = `${sysRoot}/class/net/${entry.name} nor in ${procRoot}/${entry.pid}/net/dev`
+      return { via: "sysfs", counters: Either.left(new TapMissing({ tap: entry.name, path })) }
     }
-    if (Either.isRight(inNetns)) viaNetns.add(key)
+    entry.netns = Either.isRight(inNetns)
     return { via: "netns", counters: inNetns }
   }
 
@@ -210,11 +229,10 @@ export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc") => {
   }
 
   const closeAll = (): void => {
-    for (const name of [...sysfs.keys()]) closeSysfs(name)
+    for (const byName of entries.values()) for (const entry of byName.values()) closeSysfs(entry)
     for (const netDev of netDevs.values()) netDev.file.close()
+    entries.clear()
     netDevs.clear()
-    viaNetns.clear()
-    users.clear()
   }
 
   return {
@@ -224,7 +242,14 @@ export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc") => {
       sample([typeof request === "string" ? { name: request } : request], wanted)[0],
     release,
     closeAll,
-    openTaps: () => sysfs.size,
+    /** TAPs with a sysfs counter file open. */
+    openTaps: () => {
+      let open = 0
+      for (const byName of entries.values()) {
+        for (const entry of byName.values()) if (entry.files.some((file) => file?.isOpen === true)) open++
+      }
+      return open
+    },
     openNetDevs: () => netDevs.size
   }
 }
