@@ -7,6 +7,8 @@
  *   listing is read again meanwhile, so running VMs do not vanish from the scrape.
  * - Concurrent callers share one in-flight collection, and a snapshot younger than `maxAge` is reused.
  * - Kept resources (open fds) are released when an instance leaves the listing or changes pid/TAP.
+ * - Only the enabled metric groups' files are read (option `groups`, MetricGroup.ts); the values of
+ *   the others are null.
  * - `getInstanceStats` shares this state: its unavailable reads are counted in the totals, it moves
  *   an instance's epoch on, and what it opens for an unlisted instance is released by the next
  *   collection.
