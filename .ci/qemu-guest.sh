@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the tiny QEMU guest of the end-to-end tests (packages/http/test/Qemu*.ts, Libvirt*.ts) and prints
 # the directory that holds it: vmlinuz (Debian's cloud kernel) and initrd.gz (busybox-static, the virtio-net
-# modules, and an /init that brings eth0 up with the address given on the kernel command line, prints
-# "vm-metrics-guest: network up", and pings a peer every 0.2 s).
+# and virtio-blk modules, and an /init that brings eth0 up with the address given on the kernel command line,
+# prints "vm-metrics-guest: network up", and pings a peer every 0.2 s).
 #
 # The guest lives in a cache outside the repository, ${VM_METRICS_CI_CACHE:-/var/cache/vm-metrics-ci}/guest,
 # and is built only when it is absent (or was made by an older version of this script). The script installs
@@ -12,13 +12,18 @@
 # Kernel command line understood by /init (all optional):
 #   vmm.ip=10.77.0.2/24   address of eth0        vmm.peer=10.77.0.1   address to ping
 #   vmm.interval=0.2      ping interval (s)      vmm.size=1000        ping payload (bytes)
+#   vmm.work=20000        loop iterations of guest CPU work per second (0: an idle guest, only pinging)
+#   vmm.cmd=ttyS1         a command channel on that serial port (QEMU's second -serial, e.g. a unix socket):
+#                         each line read is run by `sh -c`, its output and then "vm-metrics-guest: done <status>"
+#                         are written back (the deep end-to-end tests make the guest busy, write to its
+#                         virtio-blk disk and use its second NIC this way)
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
 CACHE=${VM_METRICS_CI_CACHE:-/var/cache/vm-metrics-ci}
 OUT="$CACHE/guest"
 # Bump when the guest's contents change, so that caches made by an older script are rebuilt.
-GUEST_VERSION=1
+GUEST_VERSION=2
 
 log() { echo "qemu-guest: $*" >&2; }
 
@@ -112,6 +117,7 @@ add_module() { # $1: module name; its dependencies first
 }
 add_module virtio_pci
 add_module virtio_net
+add_module virtio_blk
 log "modules: $(tr '\n' ' ' <"$R/lib/modules/order")"
 
 cat >"$R/init" <<'INIT'
@@ -121,13 +127,15 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 while read -r m; do insmod "/lib/modules/$m" || echo "vm-metrics-guest: insmod $m failed"; done </lib/modules/order
-ip=""; peer=""; interval=0.2; size=1000
+ip=""; peer=""; interval=0.2; size=1000; cmd=; work=20000
 for a in $(cat /proc/cmdline); do
   case "$a" in
   vmm.ip=*) ip=${a#vmm.ip=} ;;
   vmm.peer=*) peer=${a#vmm.peer=} ;;
   vmm.interval=*) interval=${a#vmm.interval=} ;;
   vmm.size=*) size=${a#vmm.size=} ;;
+  vmm.cmd=*) cmd=${a#vmm.cmd=} ;;
+  vmm.work=*) work=${a#vmm.work=} ;;
   esac
 done
 ip link set lo up
@@ -135,10 +143,19 @@ i=0
 while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 ip link set eth0 up
 [ -n "$ip" ] && ip addr add "$ip" dev eth0
+if [ -n "$cmd" ] && [ -c "/dev/$cmd" ]; then
+  # Raw and without echo: the host reads back exactly what the commands print.
+  stty -F "/dev/$cmd" raw -echo
+  (while read -r line; do
+    sh -c "$line" </dev/null
+    echo "vm-metrics-guest: done $?"
+  done <"/dev/$cmd" >"/dev/$cmd" 2>&1) &
+  echo "vm-metrics-guest: commands on $cmd"
+fi
 echo "vm-metrics-guest: network up eth0 $(cat /sys/class/net/eth0/address) ${ip:-no-address}"
 if [ -n "$peer" ]; then ping -q -i "$interval" -s "$size" "$peer" >/dev/null 2>&1 & fi
 # A little guest CPU, so that the hypervisor's CPU time keeps moving.
-while true; do i=0; while [ $i -lt 20000 ]; do i=$((i + 1)); done; sleep 1; done
+while true; do i=0; while [ $i -lt "$work" ]; do i=$((i + 1)); done; sleep 1; done
 INIT
 chmod +x "$R/init"
 

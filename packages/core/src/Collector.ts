@@ -7,6 +7,8 @@
  *   listing is read again meanwhile, so running VMs do not vanish from the scrape.
  * - Concurrent callers share one in-flight collection, and a snapshot younger than `maxAge` is reused.
  * - Kept resources (open fds) are released when an instance leaves the listing or changes pid/TAP.
+ * - Only the enabled metric groups' files are read (option `groups`, MetricGroup.ts); the values of
+ *   the others are null.
  * - `getInstanceStats` shares this state: its unavailable reads are counted in the totals, it moves
  *   an instance's epoch on, and what it opens for an unlisted instance is released by the next
  *   collection.
@@ -31,14 +33,16 @@ import {
   Ref,
   type Scope
 } from "effect"
-import type { InstanceSourceError, TapReadError } from "./Errors.js"
-import type { InstanceInfo } from "./Instance.js"
+import type { InstanceSourceError } from "./Errors.js"
+import { type InstanceInfo, tapsOf } from "./Instance.js"
 import { type IgnoredTotal, InstanceSource } from "./InstanceSource.js"
 import { buildVmStats, countUnavailable, type Identities, type UnavailableCounts } from "./internal/buildVmStats.js"
-import type { MetricGroup } from "./MetricGroup.js"
+import { netGroupsOf } from "./internal/netStats.js"
+import { procGroupsOf } from "./internal/procStats.js"
+import { defaultGroups, type MetricGroup } from "./MetricGroup.js"
 import { ProcReader } from "./ProcReader.js"
 import { validateTapName } from "./TapName.js"
-import { type TapCounters, TapReader } from "./TapReader.js"
+import { TapReader, type TapRequest, type TapSample, tapKey } from "./TapReader.js"
 import type { ReadSource, VmStats } from "./VmStats.js"
 
 /** Cumulative count of values that could not be read, by source and reason. @category models */
@@ -117,6 +121,8 @@ export const make = (
     const scope = yield* Effect.scope
     const maxAgeMs = Duration.toMillis(Duration.decode(options.maxAge ?? "1 second"))
     const chunkSize = Math.max(1, options.chunkSize ?? 256)
+    const netGroups = netGroupsOf(options.groups ?? defaultGroups)
+    const procGroups = procGroupsOf(options.groups ?? defaultGroups)
 
     const identities: Identities = new Map()
     const unavailableCounts: UnavailableCounts = new Map()
@@ -124,7 +130,8 @@ export const make = (
     // not touch is released after it, without building sets of the listing on every collection.
     let generation = 0
     const heldPids = new Map<number, number>()
-    const heldTaps = new Map<string, number>()
+    /** By tapKey: the TAP (name + the pid whose netns may hold it) and the collection that last read it. */
+    const heldTaps = new Map<string, { readonly tap: TapRequest; used: number }>()
     let lastGoodListing: ReadonlyArray<InstanceInfo> = []
     let sourceErrorsTotal = 0
     let sequence = 0
@@ -133,29 +140,55 @@ export const make = (
     const sampleChunk = (infos: ReadonlyArray<InstanceInfo>, sampledAtMs: number) =>
       Effect.gen(function* () {
         const pids: Array<number> = []
-        const tapNames: Array<string> = []
-        const tapResults = new Array<Either.Either<TapCounters, TapReadError> | undefined>(infos.length)
+        // Every NIC of every VM; an invalid name is answered here and never reaches the reader.
+        const requests: Array<TapRequest> = []
+        const invalid: Array<TapSample | undefined> = []
+        const nicCounts = new Array<number>(infos.length)
         for (let i = 0; i < infos.length; i++) {
           const info = infos[i]
-          if (info.hypervisorPid !== undefined) pids.push(info.hypervisorPid)
-          if (info.tapDevice !== undefined) {
-            const valid = validateTapName(info.tapDevice)
-            if (Either.isLeft(valid)) tapResults[i] = Either.left(valid.left)
-            else tapNames.push(info.tapDevice)
+          const pid = info.hypervisorPid
+          if (pid !== undefined) pids.push(pid)
+          const names = tapsOf(info)
+          nicCounts[i] = names.length
+          for (const name of names) {
+            const valid = validateTapName(name)
+            if (Either.isLeft(valid)) invalid.push({ via: "sysfs", counters: Either.left(valid.left) })
+            else {
+              invalid.push(undefined)
+              requests.push(pid === undefined ? { name } : { name, pid })
+            }
           }
         }
-        const procSamples = yield* proc.sample(pids)
-        const tapSamples = yield* taps.sample(tapNames)
+        const procSamples = yield* proc.sample(pids, procGroups.files)
+        const tapSamples = yield* taps.sample(requests, netGroups.wanted)
         for (const pid of pids) heldPids.set(pid, generation)
-        for (const name of tapNames) heldTaps.set(name, generation)
+        for (const tap of requests) {
+          const key = tapKey(tap)
+          const held = heldTaps.get(key)
+          if (held === undefined) heldTaps.set(key, { tap, used: generation })
+          else held.used = generation
+        }
         const stats = new Array<VmStats>(infos.length)
         let p = 0
         let t = 0
+        let n = 0
         for (let i = 0; i < infos.length; i++) {
           const info = infos[i]
           const procSample = info.hypervisorPid === undefined ? undefined : procSamples[p++]
-          const tapSample = info.tapDevice === undefined ? undefined : (tapResults[i] ?? tapSamples[t++])
-          const vm = buildVmStats(info, procSample, tapSample, proc.kernel, identities, generation, sampledAtMs)
+          const count = nicCounts[i]
+          const vmTaps = new Array<TapSample>(count)
+          for (let k = 0; k < count; k++) vmTaps[k] = invalid[n++] ?? tapSamples[t++]
+          const vm = buildVmStats(
+            info,
+            procSample,
+            vmTaps,
+            netGroups,
+            procGroups,
+            proc.kernel,
+            identities,
+            generation,
+            sampledAtMs
+          )
           countUnavailable(unavailableCounts, vm)
           stats[i] = vm
         }
@@ -170,10 +203,10 @@ export const make = (
         heldPids.delete(pid)
         yield* proc.release(pid)
       }
-      for (const [name, used] of heldTaps) {
-        if (used === generation) continue
-        heldTaps.delete(name)
-        yield* taps.release(name)
+      for (const [key, held] of heldTaps) {
+        if (held.used === generation) continue
+        heldTaps.delete(key)
+        yield* taps.release(held.tap)
       }
     })
 

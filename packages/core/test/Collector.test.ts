@@ -30,7 +30,8 @@ const rig = (
   const procs = ProcReader.makeMemory(options.kernel ?? fallbackKernelInfo)
   const taps = TapReader.makeMemory()
   const source = InstanceSource.makeMemory(options.instances ?? [])
-  const layer = Collector.layer(options.collector ?? {}).pipe(
+  // The seed's values only, unless a test names its groups (the groups' reads are tested in ProcGroups.test.ts).
+  const layer = Collector.layer({ groups: new Set(), ...options.collector }).pipe(
     Layer.provide(
       Layer.mergeAll(ProcReader.layerMemory(procs), TapReader.layerMemory(taps), InstanceSource.layerMemory(source))
     )

@@ -9,7 +9,7 @@
  *    Main's pipeline over a static listing and over discovery, discovery alone (steady-state rescan, full
  *    scan), and rendering `/metrics` from a snapshot (directly, and through the OTel SDK). The readers must
  *    read identical values.
- * 2. `/metrics` end to end through Main's HTTP server in this process, interleaved round by round: fresh
+ * 2. `/metrics` end to end through Main's HTTP server (Main.layerApp, in a worker), round by round: fresh
  *    (`--collection on-demand`, max age 0: discovery + collection + render per scrape), a new snapshot per
  *    scrape (`--collection background`: render + encode), the same snapshot again (cached bytes), each plain
  *    and gzip; and prometheus-process-exporter on the same processes when installed (one group per pid,
@@ -33,7 +33,7 @@ import * as path from "node:path"
 import { type FakeVm, type Fleet, startFleet } from "@vm-metrics/testing/FakeHypervisors"
 import { atExit } from "./atExit.js"
 import { get, processExporter, quantile } from "./scrape.js"
-import { cpuPercent, fixedRate, type Load, rssMiB, serveCommandLine, startServed } from "./served.js"
+import { bareServerLoad, cpuPercent, fixedRate, type Load, rssMiB, serveCommandLine, startServed } from "./served.js"
 import type { Reply, Request, What } from "./worker.js"
 
 const sizes = process.argv
@@ -47,6 +47,8 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 2 : 5))
 const STATS_SECONDS = Number(process.env.BENCH_STATS_SECONDS ?? (QUICK ? 5 : 30))
 const CPU_SECONDS = Number(process.env.BENCH_CPU_SECONDS ?? (LONG ? 120 : QUICK ? 15 : 30))
 const STATS_RATE = 1000
+/** Issue #10's targets are for the original's metric set: no metric group (issue #11's) on top of it. */
+const ORIGINAL_METRICS = ["--no-collect", "all"]
 const RSS_SCRAPES = 1000
 /** Scrapes per kind and round, so that every kind gets at least 30. */
 const SCRAPES = Math.ceil(30 / ROUNDS)
@@ -131,7 +133,7 @@ const startWorker = async (what: What, vms: ReadonlyArray<FakeVm>) => {
 const benchCollection = async (fleet: Fleet): Promise<CollectionResult> => {
   const n = fleet.vms.length
   const readerKinds: Array<What> = ["bare", "naive", "static", "discovery"]
-  const otherKinds: Array<What> = ["rescan", "full scan", "render", "sdk render"]
+  const otherKinds: Array<What> = ["static, default groups", "rescan", "full scan", "render", "sdk render"]
   const workers = await Promise.all([...readerKinds, ...otherKinds].map((what) => startWorker(what, fleet.vms)))
   try {
     const names = workers.map((w) => String(w.opened))
@@ -284,7 +286,7 @@ interface ServedResult {
 
 const benchServed = async (fleet: Fleet): Promise<ServedResult> => {
   const n = fleet.vms.length
-  const served = await startServed(await freePort(), ["--source", "discovery"], n)
+  const served = await startServed(await freePort(), ["--source", "discovery", ...ORIGINAL_METRICS], n)
   try {
     console.log(`server (${serveCommandLine()}): first full listing after ${served.readyMs.toFixed(0)} ms`)
     const url = `http://127.0.0.1:${served.port}/instances/${fleet.vms[Math.floor(n / 2)]!.name}/stats`
@@ -313,7 +315,11 @@ const benchServed = async (fleet: Fleet): Promise<ServedResult> => {
 const idleRss = async (dir: string): Promise<number> => {
   const file = path.join(dir, "none.json")
   fs.writeFileSync(file, "[]\n")
-  const served = await startServed(await freePort(), ["--source", "file", "--instances-file", file], 0)
+  const served = await startServed(
+    await freePort(),
+    ["--source", "file", "--instances-file", file, ...ORIGINAL_METRICS],
+    0
+  )
   try {
     for (let i = 0; i < 10; i++) await get(served.agent, served.port, "/metrics", i % 2 === 1)
     await new Promise((resolve) => setTimeout(resolve, 2000))
@@ -343,7 +349,7 @@ interface Row {
   readonly holds?: { readonly at: number; readonly test: (r: SizeResult) => boolean }
 }
 
-const rows = (idle: number): Array<Row> => [
+const rows = (idle: number, floor: Load): Array<Row> => [
   {
     what: "collection per VM, static listing (÷ bare kept-fd loop)",
     target: "≤ 1.5× the C floor (bare stands in)",
@@ -355,6 +361,11 @@ const rows = (idle: number): Array<Row> => [
     target: "≤ 1.2× static",
     cell: (r) => `${r.collection.perVm[DISCOVERY]!.toFixed(1)} µs (${r.collection.discoveryOverStatic.toFixed(2)}×)`,
     holds: { at: 1000, test: (r) => r.collection.discoveryOverStatic <= 1.2 }
+  },
+  {
+    what: "collection per VM, static, with the default metric groups (issue #11: status, io, vCPU threads)",
+    target: "",
+    cell: (r) => `${r.collection.perVm["Collector, static, groups cpu,memory,disk,network"]?.toFixed(1) ?? "—"} µs`
   },
   {
     what: "discovery rescan / full scan alone, per VM",
@@ -409,7 +420,9 @@ const rows = (idle: number): Array<Row> => [
     holds: { at: 1000, test: (r) => (r.scrapes.exporterRatio ?? 0) >= 10 }
   },
   {
-    what: `\`/instances/{id}/stats\` at ${STATS_RATE} req/s, ${STATS_SECONDS} s: p50 / p99 / p99.9 (answered rate)`,
+    what:
+      `\`/instances/{id}/stats\` at ${STATS_RATE} req/s, ${STATS_SECONDS} s: p50 / p99 / p99.9 (answered rate); ` +
+      `a bare Node server: ${floor.p50} / ${floor.p99} / ${floor.p999} ms`,
     target: "p99 < 5 ms, p99.9 < 15 ms",
     cell: (r) =>
       `${r.served.stats.p50} / ${r.served.stats.p99} / ${r.served.stats.p999} ms (${r.served.stats.rate.toFixed(0)}/s` +
@@ -439,10 +452,10 @@ const rows = (idle: number): Array<Row> => [
   }
 ]
 
-const table = (results: ReadonlyArray<SizeResult>, idle: number): string => {
+const table = (results: ReadonlyArray<SizeResult>, idle: number, floor: Load): string => {
   const head = `| what | target (issue #10) | ${results.map((r) => `N = ${r.n}`).join(" | ")} | holds |`
   const lines = [head, `|${" --- |".repeat(results.length + 3)}`]
-  for (const row of rows(idle)) {
+  for (const row of rows(idle, floor)) {
     const at = row.holds === undefined ? undefined : results.find((r) => r.n === row.holds!.at)
     const holds =
       row.holds === undefined
@@ -459,15 +472,26 @@ const table = (results: ReadonlyArray<SizeResult>, idle: number): string => {
 
 // ---------- main ----------
 
+/** The machine's load (1, 5, 15 min): other jobs on a shared machine show in every latency. */
+const loadAverage = () =>
+  os
+    .loadavg()
+    .map((x) => x.toFixed(1))
+    .join(" ")
+
 const main = async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-bench-"))
   atExit(() => fs.rmSync(dir, { recursive: true, force: true }))
   console.log(
     `pnpm bench ${SIZES.join(" ")}: ${ROUNDS} rounds, ${os.cpus().length} CPUs, node ${process.version}, ` +
-      `open-files limit ${fdLimit()}; ${new Date().toISOString()}`
+      `open-files limit ${fdLimit()}; ${new Date().toISOString()}; load average ${loadAverage()}`
   )
   const idle = await idleRss(dir)
   console.log(`server RSS idle with 0 VMs: ${idle.toFixed(0)} MiB`)
+  const floor = await bareServerLoad(await freePort(), STATS_SECONDS)
+  console.log(
+    `a bare Node server at ${STATS_RATE} req/s for ${STATS_SECONDS} s: p50 ${floor.p50} ms, p99 ${floor.p99} ms, p99.9 ${floor.p999} ms`
+  )
   const results: Array<SizeResult> = []
   for (const n of SIZES) {
     const fleet = await startFleet(n)
@@ -481,7 +505,9 @@ const main = async () => {
       fleet.stop()
     }
   }
-  console.log(`\n${table(results, idle)}`)
+  console.log(
+    `\n${table(results, idle, floor)}\n\nload average at the end: ${loadAverage()} (1, 5, 15 min; ${os.cpus().length} CPUs)`
+  )
 }
 
 main().catch((error) => {

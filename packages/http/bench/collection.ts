@@ -9,6 +9,7 @@ import { MeterProvider } from "@opentelemetry/sdk-metrics"
 import * as Collector from "@vm-metrics/core/Collector"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
+import type { MetricGroup } from "@vm-metrics/core/MetricGroup"
 import * as Discovery from "@vm-metrics/node/Discovery"
 import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
 import type { FakeVm } from "@vm-metrics/testing/FakeHypervisors"
@@ -108,8 +109,17 @@ const checksumOf = (snapshot: Collector.Snapshot, pids: ReadonlySet<number>, pag
   return sum
 }
 
-/** The product's pipeline (Main.layerPipeline) over the fleet: a static listing of it, or discovery. */
-export const collector = (vms: ReadonlyArray<FakeVm>, pageSize: number, source: "static" | "discovery") => {
+/**
+ * The product's pipeline (Main.layerPipeline) over the fleet: a static listing of it, or discovery. It
+ * collects the original's metric set (no metric group, issue #10's terms: the files the baselines read)
+ * unless `groups` says otherwise.
+ */
+export const collector = (
+  vms: ReadonlyArray<FakeVm>,
+  pageSize: number,
+  source: "static" | "discovery",
+  groups: ReadonlySet<MetricGroup> = new Set()
+) => {
   const infos: Array<InstanceInfo> = vms.map((vm) => ({
     id: vm.name,
     name: vm.name,
@@ -120,14 +130,14 @@ export const collector = (vms: ReadonlyArray<FakeVm>, pageSize: number, source: 
   }))
   const runtime = ManagedRuntime.make(
     Main.layerPipeline(
-      { maxAge: "1 hour", source: "discovery" },
+      { maxAge: "1 hour", source: "discovery", groups },
       source === "static" ? { source: InstanceSource.layerStatic(infos) } : {}
     ).pipe(Layer.orDie)
   )
   const pids = new Set(vms.map((vm) => vm.pid))
   const refresh = Effect.flatMap(Collector.Collector, (c) => c.refresh)
   return {
-    name: `Collector, ${source}`,
+    name: `Collector, ${source}${groups.size > 0 ? `, groups ${[...groups].join(",")}` : ""}`,
     run: () => runtime.runPromise(refresh),
     checksum: () => runtime.runPromise(refresh).then((snapshot) => checksumOf(snapshot, pids, BigInt(pageSize))),
     close: () => runtime.dispose(),

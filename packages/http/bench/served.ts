@@ -2,8 +2,8 @@
  * The server in its own process for `pnpm bench`, as an operator runs it (`serve`, discovery, background
  * collection every 1 s): time to its first good answer, the stats endpoint under a fixed request rate
  * (autocannon, spawned), its RSS (/proc/<pid>/status) and the CPU time it spends (/proc/<pid>/stat).
- * The command is `node --import tsx packages/http/src/bin.ts serve`, or BENCH_SERVE (a command line
- * taking the same flags, e.g. a built bundle's `node dist/vm-metrics.mjs serve`).
+ * The command is `node dist/vm-metrics.mjs serve` when that bundle is built, else `node --import tsx
+ * packages/http/src/bin.ts serve`, or BENCH_SERVE (a command line taking the same flags).
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
@@ -14,12 +14,18 @@ import { get } from "./scrape.js"
 
 const root = path.resolve(import.meta.dirname, "../../..")
 
+/** The bundle `pnpm build` writes, when there is one (what `pnpm start` runs); else the sources through tsx. */
+const bundle = path.join(root, "dist/vm-metrics.mjs")
+
 const serveCommand = (): Array<string> =>
   process.env.BENCH_SERVE !== undefined && process.env.BENCH_SERVE !== ""
     ? process.env.BENCH_SERVE.split(/\s+/)
-    : [process.execPath, "--import", "tsx", path.join(root, "packages/http/src/bin.ts"), "serve"]
+    : fs.existsSync(bundle)
+      ? [process.execPath, bundle, "serve"]
+      : [process.execPath, "--import", "tsx", path.join(root, "packages/http/src/bin.ts"), "serve"]
 
-export const serveCommandLine = (): string => serveCommand().join(" ").replace(process.execPath, "node")
+export const serveCommandLine = (): string =>
+  serveCommand().join(" ").replace(process.execPath, "node").replaceAll(`${root}/`, "")
 
 const clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }))
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -150,4 +156,32 @@ export const cpuPercent = async (served: Served, seconds: number): Promise<numbe
   await sleep(Math.max(0, t0 + seconds * 1000 - performance.now()))
   const wall = (performance.now() - t0) / 1000
   return ((cpuSeconds(served.pid) - before) / wall) * 100
+}
+
+/**
+ * The same fixed-rate load against a bare Node HTTP server answering `{}`: the floor this machine (and
+ * autocannon on it) allows, so the stats endpoint's tail can be read against the noise of the moment.
+ */
+export const bareServerLoad = async (port: number, seconds: number): Promise<Load> => {
+  const script = `require("node:http").createServer((_, res) => res.end("{}")).listen(${port}, "127.0.0.1")`
+  const child = spawn(process.execPath, ["-e", script], { stdio: "ignore" })
+  const unhook = atExit(() => child.kill("SIGKILL"))
+  try {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+    for (let i = 0; ; i++) {
+      try {
+        await get(agent, port, "/")
+        break
+      } catch (error) {
+        if (i >= 100) throw error
+        await sleep(50)
+      }
+    }
+    agent.destroy()
+    await fixedRate(`http://127.0.0.1:${port}/`, 1000, 2)
+    return await fixedRate(`http://127.0.0.1:${port}/`, 1000, seconds)
+  } finally {
+    unhook()
+    child.kill("SIGKILL")
+  }
 }

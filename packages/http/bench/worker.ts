@@ -4,6 +4,7 @@
  * and the open-files limit here (20,000, which a container cannot raise) does not hold them all in one
  * process. bench.ts asks one worker at a time, so the approaches are still interleaved round by round.
  */
+import { defaultGroups } from "@vm-metrics/core/MetricGroup"
 import type { FakeVm } from "@vm-metrics/testing/FakeHypervisors"
 import { type Approach, bare, collector, directRender, discoveryScan, measure, naive, sdkRender } from "./collection.js"
 import { inProcessServer } from "./scrape.js"
@@ -13,6 +14,7 @@ export type What =
   | "naive"
   | "static"
   | "discovery"
+  | "static, default groups"
   | "rescan"
   | "full scan"
   | "render"
@@ -47,6 +49,9 @@ const open = async (what: What, vms: ReadonlyArray<FakeVm>): Promise<string | nu
     case "discovery":
       approach = collector(vms, pageSize, what)
       break
+    case "static, default groups":
+      approach = collector(vms, pageSize, "static", defaultGroups)
+      break
     case "rescan":
     case "full scan":
       approach = discoveryScan(what)
@@ -65,10 +70,10 @@ const open = async (what: What, vms: ReadonlyArray<FakeVm>): Promise<string | nu
       break
     }
     case "server on-demand":
-      server = await inProcessServer({ collection: "on-demand", maxAge: "0 millis" })
+      server = await inProcessServer({ collection: "on-demand", maxAge: "0 millis", groups: new Set() })
       return server.port
     case "server background":
-      server = await inProcessServer({ collection: "background", interval: "1 hour" })
+      server = await inProcessServer({ collection: "background", interval: "1 hour", groups: new Set() })
       return server.port
   }
   return approach.name

@@ -267,8 +267,15 @@ export const settings = {
     flag: null,
     env: "VM_METRICS_LABEL_BUDGET",
     default: MetricOptions.defaults.labelBudget,
+    description: "more instances than this is over the label budget (warned once, counted); a positive integer",
+    scope: "serve"
+  }),
+  seriesBudget: integer({
+    flag: null,
+    env: "VM_METRICS_SERIES_BUDGET",
+    default: MetricOptions.defaults.seriesBudget,
     description:
-      "more instances than this is over the label budget (warned once, counted); also the series budget, this many VMs' series at the default metric groups: over it, groups are dropped, opt-in ones first (logged, counted); a positive integer",
+      "more per-VM series than this drops metric groups from the export, opt-in ones first (vcpu, interfaces, packets), never the seed's (logged, counted); a positive integer",
     scope: "serve"
   }),
   serviceName: text({
@@ -456,6 +463,7 @@ export const defaults: AppConfig = {
     prefix: settings.metricPrefix.default,
     utilizationRatio: settings.utilizationRatio.default,
     labelBudget: settings.labelBudget.default,
+    seriesBudget: settings.seriesBudget.default,
     groups: MetricGroup.defaultGroups
   },
   resource: {},
@@ -628,6 +636,11 @@ export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageE
     const limits = yield* connectionLimits(input)
     const utilizationRatio = yield* fromEnv(settings.utilizationRatio)
     const labelBudget = yield* fromEnv(settings.labelBudget)
+    const seriesBudget = Option.getOrElse(yield* fromEnv(settings.seriesBudget), () => defaults.metrics.seriesBudget)
+    if (!Number.isSafeInteger(seriesBudget) || seriesBudget < 1)
+      return yield* new UsageError({
+        message: `VM_METRICS_SERIES_BUDGET must be a positive integer, got ${seriesBudget}`
+      })
     const interval = Option.getOrElse(yield* fromEnv(settings.otlpInterval), () => settings.otlpInterval.default)
     if (!Number.isSafeInteger(interval) || interval < 1)
       return yield* new UsageError({
@@ -646,6 +659,7 @@ export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageE
         prefix: input.metricPrefix,
         utilizationRatio: Option.getOrElse(utilizationRatio, () => defaults.metrics.utilizationRatio),
         labelBudget: Option.getOrElse(labelBudget, () => defaults.metrics.labelBudget),
+        seriesBudget,
         groups: collect.groups
       },
       resource: yield* resourceFromEnv,

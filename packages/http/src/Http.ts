@@ -19,16 +19,19 @@ import { Effect, Either, Layer, Option } from "effect"
 import { Ambiguous, NotFound, VmMetricsApi } from "./Api.js"
 import * as EncodedBody from "./EncodedBody.js"
 import { lookup } from "./Lookup.js"
+import * as Rates from "./Rates.js"
 import { Serving } from "./Serving.js"
 import { listJson, statsJson } from "./StatsJson.js"
 
 const json = (body: string) => HttpServerResponse.text(body, { contentType: "application/json" })
 
-/** The snapshot to serve: Serving's when provided, else the collector's collectAll. */
+/** The snapshot to serve and the history of snapshots: Serving's when provided, else over the collector's collectAll. */
 const snapshotSource = Effect.gen(function* () {
   const serving = yield* Effect.serviceOption(Serving)
-  if (Option.isSome(serving)) return serving.value.snapshot
-  return (yield* Collector).collectAll
+  if (Option.isSome(serving)) return { current: serving.value.snapshot, history: serving.value.history }
+  const history = Rates.makeHistory()
+  const current = Effect.tap((yield* Collector).collectAll, (snapshot) => history.observe(snapshot))
+  return { current, history }
 })
 
 /** A cached body, as gzip when the request accepts it; either way it varies by Accept-Encoding. */
@@ -44,14 +47,16 @@ const encodedResponse = (body: EncodedBody.Encoded, contentType: string) =>
 
 const InstancesLive = HttpApiBuilder.group(VmMetricsApi, "instances", (handlers) =>
   Effect.gen(function* () {
-    const current = yield* snapshotSource
-    const listBody = EncodedBody.makeCache((snapshot: Snapshot) => listJson(snapshot))
+    const { current, history } = yield* snapshotSource
+    const listBody = EncodedBody.makeCache((snapshot: Snapshot) =>
+      listJson(snapshot, (vm) => history.previous(snapshot, vm.instanceId))
+    )
     return handlers
       .handle("stats", ({ path }) =>
         Effect.flatMap(current, (snapshot) =>
           Either.match(lookup(snapshot.stats, path.id), {
             onRight: (vm): Effect.Effect<HttpServerResponse.HttpServerResponse, NotFound | Ambiguous> =>
-              Effect.succeed(json(statsJson(vm))),
+              Effect.succeed(json(statsJson(vm, history.previous(snapshot, vm.instanceId)))),
             onLeft: (failure) =>
               failure._tag === "NotFound"
                 ? Effect.fail(new NotFound({ code: "not_found", message: "resource not found" }))
@@ -68,7 +73,7 @@ const InstancesLive = HttpApiBuilder.group(VmMetricsApi, "instances", (handlers)
 const MetricsLive = HttpApiBuilder.group(VmMetricsApi, "metrics", (handlers) =>
   Effect.gen(function* () {
     const metrics = yield* VmMetrics
-    const current = yield* snapshotSource
+    const { current } = yield* snapshotSource
     // Keyed by the text: VmMetrics.render gives back the same string for the same snapshot and counts.
     const metricsBody = EncodedBody.makeCache((text: string) => text)
     return handlers.handle("metrics", () =>

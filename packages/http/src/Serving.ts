@@ -8,10 +8,14 @@
  * - `on-demand`: the collector's `collectAll` (a snapshot at most its max age old, collected inline by
  *   the request that finds it older), as the library offers it.
  *
+ * Either way it keeps the snapshot before the latest one (`history`), for the rates of the stats JSON:
+ * in the background every collection of the loop is recorded, on demand every snapshot served.
+ *
  * @since 0.1.0
  */
 import { Collector, type Snapshot } from "@vm-metrics/core/Collector"
 import { Cause, Context, type Duration, Effect, Layer, Option, Schedule } from "effect"
+import * as Rates from "./Rates.js"
 
 /** @category constants */
 export const modes = ["background", "on-demand"] as const
@@ -25,13 +29,22 @@ export class Serving extends Context.Tag("@vm-metrics/http/Serving")<
     readonly mode: Mode
     /** The snapshot a handler serves. */
     readonly snapshot: Effect.Effect<Snapshot>
+    /** The snapshots before it, for rates. */
+    readonly history: Rates.History
   }
 >() {}
 
 /** The collector's `collectAll`, inline. @category layers */
 export const layerOnDemand: Layer.Layer<Serving, never, Collector> = Layer.effect(
   Serving,
-  Effect.map(Collector, (collector) => Serving.of({ mode: "on-demand", snapshot: collector.collectAll }))
+  Effect.map(Collector, (collector) => {
+    const history = Rates.makeHistory()
+    return Serving.of({
+      mode: "on-demand",
+      snapshot: Effect.tap(collector.collectAll, (snapshot) => history.observe(snapshot)),
+      history
+    })
+  })
 )
 
 /** A collection now and every `interval` after, in the background; handlers read the latest. @category layers */
@@ -40,8 +53,10 @@ export const layerBackground = (interval: Duration.DurationInput): Layer.Layer<S
     Serving,
     Effect.gen(function* () {
       const collector = yield* Collector
+      const history = Rates.makeHistory()
       // The collector never fails; should it still, the loop logs and goes on rather than stop serving fresh data.
       yield* collector.refresh.pipe(
+        Effect.tap((snapshot) => history.observe(snapshot)),
         Effect.catchAllCause((cause) =>
           Effect.logWarning("background collection failed").pipe(Effect.annotateLogs({ cause: Cause.pretty(cause) }))
         ),
@@ -54,7 +69,8 @@ export const layerBackground = (interval: Duration.DurationInput): Layer.Layer<S
         snapshot: Effect.flatMap(
           collector.latest,
           Option.match({ onNone: () => collector.collectAll, onSome: Effect.succeed })
-        )
+        ),
+        history
       })
     })
   )

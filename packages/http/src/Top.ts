@@ -1,7 +1,7 @@
 /**
  * `vm-metrics top`: a live view, one row per VM, refreshed every interval, like top / virt-top.
  * Reads the local host through the collector, or a remote server's `GET /instances` (`--url`, with
- * the bearer token) through the API's typed client: both become the API's body, then a TopModel sample. Keys: c/m/n/a change the sort, q (or Ctrl-C) quits. A failed refresh shows the
+ * the bearer token) through the API's typed client: both become the API's body, then a TopModel sample. Keys: c/s/m/n/a change the sort, q (or Ctrl-C) quits. A failed refresh shows the
  * error and keeps the last rows.
  *
  * @since 0.1.0
@@ -15,6 +15,7 @@ import { Collector } from "@vm-metrics/core/Collector"
 import { Clock, Data, Duration, Effect, Option, Queue, type Redacted } from "effect"
 import { VmMetricsApi } from "./Api.js"
 import * as ExactJson from "./ExactJson.js"
+import * as Rates from "./Rates.js"
 import { type InstanceStats, statsBody } from "./StatsJson.js"
 import { rows as rowsOf, type Sample, type SortKey, screen, sortKeys, type VmSample } from "./TopModel.js"
 
@@ -39,17 +40,25 @@ const sampleOf = (vm: InstanceStats): VmSample => ({
   allocatedMemoryBytes: Number(vm.allocated_memory_bytes),
   vcpus: vm.allocated_vcpus,
   rxBytes: vm.network_rx_bytes === null ? null : Number(vm.network_rx_bytes),
-  txBytes: vm.network_tx_bytes === null ? null : Number(vm.network_tx_bytes)
+  txBytes: vm.network_tx_bytes === null ? null : Number(vm.network_tx_bytes),
+  cpuDelayRatio: vm.cpu_delay_ratio,
+  swapBytes: vm.memory_swap_bytes === null ? null : Number(vm.memory_swap_bytes)
 })
 
-/** This host, through the collector (each refresh is a new collection). @category sources */
-export const local = Effect.map(Collector, (collector) => ({
-  label: "this host",
-  sample: Effect.map(collector.refresh, (snapshot) => ({
-    atMs: snapshot.sampledAtMs,
-    vms: snapshot.stats.map((vm) => sampleOf(statsBody(vm)))
-  }))
-}))
+/**
+ * This host, through the collector (each refresh is a new collection; the rates of the body, the delay
+ * ratio, are against the refresh before). @category sources
+ */
+export const local = Effect.map(Collector, (collector) => {
+  const history = Rates.makeHistory()
+  return {
+    label: "this host",
+    sample: Effect.map(collector.refresh, (snapshot) => ({
+      atMs: snapshot.sampledAtMs,
+      vms: snapshot.stats.map((vm) => sampleOf(statsBody(vm, history.previous(snapshot, vm.instanceId))))
+    }))
+  }
+})
 
 /**
  * Bodies with every integer a double cannot hold quoted first: the API client parses with `JSON.parse`,

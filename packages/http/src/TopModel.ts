@@ -23,6 +23,10 @@ export interface VmSample {
   readonly vcpus: number
   readonly rxBytes: number | null
   readonly txBytes: number | null
+  /** The server's vCPU delay ratio (run-queue wait per vCPU-second), null when unknown. */
+  readonly cpuDelayRatio: number | null
+  /** Memory of the process swapped out, null when unknown (group memory off, or unread). */
+  readonly swapBytes: number | null
 }
 
 /** @category models */
@@ -40,6 +44,9 @@ export interface Row {
   readonly cores: number | null
   /** cores / allocated vCPUs. */
   readonly cpuShare: number | null
+  /** The vCPU delay ratio (STEAL% / 100): the time the vCPUs waited for a host CPU. */
+  readonly steal: number | null
+  readonly swapBytes: number | null
   readonly rssBytes: number | null
   /** RSS / allocated memory. */
   readonly memoryShare: number | null
@@ -48,7 +55,7 @@ export interface Row {
 }
 
 /** @category models */
-export const sortKeys = { c: "cpu", m: "memory", n: "network", a: "name" } as const
+export const sortKeys = { c: "cpu", s: "steal", m: "memory", n: "network", a: "name" } as const
 /** @category models */
 export type SortKey = (typeof sortKeys)[keyof typeof sortKeys]
 
@@ -71,6 +78,9 @@ export const rows = (previous: Sample | undefined, current: Sample): ReadonlyArr
       state: vm.state,
       cores,
       cpuShare: cores === null || vm.vcpus <= 0 ? null : cores / vm.vcpus,
+      // The server's rate, between its own two latest snapshots (null after a restart there too).
+      steal: vm.cpuDelayRatio,
+      swapBytes: vm.swapBytes,
       rssBytes: vm.rssBytes,
       memoryShare: vm.rssBytes === null || vm.allocatedMemoryBytes <= 0 ? null : vm.rssBytes / vm.allocatedMemoryBytes,
       // Network counters belong to the TAP, which may outlive a VMM restart: compare them as they are.
@@ -84,6 +94,8 @@ const value = (row: Row, key: SortKey): number | string => {
   switch (key) {
     case "cpu":
       return row.cores ?? -1
+    case "steal":
+      return row.steal ?? -1
     case "memory":
       return row.rssBytes ?? -1
     case "network":
@@ -103,6 +115,8 @@ export const sorted = (all: ReadonlyArray<Row>, key: SortKey): ReadonlyArray<Row
 
 const fixed = (n: number | null, digits: number) => (n === null ? "-" : n.toFixed(digits))
 const percent = (n: number | null) => (n === null ? "-" : `${(n * 100).toFixed(0)}%`)
+/** One decimal: a steal of a few percent already matters. */
+const stealPercent = (n: number | null) => (n === null ? "-" : `${(n * 100).toFixed(1)}%`)
 
 /** The whole screen. @category format */
 export const screen = (
@@ -110,15 +124,17 @@ export const screen = (
   options: { readonly sort: SortKey; readonly source: string; readonly at: Date; readonly error?: string }
 ): string => {
   const header = `vm-metrics top — ${options.source} — ${options.at.toISOString().slice(11, 19)} — ${all.length} VMs — sort: ${options.sort}`
-  const help = "keys: c cpu  m memory  n network  a name  q quit"
-  const columns = ["NAME", "STATE", "CORES", "%VCPU", "RSS", "%ALLOC", "RX/s", "TX/s", "ID"]
+  const help = "keys: c cpu  s steal  m memory  n network  a name  q quit"
+  const columns = ["NAME", "STATE", "CORES", "%VCPU", "STEAL%", "RSS", "%ALLOC", "SWAP", "RX/s", "TX/s", "ID"]
   const cells = sorted(all, options.sort).map((row) => [
     row.name,
     row.state,
     fixed(row.cores, 2),
     percent(row.cpuShare),
+    stealPercent(row.steal),
     bytes(row.rssBytes),
     percent(row.memoryShare),
+    bytes(row.swapBytes),
     bytes(row.rxPerSecond),
     bytes(row.txPerSecond),
     row.id
@@ -128,6 +144,6 @@ export const screen = (
     help,
     options.error === undefined ? "" : `error: ${options.error}`,
     // The number columns (CORES to TX/s) are right-aligned.
-    table(columns, cells, (column) => column >= 2 && column <= 7)
+    table(columns, cells, (column) => column >= 2 && column <= 9)
   ].join("\n")
 }

@@ -41,7 +41,15 @@ const instances: ReadonlyArray<InstanceInfo> = [
 const proc = ProcReader.makeMemory(kernel)
 proc.set(101, {
   stat: statLine({ pid: 101, utime: 2500, stime: 494, startTime: 4242 }),
-  statm: "1057311 108237 0 0 0 0 0\n"
+  statm: "1057311 108237 0 0 0 0 0\n",
+  // The default groups' files (cpu: the vCPU threads, memory: status, disk: io).
+  status: "VmSwap:\t0 kB\nRssAnon:\t400000 kB\nRssFile:\t32948 kB\nRssShmem:\t0 kB\nHugetlbPages:\t0 kB\n",
+  io: "rchar: 0\nwchar: 0\nread_bytes: 0\nwrite_bytes: 0\n",
+  tasks: [
+    { tid: 101, comm: "qemu-system-x86", schedstat: "1 0 1\n" },
+    { tid: 111, comm: "CPU 0/KVM", schedstat: "1 2 1\n" },
+    { tid: 112, comm: "CPU 1/KVM", schedstat: "1 2 1\n" }
+  ]
 })
 proc.set(102, { stat: statLine({ pid: 102, utime: 1 }), statm: "10 5 0 0 0 0 0\n" })
 proc.set(103, { stat: statLine({ pid: 103, utime: 7 }), statm: "10 5 0 0 0 0 0\n" })
@@ -446,6 +454,135 @@ layer(appOver(failingSource), { excludeTestServices: true })("HTTP API over a fa
       for (const secret of ["root:", "/srv", "vms.json", "Unexpected token", "invalid JSON"]) {
         assert.notInclude(res.body, secret)
       }
+    })
+  )
+})
+
+// ---------- the metric groups' values and rates in the stats JSON ----------
+
+/** A VM of its own (its readers change between requests), read on demand: each request is a new collection. */
+const rated: InstanceInfo = {
+  id: "rated-1",
+  name: "rated",
+  hypervisorPid: 201,
+  tapDevice: "hype-rated",
+  allocatedVcpus: 2,
+  allocatedMemoryBytes: GiB
+}
+const ratedSource = InstanceSource.makeMemory([rated])
+const ratedProc = ProcReader.makeMemory(kernel)
+const ratedTaps = TapReader.makeMemory()
+/** The process at a moment: CPU ticks, the vCPU threads' wait (ns each), TAP counters; `pid` 201 unless restarted. */
+const setRated = (at: { utime: number; waitNs: bigint; rx: bigint; tx: bigint; rxPackets: bigint; pid?: number }) => {
+  const pid = at.pid ?? 201
+  ratedSource.set([{ ...rated, hypervisorPid: pid }])
+  ratedProc.set(pid, {
+    stat: statLine({ pid, utime: at.utime, stime: 100, startTime: pid * 10, majorFaults: 3 }),
+    statm: "1000 100 0 0 0 0 0\n",
+    status:
+      "Name:\tqemu-system-x86\nVmSwap:\t    2048 kB\nRssAnon:\t  300 kB\nRssFile:\t  100 kB\nRssShmem:\t0 kB\nHugetlbPages:\t 4096 kB\n",
+    io: "rchar: 1\nwchar: 2\nsyscr: 3\nsyscw: 4\nread_bytes: 4096\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n",
+    tasks: [
+      { tid: pid, comm: "qemu-system-x86", schedstat: "5 0 1\n" },
+      { tid: pid + 1, comm: "CPU 0/KVM", schedstat: `1000000000 ${at.waitNs} 10\n` },
+      { tid: pid + 2, comm: "CPU 1/KVM", schedstat: `2000000000 ${at.waitNs} 20\n` }
+    ]
+  })
+  // VM perspective: what the VM received is the TAP's tx.
+  ratedTaps.set("hype-rated", {
+    rxBytes: `${at.tx}\n`,
+    txBytes: `${at.rx}\n`,
+    txPackets: `${at.rxPackets}\n`,
+    txDropped: "7\n"
+  })
+}
+
+const ratedApp = Main.layerApp(
+  { maxAge: "0 millis", collection: "on-demand", groups: new Set(["cpu", "memory", "disk", "network", "packets"]) },
+  {
+    source: InstanceSource.layerMemory(ratedSource),
+    readers: Layer.merge(ProcReader.layerMemory(ratedProc), TapReader.layerMemory(ratedTaps))
+  }
+).pipe(Layer.provideMerge(NodeHttpServer.layerTest))
+
+const RATES = [
+  "cpu_cores",
+  "cpu_delay_ratio",
+  "network_rx_bytes_per_second",
+  "network_tx_bytes_per_second",
+  "network_rx_packets_per_second",
+  "network_tx_packets_per_second"
+]
+
+/** Two requests' sampled_at apart, in seconds (a new collection takes a new time: wait a few ms first). */
+const secondsBetween = (a: Record<string, any>, b: Record<string, any>) =>
+  (Date.parse(b.sampled_at) - Date.parse(a.sampled_at)) / 1000
+const later = Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 5)))
+
+layer(ratedApp, { excludeTestServices: true })("HTTP API: the metric groups' values and rates", (it) => {
+  it.effect("the seed's ten fields first, then the groups' values, then the rates: null on the first sample", () =>
+    Effect.gen(function* () {
+      setRated({ utime: 1000, waitNs: 500_000_000n, rx: 1000n, tx: 2000n, rxPackets: 10n })
+      const body = jsonOf((yield* raw("/instances/rated/stats")).body)
+      const keys = Object.keys(body)
+      assert.strictEqual(keys[10], "cpu_guest_seconds")
+      assert.deepStrictEqual(keys.slice(keys.indexOf("cpu_cores"), keys.indexOf("cpu_cores") + 6), RATES)
+      assert.strictEqual(body.cpu_system_seconds, 1)
+      assert.strictEqual(body.cpu_delay_seconds, 1)
+      assert.strictEqual(body.memory_swap_bytes, 2048 * 1024)
+      assert.strictEqual(body.memory_anon_bytes, 300 * 1024)
+      assert.strictEqual(body.memory_hugetlb_bytes, 4096 * 1024)
+      assert.strictEqual(body.disk_read_bytes, 4096)
+      assert.strictEqual(body.disk_write_bytes, 8192)
+      assert.strictEqual(body.major_page_faults, 3)
+      assert.strictEqual(body.network_rx_packets, 10)
+      assert.strictEqual(body.network_rx_dropped, 7)
+      assert.deepStrictEqual(body.vcpus, [], "group vcpu is off")
+      assert.deepStrictEqual(body.interfaces, [], "group interfaces is off")
+      for (const rate of RATES) assert.isNull(body[rate], rate)
+    })
+  )
+
+  it.effect("rates between the two latest snapshots; null after a restart (new epoch); never negative", () =>
+    Effect.gen(function* () {
+      setRated({ utime: 1000, waitNs: 500_000_000n, rx: 1000n, tx: 2000n, rxPackets: 10n })
+      const first = jsonOf((yield* raw("/instances/rated/stats")).body)
+      yield* later
+      // +1.5 s of CPU, +0.3 s of wait on each of the 2 vCPU threads, +3000 / +1000 bytes, +30 packets.
+      setRated({ utime: 1150, waitNs: 800_000_000n, rx: 4000n, tx: 3000n, rxPackets: 40n })
+      const second = jsonOf((yield* raw("/instances/rated/stats")).body)
+      const dt = secondsBetween(first, second)
+      assert.isAbove(dt, 0)
+      assert.strictEqual(second.epoch, first.epoch)
+      assert.closeTo(second.cpu_cores, 1.5 / dt, 1e-9)
+      assert.closeTo(second.cpu_delay_ratio, 0.6 / (dt * 2), 1e-9)
+      assert.closeTo(second.network_rx_bytes_per_second, 3000 / dt, 1e-9)
+      assert.closeTo(second.network_tx_bytes_per_second, 1000 / dt, 1e-9)
+      assert.closeTo(second.network_rx_packets_per_second, 30 / dt, 1e-9)
+      assert.strictEqual(second.network_tx_packets_per_second, 0)
+      // The list carries the same rates (against its own previous snapshot).
+      yield* later
+      const listed = jsonOf((yield* raw("/instances")).body).instances[0]
+      assert.strictEqual(listed.cpu_cores, 0, "nothing moved since the last request")
+      // The VMM restarted (another process): a new epoch, counters from 0 again, no rate.
+      yield* later
+      setRated({ utime: 10, waitNs: 1_000n, rx: 50n, tx: 60n, rxPackets: 1n, pid: 301 })
+      const restarted = jsonOf((yield* raw("/instances/rated/stats")).body)
+      assert.strictEqual(restarted.pid, 301)
+      assert.strictEqual(restarted.epoch, first.epoch + 1)
+      for (const rate of RATES) assert.isNull(restarted[rate], rate)
+      // The next sample of the new process has rates again.
+      yield* later
+      setRated({ utime: 110, waitNs: 1_000n, rx: 50n, tx: 60n, rxPackets: 1n, pid: 301 })
+      const next = jsonOf((yield* raw("/instances/rated/stats")).body)
+      assert.closeTo(next.cpu_cores, 1 / secondsBetween(restarted, next), 1e-9)
+      assert.strictEqual(next.cpu_delay_ratio, 0)
+      // A TAP counter that went down (the TAP re-created) is a new series too: null, never negative.
+      yield* later
+      setRated({ utime: 120, waitNs: 1_000n, rx: 5n, tx: 60n, rxPackets: 1n, pid: 301 })
+      const down = jsonOf((yield* raw("/instances/rated/stats")).body)
+      for (const rate of RATES) assert.isTrue(down[rate] === null || down[rate] >= 0, rate)
+      assert.isNull(down.network_rx_bytes_per_second)
     })
   )
 })

@@ -92,6 +92,7 @@ describe("AppConfig: the one table of settings", () => {
       const set = yield* AppConfig.resolveServe(noFlags).pipe(
         withEnv({
           VM_METRICS_LABEL_BUDGET: "7",
+          VM_METRICS_SERIES_BUDGET: "70",
           VM_METRICS_UTILIZATION_RATIO: "false",
           OTEL_METRIC_EXPORT_INTERVAL: "1500",
           OTEL_RESOURCE_ATTRIBUTES: "host.name=hv-9,service.name=from-list"
@@ -101,6 +102,7 @@ describe("AppConfig: the one table of settings", () => {
         prefix: "hypeman_vm",
         utilizationRatio: false,
         labelBudget: 7,
+        seriesBudget: 70,
         groups: MetricGroup.defaultGroups
       })
       assert.strictEqual(Duration.toMillis(Duration.decode(set.otlpInterval)), 1500)
@@ -112,6 +114,7 @@ describe("AppConfig: the one table of settings", () => {
         ["OTEL_METRIC_EXPORT_INTERVAL", "soon"],
         ["OTEL_METRIC_EXPORT_INTERVAL", "0"],
         ["VM_METRICS_LABEL_BUDGET", "many"],
+        ["VM_METRICS_SERIES_BUDGET", "0"],
         ["VM_METRICS_UTILIZATION_RATIO", "perhaps"]
       ] as const) {
         const error = yield* Effect.flip(AppConfig.resolveServe(noFlags).pipe(withEnv({ [variable]: value })))

@@ -76,15 +76,15 @@ const awaitRates = (session: string): Promise<{ screen: string; cells: Array<str
       screen = screenOf(session)
       const row = screen.split("\n").find((line) => line.startsWith(VM_NAME))
       const cells = row?.trim().split(/\s+/) ?? []
-      return cells[2] !== undefined && cells[2] !== "-" && cells[6] !== "-" ? { screen, cells } : undefined
+      return cells[2] !== undefined && cells[2] !== "-" && cells[8] !== "-" ? { screen, cells } : undefined
     },
     { timeout: "15 seconds", interval: "250 millis", details: () => screen }
   )
 }
 
-/** Checks one screen's row: NAME STATE CORES %VCPU RSS %ALLOC RX/s TX/s ID. */
+/** Checks one screen's row: NAME STATE CORES %VCPU STEAL% RSS %ALLOC SWAP RX/s TX/s ID. */
 const checkRow = (cells: ReadonlyArray<string>, vm: Vm) => {
-  const [name, state, cores, share, rss, , rx, tx, id] = cells
+  const [name, state, cores, share, steal, rss, , swap, rx, tx, id] = cells
   assert.strictEqual(name, VM_NAME)
   assert.strictEqual(state, "running")
   assert.strictEqual(id, vm.uuid)
@@ -93,6 +93,9 @@ const checkRow = (cells: ReadonlyArray<string>, vm: Vm) => {
   assert.isBelow(Number(cores), 1.6)
   assert.strictEqual(Number(share!.replace("%", "")), Math.round(Number(cores) * 100))
   assert.match(rss!, /^\d+\.\dM$/)
+  // A percentage with one decimal once two snapshots are in, "-" when the vCPU threads are not named.
+  assert.match(steal!, /^(\d+\.\d%|-)$/)
+  assert.match(swap!, /^\d+(\.\d)?[BKMGT]$/)
   // The guest pings 1000-byte payloads 5 times a second: a few KiB/s each way.
   for (const rate of [rx!, tx!]) {
     assert.match(rate, /^\d+(\.\d)?K$/, rate)

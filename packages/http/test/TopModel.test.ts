@@ -13,6 +13,8 @@ const vm = (over: Partial<VmSample> & Pick<VmSample, "id">): VmSample => ({
   vcpus: 2,
   rxBytes: 1000,
   txBytes: 2000,
+  cpuDelayRatio: null,
+  swapBytes: 0,
   ...over
 })
 const at = (atMs: number, vms: ReadonlyArray<VmSample>): Sample => ({ atMs, vms })
@@ -61,6 +63,35 @@ describe("top: rates from consecutive samples", () => {
     assert.isNull(row!.memoryShare)
   })
 
+  it("STEAL% is the server's delay ratio × 100 (one decimal), SWAP the swapped-out bytes; '-' when unknown", () => {
+    const all = rows(
+      at(0, [vm({ id: "a" }), vm({ id: "b" }), vm({ id: "c" })]),
+      at(1000, [
+        vm({ id: "a", cpuDelayRatio: 0.125, swapBytes: 3 * 1024 ** 2 }),
+        vm({ id: "b", cpuDelayRatio: 0.5, swapBytes: null }),
+        vm({ id: "c", cpuDelayRatio: null })
+      ])
+    )
+    assert.strictEqual(all[0]!.steal, 0.125)
+    assert.isNull(all[2]!.steal)
+    assert.deepStrictEqual(
+      sorted(all, "steal").map((r) => r.name),
+      ["b", "a", "c"]
+    )
+    const lines = screen(all, { sort: "steal", source: "h", at: new Date(0) }).split("\n")
+    const cells = (name: string) =>
+      lines
+        .find((line) => line.startsWith(`${name} `))
+        ?.trim()
+        .split(/\s+/)
+    assert.strictEqual(cells("a")?.[4], "12.5%")
+    assert.strictEqual(cells("a")?.[7], "3.0M")
+    assert.strictEqual(cells("b")?.[4], "50.0%")
+    assert.strictEqual(cells("b")?.[7], "-")
+    assert.strictEqual(cells("c")?.[4], "-")
+    assert.strictEqual(cells("c")?.[7], "0B")
+  })
+
   it("sorts by cpu, memory, network (largest first) or name", () => {
     const all = rows(
       at(0, [vm({ id: "a" }), vm({ id: "b" }), vm({ id: "c" })]),
@@ -83,8 +114,8 @@ describe("top: rates from consecutive samples", () => {
     const lines = text.split("\n")
     assert.strictEqual(lines[0], "vm-metrics top — this host — 01:02:03 — 1 VMs — sort: cpu")
     assert.include(lines[1], "q quit")
-    assert.match(lines[3]!, /^NAME\s+STATE\s+CORES\s+%VCPU\s+RSS\s+%ALLOC\s+RX\/s\s+TX\/s\s+ID$/)
-    assert.match(lines[4]!, /^a\s+running\s+0\.25\s+13%\s+512\.0M\s+50%\s+0B\s+0B\s+a$/)
+    assert.match(lines[3]!, /^NAME\s+STATE\s+CORES\s+%VCPU\s+STEAL%\s+RSS\s+%ALLOC\s+SWAP\s+RX\/s\s+TX\/s\s+ID$/)
+    assert.match(lines[4]!, /^a\s+running\s+0\.25\s+13%\s+-\s+512\.0M\s+50%\s+0B\s+0B\s+0B\s+a$/)
     assert.strictEqual(bytes(1536), "1.5K")
     assert.strictEqual(bytes(null), "-")
   })

@@ -17,6 +17,7 @@
  */
 import { spawnSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as path from "node:path"
 import {
   CLK_TCK,
@@ -231,17 +232,24 @@ export const hostTap = (tap: string, bridge: string): Effect.Effect<string, neve
 // ---------------------------------------------------------------------------------------------------
 // The guest
 
-/** The kernel command line of the tiny guest: its address, and pings to the peer every 0.2 s. */
-const guestCmdline = (): string =>
+/**
+ * The kernel command line of the tiny guest: its address, and pings to the peer every 0.2 s; optionally
+ * the command channel on ttyS1 and how much CPU work it does each second (see .ci/qemu-guest.sh).
+ */
+const guestCmdline = (options: Pick<GuestOptions, "commands" | "work"> = {}): string =>
   [
     "console=ttyS0 quiet panic=-1 ipv6.disable=1",
-    `vmm.ip=${GUEST_ADDRESS}/24 vmm.peer=${PEER_ADDRESS} vmm.interval=0.2 vmm.size=1000`
+    `vmm.ip=${GUEST_ADDRESS}/24 vmm.peer=${PEER_ADDRESS} vmm.interval=0.2 vmm.size=1000`,
+    ...(options.commands === true ? ["vmm.cmd=ttyS1"] : []),
+    ...(options.work === undefined ? [] : [`vmm.work=${options.work}`])
   ].join(" ")
 
 /** What the guest's /init prints on the serial console once eth0 is up. */
 const NETWORK_UP = "vm-metrics-guest: network up"
 
 const GUEST_MAC = "52:54:00:77:00:02"
+/** The MAC of the guest's NIC number `n` (0 is GUEST_MAC). */
+const guestMac = (n: number): string => (n === 0 ? GUEST_MAC : `52:54:00:77:01:${n.toString(16).padStart(2, "0")}`)
 export const GUEST_MEMORY_MIB = 256
 export const GUEST_MEMORY_BYTES = GUEST_MEMORY_MIB * 1024 * 1024
 export const GUEST_VCPUS = 1
@@ -276,6 +284,15 @@ export interface Vm {
   /** QEMU's pid (libvirt: from its pidfile). */
   readonly pid: number
   readonly tap: string
+  /** Every TAP of the VM, `tap` first (eth0, eth1, … in the guest). */
+  readonly taps: ReadonlyArray<string>
+  /** The file behind the guest's virtio-blk disk /dev/vda, when it has one. */
+  readonly disk: string | undefined
+  /**
+   * Runs `line` in the guest (`sh -c`, over the command channel on ttyS1) and resolves with its output once
+   * it has finished; rejects when it exits non-zero, after `timeoutMs`, or when the VM has no channel.
+   */
+  readonly command: (line: string, timeoutMs?: number) => Promise<string>
   /** How long the guest took from start to "network up", ms. */
   readonly bootMs: number
   readonly serialTail: () => string
@@ -285,21 +302,106 @@ export interface Vm {
   readonly stop: () => Promise<void>
 }
 
-interface VmOptions {
+/** What a plain-QEMU guest gets beyond the default one (libvirt guests get none of it). */
+export interface GuestOptions {
+  /** More TAPs (each a `-netdev tap` with a virtio-net NIC: eth1, eth2, … in the guest). */
+  readonly moreTaps?: ReadonlyArray<string> | undefined
+  /** `-accel`: TCG by default; "kvm" needs a working /dev/kvm. */
+  readonly accel?: "tcg" | "kvm" | undefined
+  /**
+   * A virtio-blk disk (/dev/vda in the guest) of this many MiB, backed by a zero-filled file on a disk
+   * filesystem (not tmpfs: the kernel counts no write_bytes there), opened by QEMU with O_DIRECT (cache=none).
+   */
+  readonly diskMiB?: number | undefined
+  /** The guest's command channel (Vm.command): a second serial port on a unix socket. */
+  readonly commands?: boolean | undefined
+  /** The guest's CPU work each second (loop iterations; 0 leaves it idle but pinging; the guest's default otherwise). */
+  readonly work?: number | undefined
+}
+
+interface VmOptions extends GuestOptions {
   readonly name: string
   readonly uuid: string
   readonly tap: string
 }
 
+/** The marker the guest's command channel prints after each command's output. */
+const COMMAND_DONE = /vm-metrics-guest: done (\d+)\n$/
+
+/**
+ * Sends one line to the guest's command channel (a QEMU `socket` chardev in server mode) and collects what
+ * comes back until the guest's done marker; one connection per command.
+ */
+const guestCommand =
+  (socket: string | undefined) =>
+  (line: string, timeoutMs = 60_000): Promise<string> =>
+    new Promise((resolve, reject) => {
+      if (socket === undefined) return reject(new Error("this VM has no command channel (GuestOptions.commands)"))
+      if (line.includes("\n")) return reject(new Error(`one line only: ${JSON.stringify(line)}`))
+      let output = ""
+      const connection = net.connect(socket)
+      const timer = setTimeout(() => {
+        connection.destroy()
+        reject(
+          new Error(`guest command ${JSON.stringify(line)}: no end after ${timeoutMs} ms; output so far: ${output}`)
+        )
+      }, timeoutMs)
+      connection.setEncoding("utf8")
+      connection.on("connect", () => connection.write(`${line}\n`))
+      connection.on("data", (chunk: string) => {
+        output += chunk
+        const done = COMMAND_DONE.exec(output)
+        if (done === null) return
+        clearTimeout(timer)
+        connection.end()
+        const text = output.slice(0, done.index)
+        if (done[1] === "0") resolve(text)
+        else reject(new Error(`guest command ${JSON.stringify(line)} exited ${done[1]}: ${text}`))
+      })
+      connection.on("error", (error) => {
+        clearTimeout(timer)
+        reject(error)
+      })
+    })
+
+/** A zero-filled file of `mib` MiB in a fresh directory under /var/tmp (a disk filesystem), removed with the scope. */
+const diskFile = (mib: number): Effect.Effect<string, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const dir = fs.mkdtempSync(path.join("/var/tmp", "vm-metrics-disk-"))
+      const file = path.join(dir, "disk.raw")
+      const type = spawnSync("stat", ["-f", "-c", "%T", dir], { encoding: "utf8" }).stdout.trim()
+      if (type === "tmpfs" || type === "ramfs") {
+        fs.rmSync(dir, { recursive: true, force: true })
+        throw new Error(`/var/tmp is ${type}: the kernel counts no write_bytes there; the disk needs a disk filesystem`)
+      }
+      const fd = fs.openSync(file, "w")
+      try {
+        const mebibyte = Buffer.alloc(1024 * 1024)
+        for (let i = 0; i < mib; i++) fs.writeSync(fd, mebibyte)
+        fs.fsyncSync(fd)
+      } finally {
+        fs.closeSync(fd)
+      }
+      return file
+    }),
+    (file) => Effect.sync(() => fs.rmSync(path.dirname(file), { recursive: true, force: true }))
+  )
+
 /**
  * `qemu-system-x86_64 -name <name>,debug-threads=on -uuid <uuid> -accel tcg -m 256 -smp 1 … -netdev
  * tap,ifname=<tap> … -daemonize`, booted until the guest's network is up (≤ 30 s). Killed with the scope.
+ * debug-threads=on names the vCPU thread `CPU 0/TCG` (`CPU 0/KVM`). GuestOptions add NICs, a disk, the
+ * command channel or KVM.
  */
 const qemuVm = (options: VmOptions): Effect.Effect<Vm, never, Scope.Scope> =>
   Effect.gen(function* () {
     const dir = yield* tempDir("vm-metrics-qemu-")
     const serial = path.join(dir, "serial")
     const pidfile = path.join(dir, "pid")
+    const socket = options.commands === true ? path.join(dir, "commands") : undefined
+    const disk = options.diskMiB === undefined ? undefined : yield* diskFile(options.diskMiB)
+    const taps = [options.tap, ...(options.moreTaps ?? [])]
     const { initrd, kernel } = guest()
     const args = [
       "-name",
@@ -307,7 +409,7 @@ const qemuVm = (options: VmOptions): Effect.Effect<Vm, never, Scope.Scope> =>
       "-uuid",
       options.uuid,
       "-accel",
-      "tcg",
+      options.accel ?? "tcg",
       "-m",
       String(GUEST_MEMORY_MIB),
       "-smp",
@@ -324,11 +426,19 @@ const qemuVm = (options: VmOptions): Effect.Effect<Vm, never, Scope.Scope> =>
       "-initrd",
       initrd,
       "-append",
-      guestCmdline(),
-      "-netdev",
-      `tap,id=n0,ifname=${options.tap},script=no,downscript=no`,
-      "-device",
-      `virtio-net-pci,netdev=n0,mac=${GUEST_MAC}`,
+      guestCmdline(options),
+      ...taps.flatMap((tap, n) => [
+        "-netdev",
+        `tap,id=n${n},ifname=${tap},script=no,downscript=no`,
+        "-device",
+        `virtio-net-pci,netdev=n${n},mac=${guestMac(n)}`
+      ]),
+      ...(socket === undefined
+        ? []
+        : ["-chardev", `socket,id=commands,path=${socket},server=on,wait=off`, "-serial", "chardev:commands"]),
+      ...(disk === undefined
+        ? []
+        : ["-drive", `file=${disk},format=raw,if=none,id=d0,cache=none`, "-device", "virtio-blk-pci,drive=d0"]),
       "-pidfile",
       pidfile,
       "-daemonize"
@@ -353,7 +463,12 @@ const qemuVm = (options: VmOptions): Effect.Effect<Vm, never, Scope.Scope> =>
     )
     const bootMs = yield* waitForGuestNetwork(serial, () => pidAlive(pid))
     return {
-      ...options,
+      name: options.name,
+      uuid: options.uuid,
+      tap: options.tap,
+      taps,
+      disk,
+      command: guestCommand(socket),
       pid,
       bootMs,
       serialTail: () => tailOf(serial),
@@ -440,6 +555,9 @@ const libvirtVm = (options: VmOptions): Effect.Effect<Vm, never, Scope.Scope> =>
     const bootMs = yield* waitForGuestNetwork(serial, () => virsh("domstate", options.name).stdout.trim() === "running")
     return {
       ...options,
+      taps: [options.tap],
+      disk: undefined,
+      command: guestCommand(undefined),
       pid,
       bootMs,
       serialTail: () =>
@@ -476,7 +594,7 @@ export const vmMetricsServer = (extra: ReadonlyArray<string>): Effect.Effect<Cli
 /** The hypervisor running the guest. */
 export type Hypervisor = "qemu" | "libvirt"
 
-export interface VmRigOptions {
+export interface VmRigOptions extends GuestOptions {
   readonly hypervisor: Hypervisor
   /** This file's own link names: netns `vmm-<tag>-ns`, bridge `vmm-<tag>-br`, veth `vmm-<tag>-v0`/`-v1`. */
   readonly tag: string
@@ -488,6 +606,9 @@ export interface VmRigOptions {
   readonly serve: ReadonlyArray<string>
 }
 
+const hasGuestOptions = (options: GuestOptions): boolean =>
+  [options.moreTaps, options.accel, options.diskMiB, options.commands, options.work].some((o) => o !== undefined)
+
 /** The guest's network, its TAP, the VM and then the server, all released with the scope. */
 export const vmRig = (options: VmRigOptions): Effect.Effect<VmRigService, never, Scope.Scope> =>
   Effect.gen(function* () {
@@ -498,8 +619,13 @@ export const vmRig = (options: VmRigOptions): Effect.Effect<VmRigService, never,
       vethPeer: `vmm-${options.tag}-v1`
     })
     const tap = yield* hostTap(options.tap, net.bridge)
+    const moreTaps = yield* Effect.forEach(options.moreTaps ?? [], (more) => hostTap(more, net.bridge))
+    if (options.hypervisor === "libvirt" && hasGuestOptions(options)) {
+      return yield* Effect.dieMessage("GuestOptions are for plain QEMU only")
+    }
     const start = options.hypervisor === "qemu" ? qemuVm : libvirtVm
-    const vm = yield* start({ name: options.name, uuid: options.uuid, tap })
+    const { accel, commands, diskMiB, work } = options
+    const vm = yield* start({ name: options.name, uuid: options.uuid, tap, moreTaps, accel, commands, diskMiB, work })
     const [elapsed, server] = yield* Effect.timed(vmMetricsServer(options.serve))
     yield* Effect.log(
       `${options.hypervisor} VM ${options.name} (${options.uuid}, pid ${vm.pid}, TAP ${tap}): network up after ` +

@@ -36,7 +36,7 @@ export const make = (options: Options = {}) =>
     )
     return ProcReader.of({
       kernel,
-      sample: (pids) => Effect.sync(() => pids.map(reader.sampleOne)),
+      sample: (pids, files) => Effect.sync(() => reader.sample(pids, files)),
       release: (pid) => Effect.sync(() => reader.release(pid))
     })
   })

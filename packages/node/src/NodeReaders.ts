@@ -24,7 +24,10 @@ export interface Options {
 export const layer = (options: Options = {}): Layer.Layer<ProcReader | TapReader, InvalidRoot> =>
   Layer.merge(
     NodeProcReader.layer(options.procRoot === undefined ? {} : { procRoot: options.procRoot }),
-    NodeTapReader.layer(options.sysRoot === undefined ? {} : { sysRoot: options.sysRoot })
+    NodeTapReader.layer({
+      ...(options.sysRoot === undefined ? {} : { sysRoot: options.sysRoot }),
+      ...(options.procRoot === undefined ? {} : { procRoot: options.procRoot })
+    })
   )
 
 /** @category config */

@@ -1,8 +1,16 @@
 /**
- * `TapReader` for Linux: keeps `<sysRoot>/class/net/<tap>/statistics/{rx,tx}_bytes` open per TAP and
- * re-reads them at offset 0 (the sysfs path walk costs ~10× the read). A name is validated when first
- * seen, before it becomes part of a path. A kept fd of a deleted TAP reads ENODEV forever, even after
- * a TAP of that name is created again, so on ENODEV the path is opened once more (internal/keptFile.ts).
+ * `TapReader` for Linux: keeps `<sysRoot>/class/net/<tap>/statistics/<counter>` open per TAP (bytes
+ * always; packets, errors and dropped only when wanted, each opened when first wanted) and re-reads
+ * them at offset 0 (the sysfs path walk costs ~10× the read). A name is validated when first seen,
+ * before it becomes part of a path. A kept fd of a deleted TAP reads ENODEV forever, even after a TAP
+ * of that name is created again, so on ENODEV the path is opened once more (internal/keptFile.ts).
+ *
+ * A TAP the host's sysfs does not have, of a VM whose hypervisor pid is known, is looked up in
+ * `<procRoot>/<pid>/net/dev`: the interfaces of that process's network namespace, readable without
+ * entering it (`via: "netns"`). Only the VM's own pid is used, and the file is parsed once per batch
+ * for all of its TAPs; a TAP found there is looked for there first from then on (no failing sysfs
+ * open per read), and in sysfs again once it is gone from there. A name that exists both in the
+ * host's namespace and in the VMM's is read from the host's.
  *
  * @since 0.1.0
  */
@@ -15,18 +23,25 @@ import { makeSyncTapReader } from "./internal/syncTapReader.js"
 export interface Options {
   /** Where the host's /sys is mounted. Default `/sys`. */
   readonly sysRoot?: string
+  /** Where the host's /proc is mounted (for TAPs in a VMM's network namespace). Default `/proc`. */
+  readonly procRoot?: string
 }
 
 /** Builds the reader; its fds are closed when the scope closes. @category constructors */
 export const make = (options: Options = {}) =>
   Effect.map(
-    Effect.acquireRelease(Effect.map(checkRoot("sysRoot", options.sysRoot ?? "/sys"), makeSyncTapReader), (r) =>
-      Effect.sync(r.closeAll)
+    Effect.acquireRelease(
+      Effect.zipWith(
+        checkRoot("sysRoot", options.sysRoot ?? "/sys"),
+        checkRoot("procRoot", options.procRoot ?? "/proc"),
+        makeSyncTapReader
+      ),
+      (r) => Effect.sync(r.closeAll)
     ),
     (reader) =>
       TapReader.of({
-        sample: (names) => Effect.sync(() => names.map(reader.sampleOne)),
-        release: (name) => Effect.sync(() => reader.release(name))
+        sample: (taps, wanted) => Effect.sync(() => reader.sample(taps, wanted)),
+        release: (tap) => Effect.sync(() => reader.release(tap))
       })
   )
 

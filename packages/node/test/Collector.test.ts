@@ -65,7 +65,8 @@ describe("Collector over real processes", () => {
         assert.strictEqual(Number(first.memoryRssBytes) / 1024, psOf(child.pid).rssKiB)
         assert.isNotNull(first.processStartTimeMs)
         assert.isAtMost(Math.abs(first.processStartTimeMs! - Date.now()), 5_000)
-        assert.lengthOf(openFilesOf(`/proc/${child.pid}/`), 2)
+        // stat and statm, and the default groups' status and io (sleep has no vCPU thread to keep)
+        assert.lengthOf(openFilesOf(`/proc/${child.pid}/`), 4)
 
         yield* Effect.promise(() => stopChild(child))
         const second = (yield* collector.refresh).stats[0]!
@@ -74,7 +75,7 @@ describe("Collector over real processes", () => {
         assert.isNull(second.memoryRssBytes)
         assert.deepStrictEqual(
           second.unavailable.map((u) => `${u.source}:${u.reason}`),
-          ["stat:process_gone", "statm:process_gone"]
+          ["stat:process_gone", "statm:process_gone", "status:process_gone", "io:process_gone", "tasks:process_gone"]
         )
         assert.lengthOf(openFilesOf(`/proc/${child.pid}/`), 0)
       }).pipe(Effect.provide(collectorWith(memory)))
@@ -136,7 +137,8 @@ describe.skipIf(skipTap !== undefined)("Collector over a real TAP", () => {
         assert.strictEqual(stats.netTxBytes, host.rx)
         assert.strictEqual(stats.netRxBytes, 7n * 514n)
         assert.strictEqual(stats.netTxBytes, 20n * 514n)
-        assert.lengthOf(openFilesOf(`/net/${tap}/`), 2)
+        // rx/tx bytes, and rx/tx dropped for the default groups' `network`: nothing more.
+        assert.lengthOf(openFilesOf(`/net/${tap}/`), 4)
         memory.set([])
         yield* collector.refresh
         assert.lengthOf(openFilesOf(`/net/${tap}/`), 0)
@@ -192,7 +194,7 @@ describe.skipIf(skipNamespaces !== undefined)("a reused pid is never the VM", ()
           assert.strictEqual(a.epoch, 0)
           assert.deepStrictEqual(
             a.unavailable.map((u) => `${u.source}:${u.reason}`),
-            ["stat:pid_reused", "statm:pid_reused"]
+            ["stat:pid_reused", "statm:pid_reused", "status:pid_reused", "io:pid_reused", "tasks:pid_reused"]
           )
           assert.deepInclude(reused.unavailableTotals, { source: "stat", reason: "pid_reused", count: i + 1 })
         }

@@ -1,10 +1,10 @@
 /**
  * What the exported metrics look like and how the guardrail behaves, with defaults and validation:
  * the name prefix (default `hypeman_vm`, so other control planes can brand it), whether the derived
- * utilisation ratio is exported, the VM label budget and the metric groups exported (MetricGroup). `make`
- * takes them as given; only `config` reads the environment (`VM_METRICS_METRIC_PREFIX`,
- * `VM_METRICS_UTILIZATION_RATIO`, `VM_METRICS_LABEL_BUDGET`, `VM_METRICS_COLLECT`, `VM_METRICS_NO_COLLECT`),
- * for `VmMetrics.layerConfig`. The CLI reads them through its own table.
+ * utilisation ratio is exported, the VM label budget, the series budget and the metric groups exported
+ * (MetricGroup). `make` takes them as given; only `config` reads the environment (`VM_METRICS_METRIC_PREFIX`,
+ * `VM_METRICS_UTILIZATION_RATIO`, `VM_METRICS_LABEL_BUDGET`, `VM_METRICS_SERIES_BUDGET`, `VM_METRICS_COLLECT`,
+ * `VM_METRICS_NO_COLLECT`), for `VmMetrics.layerConfig`. The CLI reads them through its own table.
  *
  * @since 0.1.0
  */
@@ -17,12 +17,13 @@ export interface MetricOptions {
   readonly prefix: string
   /** Export `<prefix>_memory_utilization_ratio` (RSS / allocated). Default true. */
   readonly utilizationRatio: boolean
-  /**
-   * More instances than this is "over budget" (warn once, count the transition). Also the series budget:
-   * this many VMs' worth of the seed and default groups' series; over it, groups are dropped (see
-   * LabelBudget). Default 200.
-   */
+  /** More instances than this is "over budget" (warn once, count the transition). Default 200. */
   readonly labelBudget: number
+  /**
+   * More per-VM series than this drops metric groups from the export, opt-in ones first, never the
+   * seed's (see LabelBudget). Default 4000: 200 VMs at the seed and default groups (20 series each).
+   */
+  readonly seriesBudget: number
   /** The metric groups exported (their values come from a collector reading the same groups). Default the default groups. */
   readonly groups: ReadonlySet<MetricGroup.MetricGroup>
 }
@@ -32,6 +33,7 @@ export const defaults: MetricOptions = {
   prefix: "hypeman_vm",
   utilizationRatio: true,
   labelBudget: 200,
+  seriesBudget: 4000,
   groups: MetricGroup.defaultGroups
 }
 
@@ -58,6 +60,9 @@ export const make = (options: Partial<MetricOptions> = {}): Effect.Effect<Metric
   if (!Number.isSafeInteger(resolved.labelBudget) || resolved.labelBudget <= 0) {
     return Effect.fail(new InvalidMetricOption({ option: "labelBudget", reason: `must be a positive integer` }))
   }
+  if (!Number.isSafeInteger(resolved.seriesBudget) || resolved.seriesBudget <= 0) {
+    return Effect.fail(new InvalidMetricOption({ option: "seriesBudget", reason: `must be a positive integer` }))
+  }
   return Effect.succeed(resolved)
 }
 
@@ -75,6 +80,7 @@ export const config: Config.Config<Partial<MetricOptions>> = Config.all({
   prefix: Config.string("VM_METRICS_METRIC_PREFIX").pipe(Config.withDefault(defaults.prefix)),
   utilizationRatio: Config.boolean("VM_METRICS_UTILIZATION_RATIO").pipe(Config.withDefault(defaults.utilizationRatio)),
   labelBudget: Config.integer("VM_METRICS_LABEL_BUDGET").pipe(Config.withDefault(defaults.labelBudget)),
+  seriesBudget: Config.integer("VM_METRICS_SERIES_BUDGET").pipe(Config.withDefault(defaults.seriesBudget)),
   groups: Config.map(
     Config.all([groupList("VM_METRICS_COLLECT"), groupList("VM_METRICS_NO_COLLECT")]),
     ([add, remove]) => MetricGroup.select(defaults.groups, add, remove)

@@ -21,7 +21,16 @@ import type {
   ScopeMetrics
 } from "@opentelemetry/sdk-metrics"
 import type { Snapshot } from "@vm-metrics/core/Collector"
-import { type Family, serviceFamilies, vmAttributes, vmFamilies } from "./Catalog.js"
+import type { MetricGroup } from "@vm-metrics/core/MetricGroup"
+import {
+  type Family,
+  labeledAttributes,
+  labeledFamilies,
+  serviceFamilies,
+  vmAttributes,
+  vmFamilies
+} from "./Catalog.js"
+import type { GroupDrops } from "./LabelBudget.js"
 import type { MetricOptions } from "./MetricOptions.js"
 import { type DropCounter, toOtelNumber } from "./OtelValue.js"
 import { VERSION } from "./ResourceAttributes.js"
@@ -74,18 +83,23 @@ const metricData = (family: Family, dataPoints: Array<Point>): MetricData =>
         dataPoints
       }
 
-/** @category constructors */
+/**
+ * `groups`: the metric groups exported (the label budget's kept ones), default the options' groups;
+ * `groupDrops`: the guardrail's drops per group. @category constructors
+ */
 export const toScopeMetrics = (
   options: MetricOptions,
   snapshot: Snapshot,
   budgetTransitions: number,
   drops: DropCounter,
-  serviceStartMs: number
+  serviceStartMs: number,
+  groups: ReadonlySet<MetricGroup> = options.groups,
+  groupDrops: ReadonlyArray<GroupDrops> = []
 ): ScopeMetrics => {
   const end = hrTime(snapshot.sampledAtMs)
   const serviceStart = hrTime(serviceStartMs)
   const metrics: Array<MetricData> = []
-  for (const family of vmFamilies(options)) {
+  for (const family of vmFamilies(options, groups)) {
     const points: Array<Point> = []
     for (const vm of snapshot.stats) {
       const read = family.value(vm)
@@ -106,8 +120,25 @@ export const toScopeMetrics = (
     }
     metrics.push(metricData(family, points))
   }
+  for (const family of labeledFamilies(options, groups)) {
+    const points: Array<Point> = []
+    for (const vm of snapshot.stats) {
+      for (const sample of family.samples(vm)) {
+        if (sample.value === null) continue
+        const value = toOtelNumber(family.integer, sample.value)
+        if (value === null) {
+          drops.count(family.name, "out_of_range")
+          continue
+        }
+        const attributes = labeledAttributes(family, vm, sample)
+        const start = sample.seriesStartTimeMs === null ? serviceStart : hrTime(sample.seriesStartTimeMs)
+        points.push({ attributes, startTime: start, endTime: end, value })
+      }
+    }
+    metrics.push(metricData(family, points))
+  }
   // After the per-VM points, so that this export's drops are in the count it carries.
-  const counts = { budgetTransitions, dropped: drops.totals() }
+  const counts = { budgetTransitions, dropped: drops.totals(), groupDrops }
   for (const family of serviceFamilies(options)) {
     const start = family.kind === "gauge" ? end : serviceStart
     metrics.push(

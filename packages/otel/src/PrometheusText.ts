@@ -10,7 +10,17 @@
  * @since 0.1.0
  */
 import type { Snapshot } from "@vm-metrics/core/Collector"
-import { type ExportCounts, type Family, serviceFamilies, VM_LABELS, vmFamilies } from "./Catalog.js"
+import type { MetricGroup } from "@vm-metrics/core/MetricGroup"
+import {
+  type ExportCounts,
+  type Family,
+  type LabeledVmFamily,
+  labeledFamilies,
+  serviceFamilies,
+  VM_LABELS,
+  type VmFamily,
+  vmFamilies
+} from "./Catalog.js"
 import type { MetricOptions } from "./MetricOptions.js"
 import type { ResourceAttributes } from "./ResourceAttributes.js"
 
@@ -30,38 +40,73 @@ const [ID_LABEL, NAME_LABEL] = VM_LABELS
 const labelSet = (labels: ReadonlyArray<readonly [string, string]>) =>
   labels.length === 0 ? "" : `{${labels.map(([k, v]) => `${labelName(k)}="${escapeLabel(v)}"`).join(",")}}`
 
-/** A renderer keeps the per-instance label strings between renders. @category models */
-export type Renderer = (snapshot: Snapshot, counts: ExportCounts) => string
+/**
+ * A renderer keeps the per-instance label strings between renders. `groups`: the metric groups to
+ * render (the label budget's kept ones); default the options' groups. @category models
+ */
+export type Renderer = (snapshot: Snapshot, counts: ExportCounts, groups?: ReadonlySet<MetricGroup>) => string
+
+interface Families {
+  readonly plain: ReadonlyArray<VmFamily>
+  readonly plainHeaders: ReadonlyArray<string>
+  readonly labeled: ReadonlyArray<LabeledVmFamily>
+}
 
 /** @category constructors */
 export const makeRenderer = (options: MetricOptions, resource: ResourceAttributes): Renderer => {
-  const families = vmFamilies(options)
-  const headers = families.map(header)
   const service = serviceFamilies(options)
   const targetInfo = `# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info${labelSet(Object.entries(resource))} 1\n`
-  const labels = new Map<string, { readonly name: string; readonly text: string }>()
-
-  const labelsOf = (id: string, name: string): string => {
-    const cached = labels.get(id)
-    if (cached !== undefined && cached.name === name) return cached.text
-    const text = `{${ID_LABEL}="${escapeLabel(id)}",${NAME_LABEL}="${escapeLabel(name)}"} `
-    labels.set(id, { name, text })
-    return text
+  const labels = new Map<string, { readonly name: string; readonly inner: string; readonly text: string }>()
+  // The families of a set of groups, built once per set (the budget changes it rarely).
+  const bySet = new Map<string, Families>()
+  const familiesOf = (groups: ReadonlySet<MetricGroup>): Families => {
+    const key = [...groups].sort().join(",")
+    let found = bySet.get(key)
+    if (found === undefined) {
+      const plain = vmFamilies(options, groups)
+      found = { plain, plainHeaders: plain.map(header), labeled: labeledFamilies(options, groups) }
+      bySet.set(key, found)
+    }
+    return found
   }
 
-  return (snapshot, counts) => {
+  const labelsOf = (id: string, name: string) => {
+    const cached = labels.get(id)
+    if (cached !== undefined && cached.name === name) return cached
+    const inner = `${ID_LABEL}="${escapeLabel(id)}",${NAME_LABEL}="${escapeLabel(name)}"`
+    const entry = { name, inner, text: `{${inner}} ` }
+    labels.set(id, entry)
+    return entry
+  }
+
+  return (snapshot, counts, groups = options.groups) => {
     if (labels.size > 2 * snapshot.stats.length + 64) labels.clear() // forget instances that are gone
     const vmLabels = snapshot.stats.map((vm) => labelsOf(vm.instanceId, vm.instanceName))
+    const texts = vmLabels.map((l) => l.text)
+    const inners = vmLabels.map((l) => l.inner)
+    const { plain, plainHeaders, labeled } = familiesOf(groups)
     let out = targetInfo
     // A family without samples is left out entirely, as the OTel SDK leaves it out.
-    families.forEach((family, f) => {
+    plain.forEach((family, f) => {
       let body = ""
       snapshot.stats.forEach((vm, i) => {
         const value = family.value(vm)
-        if (value !== null) body += `${family.name}${vmLabels[i]}${value}\n`
+        if (value !== null) body += `${family.name}${texts[i]}${value}\n`
       })
-      if (body !== "") out += headers[f] + body
+      if (body !== "") out += plainHeaders[f] + body
     })
+    for (const family of labeled) {
+      const names = family.labels.map(labelName)
+      let body = ""
+      snapshot.stats.forEach((vm, i) => {
+        for (const sample of family.samples(vm)) {
+          if (sample.value === null) continue
+          const own = sample.labels.map((v, l) => `,${names[l]}="${escapeLabel(v)}"`).join("")
+          body += `${family.name}{${inners[i]}${own}} ${sample.value}\n`
+        }
+      })
+      if (body !== "") out += header(family) + body
+    }
     for (const family of service) {
       const samples = family.samples(snapshot, counts)
       if (samples.length === 0) continue

@@ -7,8 +7,9 @@
  * The OTel callbacks run outside Effect: they run the collection on the runtime captured when the
  * layer was built and return a Promise, which the OTel JS SDK awaits.
  *
- * The label-budget guardrail sees each snapshot once, whichever path reads it first. Values OTel
- * cannot carry exactly are left out of the OTel paths and counted (see OtelValue).
+ * The label-budget guardrail sees each snapshot once, whichever path reads it first, and decides
+ * which of the enabled metric groups every path exports (see LabelBudget). Values OTel cannot carry
+ * exactly are left out of the OTel paths and counted (see OtelValue).
  *
  * The name says what it serves (the per-VM metric families), but it is also the product's name and
  * close to the HTTP contract `VmMetricsApi`; a clearer one (e.g. `MetricsExport`) is left for a
@@ -21,7 +22,16 @@ import type { Resource } from "@opentelemetry/resources"
 import type { MetricProducer } from "@opentelemetry/sdk-metrics"
 import { Collector, type Snapshot } from "@vm-metrics/core/Collector"
 import { Clock, Context, Effect, Layer, Runtime, type Scope } from "effect"
-import { type ExportCounts, type Family, serviceFamilies, vmAttributes, vmFamilies } from "./Catalog.js"
+import {
+  countSeries,
+  type ExportCounts,
+  type Family,
+  labeledAttributes,
+  labeledFamilies,
+  serviceFamilies,
+  vmAttributes,
+  vmFamilies
+} from "./Catalog.js"
 import * as LabelBudget from "./LabelBudget.js"
 import * as MetricOptions from "./MetricOptions.js"
 import { toScopeMetrics } from "./OtelData.js"
@@ -65,12 +75,20 @@ export const make = (options: Options = {}) =>
     const collector = yield* Collector
     const metricOptions = yield* MetricOptions.make(options.metrics)
     const resource = ResourceAttributes.make(options.resource)
-    const budget = LabelBudget.make(metricOptions.labelBudget)
+    const budget = LabelBudget.make(metricOptions.labelBudget, {
+      enabled: metricOptions.groups,
+      seriesBudget: metricOptions.seriesBudget,
+      count: (stats) => countSeries(metricOptions, stats)
+    })
     const runtime = yield* Effect.runtime<never>()
     const serviceStartMs = yield* Clock.currentTimeMillis
     const renderer = makeRenderer(metricOptions, resource)
     const drops = OtelValue.makeDropCounter()
-    const counts = (): ExportCounts => ({ budgetTransitions: budget.transitions(), dropped: drops.totals() })
+    const counts = (): ExportCounts => ({
+      budgetTransitions: budget.transitions(),
+      dropped: drops.totals(),
+      groupDrops: budget.groupDrops()
+    })
     let observedSequence = 0
 
     /** Feeds the guardrail once per snapshot. */
@@ -78,14 +96,14 @@ export const make = (options: Options = {}) =>
       Effect.suspend(() => {
         if (snapshot.sequence <= observedSequence) return Effect.void
         observedSequence = snapshot.sequence
-        return budget.observe(snapshot.stats.length)
+        return budget.observeStats(snapshot.stats)
       })
 
     // The text depends on the snapshot and the export counts only (no clock), so the same snapshot with
     // the same counts gives back the same string (the same object, which http's byte cache keys on).
     let rendered: { readonly snapshot: Snapshot; readonly countsKey: string; readonly text: string } | undefined
     const countsKey = (current: ExportCounts) =>
-      `${current.budgetTransitions}|${current.dropped.map((d) => `${d.metric}\u0000${d.reason}\u0000${d.count}`).join("|")}`
+      `${current.budgetTransitions}|${current.dropped.map((d) => `${d.metric}\u0000${d.reason}\u0000${d.count}`).join("|")}|${[...budget.groups()].join(",")}|${(current.groupDrops ?? []).map((d) => `${d.group}:${d.count}`).join(",")}`
 
     const render = (snapshot: Snapshot) =>
       Effect.zipRight(
@@ -95,7 +113,7 @@ export const make = (options: Options = {}) =>
           const key = countsKey(current)
           if (rendered !== undefined && rendered.snapshot === snapshot && rendered.countsKey === key)
             return rendered.text
-          const text = renderer(snapshot, current)
+          const text = renderer(snapshot, current, budget.groups())
           rendered = { snapshot, countsKey: key, text }
           return text
         })
@@ -135,7 +153,17 @@ export const make = (options: Options = {}) =>
           const scopeMetrics =
             snapshot === undefined
               ? []
-              : [toScopeMetrics(metricOptions, snapshot, budget.transitions(), drops, serviceStartMs)]
+              : [
+                  toScopeMetrics(
+                    metricOptions,
+                    snapshot,
+                    budget.transitions(),
+                    drops,
+                    serviceStartMs,
+                    budget.groups(),
+                    budget.groupDrops()
+                  )
+                ]
           return { resourceMetrics: { resource: otelResource, scopeMetrics }, errors: [] }
         } catch (error) {
           return { resourceMetrics: { resource: otelResource, scopeMetrics: [] }, errors: [error] }
@@ -146,6 +174,7 @@ export const make = (options: Options = {}) =>
     const registerOn = (meter: Meter) =>
       Effect.gen(function* () {
         const perVm = vmFamilies(metricOptions)
+        const labeled = labeledFamilies(metricOptions)
         const service = serviceFamilies(metricOptions)
         const instrument = (family: Family): Observable => {
           const spec = {
@@ -158,17 +187,34 @@ export const make = (options: Options = {}) =>
             : meter.createObservableGauge(family.name, spec)
         }
         const vmInstruments = perVm.map((family) => [family, instrument(family)] as const)
+        const labeledInstruments = labeled.map((family) => [family, instrument(family)] as const)
         const serviceInstruments = service.map((family) => [family, instrument(family)] as const)
         const callback = async (result: BatchObservableResult) => {
           const snapshot = await freshObserved()
           if (snapshot === undefined) return
+          const kept = budget.groups()
           for (const [family, target] of vmInstruments) {
+            if (family.group !== null && !kept.has(family.group)) continue
             for (const vm of snapshot.stats) {
               const read = family.value(vm)
               if (read === null) continue
               const value = OtelValue.toOtelNumber(family.integer, read)
               if (value === null) drops.count(family.name, "out_of_range")
               else result.observe(target, value, vmAttributes(vm))
+            }
+          }
+          for (const [family, target] of labeledInstruments) {
+            if (!kept.has(family.group)) continue
+            for (const vm of snapshot.stats) {
+              for (const sample of family.samples(vm)) {
+                if (sample.value === null) continue
+                const value = OtelValue.toOtelNumber(family.integer, sample.value)
+                if (value === null) {
+                  drops.count(family.name, "out_of_range")
+                  continue
+                }
+                result.observe(target, value, labeledAttributes(family, vm, sample))
+              }
             }
           }
           const current = counts()
@@ -178,7 +224,7 @@ export const make = (options: Options = {}) =>
             }
           }
         }
-        const all = [...vmInstruments, ...serviceInstruments].map(([, target]) => target)
+        const all = [...vmInstruments, ...labeledInstruments, ...serviceInstruments].map(([, target]) => target)
         yield* Effect.acquireRelease(
           Effect.sync(() => meter.addBatchObservableCallback(callback, all)),
           () => Effect.sync(() => meter.removeBatchObservableCallback(callback, all))

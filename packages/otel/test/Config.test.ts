@@ -18,13 +18,15 @@ describe("configuration from the environment", () => {
         withEnv({
           VM_METRICS_METRIC_PREFIX: "acme_vm",
           VM_METRICS_UTILIZATION_RATIO: "false",
-          VM_METRICS_LABEL_BUDGET: "50"
+          VM_METRICS_LABEL_BUDGET: "50",
+          VM_METRICS_SERIES_BUDGET: "900"
         })
       )
       assert.deepStrictEqual(set, {
         prefix: "acme_vm",
         utilizationRatio: false,
         labelBudget: 50,
+        seriesBudget: 900,
         groups: MetricGroup.defaultGroups
       })
       const groups = yield* MetricOptions.config.pipe(
@@ -39,6 +41,8 @@ describe("configuration from the environment", () => {
       assert.include(String(bad), "VM_METRICS_LABEL_BUDGET")
       const zero = yield* Effect.flip(MetricOptions.make({ labelBudget: 0 }))
       assert.strictEqual(zero.option, "labelBudget")
+      const noSeries = yield* Effect.flip(MetricOptions.make({ seriesBudget: 0 }))
+      assert.strictEqual(noSeries.option, "seriesBudget")
     })
   )
 

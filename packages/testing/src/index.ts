@@ -1,4 +1,6 @@
 /** Test support shared by the packages' tests (workspace only, never published). */
+
+export * from "./FakeVmm.js"
 export * from "./Kernel.js"
 export * from "./PidNamespace.js"
 export * from "./Process.js"

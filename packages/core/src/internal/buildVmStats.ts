@@ -7,13 +7,16 @@
  * @internal
  */
 import { Either } from "effect"
-import { type ProcReadError, type ReadError, reasonOf, type TapReadError } from "../Errors.js"
-import type { InstanceInfo } from "../Instance.js"
+import { type ProcReadError, type ReadError, reasonOf } from "../Errors.js"
+import { type InstanceInfo, tapsOf } from "../Instance.js"
 import type { KernelInfo } from "../Kernel.js"
 import type { ProcSample } from "../ProcReader.js"
 import { isNotRunning } from "../ProcStat.js"
-import type { TapCounters } from "../TapReader.js"
+import type { TapSample } from "../TapReader.js"
 import { noGroupValues, type ReadSource, type Unavailable, type VmState, type VmStats } from "../VmStats.js"
+import { type NetGroups, type NetMemory, netFields, netWentDown, readNet, rememberNet } from "./netStats.js"
+import { type ProcGroups, type ProcMemory, procWentDown, readProc, rememberProc } from "./procStats.js"
+import { ticksToUsec } from "./ticks.js"
 
 /**
  * What the collector remembers of an instance between readings: the pinned process identity (the
@@ -33,8 +36,10 @@ interface Identity {
   seen: number
   cpuUsec: bigint | null
   guestUsec: bigint | null
-  netRx: bigint | null
-  netTx: bigint | null
+  /** The network counters of the series, per NIC and summed (netStats.ts). */
+  net: NetMemory | null
+  /** The process counters of the series (procStats.ts). */
+  proc: ProcMemory | null
 }
 
 /** Per-instance process identity, kept across collections by the collector. @internal */
@@ -73,15 +78,6 @@ const outOfRange = (what: string, pages: bigint, pageSize: number): Unavailable 
 const isGone = (error: ProcReadError) => error._tag === "ProcessGone"
 
 /**
- * ⌊ticks × 10^6 / hz⌋ exactly. In doubles (fewer bigint allocations on the hot path) when hz divides
- * 10^6 (USER_HZ is 100 on Linux) and the product stays below 2^53, so the quotient is exact; else in bigint.
- */
-const ticksToUsec = (ticks: bigint, hz: number): bigint =>
-  ticks < 9_007_199_254n && 1_000_000 % hz === 0
-    ? BigInt((Number(ticks) * 1_000_000) / hz)
-    : (ticks * 1_000_000n) / BigInt(hz)
-
-/**
  * value × unit exactly: in doubles while the product is a safe integer (a rounded Number(value) above
  * 2^53 always fails that test), else in bigint. The caller checks the result against uint64.
  */
@@ -108,8 +104,8 @@ const identityOf = (identities: Identities, info: InstanceInfo, generation: numb
       seen: generation,
       cpuUsec: null,
       guestUsec: null,
-      netRx: null,
-      netTx: null
+      net: null,
+      proc: null
     }
     identities.set(info.id, identity)
     return identity
@@ -125,8 +121,8 @@ const identityOf = (identities: Identities, info: InstanceInfo, generation: numb
     identity.seriesStartMs = null
     identity.cpuUsec = null
     identity.guestUsec = null
-    identity.netRx = null
-    identity.netTx = null
+    identity.net = null
+    identity.proc = null
     identity.startTicks = expected
   }
   identity.pid = pid
@@ -137,7 +133,10 @@ const identityOf = (identities: Identities, info: InstanceInfo, generation: numb
 export const buildVmStats = (
   info: InstanceInfo,
   proc: ProcSample | undefined,
-  tap: Either.Either<TapCounters, TapReadError> | undefined,
+  /** One per `tapsOf(info)`, in that order. */
+  taps: ReadonlyArray<TapSample>,
+  netGroups: NetGroups,
+  procGroups: ProcGroups,
   kernel: KernelInfo,
   identities: Identities,
   generation: number,
@@ -152,6 +151,8 @@ export const buildVmStats = (
   let rss: bigint | null = null
   let vms: bigint | null = null
   let startTicks: bigint | null = null
+  /** Why the pid is not the VM's process now: its network namespace is then not the VM's either. */
+  let pidProblem: string | undefined
 
   if (pid !== null && proc !== undefined) {
     const { stat, statm } = proc
@@ -159,17 +160,20 @@ export const buildVmStats = (
     if (identity.startTicks !== null && found !== null && found !== identity.startTicks) {
       // Same pid, another start time: not our process. Its values are never reported as the VM's.
       state = "exited"
+      pidProblem = "pid_reused"
       unavailable.push(
         pidReused("stat", pid, identity.startTicks, found),
         pidReused("statm", pid, identity.startTicks, found)
       )
     } else if (Either.isRight(stat) && isNotRunning(stat.right)) {
       state = "exited"
+      pidProblem = "not_running"
       unavailable.push(notRunning("stat", pid), notRunning("statm", pid))
     } else {
       const gone = Either.isLeft(stat) && isGone(stat.left) && Either.isLeft(statm) && isGone(statm.left)
       const anyRead = Either.isRight(stat) || Either.isRight(statm)
       state = gone ? "exited" : anyRead ? "running" : "unknown"
+      if (gone) pidProblem = "process_gone"
       if (Either.isRight(stat)) {
         const s = stat.right
         const hz = kernel.clockTicksPerSecond
@@ -198,33 +202,32 @@ export const buildVmStats = (
     }
   }
 
-  let netRx: bigint | null = null
-  let netTx: bigint | null = null
-  if (tap !== undefined) {
-    if (Either.isRight(tap)) {
-      // The TAP's tx is what the host sent into the VM: the VM received it.
-      netRx = tap.right.txBytes
-      netTx = tap.right.rxBytes
-    } else {
-      unavailable.push(unavailableOf("tap", tap.left))
-    }
-  }
+  // Every NIC, VM perspective (the TAP's tx is what the VM received); sums null unless every NIC read.
+  const net = readNet(tapsOf(info), taps, pidProblem, unavailable)
+  const procValues = readProc(
+    pid,
+    proc,
+    pidProblem === "pid_reused" || pidProblem === "not_running" ? pidProblem : undefined,
+    procGroups,
+    kernel,
+    unavailable
+  )
 
   // A kernel counter that went down under the same process (a TAP deleted and created again) starts
   // a new series. Its counts were all made after the previous sample, so that is where it starts.
   if (
     wentDown(cpuUsec, identity.cpuUsec) ||
     wentDown(guestUsec, identity.guestUsec) ||
-    wentDown(netRx, identity.netRx) ||
-    wentDown(netTx, identity.netTx)
+    netWentDown(identity.net, net) ||
+    procWentDown(identity.proc, procValues, proc)
   ) {
     identity.epoch++
     identity.seriesStartMs = identity.sampledAtMs
   }
   if (cpuUsec !== null) identity.cpuUsec = cpuUsec
   if (guestUsec !== null) identity.guestUsec = guestUsec
-  if (netRx !== null) identity.netRx = netRx
-  if (netTx !== null) identity.netTx = netTx
+  identity.net = rememberNet(identity.net, net)
+  identity.proc = rememberProc(identity.proc, procValues, proc)
   identity.sampledAtMs = sampledAtMs
 
   // A double of ms, exact to well below a ms for any real uptime (start ticks stay far below 2^53).
@@ -247,12 +250,14 @@ export const buildVmStats = (
     guestUsec,
     memoryRssBytes: rss,
     memoryVmsBytes: vms,
-    netRxBytes: netRx,
-    netTxBytes: netTx,
+    netRxBytes: net.sums[0],
+    netTxBytes: net.sums[1],
     allocatedVcpus: info.allocatedVcpus,
     allocatedMemoryBytes: info.allocatedMemoryBytes,
     unavailable,
-    ...noGroupValues
+    ...noGroupValues,
+    ...netFields(net, netGroups),
+    ...procValues
   }
 }
 

@@ -22,6 +22,25 @@ export class ReadBuffer {
       this.bytes = Buffer.allocUnsafe(this.bytes.length * 2)
     }
   }
+
+  /**
+   * Reads the whole file behind `fd` from offset 0 until a read gives 0 bytes: a seq_file with many
+   * records (`/proc/<pid>/net/dev` of a namespace with ~30 interfaces or more) gives at most a page per
+   * read. Returns the length read. Throws the errno error.
+   */
+  readAllAt0(fd: number): number {
+    let length = 0
+    for (;;) {
+      if (length === this.bytes.length) {
+        const grown = Buffer.allocUnsafe(this.bytes.length * 2)
+        this.bytes.copy(grown, 0, 0, length)
+        this.bytes = grown
+      }
+      const read = fs.readSync(fd, this.bytes, length, this.bytes.length - length, length)
+      if (read === 0) return length
+      length += read
+    }
+  }
 }
 
 /**
@@ -43,9 +62,10 @@ export class KeptFile {
   /**
    * The length read into `buffer`, or the errno code of the failure. When the kept fd went stale and
    * nothing stands at the path any more, the stale code is returned: what we held is gone for sure
-   * (an ENOENT alone may also mean "hidden", e.g. by hidepid).
+   * (an ENOENT alone may also mean "hidden", e.g. by hidepid). `whole`: read until end of file
+   * (`ReadBuffer.readAllAt0`), for a file that may span more than a page.
    */
-  read(buffer: ReadBuffer): number | string {
+  read(buffer: ReadBuffer, whole = false): number | string {
     for (let attempt = 0; attempt < 2; attempt++) {
       const wasKept = this.fd >= 0
       if (!wasKept) {
@@ -54,7 +74,7 @@ export class KeptFile {
         this.fd = opened
       }
       try {
-        return buffer.readAt0(this.fd)
+        return whole ? buffer.readAllAt0(this.fd) : buffer.readAt0(this.fd)
       } catch (error) {
         this.close()
         const code = errnoOf(error)

@@ -5,12 +5,16 @@
  * @internal
  */
 import { InvalidPid, PermissionDenied, ProcessGone, type ProcReadError, ReadFailed } from "@vm-metrics/core/Errors"
-import type { ProcSample } from "@vm-metrics/core/ProcReader"
+import { parseProcIo } from "@vm-metrics/core/ProcIo"
+import type { ProcFiles, ProcSample } from "@vm-metrics/core/ProcReader"
 import { parseProcStat } from "@vm-metrics/core/ProcStat"
 import { parseProcStatm } from "@vm-metrics/core/ProcStatm"
+import { parseProcStatus } from "@vm-metrics/core/ProcStatus"
 import { Either } from "effect"
 import { KeptFile, ReadBuffer } from "./keptFile.js"
 import { type MayBeHidden, mayBeHiddenFor } from "./procVisibility.js"
+import { SmallFileReader } from "./smallFile.js"
+import { RELIST_EVERY, VcpuThreads } from "./vcpuThreads.js"
 
 const PID_MAX = 4_194_304
 
@@ -29,9 +33,23 @@ const errorOf = (pid: number, path: string, code: string, mayBeHidden: MayBeHidd
   }
 }
 
-interface ProcFiles {
+/** What is kept for one pid; the optional files are opened when first requested. */
+interface KeptFiles {
   readonly stat: KeptFile
   readonly statm: KeptFile
+  status: KeptFile | undefined
+  io: KeptFile | undefined
+  vcpuThreads: VcpuThreads | undefined
+}
+
+const NO_FILES: ProcFiles = {}
+
+/** @internal */
+export interface SyncOptions {
+  /** Tells a pid missing under the root from a gone one (default: asks the kernel and the mount, see procVisibility). */
+  readonly mayBeHidden?: MayBeHidden
+  /** List a process's threads every this many samples (internal/vcpuThreads.ts). */
+  readonly relistEvery?: number
 }
 
 /**
@@ -40,16 +58,23 @@ interface ProcFiles {
  *
  * @category constructors
  */
-export const makeSyncProcReader = (procRoot: string, mayBeHidden: MayBeHidden = mayBeHiddenFor(procRoot)) => {
+export const makeSyncProcReader = (procRoot: string, options: SyncOptions = {}) => {
+  const mayBeHidden = options.mayBeHidden ?? mayBeHiddenFor(procRoot)
+  const relistEvery = options.relistEvery ?? RELIST_EVERY
   const buffer = new ReadBuffer()
-  const kept = new Map<number, ProcFiles>()
+  const small = new SmallFileReader()
+  const kept = new Map<number, KeptFiles>()
+  const taskErrorOf = (pid: number, path: string, code: string) => errorOf(pid, path, code, mayBeHidden)
 
-  const filesOf = (pid: number): ProcFiles => {
+  const filesOf = (pid: number): KeptFiles => {
     let files = kept.get(pid)
     if (files === undefined) {
       files = {
         stat: new KeptFile(`${procRoot}/${pid}/stat`, "ESRCH"),
-        statm: new KeptFile(`${procRoot}/${pid}/statm`, "ESRCH")
+        statm: new KeptFile(`${procRoot}/${pid}/statm`, "ESRCH"),
+        status: undefined,
+        io: undefined,
+        vcpuThreads: undefined
       }
       kept.set(pid, files)
     }
@@ -61,6 +86,9 @@ export const makeSyncProcReader = (procRoot: string, mayBeHidden: MayBeHidden = 
     if (files === undefined) return
     files.stat.close()
     files.statm.close()
+    files.status?.close()
+    files.io?.close()
+    files.vcpuThreads?.close()
     kept.delete(pid)
   }
 
@@ -75,20 +103,55 @@ export const makeSyncProcReader = (procRoot: string, mayBeHidden: MayBeHidden = 
       : parse(buffer.bytes, length)
   }
 
-  const sampleOne = (pid: number): ProcSample => {
+  const sampleOne = (pid: number, wanted: ProcFiles = NO_FILES): ProcSample => {
     if (!Number.isSafeInteger(pid) || pid < 1 || pid > PID_MAX) {
       const error = Either.left(new InvalidPid({ pid }))
-      return { stat: error, statm: error }
+      return {
+        stat: error,
+        statm: error,
+        status: wanted.status === true ? error : undefined,
+        io: wanted.io === true ? error : undefined,
+        vcpuThreads: wanted.vcpuThreads === true ? error : undefined
+      }
     }
     const files = filesOf(pid)
-    const sample = { stat: read(pid, files.stat, parseProcStat), statm: read(pid, files.statm, parseProcStatm) }
-    if (!files.stat.isOpen && !files.statm.isOpen) kept.delete(pid)
+    const stat = read(pid, files.stat, parseProcStat)
+    const statm = read(pid, files.statm, parseProcStatm)
+    let status: ProcSample["status"]
+    let io: ProcSample["io"]
+    let vcpuThreads: ProcSample["vcpuThreads"]
+    if (wanted.status === true) {
+      files.status ??= new KeptFile(`${procRoot}/${pid}/status`, "ESRCH")
+      status = read(pid, files.status, parseProcStatus)
+    }
+    if (wanted.io === true) {
+      files.io ??= new KeptFile(`${procRoot}/${pid}/io`, "ESRCH")
+      io = read(pid, files.io, parseProcIo)
+    }
+    if (wanted.vcpuThreads === true) {
+      files.vcpuThreads ??= new VcpuThreads(`${procRoot}/${pid}/task`, pid, relistEvery)
+      // A gone process has no threads: not the last listing's answer, which may be many samples old.
+      vcpuThreads =
+        Either.isLeft(stat) && stat.left._tag === "ProcessGone"
+          ? Either.left(new ProcessGone({ pid, path: `${procRoot}/${pid}/task` }))
+          : files.vcpuThreads.sample(buffer, small, taskErrorOf)
+    }
+    const sample: ProcSample = { stat, statm, status, io, vcpuThreads } // one shape, whatever was requested
+    // The process is gone (both fds closed on a stale read): keep nothing for it.
+    if (!files.stat.isOpen && !files.statm.isOpen) release(pid)
     return sample
+  }
+
+  /** One sample per pid, in order: the batch of the ProcReader port. */
+  const sample = (pids: ReadonlyArray<number>, wanted: ProcFiles = NO_FILES): Array<ProcSample> => {
+    const samples = new Array<ProcSample>(pids.length)
+    for (let i = 0; i < pids.length; i++) samples[i] = sampleOne(pids[i], wanted)
+    return samples
   }
 
   const closeAll = (): void => {
     for (const pid of [...kept.keys()]) release(pid)
   }
 
-  return { sampleOne, release, closeAll, openPids: () => kept.size }
+  return { sampleOne, sample, release, closeAll, openPids: () => kept.size }
 }

@@ -5,9 +5,17 @@
  * @internal
  */
 import { PermissionDenied, ReadFailed, TapMissing, type TapReadError } from "@vm-metrics/core/Errors"
+import { type NetDevInterface, parseNetDev } from "@vm-metrics/core/NetDev"
 import { parseSysfsCounter } from "@vm-metrics/core/SysfsCounter"
 import { validateTapName } from "@vm-metrics/core/TapName"
-import type { TapCounters } from "@vm-metrics/core/TapReader"
+import {
+  counterFiles,
+  filesFor,
+  type TapCounters,
+  type TapRequest,
+  type TapSample,
+  type TapWanted
+} from "@vm-metrics/core/TapReader"
 import { Either } from "effect"
 import { KeptFile, ReadBuffer } from "./keptFile.js"
 
@@ -25,59 +33,223 @@ const errorOf = (tap: string, path: string, code: string): TapReadError => {
   }
 }
 
-interface TapFiles {
-  readonly rx: KeptFile
-  readonly tx: KeptFile
+/** The indices (in `counterFiles`) each `wanted` reads, by `packets * 2 + dropped`. */
+const WANTED_INDICES = [false, true].flatMap((packets) =>
+  [false, true].map((dropped) => filesFor({ packets, dropped }).map((file) => counterFiles.indexOf(file)))
+)
+const indicesFor = (wanted: TapWanted) => WANTED_INDICES[(wanted.packets ? 2 : 0) + (wanted.dropped ? 1 : 0)]
+
+/** One TAP as one VM names it: its sysfs counter files (opened as first wanted), and where it was found. */
+interface TapEntry {
+  readonly name: string
+  /** The VM's hypervisor pid (0: none), whose netns may hold the TAP. */
+  readonly pid: number
+  /** By index in `counterFiles`. */
+  readonly files: Array<KeptFile | undefined>
+  /** Found in the pid's netns last time: looked for there first (no failing sysfs open per read). */
+  netns: boolean
+}
+
+/** A process's net/dev, kept open while a TAP of it is read via its netns; parsed once per batch. */
+interface NetDevFile {
+  readonly file: KeptFile
+  readonly users: Set<TapEntry>
+  batch: number
+  parsed: Either.Either<ReadonlyMap<string, NetDevInterface>, TapReadError | "gone"> | undefined
 }
 
 /** The synchronous core of the reader, usable without Effect (benchmarks). @category constructors */
-export const makeSyncTapReader = (sysRoot: string) => {
+export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc") => {
   const buffer = new ReadBuffer()
-  const kept = new Map<string, TapFiles>()
+  /** pid (0: none) → name → entry: two lookups, no key built per read. */
+  const entries = new Map<number, Map<string, TapEntry>>()
+  const netDevs = new Map<number, NetDevFile>()
+  /** Values of the read in progress, by index in `counterFiles`. */
+  const values: Array<bigint | null> = counterFiles.map(() => null)
+  let batch = 0
 
-  const release = (name: string): void => {
-    const files = kept.get(name)
-    if (files === undefined) return
-    files.rx.close()
-    files.tx.close()
-    kept.delete(name)
-  }
-
-  /** A missing or broken TAP keeps nothing open. */
-  const dropAfter = (name: string, error: TapReadError): Either.Either<never, TapReadError> => {
-    release(name)
-    return Either.left(error)
-  }
-
-  const read = (name: string, file: KeptFile, counter: string): Either.Either<bigint, TapReadError> => {
-    const length = file.read(buffer)
-    return typeof length === "string"
-      ? Either.left(errorOf(name, file.path, length))
-      : parseSysfsCounter(buffer.bytes, length, counter)
-  }
-
-  const sampleOne = (name: string): Either.Either<TapCounters, TapReadError> => {
-    let files = kept.get(name)
-    if (files === undefined) {
-      const valid = validateTapName(name)
-      if (Either.isLeft(valid)) return Either.left(valid.left)
-      const statistics = `${sysRoot}/class/net/${name}/statistics`
-      files = {
-        rx: new KeptFile(`${statistics}/rx_bytes`, "ENODEV"),
-        tx: new KeptFile(`${statistics}/tx_bytes`, "ENODEV")
-      }
-      kept.set(name, files)
+  const closeSysfs = (entry: TapEntry): void => {
+    for (let i = 0; i < entry.files.length; i++) {
+      entry.files[i]?.close()
+      entry.files[i] = undefined
     }
-    const rx = read(name, files.rx, "rx_bytes")
-    if (Either.isLeft(rx)) return dropAfter(name, rx.left)
-    const tx = read(name, files.tx, "tx_bytes")
-    if (Either.isLeft(tx)) return dropAfter(name, tx.left)
-    return Either.right({ rxBytes: rx.right, txBytes: tx.right })
+  }
+
+  const leaveNetDev = (entry: TapEntry): void => {
+    const netDev = netDevs.get(entry.pid)
+    if (netDev === undefined || !netDev.users.delete(entry) || netDev.users.size > 0) return
+    netDev.file.close()
+    netDevs.delete(entry.pid)
+  }
+
+  /** Only a pid in the kernel's range ever becomes part of a /proc path; 0 stands for none. */
+  const pidOf = (request: TapRequest): number =>
+    request.pid !== undefined && Number.isSafeInteger(request.pid) && request.pid > 0 ? request.pid : 0
+
+  const release = (request: TapRequest): void => {
+    const pid = pidOf(request)
+    const byName = entries.get(pid)
+    const entry = byName?.get(request.name)
+    if (byName === undefined || entry === undefined) return
+    closeSysfs(entry)
+    leaveNetDev(entry)
+    byName.delete(request.name)
+    if (byName.size === 0) entries.delete(pid)
+  }
+
+  const counters = (): TapCounters => ({
+    rxBytes: values[0] ?? 0n,
+    txBytes: values[1] ?? 0n,
+    rxPackets: values[2],
+    txPackets: values[3],
+    rxErrors: values[4],
+    txErrors: values[5],
+    rxDropped: values[6],
+    txDropped: values[7]
+  })
+
+  const readSysfs = (entry: TapEntry, indices: ReadonlyArray<number>): Either.Either<TapCounters, TapReadError> => {
+    values.fill(null)
+    for (const i of indices) {
+      let file = entry.files[i]
+      if (file === undefined) {
+        file = new KeptFile(`${sysRoot}/class/net/${entry.name}/statistics/${counterFiles[i]}`, "ENODEV")
+        entry.files[i] = file
+      }
+      const length = file.read(buffer)
+      const value =
+        typeof length === "string"
+          ? Either.left(errorOf(entry.name, file.path, length))
+          : parseSysfsCounter(buffer.bytes, length, counterFiles[i])
+      if (Either.isLeft(value)) {
+        closeSysfs(entry) // a missing or broken TAP keeps nothing open
+        return Either.left(value.left)
+      }
+      values[i] = value.right
+    }
+    return Either.right(counters())
+  }
+
+  /** The interfaces of the entry's pid's network namespace, read once per batch; "gone" when the process is. */
+  const interfacesOf = (entry: TapEntry) => {
+    let netDev = netDevs.get(entry.pid)
+    if (netDev === undefined) {
+      netDev = {
+        file: new KeptFile(`${procRoot}/${entry.pid}/net/dev`, "ESRCH"),
+        users: new Set(),
+        batch: -1,
+        parsed: undefined
+      }
+      netDevs.set(entry.pid, netDev)
+    }
+    netDev.users.add(entry)
+    if (netDev.batch !== batch || netDev.parsed === undefined) {
+      const length = netDev.file.read(buffer, true) // more than a page with many interfaces
+      netDev.batch = batch
+      netDev.parsed =
+        typeof length !== "string"
+          ? parseNetDev(buffer.bytes, length)
+          : length === "ENOENT" || length === "ESRCH"
+            ? Either.left("gone" as const)
+            : Either.left(errorOf("", netDev.file.path, length))
+    }
+    return netDev.parsed
+  }
+
+  /** The TAP in its pid's namespace: counters, an error of that read, or undefined when it is not there. */
+  const readNetns = (entry: TapEntry, wanted: TapWanted): Either.Either<TapCounters, TapReadError> | undefined => {
+    const interfaces = interfacesOf(entry)
+    if (Either.isLeft(interfaces)) {
+      leaveNetDev(entry)
+      return interfaces.left === "gone" ? undefined : Either.left(interfaces.left)
+    }
+    const found = interfaces.right.get(entry.name)
+    if (found === undefined) {
+      leaveNetDev(entry)
+      return undefined
+    }
+    return Either.right({
+      rxBytes: found.rxBytes,
+      txBytes: found.txBytes,
+      rxPackets: wanted.packets ? found.rxPackets : null,
+      txPackets: wanted.packets ? found.txPackets : null,
+      rxErrors: wanted.packets ? found.rxErrors : null,
+      txErrors: wanted.packets ? found.txErrors : null,
+      rxDropped: wanted.dropped ? found.rxDropped : null,
+      txDropped: wanted.dropped ? found.txDropped : null
+    })
+  }
+
+  /** The entry of a request, made (after the name is validated) on first use; or why there is none. */
+  const entryOf = (request: TapRequest): TapEntry | TapReadError => {
+    const pid = pidOf(request)
+    let byName = entries.get(pid)
+    const known = byName?.get(request.name)
+    if (known !== undefined) return known
+    const valid = validateTapName(request.name) // before the name becomes part of any path
+    if (Either.isLeft(valid)) return valid.left
+    const entry: TapEntry = { name: request.name, pid, files: counterFiles.map(() => undefined), netns: false }
+    if (byName === undefined) {
+      byName = new Map()
+      entries.set(pid, byName)
+    }
+    byName.set(request.name, entry)
+    return entry
+  }
+
+  /**
+   * Sysfs first; when the host has no such TAP and the VM's pid is known, that process's net/dev.
+   * A TAP found via netns is looked for there first next time, and in sysfs again once it is gone.
+   */
+  const sampleOne = (request: TapRequest, wanted: TapWanted): TapSample => {
+    const entry = entryOf(request)
+    if ("_tag" in entry) return { via: "sysfs", counters: Either.left(entry) } // an invalid name
+    if (entry.netns) {
+      const inNetns = readNetns(entry, wanted)
+      if (inNetns !== undefined) return { via: "netns", counters: inNetns }
+      entry.netns = false
+    }
+    const read = readSysfs(entry, indicesFor(wanted))
+    if (entry.pid === 0 || Either.isRight(read) || read.left._tag !== "TapMissing")
+      return { via: "sysfs", counters: read }
+    const inNetns = readNetns(entry, wanted)
+    if (inNetns === undefined) {
+      const path = `${sysRoot}/class/net/${entry.name} nor in ${procRoot}/${entry.pid}/net/dev`
+      return { via: "sysfs", counters: Either.left(new TapMissing({ tap: entry.name, path })) }
+    }
+    entry.netns = Either.isRight(inNetns)
+    return { via: "netns", counters: inNetns }
+  }
+
+  const sample = (requests: ReadonlyArray<TapRequest>, wanted: TapWanted): Array<TapSample> => {
+    batch++
+    const samples = new Array<TapSample>(requests.length)
+    for (let i = 0; i < requests.length; i++) samples[i] = sampleOne(requests[i], wanted)
+    return samples
   }
 
   const closeAll = (): void => {
-    for (const name of [...kept.keys()]) release(name)
+    for (const byName of entries.values()) for (const entry of byName.values()) closeSysfs(entry)
+    for (const netDev of netDevs.values()) netDev.file.close()
+    entries.clear()
+    netDevs.clear()
   }
 
-  return { sampleOne, release, closeAll, openTaps: () => kept.size }
+  return {
+    sample,
+    /** One TAP alone (tests): its own batch. */
+    sampleOne: (request: TapRequest | string, wanted: TapWanted = { packets: false, dropped: false }) =>
+      sample([typeof request === "string" ? { name: request } : request], wanted)[0],
+    release,
+    closeAll,
+    /** TAPs with a sysfs counter file open. */
+    openTaps: () => {
+      let open = 0
+      for (const byName of entries.values()) {
+        for (const entry of byName.values()) if (entry.files.some((file) => file?.isOpen === true)) open++
+      }
+      return open
+    },
+    openNetDevs: () => netDevs.size
+  }
 }

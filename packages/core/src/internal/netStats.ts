@@ -1,0 +1,193 @@
+/**
+ * The network part of a VmStats: every NIC's TAP reading turned to the VM's perspective (VM rx = TAP
+ * tx, for bytes, packets, errors and drops), the per-NIC list and the sums over the NICs.
+ *
+ * A sum is null when any NIC of it could not be read (or its counter was not read): a partial sum
+ * would go backwards once the missing NIC is back, which a counter must never do. A NIC that cannot
+ * be read has null values and one `unavailable` entry (source `tap` via sysfs, `netdev` via netns,
+ * its message naming the TAP). A NIC read through the hypervisor's netns is discarded when that pid
+ * turned out not to be the VM's process any more (reused, zombie, gone).
+ *
+ * Series: any counter of a NIC, or any sum, that went down under the same process (a TAP deleted and
+ * created again, a NIC removed from the VM) starts a new series of the VM (the caller moves its epoch).
+ *
+ * @internal
+ */
+import { Either } from "effect"
+import { reasonOf } from "../Errors.js"
+import type { TapCounters, TapSample, TapWanted } from "../TapReader.js"
+import type { NicStats, Unavailable } from "../VmStats.js"
+
+/** What the collector reads for the enabled groups, and what VmStats shows. @internal */
+export interface NetGroups {
+  /** Counters the TAP reader reads. */
+  readonly wanted: TapWanted
+  /** Group `packets`: netRx/TxPackets and Errors. */
+  readonly packets: boolean
+  /** Group `network`: netRx/TxDropped. */
+  readonly dropped: boolean
+  /** Group `interfaces`: the per-NIC list. */
+  readonly interfaces: boolean
+}
+
+/** @internal */
+export const netGroupsOf = (groups: ReadonlySet<string>): NetGroups => {
+  const interfaces = groups.has("interfaces")
+  const packets = groups.has("packets")
+  const dropped = groups.has("network")
+  return { wanted: { packets: packets || interfaces, dropped: dropped || interfaces }, packets, dropped, interfaces }
+}
+
+/** The VM-perspective counters, in this order. */
+const FIELDS = [
+  "rxBytes",
+  "txBytes",
+  "rxPackets",
+  "txPackets",
+  "rxErrors",
+  "txErrors",
+  "rxDropped",
+  "txDropped"
+] as const
+
+/** The network values of one reading. @internal */
+export interface NetValues {
+  /** Sums over the NICs, VM perspective, in FIELDS order (null: some NIC missing, or no NIC). */
+  readonly sums: ReadonlyArray<bigint | null>
+  /** Every NIC, VM perspective, whatever the groups (the epoch check needs them all). */
+  readonly nics: ReadonlyArray<NicStats>
+}
+
+/** The last values of a series: per NIC and summed, in FIELDS order. Updated in place. @internal */
+export interface NetMemory {
+  readonly sums: Array<bigint | null>
+  readonly nics: Map<string, Array<bigint | null>>
+}
+
+const failedNic = (name: string, via: NicStats["via"]): NicStats => ({
+  name,
+  via,
+  rxBytes: null,
+  txBytes: null,
+  rxPackets: null,
+  txPackets: null,
+  rxErrors: null,
+  txErrors: null,
+  rxDropped: null,
+  txDropped: null
+})
+
+/** The VM's rx is the TAP's tx and the other way round, for every counter. */
+const nicOf = (name: string, via: NicStats["via"], host: TapCounters): NicStats => ({
+  name,
+  via,
+  rxBytes: host.txBytes,
+  txBytes: host.rxBytes,
+  rxPackets: host.txPackets,
+  txPackets: host.rxPackets,
+  rxErrors: host.txErrors,
+  txErrors: host.rxErrors,
+  rxDropped: host.txDropped,
+  txDropped: host.rxDropped
+})
+
+/**
+ * The NICs and sums of one reading. `samples[i]` belongs to `names[i]`; `pidProblem` is the reason
+ * the hypervisor pid is not the VM's process now (its netns readings are then discarded). Unreadable
+ * NICs are appended to `unavailable`.
+ *
+ * @internal
+ */
+export const readNet = (
+  names: ReadonlyArray<string>,
+  samples: ReadonlyArray<TapSample>,
+  pidProblem: string | undefined,
+  unavailable: Array<Unavailable>
+): NetValues => {
+  const nics = new Array<NicStats>(names.length)
+  const sums: Array<bigint | null> = FIELDS.map(() => (names.length === 0 ? null : 0n))
+  for (let i = 0; i < names.length; i++) {
+    const { via, counters } = samples[i]
+    let nic: NicStats
+    if (Either.isLeft(counters)) {
+      unavailable.push({
+        source: via === "netns" ? "netdev" : "tap",
+        reason: reasonOf(counters.left),
+        message: counters.left.message
+      })
+      nic = failedNic(names[i], via)
+    } else if (via === "netns" && pidProblem !== undefined) {
+      unavailable.push({
+        source: "netdev",
+        reason: pidProblem,
+        message: `TAP ${names[i]} was read in the network namespace of a process that is not the VM's now`
+      })
+      nic = failedNic(names[i], via)
+    } else {
+      nic = nicOf(names[i], via, counters.right)
+    }
+    nics[i] = nic
+    for (let f = 0; f < FIELDS.length; f++) {
+      const value = nic[FIELDS[f]]
+      const sum = sums[f]
+      sums[f] = value === null || sum === null ? null : sum + value
+    }
+  }
+  return { sums, nics }
+}
+
+const wentDown = (now: bigint | null | undefined, before: bigint | null | undefined): boolean =>
+  now !== null && now !== undefined && before !== null && before !== undefined && now < before
+
+/** Whether any sum or any NIC's counter went down since the last reading of the series. @internal */
+export const netWentDown = (memory: NetMemory | null, values: NetValues): boolean => {
+  if (memory === null) return false
+  for (let f = 0; f < FIELDS.length; f++) if (wentDown(values.sums[f], memory.sums[f])) return true
+  for (const nic of values.nics) {
+    const before = memory.nics.get(nic.name)
+    if (before === undefined) continue
+    for (let f = 0; f < FIELDS.length; f++) if (wentDown(nic[FIELDS[f]], before[f])) return true
+  }
+  return false
+}
+
+/**
+ * The memory after this reading, updated in place (no allocation per VM and collection once its NICs
+ * are known): every value read replaces the last one; a value not read keeps it (a null is no evidence
+ * either way). NICs no longer listed are forgotten.
+ *
+ * @internal
+ */
+export const rememberNet = (memory: NetMemory | null, values: NetValues): NetMemory => {
+  const kept: NetMemory = memory ?? { sums: FIELDS.map(() => null), nics: new Map() }
+  for (let f = 0; f < FIELDS.length; f++) {
+    const value = values.sums[f]
+    if (value !== null) kept.sums[f] = value
+  }
+  for (const nic of values.nics) {
+    let before = kept.nics.get(nic.name)
+    if (before === undefined) {
+      before = FIELDS.map(() => null)
+      kept.nics.set(nic.name, before)
+    }
+    for (let f = 0; f < FIELDS.length; f++) {
+      const value = nic[FIELDS[f]]
+      if (value !== null) before[f] = value
+    }
+  }
+  if (kept.nics.size > values.nics.length) {
+    for (const name of kept.nics.keys()) if (!values.nics.some((nic) => nic.name === name)) kept.nics.delete(name)
+  }
+  return kept
+}
+
+/** The group fields of VmStats' network part (bytes are the seed's, always shown). @internal */
+export const netFields = (values: NetValues, groups: NetGroups) => ({
+  netRxPackets: groups.packets ? values.sums[2] : null,
+  netTxPackets: groups.packets ? values.sums[3] : null,
+  netRxErrors: groups.packets ? values.sums[4] : null,
+  netTxErrors: groups.packets ? values.sums[5] : null,
+  netRxDropped: groups.dropped ? values.sums[6] : null,
+  netTxDropped: groups.dropped ? values.sums[7] : null,
+  interfaces: groups.interfaces ? values.nics : []
+})
