@@ -157,7 +157,8 @@ describe("AppConfig: the one table of settings", () => {
         for (const [collect, noCollect, flag] of [
           [["vcpus"], [], "--collect"],
           [["cpu,memry"], [], "--collect"],
-          [[], ["cpu", "NETWORK"], "--no-collect"]
+          [[], ["cpu", "NETWORK"], "--no-collect"],
+          [["on-demand"], [], "the collection mode is set by --collection"]
         ] as const) {
           const error = yield* Effect.flip(AppConfig.resolveServe({ ...noFlags, collect, noCollect }).pipe(withEnv({})))
           assert.strictEqual(error._tag, "UsageError")
@@ -271,7 +272,6 @@ describe("vm-metrics CLI", () => {
       [["serve"], { OTEL_METRIC_EXPORT_INTERVAL: "soon" }, "OTEL_METRIC_EXPORT_INTERVAL"],
       [["serve", "--collect", "vcpus"], {}, "cpu, memory, disk, network, packets, vcpu, interfaces"],
       [["list"], { VM_METRICS_NO_COLLECT: "cpu,bogus" }, 'unknown metric group "bogus"'],
-      [["serve", "--collect", "on-demand"], {}, "--collection"],
       [["stats"], {}, "Missing argument"],
       [["frobnicate"], {}, "serve"]
     ]
