@@ -305,6 +305,11 @@ describe("vm-metrics CLI", () => {
       assert.strictEqual(body.allocated_vcpus, 3)
       assert.strictEqual(body.allocated_memory_bytes, 512 * 1024 * 1024)
       assert.strictEqual(body.pid, qemu.pid)
+      // The default groups' values (a shell has anonymous memory), and no rate from one collection.
+      assert.isAbove(body.memory_anon_bytes, 0)
+      assert.isAtLeast(body.disk_read_bytes, 0)
+      assert.isNull(body.cpu_cores)
+      assert.isNull(body.cpu_delay_ratio)
       const unknown = await cli(["stats", "no-such-vm"])
       assert.strictEqual(unknown.code, ExitCode.notFound, unknown.stderr)
       assert.strictEqual(unknown.stdout, "")
