@@ -163,6 +163,29 @@ describe("metric groups: process side", () => {
     }).pipe(Effect.provide(r.layer))
   })
 
+  it.effect("vcpu alone: the per-vCPU list without the delay sum; packets alone: major faults only", () =>
+    Effect.gen(function* () {
+      const vcpu = rig(new Set(["vcpu"]))
+      vcpu.procs.set(PID, vmm())
+      const perVcpu = yield* collect.pipe(Effect.provide(vcpu.layer))
+      assert.deepStrictEqual(
+        perVcpu.vcpus.map((v) => [v.vcpu, v.delayNs]),
+        [
+          [0, 400n],
+          [1, 600n]
+        ]
+      )
+      assert.isNull(perVcpu.cpuDelayNs)
+      assert.isNull(perVcpu.systemUsec)
+      const packets = rig(new Set(["packets"]))
+      packets.procs.set(PID, vmm())
+      const faults = yield* collect.pipe(Effect.provide(packets.layer))
+      assert.strictEqual(faults.majorFaults, 17n)
+      assert.isNull(faults.systemUsec)
+      assert.deepStrictEqual(faults.vcpus, [])
+    })
+  )
+
   describe("a failed read is null with its reason, never 0", () => {
     it.effect("status refused, io refused (another user's process): memory and disk null, counted", () => {
       const r = rig(new Set(allGroups))

@@ -95,7 +95,8 @@ describe("tapNameFor (hype- + the id's first 8 characters, lower-cased)", () => 
       taps.set("hype-abcdefg", { rxBytes: "1", txBytes: "2" }) // what an 8-character cut would have read
       const id = "abcdefgé-0000-4000"
       const source = InstanceSource.makeMemory([buildInstanceInfo(id, "vm", 10, true, 2, 1 << 30)])
-      const layer = Collector.layer({}).pipe(
+      const layer = Collector.layer({ groups: new Set() }).pipe(
+        // the seed's files only
         Layer.provide(
           Layer.mergeAll(ProcReader.layerMemory(procs), TapReader.layerMemory(taps), InstanceSource.layerMemory(source))
         )

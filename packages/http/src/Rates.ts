@@ -39,9 +39,9 @@ export const none: VmRates = {
   networkTxPacketsPerSecond: null
 }
 
-/** Δ counter per second, in the counter's unit × `scale`; null unless both are read and it did not go down. */
-const perSecond = (before: bigint | null, after: bigint | null, seconds: number, scale = 1): number | null =>
-  before === null || after === null || after < before ? null : (Number(after - before) * scale) / seconds
+/** Δ counter ÷ `unit` per second (1e6 for µs, 1e9 for ns); null unless both are read and it did not go down. */
+const perSecond = (before: bigint | null, after: bigint | null, seconds: number, unit = 1): number | null =>
+  before === null || after === null || after < before ? null : Number(after - before) / unit / seconds
 
 /** The vCPUs a delay is divided by: the threads read, else the allocated count; null when neither is known. */
 const vcpuCount = (vm: VmStats): number | null =>
@@ -58,9 +58,9 @@ export const between = (previous: VmStats | undefined, current: VmStats): VmRate
     return none
   const seconds = (current.sampledAtMs - previous.sampledAtMs) / 1000
   const vcpus = vcpuCount(current)
-  const delayPerSecond = perSecond(previous.cpuDelayNs, current.cpuDelayNs, seconds, 1e-9)
+  const delayPerSecond = perSecond(previous.cpuDelayNs, current.cpuDelayNs, seconds, 1e9)
   return {
-    cpuCores: perSecond(previous.cpuUsec, current.cpuUsec, seconds, 1e-6),
+    cpuCores: perSecond(previous.cpuUsec, current.cpuUsec, seconds, 1e6),
     cpuDelayRatio: delayPerSecond === null || vcpus === null ? null : delayPerSecond / vcpus,
     networkRxBytesPerSecond: perSecond(previous.netRxBytes, current.netRxBytes, seconds),
     networkTxBytesPerSecond: perSecond(previous.netTxBytes, current.netTxBytes, seconds),

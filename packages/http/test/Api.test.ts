@@ -39,20 +39,22 @@ const instances: ReadonlyArray<InstanceInfo> = [
 ]
 
 const proc = ProcReader.makeMemory(kernel)
-proc.set(101, {
-  stat: statLine({ pid: 101, utime: 2500, stime: 494, startTime: 4242 }),
-  statm: "1057311 108237 0 0 0 0 0\n",
-  // The default groups' files (cpu: the vCPU threads, memory: status, disk: io).
+/** The default groups' files (cpu: the vCPU threads, memory: status, disk: io), so nothing is a read error. */
+const groupFiles = (pid: number) => ({
   status: "VmSwap:\t0 kB\nRssAnon:\t400000 kB\nRssFile:\t32948 kB\nRssShmem:\t0 kB\nHugetlbPages:\t0 kB\n",
   io: "rchar: 0\nwchar: 0\nread_bytes: 0\nwrite_bytes: 0\n",
   tasks: [
-    { tid: 101, comm: "qemu-system-x86", schedstat: "1 0 1\n" },
-    { tid: 111, comm: "CPU 0/KVM", schedstat: "1 2 1\n" },
-    { tid: 112, comm: "CPU 1/KVM", schedstat: "1 2 1\n" }
+    { tid: pid, comm: "qemu-system-x86", schedstat: "1 0 1\n" },
+    { tid: pid + 10, comm: "CPU 0/KVM", schedstat: "1 2 1\n" }
   ]
 })
-proc.set(102, { stat: statLine({ pid: 102, utime: 1 }), statm: "10 5 0 0 0 0 0\n" })
-proc.set(103, { stat: statLine({ pid: 103, utime: 7 }), statm: "10 5 0 0 0 0 0\n" })
+proc.set(101, {
+  stat: statLine({ pid: 101, utime: 2500, stime: 494, startTime: 4242 }),
+  statm: "1057311 108237 0 0 0 0 0\n",
+  ...groupFiles(101)
+})
+proc.set(102, { stat: statLine({ pid: 102, utime: 1 }), statm: "10 5 0 0 0 0 0\n", ...groupFiles(102) })
+proc.set(103, { stat: statLine({ pid: 103, utime: 7 }), statm: "10 5 0 0 0 0 0\n", ...groupFiles(103) })
 const taps = TapReader.makeMemory()
 // Above 2^53: must arrive as exact JSON integers.
 taps.set("hype-qilviffn", { rxBytes: "18446744073709551615\n", txBytes: "9007199254740993\n" })

@@ -157,7 +157,8 @@ describe("AppConfig: the one table of settings", () => {
         for (const [collect, noCollect, flag] of [
           [["vcpus"], [], "--collect"],
           [["cpu,memry"], [], "--collect"],
-          [[], ["cpu", "NETWORK"], "--no-collect"]
+          [[], ["cpu", "NETWORK"], "--no-collect"],
+          [["on-demand"], [], "the collection mode is set by --collection"]
         ] as const) {
           const error = yield* Effect.flip(AppConfig.resolveServe({ ...noFlags, collect, noCollect }).pipe(withEnv({})))
           assert.strictEqual(error._tag, "UsageError")
@@ -296,7 +297,6 @@ describe("vm-metrics CLI", () => {
       [["serve"], { OTEL_METRIC_EXPORT_INTERVAL: "soon" }, "OTEL_METRIC_EXPORT_INTERVAL"],
       [["serve", "--collect", "vcpus"], {}, "cpu, memory, disk, network, packets, vcpu, interfaces"],
       [["list"], { VM_METRICS_NO_COLLECT: "cpu,bogus" }, 'unknown metric group "bogus"'],
-      [["serve", "--collect", "on-demand"], {}, "--collection"],
       [["stats"], {}, "Missing argument"],
       [["frobnicate"], {}, "serve"]
     ]
@@ -330,6 +330,11 @@ describe("vm-metrics CLI", () => {
       assert.strictEqual(body.allocated_vcpus, 3)
       assert.strictEqual(body.allocated_memory_bytes, 512 * 1024 * 1024)
       assert.strictEqual(body.pid, qemu.pid)
+      // The default groups' values (a shell has anonymous memory), and no rate from one collection.
+      assert.isAbove(body.memory_anon_bytes, 0)
+      assert.isAtLeast(body.disk_read_bytes, 0)
+      assert.isNull(body.cpu_cores)
+      assert.isNull(body.cpu_delay_ratio)
       const unknown = await cli(["stats", "no-such-vm"])
       assert.strictEqual(unknown.code, ExitCode.notFound, unknown.stderr)
       assert.strictEqual(unknown.stdout, "")

@@ -408,10 +408,31 @@ describe("VmMetrics with the metric groups and a series budget (real collector, 
       const names = exported.filter((m) => m.dataPoints.length > 0).map((m) => m.descriptor.name)
       assert.notInclude(names, "hypeman_vm_vcpu_seconds_total")
       assert.include(names, "hypeman_vm_memory_anon_bytes")
+      // Instruments on a caller's Meter leave it out too.
+      const meterReader = new TestReader()
+      const provider = new MeterProvider({ readers: [meterReader] })
+      yield* service.registerOn(provider.getMeter("test"))
+      const observed = (yield* Effect.promise(() => meterReader.collect())).resourceMetrics.scopeMetrics.flatMap(
+        (s) => s.metrics
+      )
+      const observedNames = observed.filter((m) => m.dataPoints.length > 0).map((m) => m.descriptor.name)
+      assert.notInclude(observedNames, "hypeman_vm_vcpu_delay_seconds_total")
+      assert.include(observedNames, "hypeman_vm_cpu_delay_seconds_total")
       world.source.set([fixtureVm("a", 10)])
       const back = yield* text
+      const again = (yield* Effect.promise(() => meterReader.collect())).resourceMetrics.scopeMetrics.flatMap(
+        (s) => s.metrics
+      )
+      const perVcpu = again.find((m) => m.descriptor.name === "hypeman_vm_vcpu_delay_seconds_total")
+      assert.deepStrictEqual(
+        perVcpu?.dataPoints.map((p) => [p.attributes.instance_id, p.attributes.vcpu, p.value]),
+        [
+          ["a", "0", 0.000002],
+          ["a", "1", 0.000004]
+        ]
+      )
       assert.isDefined(back.get('hypeman_vm_vcpu_seconds_total{instance_id="a",instance_name="name-a",vcpu="0"}'))
       assert.strictEqual(back.get('hypeman_vm_metrics_groups_dropped_total{group="vcpu"}'), "1")
-    }).pipe(Effect.provide(metrics))
+    }).pipe(Effect.scoped, Effect.provide(metrics))
   )
 })

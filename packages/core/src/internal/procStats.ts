@@ -123,7 +123,8 @@ export const readProc = (
 ): ProcValues => {
   if (pid === null || proc === undefined) return none
   if (pidProblem !== undefined) {
-    const message = `process ${pid} is not the VM's process now (${pidProblem})`
+    const message =
+      pidProblem === "pid_reused" ? `pid ${pid} now belongs to another process` : `process ${pid} is a zombie`
     if (proc.status !== undefined) unavailable.push({ source: "status", reason: pidProblem, message })
     if (proc.io !== undefined) unavailable.push({ source: "io", reason: pidProblem, message })
     if (proc.vcpuThreads !== undefined) unavailable.push({ source: "tasks", reason: pidProblem, message })

@@ -45,6 +45,8 @@ export class VcpuThreads {
   private threads: ReadonlyArray<Thread> = []
   /** Why the last listing found no threads to read, if it did not. */
   private failure: VcpuThreadsError | undefined
+  /** Whether the last read found a kept fd whose thread exited. */
+  private stale = false
   /** Samples since the last listing; at `relistEvery` (and at first) the next sample lists. */
   private sinceListing = Number.POSITIVE_INFINITY
 
@@ -66,7 +68,7 @@ export class VcpuThreads {
       listed = true
     }
     let samples = this.failure === undefined ? this.readAll(buffer, errorOf) : []
-    if (!listed && samples.some(isThreadGone)) {
+    if (!listed && this.stale) {
       // A vCPU thread exited: whoever runs its vCPU now is found by listing again, at once.
       this.list(small, errorOf)
       samples = this.failure === undefined ? this.readAll(buffer, errorOf) : []
@@ -82,9 +84,12 @@ export class VcpuThreads {
   }
 
   private readAll(buffer: ReadBuffer, errorOf: ErrorOf): Array<VcpuThreadSample> {
+    this.stale = false
     const samples: Array<VcpuThreadSample> = []
     for (const { tid, vcpu, startTicks, schedstat } of this.threads) {
       const length = schedstat.read(buffer)
+      // Only a kept fd reads ESRCH (its thread exited); a file that never opened (ENOENT) is no news.
+      if (length === "ESRCH") this.stale = true
       samples.push({
         tid,
         vcpu,
@@ -162,6 +167,3 @@ export class VcpuThreads {
     this.failure = failure
   }
 }
-
-const isThreadGone = (sample: VcpuThreadSample): boolean =>
-  Either.isLeft(sample.schedstat) && sample.schedstat.left._tag === "ProcessGone"
