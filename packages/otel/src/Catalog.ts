@@ -72,7 +72,7 @@ export interface ServiceFamily extends Family {
   readonly samples: (snapshot: Snapshot, counts: ExportCounts) => ReadonlyArray<Sample>
 }
 
-/** The two labels every per-VM series carries, and nothing else. @category constants */
+/** The two labels every per-VM series carries (a labeled family adds its own after them). @category constants */
 export const VM_LABELS = ["instance_id", "instance_name"] as const
 
 /** A VM's labels as OTel attributes, named by `VM_LABELS`. @category constructors */
