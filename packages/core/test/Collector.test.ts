@@ -1006,7 +1006,7 @@ describe("Collector", () => {
 
 describe("Collector slices", () => {
   /** How many setImmediate callbacks (event-loop turns) ran while `effect` ran. */
-  const turnsDuring = <A>(effect: Effect.Effect<A>) =>
+  const turnsDuring = <A, R>(effect: Effect.Effect<A, never, R>) =>
     Effect.gen(function* () {
       let turns = 0
       let handle: NodeJS.Immediate | undefined

@@ -103,7 +103,8 @@ const serveOptions = {
   metricPrefix: flag(settings.metricPrefix),
   otlp: flag(settings.otlp),
   collection: flag(settings.collection),
-  interval: flag(settings.collectInterval)
+  interval: flag(settings.collectInterval),
+  discoveryInterval: flag(settings.discoveryInterval)
 }
 
 /** Source → readers → collector, from the collect settings given. */
