@@ -20,6 +20,7 @@ import { parseProcStat } from "@vm-metrics/core/ProcStat"
 import { parseSchedstat } from "@vm-metrics/core/Schedstat"
 import { findVcpuThreads, type ThreadComm } from "@vm-metrics/core/VcpuThread"
 import { Either } from "effect"
+import type { FdBudget } from "./fdBudget.js"
 import { errnoOf, KeptFile, type ReadBuffer } from "./keptFile.js"
 import type { SmallFileReader } from "./smallFile.js"
 
@@ -53,6 +54,7 @@ export class VcpuThreads {
   constructor(
     private readonly taskDir: string,
     private readonly pid: number,
+    private readonly budget: FdBudget,
     private readonly relistEvery: number = RELIST_EVERY
   ) {}
 
@@ -145,7 +147,7 @@ export class VcpuThreads {
         tid,
         vcpu,
         startTicks: this.startTicksOf(small, path),
-        schedstat: new KeptFile(`${path}/schedstat`, "ESRCH")
+        schedstat: new KeptFile(`${path}/schedstat`, "ESRCH", this.budget)
       })
     }
     this.replace(threads, undefined)
