@@ -22,7 +22,7 @@ import { KeptFile, ReadBuffer } from "../src/internal/keptFile.js"
 const FILE = "/proc/self/limits" // any file this process can open
 
 describe("FdBudget", () => {
-  it("parses the soft open-files limit and gives the readers 3/4 of the collector's half", () => {
+  it("parses the soft open-files limit and gives the readers the collector's half less a reserve (discovery's comm fds, at most a quarter)", () => {
     const limits = [
       "Limit                     Soft Limit           Hard Limit           Units     ",
       "Max processes             63704                63704                processes ",
@@ -32,8 +32,8 @@ describe("FdBudget", () => {
     assert.strictEqual(parseSoftLimit(limits.replace("20000 ", "unlimited ")), null)
     assert.strictEqual(parseSoftLimit("Max processes 1 1 processes"), null)
     assert.strictEqual(parseSoftLimit(fs.readFileSync("/proc/self/limits", "latin1")), realSoftLimit())
-    assert.strictEqual(budgetFor(20_000), 7_500)
-    assert.strictEqual(budgetFor(256), 96)
+    assert.strictEqual(budgetFor(20_000), 10_000 - 1_024 - 64)
+    assert.strictEqual(budgetFor(256), 128 - 32)
     assert.strictEqual(budgetFor(null), Number.MAX_SAFE_INTEGER)
   })
 

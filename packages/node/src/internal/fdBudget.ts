@@ -4,9 +4,9 @@
  * room; beyond it, it is read by path (open, read, close each time: correct, just slower), so the fd
  * count does not grow with the VM count past the budget.
  *
- * The default budget is three quarters of the collector's half of the open-files soft limit (the
- * other half is the HTTP server's connections, see the http package's Connections): the last quarter
- * is left to discovery's kept fds, the by-path reads and the runtime. When an open still meets the
+ * The default budget is the collector's half of the open-files soft limit (the other half is the HTTP
+ * server's connections, see the http package's Connections) less a reserve for discovery's kept comm
+ * fds, the by-path reads and the runtime (`RESERVE`, at most a quarter of the half). When an open still meets the
  * limit (EMFILE, ENFILE: other fds of the process, or of the host), the budget gives back half of its
  * kept fds (those files are read by path from then on) and keeps at most that many, so the read that
  * met the limit is retried by path instead of failing for want of an fd.
@@ -15,6 +15,10 @@
  */
 import * as fs from "node:fs"
 import { openReadOnly } from "./keptFile.js"
+import { DEFAULT_KEPT_COMM_FDS } from "./processScanner.js"
+
+/** Fds left out of the readers' budget: discovery's comm fds, plus room for reads by path and the runtime. */
+const RESERVE = DEFAULT_KEPT_COMM_FDS + 64
 
 /** Something kept open under the budget, which the budget may ask to close its fd. @internal */
 export interface Holder {
@@ -33,9 +37,12 @@ export const parseSoftLimit = (limits: string): number | null => {
   return Number.isSafeInteger(limit) ? limit : null
 }
 
-/** The budget a soft limit leaves the readers: 3/4 of the collector's half (unlimited: no bound). @internal */
-export const budgetFor = (softLimit: number | null): number =>
-  softLimit === null ? Number.MAX_SAFE_INTEGER : Math.floor((softLimit / 2) * 0.75)
+/** The budget a soft limit leaves the readers: the collector's half less the reserve (unlimited: no bound). @internal */
+export const budgetFor = (softLimit: number | null): number => {
+  if (softLimit === null) return Number.MAX_SAFE_INTEGER
+  const half = Math.floor(softLimit / 2)
+  return half - Math.min(RESERVE, Math.floor(half / 4))
+}
 
 /** @internal */
 export class FdBudget {
