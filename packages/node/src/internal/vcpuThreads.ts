@@ -90,8 +90,9 @@ export class VcpuThreads {
     const samples: Array<VcpuThreadSample> = []
     for (const { tid, vcpu, startTicks, schedstat } of this.threads) {
       const length = schedstat.read(buffer)
-      // Only a kept fd reads ESRCH (its thread exited); a file that never opened (ENOENT) is no news.
-      if (length === "ESRCH") this.stale = true
+      // A kept fd reads ESRCH when its thread exited; a file read by path (no room in the fd budget)
+      // reads ENOENT then. Either way the thread listed is gone: list again at once.
+      if (length === "ESRCH" || (length === "ENOENT" && !schedstat.isOpen)) this.stale = true
       samples.push({
         tid,
         vcpu,
