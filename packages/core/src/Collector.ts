@@ -51,7 +51,7 @@ import { buildVmStats, countUnavailable, type Identities, type UnavailableCounts
 import { netGroupsOf } from "./internal/netStats.js"
 import { procGroupsOf } from "./internal/procStats.js"
 import { defaultGroups, type MetricGroup } from "./MetricGroup.js"
-import { ProcReader } from "./ProcReader.js"
+import { ProcReader, type ReaderFds } from "./ProcReader.js"
 import { validateTapName } from "./TapName.js"
 import { TapReader, type TapRequest, type TapSample, tapKey } from "./TapReader.js"
 import type { ReadSource, VmStats } from "./VmStats.js"
@@ -78,6 +78,8 @@ export interface Snapshot {
   /** What the source chose not to list since start, by reason (InstanceSource `ignoredTotals`). */
   readonly sourceIgnored?: ReadonlyArray<IgnoredTotal>
   readonly unavailableTotals: ReadonlyArray<UnavailableTotal>
+  /** The readers' kept fds and reads by path after this collection (ProcReader `fds`), when it keeps fds. */
+  readonly readerFds?: ReaderFds
 }
 
 /** @category tags */
@@ -288,7 +290,8 @@ export const make = (
         sourceError,
         sourceErrorsTotal,
         sourceIgnored: source.ignoredTotals?.() ?? [],
-        unavailableTotals: totals()
+        unavailableTotals: totals(),
+        ...(proc.fds === undefined ? {} : { readerFds: proc.fds() })
       } satisfies Snapshot
     })
 

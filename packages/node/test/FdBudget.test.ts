@@ -15,9 +15,10 @@ import { parseProcStatmText } from "@vm-metrics/core/ProcStatm"
 import { parseProcStatusText } from "@vm-metrics/core/ProcStatus"
 import { tapSkipReason } from "@vm-metrics/testing"
 import { type Fleet, startFleet } from "@vm-metrics/testing/FakeHypervisors"
-import { Either } from "effect"
-import { budgetFor, FdBudget, parseSoftLimit } from "../src/internal/fdBudget.js"
+import { Effect, Either } from "effect"
+import { budgetFor, FdBudget, parseSoftLimit, sharedFdBudget } from "../src/internal/fdBudget.js"
 import { KeptFile, ReadBuffer } from "../src/internal/keptFile.js"
+import * as NodeProcReader from "../src/NodeProcReader.js"
 
 const FILE = "/proc/self/limits" // any file this process can open
 
@@ -91,6 +92,21 @@ describe("FdBudget", () => {
     assert.strictEqual(new KeptFile("/proc/0/stat", "ESRCH", new FdBudget(1)).read(buffer), "ENOENT")
     assert.strictEqual(new KeptFile("/proc/0/stat", "ESRCH", new FdBudget(0)).read(buffer), "ENOENT")
   })
+})
+
+describe("NodeProcReader fds", () => {
+  it.scoped("reports the shared budget: a sampled pid's stat and statm kept, given back on release", () =>
+    Effect.gen(function* () {
+      const reader = yield* NodeProcReader.make()
+      const fds = () => reader.fds?.() ?? assert.fail("no fds")
+      const before = fds()
+      assert.strictEqual(sharedFdBudget().kept, before.kept)
+      yield* reader.sample([process.pid])
+      assert.strictEqual(fds().kept, before.kept + 2)
+      yield* reader.release(process.pid)
+      assert.deepStrictEqual(fds(), before)
+    })
+  )
 })
 
 const realSoftLimit = () => {

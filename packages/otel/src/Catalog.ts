@@ -513,6 +513,23 @@ export const serviceFamilies = (options: MetricOptions): ReadonlyArray<ServiceFa
         }))
     },
     {
+      name: `${p}_kept_fds`,
+      kind: "gauge",
+      unit: "{file}",
+      integer: true,
+      help: "Kernel files the readers keep open (re-read at offset 0), within their fd budget (half the open-files soft limit, less a reserve).",
+      samples: (snapshot) => (snapshot.readerFds === undefined ? [] : [{ labels: [], value: snapshot.readerFds.kept }])
+    },
+    {
+      name: `${p}_reads_by_path_total`,
+      kind: "counter",
+      unit: "",
+      integer: true,
+      help: "Kernel files read by path (open, read, close) because the readers' fd budget had no room or the open-files limit was met, since start.",
+      samples: (snapshot) =>
+        snapshot.readerFds === undefined ? [] : [{ labels: [], value: snapshot.readerFds.byPathTotal }]
+    },
+    {
       name: `${p}_export_dropped_total`,
       kind: "counter",
       unit: "",

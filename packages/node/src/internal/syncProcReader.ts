@@ -158,5 +158,5 @@ export const makeSyncProcReader = (procRoot: string, options: SyncOptions = {}) 
     for (const pid of [...kept.keys()]) release(pid)
   }
 
-  return { sampleOne, sample, release, closeAll, openPids: () => kept.size }
+  return { sampleOne, sample, release, closeAll, openPids: () => kept.size, fdBudget: budget }
 }
