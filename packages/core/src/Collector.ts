@@ -13,9 +13,19 @@
  *   an instance's epoch on, and what it opens for an unlisted instance is released by the next
  *   collection.
  *
- * Reads run synchronously in chunks (default 256 VMs) with a yield between chunks, so a large host
- * does not starve other fibers; per-VM work is plain code, not an Effect per VM (measured: an Effect
- * per VM adds 3–8 %, an `Effect.try` per file 34–48 %).
+ * - With `listMaxAge`, a collection reuses a listing younger than that and reads the listed VMs
+ *   again (a VM whose process is gone is `exited` at once; a new one shows up with the next listing);
+ *   `refresh` always lists. The default (0) lists on every collection.
+ *
+ * Reads run synchronously in chunks (default 32 VMs, ~1–2 ms at ~40 µs/VM) and the collection gives
+ * the host's event loop a turn between chunks (`yieldToHost`), so a server answers requests while a
+ * large host is collected. `Effect.yieldNow()` is not such a turn: Effect's default scheduler resumes
+ * the fiber in a microtask, so no I/O callback runs in between (measured: no setImmediate callback and
+ * no HTTP request ran across 20 yieldNow-separated chunks). Core has no host APIs, so the default yield
+ * goes through Effect's timer scheduler (a `setTimeout(0)` macrotask in any JS runtime, ≥ 1 ms in
+ * Node); a Node caller passes a setImmediate one (node's EventLoop.ts), which costs no wait. Per-VM
+ * work is plain code, not an Effect per VM (measured: an Effect per VM adds 3–8 %, an `Effect.try` per
+ * file 34–48 %).
  *
  * @since 0.1.0
  */
@@ -31,6 +41,7 @@ import {
   Layer,
   Option,
   Ref,
+  Scheduler,
   type Scope
 } from "effect"
 import type { InstanceSourceError } from "./Errors.js"
@@ -40,7 +51,7 @@ import { buildVmStats, countUnavailable, type Identities, type UnavailableCounts
 import { netGroupsOf } from "./internal/netStats.js"
 import { procGroupsOf } from "./internal/procStats.js"
 import { defaultGroups, type MetricGroup } from "./MetricGroup.js"
-import { ProcReader } from "./ProcReader.js"
+import { ProcReader, type ReaderFds } from "./ProcReader.js"
 import { validateTapName } from "./TapName.js"
 import { TapReader, type TapRequest, type TapSample, tapKey } from "./TapReader.js"
 import type { ReadSource, VmStats } from "./VmStats.js"
@@ -67,6 +78,8 @@ export interface Snapshot {
   /** What the source chose not to list since start, by reason (InstanceSource `ignoredTotals`). */
   readonly sourceIgnored?: ReadonlyArray<IgnoredTotal>
   readonly unavailableTotals: ReadonlyArray<UnavailableTotal>
+  /** The readers' kept fds and reads by path after this collection (ProcReader `fds`), when it keeps fds. */
+  readonly readerFds?: ReaderFds
 }
 
 /** @category tags */
@@ -77,8 +90,16 @@ export class Collector extends Context.Tag("@vm-metrics/core/Collector")<
     readonly getInstanceStats: (info: InstanceInfo) => Effect.Effect<VmStats>
     /** A snapshot no older than `maxAge`, shared with concurrent callers (the Go original's `CollectAll`). */
     readonly collectAll: Effect.Effect<Snapshot>
-    /** A new collection (joining one already in flight), whatever the age of the last one. */
+    /**
+     * A new collection (joining one already in flight), whatever the age of the last one, that lists
+     * the instances again (SIGHUP): a collection in flight that reuses its listing is awaited first.
+     */
     readonly refresh: Effect.Effect<Snapshot>
+    /**
+     * A new collection (joining one already in flight), whatever the age of the last one, reusing a
+     * listing younger than `listMaxAge`: what a collection loop calls.
+     */
+    readonly collect: Effect.Effect<Snapshot>
     /** The last completed snapshot without any I/O: for metric callbacks. */
     readonly latest: Effect.Effect<Option.Option<Snapshot>>
   }
@@ -88,8 +109,12 @@ export class Collector extends Context.Tag("@vm-metrics/core/Collector")<
 export interface Options {
   /** How long a snapshot is reused by `collectAll`. Default 1 second. */
   readonly maxAge?: Duration.DurationInput
-  /** VMs read per synchronous step. Default 256. */
+  /** VMs read per synchronous step. Default 32. */
   readonly chunkSize?: number
+  /** Gives the host's event loop a turn between chunks. Default: a yield through Effect's timer scheduler. */
+  readonly yieldToHost?: Effect.Effect<void>
+  /** How long a listing is reused by `collect` and `collectAll` (`refresh` always lists). Default 0: every collection lists. */
+  readonly listMaxAge?: Duration.DurationInput
   /** The metric groups read (MetricGroup.ts); the files of the others are never opened. Default `defaultGroups`. */
   readonly groups?: ReadonlySet<MetricGroup>
 }
@@ -97,12 +122,20 @@ export interface Options {
 interface CacheState {
   readonly latest: Snapshot | undefined
   readonly inflight: Deferred.Deferred<Snapshot> | undefined
+  /** Whether the collection in flight lists the instances (a refresh started it). */
+  readonly inflightLists: boolean
 }
 
-/** What a caller of collectAll/refresh does: reuse a snapshot, join a collection, or start one. */
+/**
+ * What a caller of collectAll/collect/refresh does: reuse a snapshot, join a collection, start one, or
+ * (a refresh finding a collection in flight that reuses its listing) wait for it to end and decide again.
+ */
 type Decision =
   | { readonly _tag: "Reuse"; readonly snapshot: Snapshot }
-  | { readonly _tag: "Join" | "Start"; readonly deferred: Deferred.Deferred<Snapshot> }
+  | { readonly _tag: "Join" | "Start" | "After"; readonly deferred: Deferred.Deferred<Snapshot> }
+
+/** A macrotask turn in any JS runtime (setTimeout 0), not a microtask as `Effect.yieldNow()` alone. */
+const timerYield: Effect.Effect<void> = Effect.yieldNow().pipe(Effect.withScheduler(Scheduler.timer(0)))
 
 const chunksOf = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
   const chunks: Array<ReadonlyArray<A>> = []
@@ -120,7 +153,9 @@ export const make = (
     const taps = yield* TapReader
     const scope = yield* Effect.scope
     const maxAgeMs = Duration.toMillis(Duration.decode(options.maxAge ?? "1 second"))
-    const chunkSize = Math.max(1, options.chunkSize ?? 256)
+    const chunkSize = Math.max(1, options.chunkSize ?? 32)
+    const yieldToHost = options.yieldToHost ?? timerYield
+    const listMaxAgeMs = Duration.toMillis(Duration.decode(options.listMaxAge ?? 0))
     const netGroups = netGroupsOf(options.groups ?? defaultGroups)
     const procGroups = procGroupsOf(options.groups ?? defaultGroups)
 
@@ -133,6 +168,8 @@ export const make = (
     /** By tapKey: the TAP (name + the pid whose netns may hold it) and the collection that last read it. */
     const heldTaps = new Map<string, { readonly tap: TapRequest; used: number }>()
     let lastGoodListing: ReadonlyArray<InstanceInfo> = []
+    /** When `lastGoodListing` was listed; a failed listing leaves it, so the next collection lists again. */
+    let listedAtMs: number | undefined
     let sourceErrorsTotal = 0
     let sequence = 0
 
@@ -220,10 +257,14 @@ export const make = (
       const startedNs = yield* Clock.currentTimeNanos
       const sampledAtMs = yield* Clock.currentTimeMillis
       generation++
-      const listing = yield* Effect.either(source.list)
+      // A refresh started this collection, or the listing is due.
+      const lists =
+        (yield* Ref.get(cache)).inflightLists || listedAtMs === undefined || sampledAtMs - listedAtMs >= listMaxAgeMs
+      const listing = lists ? yield* Effect.either(source.list) : Either.right(lastGoodListing)
       let sourceError: InstanceSourceError | null = null
       if (Either.isRight(listing)) {
         lastGoodListing = listing.right
+        if (lists) listedAtMs = sampledAtMs
       } else {
         sourceError = listing.left
         sourceErrorsTotal++
@@ -235,7 +276,7 @@ export const make = (
       const stats: Array<VmStats> = []
       const chunks = chunksOf(infos, chunkSize)
       for (let c = 0; c < chunks.length; c++) {
-        if (c > 0) yield* Effect.yieldNow()
+        if (c > 0) yield* yieldToHost
         for (const vm of yield* sampleChunk(chunks[c], sampledAtMs)) stats.push(vm)
       }
       yield* prune
@@ -249,17 +290,19 @@ export const make = (
         sourceError,
         sourceErrorsTotal,
         sourceIgnored: source.ignoredTotals?.() ?? [],
-        unavailableTotals: totals()
+        unavailableTotals: totals(),
+        ...(proc.fds === undefined ? {} : { readerFds: proc.fds() })
       } satisfies Snapshot
     })
 
-    const cache = yield* Ref.make<CacheState>({ latest: undefined, inflight: undefined })
+    const cache = yield* Ref.make<CacheState>({ latest: undefined, inflight: undefined, inflightLists: false })
 
     /** Clears the in-flight mark and publishes the outcome to everyone waiting on it. */
     const publish = (deferred: Deferred.Deferred<Snapshot>, exit: Exit.Exit<Snapshot>) =>
       Ref.update(cache, (state) => ({
         latest: Exit.isSuccess(exit) ? exit.value : state.latest,
-        inflight: undefined
+        inflight: undefined,
+        inflightLists: false
       })).pipe(Effect.zipRight(Deferred.done(deferred, exit)))
 
     /** One collection, run in the collector's scope so that no caller's interruption can orphan it. */
@@ -273,7 +316,7 @@ export const make = (
 
     // Deciding, marking in flight and forking happen uninterruptibly: a caller interrupted in between
     // would otherwise leave an in-flight mark that nothing ever completes.
-    const collect = (reuseWithinMs: number) =>
+    const collect = (reuseWithinMs: number, relist: boolean): Effect.Effect<Snapshot> =>
       Effect.uninterruptibleMask((restore) =>
         Effect.gen(function* () {
           const now = yield* Clock.currentTimeMillis
@@ -282,13 +325,20 @@ export const make = (
             if (state.latest !== undefined && now - state.latest.sampledAtMs < reuseWithinMs) {
               return [{ _tag: "Reuse", snapshot: state.latest }, state]
             }
-            if (state.inflight !== undefined) return [{ _tag: "Join", deferred: state.inflight }, state]
+            if (state.inflight !== undefined) {
+              const tag = relist && !state.inflightLists ? "After" : "Join"
+              return [{ _tag: tag, deferred: state.inflight }, state]
+            }
             return [
               { _tag: "Start", deferred: fresh },
-              { ...state, inflight: fresh }
+              { ...state, inflight: fresh, inflightLists: relist }
             ]
           })
           if (decision._tag === "Reuse") return decision.snapshot
+          if (decision._tag === "After") {
+            yield* restore(Effect.exit(Deferred.await(decision.deferred)))
+            return yield* restore(collect(reuseWithinMs, relist))
+          }
           if (decision._tag === "Start") yield* Effect.forkIn(run(fresh), scope)
           return yield* restore(Deferred.await(decision.deferred))
         })
@@ -303,8 +353,9 @@ export const make = (
 
     return Collector.of({
       getInstanceStats,
-      collectAll: collect(maxAgeMs),
-      refresh: collect(0),
+      collectAll: collect(maxAgeMs, false),
+      refresh: collect(0, true),
+      collect: collect(0, false),
       latest: Effect.map(Ref.get(cache), (state) => Option.fromNullable(state.latest))
     })
   })

@@ -65,8 +65,18 @@ export class ProcReader extends Context.Tag("@vm-metrics/core/ProcReader")<
     readonly sample: (pids: ReadonlyArray<number>, files?: ProcFiles) => Effect.Effect<ReadonlyArray<ProcSample>>
     /** The collector no longer needs this pid: drop whatever is kept for it (open fds, its threads). */
     readonly release: (pid: number) => Effect.Effect<void>
+    /** The readers' fd budget now (proc and TAP readers share it); absent when the reader keeps no fds. */
+    readonly fds?: () => ReaderFds
   }
 >() {}
+
+/** What the readers' fd budget holds and how often it had no room. @category models */
+export interface ReaderFds {
+  /** Files kept open now, re-read at offset 0. */
+  readonly kept: number
+  /** Files read by path (open, read, close) since start: the budget had no room, or the fd limit was met. */
+  readonly byPathTotal: number
+}
 
 /** A thread of an in-memory process. @category models */
 export interface MemoryTask {

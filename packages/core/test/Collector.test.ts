@@ -1004,6 +1004,150 @@ describe("Collector", () => {
   })
 })
 
+describe("Collector slices", () => {
+  /** How many setImmediate callbacks (event-loop turns) ran while `effect` ran. */
+  const turnsDuring = <A, R>(effect: Effect.Effect<A, never, R>) =>
+    Effect.gen(function* () {
+      let turns = 0
+      let handle: NodeJS.Immediate | undefined
+      const tick = () => {
+        turns++
+        handle = setImmediate(tick)
+      }
+      handle = setImmediate(tick)
+      turns = 0
+      yield* effect.pipe(Effect.ensuring(Effect.sync(() => clearImmediate(handle))))
+      return turns
+    })
+
+  const thousand = (collector?: Collector.Options) => {
+    const instances = Array.from({ length: 1000 }, (_, i) => vm(`vm${i}`, { hypervisorPid: 1000 + i }))
+    const r = rig({ instances, ...(collector === undefined ? {} : { collector }) })
+    for (let i = 0; i < 1000; i++) r.procs.set(1000 + i, running(1000 + i))
+    return r
+  }
+
+  it.live("a collection of 1,000 VMs lets the event loop run between its chunks (at least once per 64 VMs)", () => {
+    const r = thousand()
+    return Effect.gen(function* () {
+      const collector = yield* Collector.Collector
+      const turns = yield* turnsDuring(collector.refresh)
+      assert.isAtLeast(turns, 1000 / 64 - 1)
+      assert.lengthOf((yield* collector.latest).pipe(Option.getOrThrow).stats, 1000)
+    }).pipe(Effect.provide(r.layer))
+  })
+
+  it.live("Effect.yieldNow() between chunks is no turn of the event loop (Effect resumes in a microtask)", () => {
+    const r = thousand({ yieldToHost: Effect.yieldNow() })
+    return Effect.gen(function* () {
+      assert.strictEqual(yield* turnsDuring(Effect.flatMap(Collector.Collector, (c) => c.refresh)), 0)
+    }).pipe(Effect.provide(r.layer))
+  })
+})
+
+describe("Collector listMaxAge", () => {
+  it.effect("collect reuses a listing younger than listMaxAge and reads its VMs again; a gone one is exited", () => {
+    const r = rig({ instances: [vm("a", { hypervisorPid: 1 })], collector: { listMaxAge: "5 seconds" } })
+    r.procs.set(1, running(1))
+    r.procs.set(2, running(2))
+    return Effect.gen(function* () {
+      const collector = yield* Collector.Collector
+      const first = yield* collector.collect
+      assert.deepStrictEqual(
+        first.stats.map((s) => [s.instanceId, s.state]),
+        [["a", "running"]]
+      )
+      assert.strictEqual(r.source.calls(), 1)
+
+      // a's process is gone, b is new: the listing is reused, a is exited at once, b not yet listed
+      r.procs.remove(1)
+      r.source.set([vm("b", { hypervisorPid: 2 })])
+      yield* TestClock.adjust("4999 millis")
+      const reused = yield* collector.collect
+      assert.strictEqual(reused.sequence, 2)
+      assert.deepStrictEqual(
+        reused.stats.map((s) => [s.instanceId, s.state]),
+        [["a", "exited"]]
+      )
+      assert.strictEqual(r.source.calls(), 1)
+
+      yield* TestClock.adjust("1 millis")
+      const relisted = yield* collector.collect
+      assert.deepStrictEqual(
+        relisted.stats.map((s) => [s.instanceId, s.state]),
+        [["b", "running"]]
+      )
+      assert.strictEqual(r.source.calls(), 2)
+
+      // refresh lists whatever the listing's age; so does collectAll once the snapshot is older than maxAge
+      r.source.set([vm("b", { hypervisorPid: 2 }), vm("c")])
+      assert.lengthOf((yield* collector.refresh).stats, 2)
+      assert.strictEqual(r.source.calls(), 3)
+    }).pipe(Effect.provide(r.layer))
+  })
+
+  it.effect("a failed listing is not reused: the next collection lists again", () => {
+    const r = rig({ instances: [vm("a")], collector: { listMaxAge: "1 hour" } })
+    return Effect.gen(function* () {
+      const collector = yield* Collector.Collector
+      yield* collector.collect
+      yield* TestClock.adjust("2 hours")
+      r.source.fail(new InstanceSourceError({ kind: "unavailable", reason: "down" }))
+      assert.isNotNull((yield* collector.collect).sourceError)
+      r.source.fail(undefined)
+      r.source.set([vm("b")])
+      const next = yield* collector.collect
+      assert.isNull(next.sourceError)
+      assert.deepStrictEqual(
+        next.stats.map((s) => s.instanceId),
+        ["b"]
+      )
+      assert.strictEqual(r.source.calls(), 3)
+    }).pipe(Effect.provide(r.layer))
+  })
+
+  it.effect("a refresh during a collection that reuses its listing waits for it, then lists", () => {
+    // Two chunks with a 100 ms pause between them keep the collection in flight on the TestClock.
+    const r = rig({
+      instances: [vm("a"), vm("b")],
+      collector: { listMaxAge: "1 hour", chunkSize: 1, yieldToHost: Effect.sleep("100 millis") }
+    })
+    return Effect.gen(function* () {
+      const collector = yield* Collector.Collector
+      const first = yield* Effect.fork(collector.collect)
+      yield* TestClock.adjust("100 millis")
+      assert.strictEqual((yield* Fiber.join(first)).sequence, 1)
+      assert.strictEqual(r.source.calls(), 1)
+
+      r.source.set([vm("a"), vm("b"), vm("c")])
+      const reusing = yield* Effect.fork(collector.collect)
+      const refreshing = yield* Effect.fork(collector.refresh)
+      const joining = yield* Effect.fork(collector.collect)
+      yield* TestClock.adjust("100 millis")
+      const reused = yield* Fiber.join(reusing)
+      assert.strictEqual(reused.sequence, 2)
+      assert.lengthOf(reused.stats, 2)
+      assert.strictEqual(yield* Fiber.join(joining), reused)
+      yield* TestClock.adjust("200 millis")
+      const refreshed = yield* Fiber.join(refreshing)
+      assert.strictEqual(refreshed.sequence, 3)
+      assert.lengthOf(refreshed.stats, 3)
+      assert.strictEqual(r.source.calls(), 2)
+    }).pipe(Effect.provide(r.layer))
+  })
+
+  it.effect("without listMaxAge every collection lists (the library's default)", () => {
+    const r = rig({ instances: [vm("a")] })
+    return Effect.gen(function* () {
+      const collector = yield* Collector.Collector
+      yield* collector.collect
+      yield* collector.collect
+      yield* collector.collectAll
+      assert.strictEqual(r.source.calls(), 2)
+    }).pipe(Effect.provide(r.layer))
+  })
+})
+
 describe("Collector interruption", () => {
   const emptyLayer = () =>
     Collector.layer().pipe(

@@ -188,6 +188,14 @@ export const settings = {
       "with --collection background: the pause between the end of one collection and the next, e.g. 500ms or 2s",
     scope: "serve"
   }),
+  discoveryInterval: duration({
+    flag: "discovery-interval",
+    env: "VM_METRICS_DISCOVERY_INTERVAL",
+    default: "5s",
+    description:
+      "with --source discovery: how long a listing of /proc is reused; the listed VMs are still read on every collection (one that exits shows as exited at once), a new one appears within this; 0s lists on every collection; SIGHUP lists at once",
+    scope: "serve"
+  }),
   authTokenFile: text({
     flag: "auth-token-file",
     env: "VM_METRICS_AUTH_TOKEN_FILE",
@@ -424,6 +432,8 @@ export interface CollectConfig {
   readonly procRoot: string
   readonly sysRoot: string
   readonly maxAge: Duration.DurationInput
+  /** How long discovery's listing is reused by the collections after it (`--discovery-interval`). */
+  readonly discoveryInterval: Duration.DurationInput
   /** The metric groups read (and exported): the default ones, plus `--collect`, less `--no-collect`. */
   readonly groups: ReadonlySet<MetricGroup.MetricGroup>
 }
@@ -458,6 +468,7 @@ export const defaults: AppConfig = {
   procRoot: settings.procRoot.default,
   sysRoot: settings.sysRoot.default,
   maxAge: Either.getOrThrow(parseDuration(settings.maxAge.default)),
+  discoveryInterval: Either.getOrThrow(parseDuration(settings.discoveryInterval.default)),
   groups: MetricGroup.defaultGroups,
   metrics: {
     prefix: settings.metricPrefix.default,
@@ -491,6 +502,8 @@ export interface CollectInput {
   readonly collect?: ReadonlyArray<string>
   /** `--no-collect` lists as given; absent: none. */
   readonly noCollect?: ReadonlyArray<string>
+  /** `--discovery-interval` as given (serve only); absent: the table's default. */
+  readonly discoveryInterval?: string
 }
 
 /** The serve settings that have a flag, as given. @category models */
@@ -543,6 +556,10 @@ export const resolveGroups = (
 export const resolveCollect = (input: CollectInput): Effect.Effect<CollectConfig, UsageError> =>
   Effect.gen(function* () {
     const maxAge = yield* parseDuration(input.maxAge)
+    const discoveryInterval = yield* Either.mapLeft(
+      parseDuration(input.discoveryInterval ?? settings.discoveryInterval.default),
+      (error) => new UsageError({ message: `--discovery-interval: ${error.message}` })
+    )
     const groups = yield* resolveGroups(input)
     return {
       source: input.source,
@@ -552,6 +569,7 @@ export const resolveCollect = (input: CollectInput): Effect.Effect<CollectConfig
       procRoot: input.procRoot,
       sysRoot: input.sysRoot,
       maxAge,
+      discoveryInterval,
       groups
     }
   })

@@ -106,7 +106,8 @@ const serveOptions = {
   metricPrefix: flag(settings.metricPrefix),
   otlp: flag(settings.otlp),
   collection: flag(settings.collection),
-  interval: flag(settings.collectInterval)
+  interval: flag(settings.collectInterval),
+  discoveryInterval: flag(settings.discoveryInterval)
 }
 
 // The composition root and the top client are imported by the commands that run them: `--help` and a

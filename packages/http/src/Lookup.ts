@@ -11,20 +11,61 @@ import { Either } from "effect"
 /** @category models */
 export type LookupFailure = { readonly _tag: "NotFound" } | { readonly _tag: "Ambiguous"; readonly matches: number }
 
-/** @category lookup */
+/** Exact ids and names, each with the instances that carry it: built once per list of instances. */
+interface Index<A> {
+  readonly byId: Map<string, Array<A>>
+  readonly byName: Map<string, Array<A>>
+}
+
+const indexOf = <A extends Pick<VmStats, "instanceId" | "instanceName">>(instances: ReadonlyArray<A>): Index<A> => {
+  const byId = new Map<string, Array<A>>()
+  const byName = new Map<string, Array<A>>()
+  for (const vm of instances) {
+    const sameId = byId.get(vm.instanceId)
+    if (sameId === undefined) byId.set(vm.instanceId, [vm])
+    else sameId.push(vm)
+    const sameName = byName.get(vm.instanceName)
+    if (sameName === undefined) byName.set(vm.instanceName, [vm])
+    else sameName.push(vm)
+  }
+  return { byId, byName }
+}
+
+// A snapshot's list is never changed once made, and a server looks up in the same one per request until
+// the next snapshot: its index is kept with it (and dropped with it), so a lookup by id or name costs a
+// Map get instead of a pass over every VM.
+const indexes = new WeakMap<ReadonlyArray<unknown>, Index<unknown>>()
+
+const cachedIndexOf = <A extends Pick<VmStats, "instanceId" | "instanceName">>(
+  instances: ReadonlyArray<A>
+): Index<A> => {
+  const known = indexes.get(instances) as Index<A> | undefined
+  if (known !== undefined) return known
+  const index = indexOf(instances)
+  indexes.set(instances, index)
+  return index
+}
+
+const oneOf = <A>(matches: ReadonlyArray<A>): Either.Either<A, LookupFailure> =>
+  matches.length === 1 ? Either.right(matches[0] as A) : Either.left({ _tag: "Ambiguous", matches: matches.length })
+
+/**
+ * Looks `idOrName` up in `instances`, a list that must not change afterwards (a snapshot's): its index
+ * is built on the first lookup and reused.
+ *
+ * @category lookup
+ */
 export const lookup = <A extends Pick<VmStats, "instanceId" | "instanceName">>(
   instances: ReadonlyArray<A>,
   idOrName: string
 ): Either.Either<A, LookupFailure> => {
-  const byId = instances.filter((vm) => vm.instanceId === idOrName)
-  if (byId.length === 1) return Either.right(byId[0] as A)
+  const { byId, byName } = cachedIndexOf(instances)
   // Sources give unique ids; one that does not is ambiguous rather than silently the first.
-  if (byId.length > 1) return Either.left({ _tag: "Ambiguous", matches: byId.length })
-  const byName = instances.filter((vm) => vm.instanceName === idOrName)
-  if (byName.length === 1) return Either.right(byName[0] as A)
-  if (byName.length > 1) return Either.left({ _tag: "Ambiguous", matches: byName.length })
+  const sameId = byId.get(idOrName)
+  if (sameId !== undefined) return oneOf(sameId)
+  const sameName = byName.get(idOrName)
+  if (sameName !== undefined) return oneOf(sameName)
   const byPrefix = idOrName === "" ? [] : instances.filter((vm) => vm.instanceId.startsWith(idOrName))
-  if (byPrefix.length === 1) return Either.right(byPrefix[0] as A)
-  if (byPrefix.length > 1) return Either.left({ _tag: "Ambiguous", matches: byPrefix.length })
-  return Either.left({ _tag: "NotFound" })
+  if (byPrefix.length === 0) return Either.left({ _tag: "NotFound" })
+  return oneOf(byPrefix)
 }

@@ -13,6 +13,7 @@ import * as Collector from "@vm-metrics/core/Collector"
 import type { InstanceSource } from "@vm-metrics/core/InstanceSource"
 import type { ProcReader } from "@vm-metrics/core/ProcReader"
 import type { TapReader } from "@vm-metrics/core/TapReader"
+import * as EventLoop from "@vm-metrics/node/EventLoop"
 import * as NodeReaders from "@vm-metrics/node/NodeReaders"
 import type * as VmMetrics from "@vm-metrics/otel/VmMetrics"
 import { Duration, Effect, Layer, Runtime } from "effect"
@@ -53,16 +54,26 @@ export const layerReaders = (config: Partial<CollectConfig> = {}): Layer.Layer<P
     sysRoot: config.sysRoot ?? defaults.sysRoot
   }).pipe(Layer.mapError(asUsage))
 
-/** Source → readers → collector. @category layers */
+/**
+ * Source → readers → collector. The collector gives Node's event loop a turn between its chunks
+ * (EventLoop.ts), and reuses discovery's listing for `discoveryInterval` (the rescan of /proc is the
+ * costly part of a collection); a source given in `ports` is listed on every collection.
+ *
+ * @category layers
+ */
 export const layerCollect = <ES = never, ER = never>(
   config: Partial<CollectConfig> = {},
   ports: Ports<ES, ER> = {}
 ): Layer.Layer<Collector.Collector, UsageError | ES | ER> => {
   const readers: Layer.Layer<ProcReader | TapReader, UsageError | ER> = ports.readers ?? layerReaders(config)
   const source: Layer.Layer<InstanceSource, UsageError | ES> = ports.source ?? layerSource(config)
-  return Collector.layer({ maxAge: config.maxAge ?? defaults.maxAge, groups: config.groups ?? defaults.groups }).pipe(
-    Layer.provide(Layer.merge(readers, source))
-  )
+  const discovers = ports.source === undefined && (config.source ?? defaults.source) === "discovery"
+  return Collector.layer({
+    maxAge: config.maxAge ?? defaults.maxAge,
+    groups: config.groups ?? defaults.groups,
+    yieldToHost: EventLoop.yieldToEventLoop,
+    listMaxAge: discovers ? (config.discoveryInterval ?? defaults.discoveryInterval) : 0
+  }).pipe(Layer.provide(Layer.merge(readers, source)))
 }
 
 /** Source → readers → collector → metrics, and the OTLP push when `otlp` is on. @category layers */

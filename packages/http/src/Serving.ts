@@ -2,7 +2,9 @@
  * Where the server's handlers get their snapshot from, chosen by `--collection`:
  * - `background` (the server's default): a loop collects every `--interval` (spaced: the interval runs
  *   from the end of one collection to the start of the next) and the handlers serve the latest snapshot
- *   without any I/O, so their latency is render time. Before the first snapshot exists a request waits
+ *   without any I/O, so their latency is render time. The loop calls the collector's `collect`, which
+ *   reuses a listing younger than its `listMaxAge` (Main: `--discovery-interval`); SIGHUP's `refresh`
+ *   lists at once. Before the first snapshot exists a request waits
  *   for the first collection (which the loop has already started) rather than answer without data.
  *   The loop is a fiber of the layer's scope: it stops when the server shuts down.
  * - `on-demand`: the collector's `collectAll` (a snapshot at most its max age old, collected inline by
@@ -55,7 +57,7 @@ export const layerBackground = (interval: Duration.DurationInput): Layer.Layer<S
       const collector = yield* Collector
       const history = Rates.makeHistory()
       // The collector never fails; should it still, the loop logs and goes on rather than stop serving fresh data.
-      yield* collector.refresh.pipe(
+      yield* collector.collect.pipe(
         Effect.tap((snapshot) => history.observe(snapshot)),
         Effect.catchAllCause((cause) =>
           Effect.logWarning("background collection failed").pipe(Effect.annotateLogs({ cause: Cause.pretty(cause) }))

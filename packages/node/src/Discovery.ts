@@ -25,6 +25,10 @@
  * cannot pose as a VM. The uids are read on every scan (setuid() may change them); the executable
  * is judged once per process and command line.
  *
+ * A scan runs in steps of `stepSize` pids (default 64, ~1 ms) with a turn of the event loop between
+ * them (EventLoop.ts): one listing of `<procRoot>` (a single readdir), then the per-pid reads sliced,
+ * so a server answers its requests during a scan of a large host. Scans run one at a time.
+ *
  * Only an unlistable `<procRoot>` fails the listing (`InstanceSourceError`). The result is sorted by
  * id (then pid), so its order is stable. Ids must be unique (each is a series in /metrics and a REST
  * resource): processes that derive the same id (two QEMUs with one `-name` and no `-uuid`) are told
@@ -36,8 +40,9 @@
 import { InstanceSourceError } from "@vm-metrics/core/Errors"
 import { InstanceSource } from "@vm-metrics/core/InstanceSource"
 import { type Context, Effect, Layer, type Scope } from "effect"
+import { yieldToEventLoop } from "./EventLoop.js"
 import { checkRoot } from "./internal/keptFile.js"
-import { makeScanner } from "./internal/processScanner.js"
+import { makeScanner, type Scanner } from "./internal/processScanner.js"
 
 /** @category models */
 export interface Options {
@@ -45,7 +50,17 @@ export interface Options {
   readonly procRoot?: string
   /** Uids besides root whose hypervisor processes are trusted (e.g. libvirt-qemu's). Default none. */
   readonly trustedUids?: ReadonlyArray<number>
+  /** Pids read per synchronous step of a scan. Default 64. */
+  readonly stepSize?: number
 }
+
+/** One scan in steps, an event-loop turn between them. */
+const scanInSteps = (scanner: Scanner, stepSize: number) =>
+  Effect.gen(function* () {
+    const inSteps = yield* scanner.begin()
+    while (inSteps.step(stepSize)) yield* yieldToEventLoop
+    return inSteps.finish()
+  })
 
 /**
  * Builds the source; an invalid `procRoot` makes every listing fail with the reason. The kept fds are
@@ -61,8 +76,13 @@ export const make = (options: Options = {}): Effect.Effect<Context.Tag.Service<I
         (scanner) => Effect.sync(scanner.close)
       )
     ),
-    Effect.map((scanner) =>
-      InstanceSource.of({ list: Effect.suspend(scanner.scan), ignoredTotals: scanner.ignoredTotals })
+    Effect.flatMap((scanner) =>
+      Effect.map(Effect.makeSemaphore(1), (oneAtATime) =>
+        InstanceSource.of({
+          list: oneAtATime.withPermits(1)(scanInSteps(scanner, Math.max(1, options.stepSize ?? 64))),
+          ignoredTotals: scanner.ignoredTotals
+        })
+      )
     ),
     Effect.catchAll((invalid) =>
       Effect.succeed(

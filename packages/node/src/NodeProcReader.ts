@@ -37,7 +37,8 @@ export const make = (options: Options = {}) =>
     return ProcReader.of({
       kernel,
       sample: (pids, files) => Effect.sync(() => reader.sample(pids, files)),
-      release: (pid) => Effect.sync(() => reader.release(pid))
+      release: (pid) => Effect.sync(() => reader.release(pid)),
+      fds: () => ({ kept: reader.fdBudget.kept, byPathTotal: reader.fdBudget.byPath })
     })
   })
 

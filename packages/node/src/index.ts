@@ -1,6 +1,8 @@
 /** @since 0.1.0 */
 export * as Discovery from "./Discovery.js"
 /** @since 0.1.0 */
+export * as EventLoop from "./EventLoop.js"
+/** @since 0.1.0 */
 export * as HypervisorCmdline from "./HypervisorCmdline.js"
 /** @since 0.1.0 */
 export * as LibvirtSource from "./LibvirtSource.js"

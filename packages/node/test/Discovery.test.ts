@@ -213,6 +213,50 @@ describe("Discovery over a fake proc root", () => {
     })
   )
 
+  it.live(
+    "a scan runs in steps of stepSize pids with a turn of the event loop between them, listing what a whole scan lists",
+    () =>
+      Effect.gen(function* () {
+        const root = makeFakeProc()
+        // 300 processes besides the hypervisors: a scan of 64 pids a step takes at least 4 turns.
+        for (let pid = 1000; pid < 1300; pid++) fakeProcess(root, pid, "sleep", ["sleep", "30"])
+        let turns = 0
+        let handle: NodeJS.Immediate | undefined
+        const tick = () => {
+          turns++
+          handle = setImmediate(tick)
+        }
+        const listed = yield* Effect.gen(function* () {
+          const source = yield* InstanceSource
+          handle = setImmediate(tick)
+          turns = 0
+          return yield* source.list.pipe(Effect.ensuring(Effect.sync(() => clearImmediate(handle))))
+        }).pipe(Effect.provide(Discovery.layer({ procRoot: root })))
+        assert.isAtLeast(turns, 4)
+        assert.deepStrictEqual(listed, expectedFake)
+        assert.deepStrictEqual(Either.getOrThrow(Scanner.makeScanner(root).scan()), expectedFake)
+      })
+  )
+
+  it("a scan in steps forgets, once finished, the processes it did not see; an abandoned one leaves nothing wrong", () => {
+    const root = makeFakeProc()
+    const scanner = Scanner.makeScanner(root)
+    const whole = (steps: Scanner.ScanInSteps) => {
+      while (steps.step(1));
+      return steps.finish()
+    }
+    assert.deepStrictEqual(whole(Either.getOrThrow(scanner.begin())), expectedFake)
+    const cached = scanner.cached()
+    // Abandoned after one pid: the next scan settles the cache as a whole scan would.
+    Either.getOrThrow(scanner.begin()).step(1)
+    fs.rmSync(path.join(root, "200"), { recursive: true })
+    assert.deepStrictEqual(
+      whole(Either.getOrThrow(scanner.begin())),
+      expectedFake.filter((vm) => vm.hypervisorPid !== 200)
+    )
+    assert.strictEqual(scanner.cached(), cached - 1)
+  })
+
   it("re-parses a pid only when its cmdline bytes change, and forgets pids that are gone", () => {
     const root = makeFakeProc()
     const scanner = Scanner.makeScanner(root)
@@ -464,7 +508,7 @@ describe("Discovery ids are unique", () => {
     const [a, b] = [start(), start()]
     try {
       await sleepMs(300)
-      const listed = Effect.runSync(
+      const listed = await Effect.runPromise(
         Effect.flatMap(InstanceSource, (s) => s.list).pipe(Effect.provide(Discovery.layer()))
       )
       const twins = listed.filter((i) => i.name === "twin-vm")

@@ -27,6 +27,7 @@ import {
   stopChild
 } from "@vm-metrics/testing"
 import { Effect, Either, Layer, ManagedRuntime } from "effect"
+import { FdBudget } from "../src/internal/fdBudget.js"
 import { makeSyncProcReader } from "../src/internal/syncProcReader.js"
 import * as NodeReaders from "../src/NodeReaders.js"
 
@@ -362,9 +363,15 @@ describe.skipIf(skipPython !== undefined)("kept files", () => {
 })
 
 describe.skipIf(skipPython !== undefined)("vCPU threads are listed rarely", () => {
-  it("a replaced thread is found at once (its kept fd reads ESRCH); an added one only at the next listing", async () => {
+  it.each([
+    ["its kept fd reads ESRCH", undefined],
+    ["read by path, no room in the fd budget: ENOENT", 0]
+  ] as const)("a replaced thread is found at once (%s); an added one only at the next listing", async (_, fds) => {
     const fake = await start({ threads: ["vcpu0", "vcpu1"] })
-    const reader = makeSyncProcReader("/proc", { relistEvery: 3 })
+    const reader = makeSyncProcReader("/proc", {
+      relistEvery: 3,
+      ...(fds === undefined ? {} : { fdBudget: new FdBudget(fds) })
+    })
     const vcpusOf = () => {
       const threads = reader.sampleOne(fake.pid, { vcpuThreads: true }).vcpuThreads
       if (threads === undefined || Either.isLeft(threads)) return assert.fail(`no vCPU threads: ${String(threads)}`)

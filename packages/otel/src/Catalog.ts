@@ -72,7 +72,7 @@ export interface ServiceFamily extends Family {
   readonly samples: (snapshot: Snapshot, counts: ExportCounts) => ReadonlyArray<Sample>
 }
 
-/** The two labels every per-VM series carries, and nothing else. @category constants */
+/** The two labels every per-VM series carries (a labeled family adds its own after them). @category constants */
 export const VM_LABELS = ["instance_id", "instance_name"] as const
 
 /** A VM's labels as OTel attributes, named by `VM_LABELS`. @category constructors */
@@ -511,6 +511,23 @@ export const serviceFamilies = (options: MetricOptions): ReadonlyArray<ServiceFa
           labels: [["reason", ignored.reason]] as const,
           value: ignored.count
         }))
+    },
+    {
+      name: `${p}_kept_fds`,
+      kind: "gauge",
+      unit: "{file}",
+      integer: true,
+      help: "Kernel files the readers keep open (re-read at offset 0), within their fd budget (half the open-files soft limit, less a reserve).",
+      samples: (snapshot) => (snapshot.readerFds === undefined ? [] : [{ labels: [], value: snapshot.readerFds.kept }])
+    },
+    {
+      name: `${p}_reads_by_path_total`,
+      kind: "counter",
+      unit: "",
+      integer: true,
+      help: "Kernel files read by path (open, read, close) because the readers' fd budget had no room or the open-files limit was met, since start.",
+      samples: (snapshot) =>
+        snapshot.readerFds === undefined ? [] : [{ labels: [], value: snapshot.readerFds.byPathTotal }]
     },
     {
       name: `${p}_export_dropped_total`,

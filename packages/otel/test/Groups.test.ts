@@ -5,6 +5,7 @@
  * opt-in first, never the seed's.
  */
 import { assert, describe, it } from "@effect/vitest"
+import { PrometheusExporter, PrometheusSerializer } from "@opentelemetry/exporter-prometheus"
 import { MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics"
 import * as Collector from "@vm-metrics/core/Collector"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
@@ -435,4 +436,74 @@ describe("VmMetrics with the metric groups and a series budget (real collector, 
       assert.strictEqual(back.get('hypeman_vm_metrics_groups_dropped_total{group="vcpu"}'), "1")
     }).pipe(Effect.scoped, Effect.provide(metrics))
   )
+})
+
+describe("every group through the three paths: the direct text and the OTel SDK agree", () => {
+  it.scoped("on every name, HELP, TYPE, label and value, per vCPU and per NIC included", () => {
+    const world = makeWorld([fixtureVm("a", 10, { tapDevices: ["hype-a", "hype-a2"] })])
+    world.proc.set(10, {
+      stat: statLine({ pid: 10, utime: 250, stime: 30, startTime: 500, majorFaults: 9 }),
+      statm: "1000 100 0 0 0 0 0\n",
+      status: "VmSwap:\t8 kB\nRssAnon:\t300 kB\nRssFile:\t100 kB\nRssShmem:\t4 kB\nHugetlbPages:\t2048 kB\n",
+      io: "rchar: 0\nwchar: 0\nread_bytes: 4096\nwrite_bytes: 8192\n",
+      tasks: [
+        { tid: 10, comm: "qemu-system-x86", schedstat: "1 0 1\n" },
+        { tid: 11, comm: "CPU 0/KVM", schedstat: "1500000000 2000 1\n" },
+        { tid: 12, comm: "CPU 1/KVM", schedstat: "3000 250000000 1\n" }
+      ]
+    })
+    const counters = (n: number) => ({
+      rxBytes: `${n}\n`,
+      txBytes: `${n + 1}\n`,
+      rxPackets: `${n + 2}\n`,
+      txPackets: `${n + 3}\n`,
+      rxErrors: "0\n",
+      txErrors: "1\n",
+      rxDropped: `${n + 4}\n`,
+      txDropped: `${n + 5}\n`
+    })
+    world.taps.set("hype-a", counters(100))
+    world.taps.set("hype-a2", counters(200))
+    const all = new Set(allGroups)
+    const collector = Collector.layer({ maxAge: "1 second", groups: all }).pipe(
+      Layer.provide(
+        Layer.mergeAll(
+          InstanceSource.layerMemory(world.source),
+          ProcReader.layerMemory(world.proc),
+          TapReader.layerMemory(world.taps)
+        )
+      )
+    )
+    return Effect.gen(function* () {
+      const metrics = yield* VmMetrics.VmMetrics
+      const snapshot = yield* Effect.flatMap(Collector.Collector, (c) => c.refresh)
+      const direct = parseExposition(yield* metrics.render(snapshot))
+      assert.strictEqual(
+        direct.samples.get(
+          'hypeman_vm_network_interface_tx_dropped_total{instance_id="a",instance_name="name-a",interface="hype-a2",via="sysfs"}'
+        ),
+        "204",
+        "the VM's tx is the TAP's rx"
+      )
+      assert.deepStrictEqual(familiesIn(direct.samples), new Set([...SEED, ...Object.values(BY_GROUP).flat()]))
+      const serializer = new PrometheusSerializer(undefined, false, undefined, false, true)
+      const viaInstruments = new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true })
+      const provider = new MeterProvider({ readers: [viaInstruments] })
+      yield* metrics.registerOn(provider.getMeter("x"))
+      const viaProducer = new PrometheusExporter({
+        preventServerStart: true,
+        withoutScopeInfo: true,
+        metricProducers: [metrics.producer]
+      })
+      new MeterProvider({ readers: [viaProducer] })
+      const withoutTarget = (m: Map<string, string>) => new Map([...m].filter(([k]) => !k.startsWith("target_info")))
+      for (const exporter of [viaInstruments, viaProducer]) {
+        const { resourceMetrics } = yield* Effect.promise(() => exporter.collect())
+        const sdk = parseExposition(serializer.serialize(resourceMetrics))
+        assert.deepStrictEqual(withoutTarget(sdk.samples), withoutTarget(direct.samples))
+        for (const [key, value] of direct.meta)
+          if (!key.endsWith(" target_info")) assert.strictEqual(sdk.meta.get(key), value, key)
+      }
+    }).pipe(Effect.provide(VmMetrics.layer({ metrics: { groups: all } }).pipe(Layer.provideMerge(collector))))
+  })
 })

@@ -9,6 +9,7 @@
  */
 import * as fs from "node:fs"
 import { Data, Effect } from "effect"
+import type { FdBudget, Holder } from "./fdBudget.js"
 
 /** A read buffer shared by every read of one reader; grown when a file fills it. @internal */
 export class ReadBuffer {
@@ -49,14 +50,18 @@ export class ReadBuffer {
  * device was deleted) stays stale forever, so it is closed and the path opened once more: whatever
  * now stands at that path is read.
  *
+ * The fd is kept only while the shared `FdBudget` has room (fdBudget.ts); otherwise, and after the
+ * budget took the fd back at the fd limit, the file is read by path (open, read, close) on every read.
+ *
  * @internal
  */
-export class KeptFile {
+export class KeptFile implements Holder {
   private fd = -1
 
   constructor(
     readonly path: string,
-    private readonly staleCode: string
+    private readonly staleCode: string,
+    private readonly budget: FdBudget
   ) {}
 
   /**
@@ -69,8 +74,9 @@ export class KeptFile {
     for (let attempt = 0; attempt < 2; attempt++) {
       const wasKept = this.fd >= 0
       if (!wasKept) {
-        const opened = openReadOnly(this.path)
-        if (typeof opened === "string") return attempt > 0 && opened === "ENOENT" ? this.staleCode : opened
+        const opened = this.budget.open(this, this.path)
+        if (opened === undefined) return this.readByPath(buffer, whole, attempt > 0)
+        if (typeof opened === "string") return this.goneAfterStale(opened, attempt > 0)
         this.fd = opened
       }
       try {
@@ -89,8 +95,29 @@ export class KeptFile {
   }
 
   close(): void {
-    if (this.fd >= 0) closeQuietly(this.fd)
+    if (this.fd >= 0) {
+      closeQuietly(this.fd)
+      this.budget.release(this)
+    }
     this.fd = -1
+  }
+
+  /** A stale fd's path now missing: what we held is gone (the stale code), not merely hidden. */
+  private goneAfterStale(code: string, afterStale: boolean): string {
+    return afterStale && code === "ENOENT" ? this.staleCode : code
+  }
+
+  /** One read without keeping the fd: the budget is full or the fd limit was met. */
+  private readByPath(buffer: ReadBuffer, whole: boolean, afterStale: boolean): number | string {
+    const fd = this.budget.openOnce(this.path)
+    if (typeof fd === "string") return this.goneAfterStale(fd, afterStale)
+    try {
+      return whole ? buffer.readAllAt0(fd) : buffer.readAt0(fd)
+    } catch (error) {
+      return errnoOf(error)
+    } finally {
+      closeQuietly(fd)
+    }
   }
 }
 

@@ -161,9 +161,27 @@ export interface ScannerOptions {
   readonly keptCommFds?: number
 }
 
+/**
+ * One scan taken in steps, so that a caller can give its event loop a turn between them: the listing
+ * of `procRoot` is taken when the scan begins, its pids are read `step` at a time. Steps of one scan
+ * must not interleave with another scan's (Discovery runs one at a time); a scan abandoned before
+ * `finish` leaves nothing behind that the next scan does not settle.
+ *
+ * @category models
+ */
+export interface ScanInSteps {
+  /** Reads the next `count` pids of the listing; whether any remain. */
+  readonly step: (count: number) => boolean
+  /** Forgets the processes this scan did not see and gives its listing (after the last step). */
+  readonly finish: () => ReadonlyArray<InstanceInfo>
+}
+
 /** The synchronous scanner behind the source, usable without Effect (benchmarks). @category models */
 export interface Scanner {
+  /** A whole scan at once. */
   readonly scan: () => Either.Either<ReadonlyArray<InstanceInfo>, InstanceSourceError>
+  /** A scan in steps; only an unlistable `procRoot` fails it. */
+  readonly begin: () => Either.Either<ScanInSteps, InstanceSourceError>
   /** How many hypervisor processes are remembered (those of the last scan). */
   readonly known: () => number
   /** How many processes are remembered, hypervisors or not (each holds kept fds). */
@@ -392,7 +410,7 @@ export const makeScanner = (
     if (entry.kind === "hypervisor") hypervisors--
   }
 
-  const scan = (): Either.Either<ReadonlyArray<InstanceInfo>, InstanceSourceError> => {
+  const begin = (): Either.Either<ScanInSteps, InstanceSourceError> => {
     let entries: Array<string>
     try {
       entries = fs.readdirSync(procRoot)
@@ -402,33 +420,53 @@ export const makeScanner = (
         new InstanceSourceError({ kind: kindOfErrno(code), reason: `cannot list ${procRoot}: ${code}` })
       )
     }
-    generation++
+    const scanGeneration = ++generation
     const found: Array<InstanceInfo> = []
-    for (const name of entries) {
-      const pid = pidOfEntry(name)
-      if (pid === undefined) continue
-      let entry = cache.get(pid)
-      let ignoredAs: IgnoreReason | undefined
-      if (entry !== undefined && !stillSame(name, entry)) {
-        // Gone, reused or exec()'d: read afresh. An ignored process keeps its count (once per pid).
-        ignoredAs = entry.kind === "hypervisor" ? entry.ignoredAs : undefined
-        forget(pid, entry)
-        entry = undefined
-      }
-      if (entry === undefined) {
-        entry = inspect(name, pid, ignoredAs)
-        if (entry === undefined) continue
-        cache.set(pid, entry)
-        if (entry.kind === "hypervisor") hypervisors++
-      }
-      entry.seen = generation
-      if (entry.kind === "other" || !isTrusted(entry)) continue
-      entry.info ??= derive(entry.hypervisor, pid, splitCmdline(entry.cmdline))
-      found.push(entry.info)
+    let next = 0
+    const step = (count: number): boolean => {
+      const end = Math.min(entries.length, next + count)
+      for (; next < end; next++) visit(entries[next], found)
+      return next < entries.length
     }
-    for (const [pid, entry] of cache) if (entry.seen !== generation) forget(pid, entry)
-    return Either.right(uniqueIds(found.sort(byId)))
+    const finish = (): ReadonlyArray<InstanceInfo> => {
+      // A newer scan began meanwhile (misuse): its own finish settles the cache, not this one.
+      if (scanGeneration === generation) {
+        for (const [pid, entry] of cache) if (entry.seen !== generation) forget(pid, entry)
+      }
+      return uniqueIds(found.sort(byId))
+    }
+    return Either.right({ step, finish })
   }
+
+  /** One entry of a listing: its process remembered or inspected; a trusted hypervisor's info goes to `found`. */
+  const visit = (name: string, found: Array<InstanceInfo>): void => {
+    const pid = pidOfEntry(name)
+    if (pid === undefined) return
+    let entry = cache.get(pid)
+    let ignoredAs: IgnoreReason | undefined
+    if (entry !== undefined && !stillSame(name, entry)) {
+      // Gone, reused or exec()'d: read afresh. An ignored process keeps its count (once per pid).
+      ignoredAs = entry.kind === "hypervisor" ? entry.ignoredAs : undefined
+      forget(pid, entry)
+      entry = undefined
+    }
+    if (entry === undefined) {
+      entry = inspect(name, pid, ignoredAs)
+      if (entry === undefined) return
+      cache.set(pid, entry)
+      if (entry.kind === "hypervisor") hypervisors++
+    }
+    entry.seen = generation
+    if (entry.kind === "other" || !isTrusted(entry)) return
+    entry.info ??= derive(entry.hypervisor, pid, splitCmdline(entry.cmdline))
+    found.push(entry.info)
+  }
+
+  const scan = (): Either.Either<ReadonlyArray<InstanceInfo>, InstanceSourceError> =>
+    Either.map(begin(), (inSteps) => {
+      while (inSteps.step(Number.POSITIVE_INFINITY));
+      return inSteps.finish()
+    })
 
   const ignoredTotals = () => Array.from(ignored, ([reason, count]) => ({ reason, count }))
 
@@ -438,6 +476,7 @@ export const makeScanner = (
 
   return {
     scan,
+    begin,
     known: () => hypervisors,
     cached: () => cache.size,
     counters: () => ({ scans: generation, inspected }),

@@ -11,6 +11,7 @@ import { parseProcStat } from "@vm-metrics/core/ProcStat"
 import { parseProcStatm } from "@vm-metrics/core/ProcStatm"
 import { parseProcStatus } from "@vm-metrics/core/ProcStatus"
 import { Either } from "effect"
+import { type FdBudget, sharedFdBudget } from "./fdBudget.js"
 import { KeptFile, ReadBuffer } from "./keptFile.js"
 import { type MayBeHidden, mayBeHiddenFor } from "./procVisibility.js"
 import { SmallFileReader } from "./smallFile.js"
@@ -50,6 +51,8 @@ export interface SyncOptions {
   readonly mayBeHidden?: MayBeHidden
   /** List a process's threads every this many samples (internal/vcpuThreads.ts). */
   readonly relistEvery?: number
+  /** The fds it may keep (default: the process's shared budget, internal/fdBudget.ts). */
+  readonly fdBudget?: FdBudget
 }
 
 /**
@@ -61,6 +64,7 @@ export interface SyncOptions {
 export const makeSyncProcReader = (procRoot: string, options: SyncOptions = {}) => {
   const mayBeHidden = options.mayBeHidden ?? mayBeHiddenFor(procRoot)
   const relistEvery = options.relistEvery ?? RELIST_EVERY
+  const budget = options.fdBudget ?? sharedFdBudget()
   const buffer = new ReadBuffer()
   const small = new SmallFileReader()
   const kept = new Map<number, KeptFiles>()
@@ -70,8 +74,8 @@ export const makeSyncProcReader = (procRoot: string, options: SyncOptions = {}) 
     let files = kept.get(pid)
     if (files === undefined) {
       files = {
-        stat: new KeptFile(`${procRoot}/${pid}/stat`, "ESRCH"),
-        statm: new KeptFile(`${procRoot}/${pid}/statm`, "ESRCH"),
+        stat: new KeptFile(`${procRoot}/${pid}/stat`, "ESRCH", budget),
+        statm: new KeptFile(`${procRoot}/${pid}/statm`, "ESRCH", budget),
         status: undefined,
         io: undefined,
         vcpuThreads: undefined
@@ -121,15 +125,15 @@ export const makeSyncProcReader = (procRoot: string, options: SyncOptions = {}) 
     let io: ProcSample["io"]
     let vcpuThreads: ProcSample["vcpuThreads"]
     if (wanted.status === true) {
-      files.status ??= new KeptFile(`${procRoot}/${pid}/status`, "ESRCH")
+      files.status ??= new KeptFile(`${procRoot}/${pid}/status`, "ESRCH", budget)
       status = read(pid, files.status, parseProcStatus)
     }
     if (wanted.io === true) {
-      files.io ??= new KeptFile(`${procRoot}/${pid}/io`, "ESRCH")
+      files.io ??= new KeptFile(`${procRoot}/${pid}/io`, "ESRCH", budget)
       io = read(pid, files.io, parseProcIo)
     }
     if (wanted.vcpuThreads === true) {
-      files.vcpuThreads ??= new VcpuThreads(`${procRoot}/${pid}/task`, pid, relistEvery)
+      files.vcpuThreads ??= new VcpuThreads(`${procRoot}/${pid}/task`, pid, budget, relistEvery)
       // A gone process has no threads: not the last listing's answer, which may be many samples old.
       vcpuThreads =
         Either.isLeft(stat) && stat.left._tag === "ProcessGone"
@@ -137,8 +141,9 @@ export const makeSyncProcReader = (procRoot: string, options: SyncOptions = {}) 
           : files.vcpuThreads.sample(buffer, small, taskErrorOf)
     }
     const sample: ProcSample = { stat, statm, status, io, vcpuThreads } // one shape, whatever was requested
-    // The process is gone (both fds closed on a stale read): keep nothing for it.
-    if (!files.stat.isOpen && !files.statm.isOpen) release(pid)
+    // The process is gone (both reads failed, both fds closed): keep nothing for it. A file read by
+    // path (no room in the fd budget) is not open either, but its read succeeded.
+    if (Either.isLeft(stat) && Either.isLeft(statm) && !files.stat.isOpen && !files.statm.isOpen) release(pid)
     return sample
   }
 
@@ -153,5 +158,5 @@ export const makeSyncProcReader = (procRoot: string, options: SyncOptions = {}) 
     for (const pid of [...kept.keys()]) release(pid)
   }
 
-  return { sampleOne, sample, release, closeAll, openPids: () => kept.size }
+  return { sampleOne, sample, release, closeAll, openPids: () => kept.size, fdBudget: budget }
 }

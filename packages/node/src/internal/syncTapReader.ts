@@ -17,6 +17,7 @@ import {
   type TapWanted
 } from "@vm-metrics/core/TapReader"
 import { Either } from "effect"
+import { type FdBudget, sharedFdBudget } from "./fdBudget.js"
 import { KeptFile, ReadBuffer } from "./keptFile.js"
 
 const errorOf = (tap: string, path: string, code: string): TapReadError => {
@@ -58,8 +59,13 @@ interface NetDevFile {
   parsed: Either.Either<ReadonlyMap<string, NetDevInterface>, TapReadError | "gone"> | undefined
 }
 
-/** The synchronous core of the reader, usable without Effect (benchmarks). @category constructors */
-export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc") => {
+/**
+ * The synchronous core of the reader, usable without Effect (benchmarks). `budget`: the fds it may
+ * keep (default: the process's shared budget, internal/fdBudget.ts).
+ *
+ * @category constructors
+ */
+export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc", budget: FdBudget = sharedFdBudget()) => {
   const buffer = new ReadBuffer()
   /** pid (0: none) → name → entry: two lookups, no key built per read. */
   const entries = new Map<number, Map<string, TapEntry>>()
@@ -113,7 +119,7 @@ export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc") => {
     for (const i of indices) {
       let file = entry.files[i]
       if (file === undefined) {
-        file = new KeptFile(`${sysRoot}/class/net/${entry.name}/statistics/${counterFiles[i]}`, "ENODEV")
+        file = new KeptFile(`${sysRoot}/class/net/${entry.name}/statistics/${counterFiles[i]}`, "ENODEV", budget)
         entry.files[i] = file
       }
       const length = file.read(buffer)
@@ -135,7 +141,7 @@ export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc") => {
     let netDev = netDevs.get(entry.pid)
     if (netDev === undefined) {
       netDev = {
-        file: new KeptFile(`${procRoot}/${entry.pid}/net/dev`, "ESRCH"),
+        file: new KeptFile(`${procRoot}/${entry.pid}/net/dev`, "ESRCH", budget),
         users: new Set(),
         batch: -1,
         parsed: undefined

@@ -20,6 +20,7 @@ import { parseProcStat } from "@vm-metrics/core/ProcStat"
 import { parseSchedstat } from "@vm-metrics/core/Schedstat"
 import { findVcpuThreads, type ThreadComm } from "@vm-metrics/core/VcpuThread"
 import { Either } from "effect"
+import type { FdBudget } from "./fdBudget.js"
 import { errnoOf, KeptFile, type ReadBuffer } from "./keptFile.js"
 import type { SmallFileReader } from "./smallFile.js"
 
@@ -53,6 +54,7 @@ export class VcpuThreads {
   constructor(
     private readonly taskDir: string,
     private readonly pid: number,
+    private readonly budget: FdBudget,
     private readonly relistEvery: number = RELIST_EVERY
   ) {}
 
@@ -88,8 +90,9 @@ export class VcpuThreads {
     const samples: Array<VcpuThreadSample> = []
     for (const { tid, vcpu, startTicks, schedstat } of this.threads) {
       const length = schedstat.read(buffer)
-      // Only a kept fd reads ESRCH (its thread exited); a file that never opened (ENOENT) is no news.
-      if (length === "ESRCH") this.stale = true
+      // A kept fd reads ESRCH when its thread exited; a file read by path (no room in the fd budget)
+      // reads ENOENT then. Either way the thread listed is gone: list again at once.
+      if (length === "ESRCH" || (length === "ENOENT" && !schedstat.isOpen)) this.stale = true
       samples.push({
         tid,
         vcpu,
@@ -145,7 +148,7 @@ export class VcpuThreads {
         tid,
         vcpu,
         startTicks: this.startTicksOf(small, path),
-        schedstat: new KeptFile(`${path}/schedstat`, "ESRCH")
+        schedstat: new KeptFile(`${path}/schedstat`, "ESRCH", this.budget)
       })
     }
     this.replace(threads, undefined)
