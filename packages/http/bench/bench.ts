@@ -8,7 +8,10 @@
  *    for the C pread floor), *naive* (readFileSync + split, a port of the Go original), the Collector of
  *    Main's pipeline over a static listing and over discovery, discovery alone (steady-state rescan, full
  *    scan), and rendering `/metrics` from a snapshot (directly, and through the OTel SDK). The readers must
- *    read identical values.
+ *    read identical values. In the same rounds, issue #11's cost: the Collector over a static listing of a
+ *    second fleet whose fakes have 4 threads named like QEMU's vCPU threads, with the seed set (no metric
+ *    group), the default groups and every group (4 vCPUs' schedstat, every TAP counter); its ratios to the
+ *    seed set are taken within a round too.
  * 2. `/metrics` end to end through Main's HTTP server (Main.layerApp, in a worker), round by round: fresh
  *    (`--collection on-demand`, max age 0: discovery + collection + render per scrape), a new snapshot per
  *    scrape (`--collection background`: render + encode), the same snapshot again (cached bytes), each plain
@@ -47,6 +50,11 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 2 : 5))
 const STATS_SECONDS = Number(process.env.BENCH_STATS_SECONDS ?? (QUICK ? 5 : 30))
 const CPU_SECONDS = Number(process.env.BENCH_CPU_SECONDS ?? (LONG ? 120 : QUICK ? 15 : 30))
 const STATS_RATE = 1000
+/** vCPU threads per fake of issue #11's fleet (its target: the full set "with 4 vCPUs per VM"). */
+const VCPU_THREADS = 4
+const VCPU_SEED = "vcpus: seed"
+const VCPU_DEFAULT = "vcpus: default groups"
+const VCPU_ALL = "vcpus: all groups"
 /** Issue #10's targets are for the original's metric set: no metric group (issue #11's) on top of it. */
 const ORIGINAL_METRICS = ["--no-collect", "all"]
 const RSS_SCRAPES = 1000
@@ -82,6 +90,9 @@ interface CollectionResult {
   readonly naiveOverStatic: number
   readonly renderOverStatic: number
   readonly sdkOverStatic: number
+  /** Issue #11: the default groups and every group over the seed set, on the fakes with vCPU threads. */
+  readonly defaultOverSeed: number
+  readonly allOverSeed: number
 }
 
 const STATIC = "Collector, static"
@@ -92,7 +103,7 @@ const startWorker = async (what: What, vms: ReadonlyArray<FakeVm>) => {
   const child = fork(path.join(import.meta.dirname, "worker.ts"), [], {
     cwd: path.resolve(import.meta.dirname, "../../.."),
     execArgv: ["--import", "tsx"],
-    env: { ...process.env, BENCH_PAGE_SIZE: String(pageSize) },
+    env: { ...process.env, BENCH_PAGE_SIZE: String(pageSize), BENCH_VCPU_THREADS: String(VCPU_THREADS) },
     stdio: ["ignore", "inherit", "inherit", "ipc"]
   })
   const kill = () => child.kill("SIGKILL")
@@ -130,18 +141,34 @@ const startWorker = async (what: What, vms: ReadonlyArray<FakeVm>) => {
   }
 }
 
-const benchCollection = async (fleet: Fleet): Promise<CollectionResult> => {
+/** Throws unless the workers' checksums are equal (they read the same values). */
+const agree = async (
+  workers: ReadonlyArray<{
+    readonly opened: string | number
+    readonly call: (op: "checksum") => Promise<string | number>
+  }>
+) => {
+  const sums: Array<string> = []
+  for (const w of workers) sums.push(String(await w.call("checksum")))
+  if (new Set(sums).size !== 1) {
+    throw new Error(`readers disagree: ${sums.map((sum, i) => `${workers[i]!.opened} ${sum}`).join(", ")}`)
+  }
+}
+
+const benchCollection = async (fleet: Fleet, vcpuFleet: Fleet): Promise<CollectionResult> => {
   const n = fleet.vms.length
   const readerKinds: Array<What> = ["bare", "naive", "static", "discovery"]
   const otherKinds: Array<What> = ["static, default groups", "rescan", "full scan", "render", "sdk render"]
-  const workers = await Promise.all([...readerKinds, ...otherKinds].map((what) => startWorker(what, fleet.vms)))
+  const vcpuKinds: Array<What> = [VCPU_SEED, VCPU_DEFAULT, VCPU_ALL]
+  const workers = await Promise.all([
+    ...[...readerKinds, ...otherKinds].map((what) => startWorker(what, fleet.vms)),
+    ...vcpuKinds.map((what) => startWorker(what, vcpuFleet.vms))
+  ])
   try {
     const names = workers.map((w) => String(w.opened))
-    const sums: Array<string> = []
-    for (const w of workers.slice(0, readerKinds.length)) sums.push(String(await w.call("checksum")))
-    if (new Set(sums).size !== 1) {
-      throw new Error(`readers disagree: ${sums.map((sum, i) => `${names[i]} ${sum}`).join(", ")}`)
-    }
+    await agree(workers.slice(0, readerKinds.length))
+    // The seed's values agree across the groups; the checksum also checks every vCPU thread was read.
+    await agree(workers.slice(-vcpuKinds.length))
     const perVm: Record<string, Array<number>> = {}
     const ratios: Record<string, Array<number>> = {}
     const push = (table: Record<string, Array<number>>, key: string, value: number) => {
@@ -157,6 +184,8 @@ const benchCollection = async (fleet: Fleet): Promise<CollectionResult> => {
       push(ratios, "naive/static", ms.naive! / ms[STATIC]!)
       push(ratios, "render/static", ms["render direct"]! / ms[STATIC]!)
       push(ratios, "sdk/static", ms["render via OTel SDK"]! / ms[STATIC]!)
+      push(ratios, "default/seed", ms[VCPU_DEFAULT]! / ms[VCPU_SEED]!)
+      push(ratios, "all/seed", ms[VCPU_ALL]! / ms[VCPU_SEED]!)
     }
     const perVmMedians = Object.fromEntries(Object.entries(perVm).map(([k, v]) => [k, median(v)]))
     console.log(`collection, µs/VM (median of ${ROUNDS} rounds; the readers' values agree):`)
@@ -167,12 +196,18 @@ const benchCollection = async (fleet: Fleet): Promise<CollectionResult> => {
       discoveryOverStatic: median(ratios["discovery/static"]!),
       naiveOverStatic: median(ratios["naive/static"]!),
       renderOverStatic: median(ratios["render/static"]!),
-      sdkOverStatic: median(ratios["sdk/static"]!)
+      sdkOverStatic: median(ratios["sdk/static"]!),
+      defaultOverSeed: median(ratios["default/seed"]!),
+      allOverSeed: median(ratios["all/seed"]!)
     }
     console.log(
       `  static ÷ bare ${result.staticOverBare.toFixed(2)}, discovery ÷ static ${result.discoveryOverStatic.toFixed(2)}, ` +
         `naive ÷ static ${result.naiveOverStatic.toFixed(2)}, render ÷ static ${result.renderOverStatic.toFixed(2)}, ` +
         `SDK render ÷ static ${result.sdkOverStatic.toFixed(2)}`
+    )
+    console.log(
+      `  ${VCPU_THREADS} vCPU threads per VM: default groups ÷ seed ${result.defaultOverSeed.toFixed(2)}, ` +
+        `all groups ÷ seed ${result.allOverSeed.toFixed(2)}`
     )
     return result
   } finally {
@@ -368,6 +403,23 @@ const rows = (idle: number, floor: Load): Array<Row> => [
     cell: (r) => `${r.collection.perVm["Collector, static, groups cpu,memory,disk,network"]?.toFixed(1) ?? "—"} µs`
   },
   {
+    what: `issue #11: collection per VM, static, seed set (no group; fakes with ${VCPU_THREADS} vCPU threads and a TAP)`,
+    target: "",
+    cell: (r) => `${r.collection.perVm[VCPU_SEED]!.toFixed(1)} µs`
+  },
+  {
+    what: "issue #11: … default groups (÷ seed)",
+    target: "≤ 1.6× seed",
+    cell: (r) => `${r.collection.perVm[VCPU_DEFAULT]!.toFixed(1)} µs (${r.collection.defaultOverSeed.toFixed(2)}×)`,
+    holds: { at: 1000, test: (r) => r.collection.defaultOverSeed <= 1.6 }
+  },
+  {
+    what: `issue #11: … every group, ${VCPU_THREADS} vCPUs per VM (÷ seed)`,
+    target: "≤ 3× seed",
+    cell: (r) => `${r.collection.perVm[VCPU_ALL]!.toFixed(1)} µs (${r.collection.allOverSeed.toFixed(2)}×)`,
+    holds: { at: 1000, test: (r) => r.collection.allOverSeed <= 3 }
+  },
+  {
     what: "discovery rescan / full scan alone, per VM",
     target: "",
     cell: (r) =>
@@ -453,7 +505,7 @@ const rows = (idle: number, floor: Load): Array<Row> => [
 ]
 
 const table = (results: ReadonlyArray<SizeResult>, idle: number, floor: Load): string => {
-  const head = `| what | target (issue #10) | ${results.map((r) => `N = ${r.n}`).join(" | ")} | holds |`
+  const head = `| what | target (issue #10, #11) | ${results.map((r) => `N = ${r.n}`).join(" | ")} | holds |`
   const lines = [head, `|${" --- |".repeat(results.length + 3)}`]
   for (const row of rows(idle, floor)) {
     const at = row.holds === undefined ? undefined : results.find((r) => r.n === row.holds!.at)
@@ -495,13 +547,19 @@ const main = async () => {
   const results: Array<SizeResult> = []
   for (const n of SIZES) {
     const fleet = await startFleet(n)
+    const vcpuFleet = await startFleet(n, { tapPrefix: "vmv", vcpuThreads: VCPU_THREADS }).catch((error) => {
+      fleet.stop()
+      throw error
+    })
     try {
       console.log(`\nN = ${n} fake hypervisors (${fleet.vms[0]?.tap === undefined ? "without" : "with"} TAPs)`)
-      const collection = await benchCollection(fleet)
+      const collection = await benchCollection(fleet, vcpuFleet)
+      vcpuFleet.stop() // not used past the collection: its TAPs and processes would only add load
       const scrapes = await benchScrapes(fleet, dir)
       const served = await benchServed(fleet)
       results.push({ n, collection, scrapes, served })
     } finally {
+      vcpuFleet.stop()
       fleet.stop()
     }
   }

@@ -94,12 +94,20 @@ export const bare = (vms: ReadonlyArray<FakeVm>): Approach => {
 // ---------- the product: the Collector of Main's graph ----------
 
 /** Our fakes' share of a snapshot, in raw units so it matches the baselines; throws on a missing value. */
-const checksumOf = (snapshot: Collector.Snapshot, pids: ReadonlySet<number>, pageSize: bigint) => {
+const checksumOf = (
+  snapshot: Collector.Snapshot,
+  pids: ReadonlySet<number>,
+  pageSize: bigint,
+  vcpus: number | undefined
+) => {
   let sum = 0n
   let seen = 0
   for (const s of snapshot.stats) {
     if (s.pid === null || !pids.has(s.pid)) continue // another process discovery found on this host
     seen++
+    if (vcpus !== undefined && s.vcpus.length !== vcpus) {
+      throw new Error(`pid ${s.pid}: ${s.vcpus.length} vCPU threads read, not ${vcpus}`)
+    }
     // Undo the unit conversions so the checksum matches the raw baselines.
     sum += (s.cpuUsec ?? 0n) / 10_000n + (s.memoryVmsBytes ?? 0n) / pageSize + (s.memoryRssBytes ?? 0n) / pageSize
     sum += (s.netRxBytes ?? 0n) + (s.netTxBytes ?? 0n)
@@ -112,20 +120,22 @@ const checksumOf = (snapshot: Collector.Snapshot, pids: ReadonlySet<number>, pag
 /**
  * The product's pipeline (Main.layerPipeline) over the fleet: a static listing of it, or discovery. It
  * collects the original's metric set (no metric group, issue #10's terms: the files the baselines read)
- * unless `groups` says otherwise.
+ * unless `groups` says otherwise. With `vcpus` (fakes with that many named vCPU threads), the checksum
+ * also checks that the vcpu group, when on, read every one of them.
  */
 export const collector = (
   vms: ReadonlyArray<FakeVm>,
   pageSize: number,
   source: "static" | "discovery",
-  groups: ReadonlySet<MetricGroup> = new Set()
+  groups: ReadonlySet<MetricGroup> = new Set(),
+  vcpus?: number
 ) => {
   const infos: Array<InstanceInfo> = vms.map((vm) => ({
     id: vm.name,
     name: vm.name,
     hypervisorPid: vm.pid,
     ...(vm.tap === undefined ? {} : { tapDevice: vm.tap }),
-    allocatedVcpus: 2,
+    allocatedVcpus: vcpus ?? 2,
     allocatedMemoryBytes: 1 << 30
   }))
   const runtime = ManagedRuntime.make(
@@ -139,7 +149,12 @@ export const collector = (
   return {
     name: `Collector, ${source}${groups.size > 0 ? `, groups ${[...groups].join(",")}` : ""}`,
     run: () => runtime.runPromise(refresh),
-    checksum: () => runtime.runPromise(refresh).then((snapshot) => checksumOf(snapshot, pids, BigInt(pageSize))),
+    checksum: () =>
+      runtime
+        .runPromise(refresh)
+        .then((snapshot) =>
+          checksumOf(snapshot, pids, BigInt(pageSize), groups.has("vcpu") ? vcpus : vcpus === undefined ? undefined : 0)
+        ),
     close: () => runtime.dispose(),
     runtime
   }
@@ -157,16 +172,17 @@ export const discoveryScan = (kind: "rescan" | "full scan"): Approach => {
       Effect.runSync(Layer.buildWithScope(Discovery.layer(), scope)),
       InstanceSource.InstanceSource
     )
-    return { list: () => Effect.runSync(source.list), close: () => Effect.runSync(Scope.close(scope, Exit.void)) }
+    // A scan yields to the event loop between steps of pids (Discovery), so it runs as a promise.
+    return { list: () => Effect.runPromise(source.list), close: () => Effect.runSync(Scope.close(scope, Exit.void)) }
   }
   const kept = kind === "rescan" ? open() : undefined
   return {
     name: `discovery ${kind}`,
     run:
       kept === undefined
-        ? () => {
+        ? async () => {
             const fresh = open()
-            fresh.list()
+            await fresh.list()
             fresh.close()
           }
         : kept.list,

@@ -4,7 +4,7 @@
  * and the open-files limit here (20,000, which a container cannot raise) does not hold them all in one
  * process. bench.ts asks one worker at a time, so the approaches are still interleaved round by round.
  */
-import { defaultGroups } from "@vm-metrics/core/MetricGroup"
+import { allGroups, defaultGroups } from "@vm-metrics/core/MetricGroup"
 import type { FakeVm } from "@vm-metrics/testing/FakeHypervisors"
 import { type Approach, bare, collector, directRender, discoveryScan, measure, naive, sdkRender } from "./collection.js"
 import { inProcessServer } from "./scrape.js"
@@ -15,6 +15,9 @@ export type What =
   | "static"
   | "discovery"
   | "static, default groups"
+  | "vcpus: seed"
+  | "vcpus: default groups"
+  | "vcpus: all groups"
   | "rescan"
   | "full scan"
   | "render"
@@ -33,6 +36,7 @@ export interface Reply {
 }
 
 const pageSize = Number(process.env.BENCH_PAGE_SIZE ?? 4096)
+const vcpuThreads = Number(process.env.BENCH_VCPU_THREADS ?? 4)
 
 let approach: Approach | undefined
 let server: Awaited<ReturnType<typeof inProcessServer>> | undefined
@@ -52,6 +56,19 @@ const open = async (what: What, vms: ReadonlyArray<FakeVm>): Promise<string | nu
     case "static, default groups":
       approach = collector(vms, pageSize, "static", defaultGroups)
       break
+    case "vcpus: seed":
+    case "vcpus: default groups":
+    case "vcpus: all groups": {
+      // Issue #11's cost rows, over the fakes with named vCPU threads (bench.ts VCPU_THREADS of them).
+      const groups =
+        what === "vcpus: seed"
+          ? new Set<never>()
+          : what === "vcpus: default groups"
+            ? defaultGroups
+            : new Set(allGroups)
+      approach = { ...collector(vms, pageSize, "static", groups, vcpuThreads), name: what }
+      break
+    }
     case "rescan":
     case "full scan":
       approach = discoveryScan(what)

@@ -6,6 +6,11 @@
  * in a root-owned 0755 directory outside /tmp, because discovery does not trust an executable in a
  * world-writable directory (ProcessTrust).
  *
+ * With `vcpuThreads: k` the fakes are instead forked by one Python process (fake-fleet.py), each with k
+ * threads named like QEMU's vCPU threads (`CPU 0/KVM` …) and its main thread named `qemu-system-x86`,
+ * stopped in place the same way; their command line is Python's, so discovery does not list them (use a
+ * static listing). A shell cannot start threads, and 1,000 separate interpreters would cost ~10 GB.
+ *
  * `stop` (idempotent, synchronous) kills the fakes, deletes the TAPs and the directory; it also runs on
  * process exit and on SIGINT/SIGTERM/SIGHUP, so an interrupted or failed bench leaves nothing behind.
  */
@@ -84,6 +89,26 @@ const isStopped = (pid: number): boolean => {
   }
 }
 
+const FLEET_SCRIPT = path.join(import.meta.dirname, "fake-fleet.py")
+
+/** The pids fake-fleet.py prints (one JSON line) once every fake has stopped itself; fails after `timeoutMs`. */
+const forkedPids = (launcher: ChildProcess, timeoutMs: number) =>
+  new Promise<Array<number>>((resolve, reject) => {
+    let out = ""
+    const timer = setTimeout(() => reject(new Error(`fake-fleet.py: no pids after ${timeoutMs} ms`)), timeoutMs)
+    if (launcher.stdout === null) return reject(new Error("fake-fleet.py: no stdout"))
+    launcher.stdout.on("data", (chunk: Buffer) => {
+      out += chunk.toString()
+      if (!out.includes("\n")) return
+      clearTimeout(timer)
+      resolve(JSON.parse(out) as Array<number>)
+    })
+    launcher.once("exit", (code) => {
+      clearTimeout(timer)
+      reject(new Error(`fake-fleet.py exited (${code}) before its fakes stopped`))
+    })
+  })
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /**
@@ -92,7 +117,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
  */
 export const startFleet = async (
   n: number,
-  options: { readonly tapPrefix?: string; readonly timeoutMs?: number } = {}
+  options: { readonly tapPrefix?: string; readonly timeoutMs?: number; readonly vcpuThreads?: number } = {}
 ): Promise<Fleet> => {
   hookExit()
   const tapPrefix = options.tapPrefix ?? "vmb"
@@ -130,6 +155,14 @@ export const startFleet = async (
     fs.chmodSync(binary, 0o755)
     deleteTaps(taps)
     ipBatch(taps.map((tap) => `tuntap add dev ${tap} mode tap`))
+    if (options.vcpuThreads !== undefined) {
+      launcher = spawn("python3", [FLEET_SCRIPT, String(n), String(options.vcpuThreads)], {
+        stdio: ["pipe", "pipe", "inherit"]
+      })
+      pids = await forkedPids(launcher, options.timeoutMs ?? 60_000 + 50 * n)
+      const vms = pids.map((pid, i) => ({ pid, name: `${prefix}${i}`, tap: taps[i] }))
+      return { vms, binary: "", stop }
+    }
     const tapArg = taps.length > 0 ? `-netdev "tap,id=n0,ifname=${tapPrefix}$i"` : ""
     launcher = spawn(
       "sh",
