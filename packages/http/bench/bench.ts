@@ -546,11 +546,14 @@ const main = async () => {
   )
   const results: Array<SizeResult> = []
   for (const n of SIZES) {
-    const fleet = await startFleet(n)
-    const vcpuFleet = await startFleet(n, { tapPrefix: "vmv", vcpuThreads: VCPU_THREADS }).catch((error) => {
-      fleet.stop()
-      throw error
-    })
+    // TAP names of this run only: two benches at once (helpers share this machine) must not delete each other's.
+    const fleet = await startFleet(n, { tapPrefix: `b${process.pid}-` })
+    const vcpuFleet = await startFleet(n, { tapPrefix: `v${process.pid}-`, vcpuThreads: VCPU_THREADS }).catch(
+      (error) => {
+        fleet.stop()
+        throw error
+      }
+    )
     try {
       console.log(`\nN = ${n} fake hypervisors (${fleet.vms[0]?.tap === undefined ? "without" : "with"} TAPs)`)
       const collection = await benchCollection(fleet, vcpuFleet)
