@@ -230,7 +230,7 @@ describe.skipIf(skipNamespaces !== undefined)("incremental discovery over real p
     }
   })
 
-  it("lists a hypervisor when the fd limit is below the host's process count (a scan in a child after prlimit --nofile)", async () => {
+  it("lists every hypervisor when the fd limit is below the host's process count and its hypervisors' files (a scan in a child after prlimit --nofile)", async () => {
     const LIMIT = 64
     const binary = fakeQemuBinary()
     // Enough processes that the comm fds alone would exceed the limit.
@@ -239,11 +239,17 @@ describe.skipIf(skipNamespaces !== undefined)("incremental discovery over real p
       detached: true
     })
     const qemu = spawn(binary, ["-c", "kill -STOP $$", "-name", "fdlimit-vm", "-smp", "2"], { stdio: "ignore" })
+    // More hypervisors than the limit has fds for their status and cmdline: those fds are shed too.
+    const pads = Array.from({ length: 40 }, (_, i) =>
+      spawn(binary, ["-c", "kill -STOP $$", "-name", `fdpad-${i}`], { stdio: "ignore" })
+    )
     try {
       for (let i = 0; i < 400 && childrenOf(padding.pid!).length < 150; i++) await sleepMs(25)
       assert.strictEqual(childrenOf(padding.pid!).length, 150)
-      for (let i = 0; i < 400 && !fs.readFileSync(`/proc/${qemu.pid}/stat`, "latin1").includes(") T "); i++) {
-        await sleepMs(25)
+      for (const child of [qemu, ...pads]) {
+        for (let i = 0; i < 400 && !fs.readFileSync(`/proc/${child.pid}/stat`, "latin1").includes(") T "); i++) {
+          await sleepMs(25)
+        }
       }
       const script = path.join(import.meta.dirname, "fixtures", "scanAtFdLimit.ts")
       const child = spawn(process.execPath, ["--import", "tsx", script], { stdio: ["pipe", "pipe", "inherit"] })
@@ -268,10 +274,13 @@ describe.skipIf(skipNamespaces !== undefined)("incremental discovery over real p
       }
       assert.strictEqual(result.limit, LIMIT)
       assert.isAbove(result.processes, LIMIT)
-      assert.include(result.first, "fdlimit-vm")
-      assert.include(result.second, "fdlimit-vm")
+      for (const name of ["fdlimit-vm", ...pads.map((_, i) => `fdpad-${i}`)]) {
+        assert.include(result.first, name)
+        assert.include(result.second, name)
+      }
     } finally {
       qemu.kill("SIGKILL")
+      for (const pad of pads) pad.kill("SIGKILL")
       process.kill(-padding.pid!, "SIGKILL")
     }
   }, 120_000)

@@ -93,10 +93,10 @@ interface Known {
   readonly kind: "hypervisor"
   readonly hypervisor: Hypervisor
   readonly cmdline: Buffer
-  /** The kept fd, or -1: read by path each scan. */
-  readonly cmdlineFd: number
+  /** The kept fd, or -1: read by path each scan (also once shed at the fd limit). */
+  cmdlineFd: number
   /** The kept fd, or -1: read by path each scan (its uids unverifiable while it cannot be read). */
-  readonly statusFd: number
+  statusFd: number
   /** The `Name:` line's value as the status printed it when inspected; a changed one means an exec(). */
   readonly statusName: string | undefined
   /** Derived once it is trusted: nothing of an untrusted process is parsed (nor its config file read). */
@@ -229,6 +229,8 @@ export const makeScanner = (
   let hypervisors = 0
   let commBudget = Math.max(0, options.keptCommFds ?? DEFAULT_KEPT_COMM_FDS)
   let commFds = 0
+  /** Whether hypervisors keep fds on their status and cmdline; off for good once shed at the fd limit. */
+  let keepHypervisorFds = true
 
   /** The bytes behind a kept fd (a view into the shared buffer, valid until the next read), or undefined. */
   const reread = (fd: number): Buffer | undefined => {
@@ -322,7 +324,24 @@ export const makeScanner = (
     }
     commFds = 0
     commBudget = Math.min(commBudget, Math.floor(freed / 2))
-    return freed > 0
+    return freed > 0 || shedHypervisorFds()
+  }
+
+  /**
+   * With no comm fd left to give back, the hypervisors' own fds go (two each: thousands of VMs under a
+   * low limit) and they are read by path from then on, so the scan, and /proc's listing, still work.
+   */
+  const shedHypervisorFds = (): boolean => {
+    if (!keepHypervisorFds) return false
+    keepHypervisorFds = false
+    for (const entry of cache.values()) {
+      if (entry.kind !== "hypervisor") continue
+      if (entry.cmdlineFd >= 0) closeQuietly(entry.cmdlineFd)
+      if (entry.statusFd >= 0) closeQuietly(entry.statusFd)
+      entry.cmdlineFd = -1
+      entry.statusFd = -1
+    }
+    return true
   }
 
   /** Opens a process file to keep: the fd or the errno code, shedding comm fds once at the fd limit. */
@@ -351,7 +370,7 @@ export const makeScanner = (
     }
     if (commFd >= 0) closeQuietly(commFd) // a hypervisor is followed by its status and cmdline instead
     const cmdlinePath = `${procRoot}/${entry}/cmdline`
-    const opened = open(cmdlinePath)
+    const opened = keepHypervisorFds ? open(cmdlinePath) : "not_kept"
     if (typeof opened === "string" && isGone(opened)) return undefined
     const cmdlineFd = typeof opened === "number" ? opened : -1
     const release = () => {
@@ -363,7 +382,7 @@ export const makeScanner = (
     if (cmdline.length === 0 || cmdline.length > MAX_CMDLINE_BYTES) return release() // a zombie, or absurd
     const copy = Buffer.from(cmdline) // the shared buffer is reused by the next read
     const statusPath = `${procRoot}/${entry}/status`
-    const statusFd = open(statusPath)
+    const statusFd = keepHypervisorFds ? open(statusPath) : "not_kept"
     const status =
       typeof statusFd === "number"
         ? reread(statusFd)
@@ -410,14 +429,21 @@ export const makeScanner = (
     if (entry.kind === "hypervisor") hypervisors--
   }
 
-  const begin = (): Either.Either<ScanInSteps, InstanceSourceError> => {
-    let entries: Array<string>
+  /** The entries of /proc, or the errno code; at the fd limit our own comm fds are shed and it is tried again. */
+  const listProc = (): Array<string> | string => {
     try {
-      entries = fs.readdirSync(procRoot)
+      return fs.readdirSync(procRoot)
     } catch (error) {
       const code = errnoOf(error)
+      return isExhausted(code) && shed() ? listProc() : code
+    }
+  }
+
+  const begin = (): Either.Either<ScanInSteps, InstanceSourceError> => {
+    const entries = listProc()
+    if (typeof entries === "string") {
       return Either.left(
-        new InstanceSourceError({ kind: kindOfErrno(code), reason: `cannot list ${procRoot}: ${code}` })
+        new InstanceSourceError({ kind: kindOfErrno(entries), reason: `cannot list ${procRoot}: ${entries}` })
       )
     }
     const scanGeneration = ++generation
