@@ -119,6 +119,13 @@ export interface Options {
   readonly groups?: ReadonlySet<MetricGroup>
 }
 
+/** Whether a VM is exited in `stats` that was not in the previous snapshot. */
+const exitedSince = (previous: Snapshot | undefined, stats: ReadonlyArray<VmStats>): boolean => {
+  if (!stats.some((vm) => vm.state === "exited")) return false
+  const before = new Map(previous?.stats.map((vm) => [vm.instanceId, vm.state]))
+  return stats.some((vm) => vm.state === "exited" && before.get(vm.instanceId) !== "exited")
+}
+
 interface CacheState {
   readonly latest: Snapshot | undefined
   readonly inflight: Deferred.Deferred<Snapshot> | undefined
@@ -273,11 +280,22 @@ export const make = (
         )
       }
       const infos = lastGoodListing
-      const stats: Array<VmStats> = []
+      let stats: Array<VmStats> = []
       const chunks = chunksOf(infos, chunkSize)
       for (let c = 0; c < chunks.length; c++) {
         if (c > 0) yield* yieldToHost
         for (const vm of yield* sampleChunk(chunks[c], sampledAtMs)) stats.push(vm)
+      }
+      // A reused listing with a VM that exited since the last snapshot is stale (discovery lists live
+      // processes only): list now, so a VM that is gone leaves the snapshot at once, not a listing later.
+      if (!lists && exitedSince((yield* Ref.get(cache)).latest, stats)) {
+        const relisted = yield* Effect.either(source.list)
+        if (Either.isRight(relisted)) {
+          lastGoodListing = relisted.right
+          listedAtMs = sampledAtMs
+          const listed = new Set(relisted.right.map((info) => info.id))
+          stats = stats.filter((vm) => listed.has(vm.instanceId))
+        }
       }
       yield* prune
       const endedNs = yield* Clock.currentTimeNanos

@@ -1046,45 +1046,60 @@ describe("Collector slices", () => {
 })
 
 describe("Collector listMaxAge", () => {
-  it.effect("collect reuses a listing younger than listMaxAge and reads its VMs again; a gone one is exited", () => {
-    const r = rig({ instances: [vm("a", { hypervisorPid: 1 })], collector: { listMaxAge: "5 seconds" } })
-    r.procs.set(1, running(1))
-    r.procs.set(2, running(2))
-    return Effect.gen(function* () {
-      const collector = yield* Collector.Collector
-      const first = yield* collector.collect
-      assert.deepStrictEqual(
-        first.stats.map((s) => [s.instanceId, s.state]),
-        [["a", "running"]]
-      )
-      assert.strictEqual(r.source.calls(), 1)
+  it.effect(
+    "collect reuses a listing younger than listMaxAge and reads its VMs again; a VM found gone lists again",
+    () => {
+      const r = rig({ instances: [vm("a", { hypervisorPid: 1 })], collector: { listMaxAge: "5 seconds" } })
+      r.procs.set(1, running(1))
+      r.procs.set(2, running(2))
+      return Effect.gen(function* () {
+        const collector = yield* Collector.Collector
+        const first = yield* collector.collect
+        assert.deepStrictEqual(
+          first.stats.map((s) => [s.instanceId, s.state]),
+          [["a", "running"]]
+        )
+        assert.strictEqual(r.source.calls(), 1)
 
-      // a's process is gone, b is new: the listing is reused, a is exited at once, b not yet listed
-      r.procs.remove(1)
-      r.source.set([vm("b", { hypervisorPid: 2 })])
-      yield* TestClock.adjust("4999 millis")
-      const reused = yield* collector.collect
-      assert.strictEqual(reused.sequence, 2)
-      assert.deepStrictEqual(
-        reused.stats.map((s) => [s.instanceId, s.state]),
-        [["a", "exited"]]
-      )
-      assert.strictEqual(r.source.calls(), 1)
+        // a's process is gone, b is new: the reused listing finds a exited, so the collection lists again
+        // at once: a is gone from the snapshot (the source no longer lists it), b is listed, read next time
+        r.procs.remove(1)
+        r.source.set([vm("b", { hypervisorPid: 2 })])
+        yield* TestClock.adjust("4999 millis")
+        const reused = yield* collector.collect
+        assert.strictEqual(reused.sequence, 2)
+        assert.deepStrictEqual(reused.stats, [])
+        assert.strictEqual(r.source.calls(), 2)
 
-      yield* TestClock.adjust("1 millis")
-      const relisted = yield* collector.collect
-      assert.deepStrictEqual(
-        relisted.stats.map((s) => [s.instanceId, s.state]),
-        [["b", "running"]]
-      )
-      assert.strictEqual(r.source.calls(), 2)
+        yield* TestClock.adjust("1 millis")
+        const relisted = yield* collector.collect
+        assert.deepStrictEqual(
+          relisted.stats.map((s) => [s.instanceId, s.state]),
+          [["b", "running"]]
+        )
+        assert.strictEqual(r.source.calls(), 2)
 
-      // refresh lists whatever the listing's age; so does collectAll once the snapshot is older than maxAge
-      r.source.set([vm("b", { hypervisorPid: 2 }), vm("c")])
-      assert.lengthOf((yield* collector.refresh).stats, 2)
-      assert.strictEqual(r.source.calls(), 3)
-    }).pipe(Effect.provide(r.layer))
-  })
+        // a source that still lists an exited VM (a file) is not listed again for it: once exited, it stays
+        r.source.set([vm("b", { hypervisorPid: 2 }), vm("d", { hypervisorPid: 4 })])
+        assert.lengthOf((yield* collector.refresh).stats, 2)
+        assert.strictEqual(r.source.calls(), 3)
+        const exitedOnce = yield* collector.collect
+        assert.deepStrictEqual(
+          exitedOnce.stats.map((s) => [s.instanceId, s.state]),
+          [
+            ["b", "running"],
+            ["d", "exited"]
+          ]
+        )
+        assert.strictEqual(r.source.calls(), 3)
+
+        // refresh lists whatever the listing's age; so does collectAll once the snapshot is older than maxAge
+        r.source.set([vm("b", { hypervisorPid: 2 }), vm("c")])
+        assert.lengthOf((yield* collector.refresh).stats, 2)
+        assert.strictEqual(r.source.calls(), 4)
+      }).pipe(Effect.provide(r.layer))
+    }
+  )
 
   it.effect("a failed listing is not reused: the next collection lists again", () => {
     const r = rig({ instances: [vm("a")], collector: { listMaxAge: "1 hour" } })
