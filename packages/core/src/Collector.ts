@@ -14,7 +14,8 @@
  *   collection.
  *
  * - With `listMaxAge`, a collection reuses a listing younger than that and reads the listed VMs
- *   again (a VM whose process is gone is `exited` at once; a new one shows up with the next listing);
+ *   again (a VM found newly exited makes that collection list again, so a source that lists live
+ *   processes only drops it at once; a new one shows up with the next listing);
  *   `refresh` always lists. The default (0) lists on every collection.
  *
  * Reads run synchronously in chunks (default 32 VMs, ~1–2 ms at ~40 µs/VM) and the collection gives

@@ -193,7 +193,7 @@ export const settings = {
     env: "VM_METRICS_DISCOVERY_INTERVAL",
     default: "5s",
     description:
-      "with --source discovery: how long a listing of /proc is reused; the listed VMs are still read on every collection (one that exits shows as exited at once), a new one appears within this; 0s lists on every collection; SIGHUP lists at once",
+      "with --source discovery: how long a listing of /proc is reused; the listed VMs are still read on every collection (one found exited makes that collection list again, so it leaves at once), a new one appears within this; 0s lists on every collection; SIGHUP lists at once",
     scope: "serve"
   }),
   authTokenFile: text({
