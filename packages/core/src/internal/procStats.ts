@@ -21,7 +21,7 @@
 import { Either } from "effect"
 import { type ReadError, reasonOf } from "../Errors.js"
 import type { KernelInfo } from "../Kernel.js"
-import type { MetricGroup } from "../MetricGroup.js"
+import { type MetricGroup, needs } from "../MetricGroup.js"
 import type { ProcFiles, ProcSample } from "../ProcReader.js"
 import type { ProcStatusLine } from "../ProcStatus.js"
 import type { ReadSource, Unavailable, VcpuStats } from "../VmStats.js"
@@ -43,8 +43,9 @@ export const procGroupsOf = (groups: ReadonlySet<MetricGroup>): ProcGroups => {
   const vcpu = groups.has("vcpu")
   const memory = groups.has("memory")
   const disk = groups.has("disk")
+  const { status, io, vcpuThreads } = needs(groups)
   return {
-    files: { status: memory, io: disk, vcpuThreads: cpu || vcpu },
+    files: { status, io, vcpuThreads },
     cpu,
     vcpu,
     memory,
