@@ -322,7 +322,8 @@ const skipPromtool = skipReason(
 /** The scrape job of the rig; docs/alerts.yml expects this name. */
 const JOB = "vm-metrics"
 
-/** A real busy process: ~50 % of a core (a dash loop, then a 20 ms sleep), 2 vCPUs, and only 1 MiB allocated,
+/** A real busy process: a dash loop that never sleeps (so the starved VM beside it waits nearly always, whatever
+ * the load on the host), at most one core of its 2 vCPUs, and only 1 MiB allocated,
  * so its RSS (~1.7 MB of dash) is above its allocation: the ratio panel must show it above 1, unclipped. */
 const BUSY = { id: "dash-busy-1", name: "busy-1", vcpus: 2, memoryBytes: 1024 * 1024 }
 
@@ -338,8 +339,8 @@ const ZERO = { id: "dash-zero-1", name: "zero-1", vcpus: 1, memoryBytes: 0 }
 
 /**
  * A starved VM: a shell whose one thread is named like a vCPU (`vcpu0`), spinning at nice 19 on the CPU the
- * busy VM is pinned to. Whenever the busy shell runs (most of the time) it waits: its vCPU delay per vCPU is
- * far above the starvation alert's 10 %.
+ * busy VM is pinned to. The busy shell is always runnable, so it waits nearly always (nice 19 weighs 15 against
+ * 1024): its vCPU delay per vCPU is far above the starvation alert's 10 %.
  */
 const STARVED = { id: "dash-starved-1", name: "starved-1", vcpus: 1, memoryBytes: 256 * 1024 * 1024 }
 
@@ -430,7 +431,7 @@ const rigVmsLayer = Layer.scoped(
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
         spawnChild(
-          `printf vcpu0 > /proc/$$/comm; taskset -cp ${cpu} $$ > /dev/null; while :; do i=0; while [ $i -lt 50000 ]; do i=$((i+1)); done; sleep 0.02; done`
+          `printf vcpu0 > /proc/$$/comm; taskset -cp ${cpu} $$ > /dev/null; while :; do :; done`
         )
       ),
       (child) => Effect.promise(() => stopChild(child))
@@ -831,6 +832,7 @@ describe.skipIf(skipPrometheus)("the dashboard, the recipes and the alerts again
           readonly state: string
           readonly health: string
           readonly lastError?: string
+          readonly lastEvaluation: string
         }
         const rulesNow = async () => {
           const { status, body } = await request(`${base}/api/v1/rules?type=alert`)
@@ -861,14 +863,15 @@ describe.skipIf(skipPrometheus)("the dashboard, the recipes and the alerts again
         )
         for (const rule of rules) {
           assert.strictEqual(rule.lastError ?? "", "", rule.name)
-          // The condition with its threshold, through the query API: firing/pending ⇔ series.
-          const withThreshold = yield* Effect.promise(() => instantQuery(base, rule.query))
+          // The condition with its threshold, through the query API at the instant the rule was evaluated
+          // (a later instant may see other data): firing/pending ⇔ series.
+          const withThreshold = yield* Effect.promise(() => instantQuery(base, rule.query, rule.lastEvaluation))
           const active = expected(rule.name) !== "inactive"
           assert.strictEqual(withThreshold !== undefined, active, `${rule.name}: ${rule.query}`)
           // Without the threshold (the part before a final `<op> <number>`): the signal exists in this rig.
           const final = /^([\s\S]*?)\s*(?:==|!=|>=|<=|>|<)\s*-?\d+(?:\.\d+)?\s*$/.exec(rule.query)
           if (final === null) continue // VmMetricsLabelBudgetExceeded (an `or`) and VmMetricsAbsent (absent())
-          const signal = yield* Effect.promise(() => instantQuery(base, final[1]!))
+          const signal = yield* Effect.promise(() => instantQuery(base, final[1]!, rule.lastEvaluation))
           if (signal === undefined && isNetwork(final[1]!) && tap === undefined) {
             yield* Effect.log(`no network series without a TAP (not root): ${rule.name}`)
             continue

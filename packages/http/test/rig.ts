@@ -167,8 +167,14 @@ export interface Series {
 }
 
 /** Runs an instant query; the series, or undefined while the result is empty. */
-export const instantQuery = async (base: string, query: string): Promise<ReadonlyArray<Series> | undefined> => {
-  const { status, body } = await request(`${base}/api/v1/query?query=${encodeURIComponent(query)}`)
+export const instantQuery = async (
+  base: string,
+  query: string,
+  /** RFC 3339 or Unix seconds; Prometheus's now when absent. */
+  time?: string
+): Promise<ReadonlyArray<Series> | undefined> => {
+  const at = time === undefined ? "" : `&time=${encodeURIComponent(time)}`
+  const { status, body } = await request(`${base}/api/v1/query?query=${encodeURIComponent(query)}${at}`)
   if (status !== 200) throw new Error(`query ${query}: HTTP ${status}: ${body}`)
   const parsed = JSON.parse(body) as { status: string; data: { resultType: string; result: Array<Series> } }
   if (parsed.status !== "success" || parsed.data.resultType !== "vector") throw new Error(`query ${query}: ${body}`)
