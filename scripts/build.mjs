@@ -29,6 +29,17 @@ const writeIfChanged = (file, contents, mode = 0o644) => {
   return true
 }
 
+/** The source revision (BuildInfo.revision): short hash, `-dirty` with uncommitted changes; `unknown` outside git. */
+const revision = (() => {
+  try {
+    const git = (...args) =>
+      execFileSync("git", args, { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
+    return `${git("rev-parse", "--short=12", "HEAD").trim()}${git("status", "--porcelain").trim() === "" ? "" : "-dirty"}`
+  } catch {
+    return "unknown"
+  }
+})()
+
 const result = await build({
   absWorkingDir: root,
   entryPoints: {
@@ -49,6 +60,7 @@ const result = await build({
   // Less to parse at every start (compile time dominates a one-shot command); names kept for stack traces.
   minifyWhitespace: true,
   minifySyntax: true,
+  define: { __VM_METRICS_REVISION__: JSON.stringify(revision) },
   logLevel: "warning",
   write: false
 })

@@ -14,6 +14,7 @@ import * as Collector from "@vm-metrics/core/Collector"
 import { cpuSeconds } from "@vm-metrics/core/VmStats"
 import { Console, Data, Effect, Either, Layer, Option } from "effect"
 import * as AppConfig from "./AppConfig.js"
+import * as BuildInfo from "./BuildInfo.js"
 import { summary as exitCodes } from "./ExitCode.js"
 import { lookup } from "./Lookup.js"
 import type * as MainModule from "./Main.js"
@@ -212,4 +213,4 @@ export const command = Command.make("vm-metrics").pipe(
 )
 
 /** @category commands */
-export const run = Command.run(command, { name: "vm-metrics", version: "0.1.0" })
+export const run = Command.run(command, { name: "vm-metrics", version: BuildInfo.version })
