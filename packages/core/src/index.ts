@@ -29,6 +29,8 @@ export * as ProcStatus from "./ProcStatus.js"
 /** @since 0.1.0 */
 export * as Schedstat from "./Schedstat.js"
 /** @since 0.1.0 */
+export * as SelfProcess from "./SelfProcess.js"
+/** @since 0.1.0 */
 export * as SysfsCounter from "./SysfsCounter.js"
 /** @since 0.1.0 */
 export * as TapName from "./TapName.js"

@@ -15,4 +15,6 @@ export * as NodeReaders from "./NodeReaders.js"
 /** @since 0.1.0 */
 export * as NodeTapReader from "./NodeTapReader.js"
 /** @since 0.1.0 */
+export * as SelfProcess from "./SelfProcess.js"
+/** @since 0.1.0 */
 export * as StaticFileSource from "./StaticFileSource.js"
