@@ -22,7 +22,7 @@ export const expectedProcessMetrics = (pid: number): ExpectedProcessMetrics => {
     .trim()
     .split(/\s+/)
   const field = (n: number) => Number(after[n - 3])
-  const btime = Number(/^btime (\d+)$/m.exec(fs.readFileSync("/proc/stat", "latin1"))![1])
+  const btime = Number(/^btime (\d+)$/m.exec(fs.readFileSync("/proc/stat", "latin1"))?.[1] ?? Number.NaN)
   const resident = Number(fs.readFileSync(`/proc/${pid}/statm`, "latin1").trim().split(/\s+/)[1])
   const limit = /^Max open files\s+(\d+)\s/m.exec(fs.readFileSync(`/proc/${pid}/limits`, "latin1"))
   return {
