@@ -6,7 +6,9 @@
  *   it at `new URL("./internal/instancesFileWorker.mjs", import.meta.url)`);
  * - dist/vm-metrics.mjs, the entry point (packages/http/src/Launcher.ts), and dist/help.json, the help and
  *   version texts captured here from dist/cli.mjs, which the entry point prints without loading the CLI.
- * No node_modules is needed beside dist/ (deploy/README.md).
+ * No node_modules is needed beside dist/, but Node ≥ 20.19 is.
+ * - dist/vm-metrics, the self-contained executable: Node 24 with the agent inside, for hosts without Node
+ *   (scripts/sea.mjs; built again only when its bundle changed).
  *
  * A file whose bytes did not change is not written again, and a changed one is written beside and renamed
  * over: a build (`pnpm start` runs one) never shows a half-written file to a CLI that is starting.
@@ -15,6 +17,7 @@ import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { build } from "esbuild"
+import { buildExecutable } from "./sea.mjs"
 
 const root = path.resolve(import.meta.dirname, "..")
 const dist = path.join(root, "dist")
@@ -77,11 +80,20 @@ if (written.length > 0 || mtime(helpFile) < mtime(path.join(dist, "cli.mjs"))) c
 
 function captureHelp() {
   const run = (args) =>
-    execFileSync(process.execPath, [path.join(dist, "cli.mjs"), ...args], { env: { ...process.env }, encoding: "utf8" })
-  const texts = { help: run(["--help"]), version: run(["--version"]) }
+    execFileSync(process.execPath, [path.join(dist, "cli.mjs"), ...args], {
+      // Plain text (Ansi): the entry point prints it to a terminal and to a pipe alike.
+      env: { ...process.env, NO_COLOR: "1" },
+      encoding: "utf8"
+    })
+  // No `--version`: the entry point prints BuildInfo's line, with the Node that runs it.
+  const texts = { help: run(["--help"]) }
   for (const command of ["serve", "list", "stats", "top"]) texts[`help ${command}`] = run([command, "--help"])
   // Written even when the same, so its time says it is as new as the bundle.
   const temporary = `${helpFile}.${process.pid}.tmp`
   fs.writeFileSync(temporary, `${JSON.stringify(texts, null, 1)}\n`)
   fs.renameSync(temporary, helpFile)
+}
+
+if (await buildExecutable({ root, dist, revision, helpFile })) {
+  console.log(`built ${path.relative(root, path.join(dist, "vm-metrics"))} (Node 24 inside, scripts/sea.mjs)`)
 }
