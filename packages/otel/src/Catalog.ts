@@ -18,6 +18,7 @@
  */
 import type { Snapshot } from "@vm-metrics/core/Collector"
 import type { MetricGroup } from "@vm-metrics/core/MetricGroup"
+import type { SelfProcess } from "@vm-metrics/core/SelfProcess"
 import { memoryUtilizationRatio, type NicStats, type VmState, type VmStats } from "@vm-metrics/core/VmStats"
 import type { MetricOptions } from "./MetricOptions.js"
 import type { Dropped } from "./OtelValue.js"
@@ -415,6 +416,21 @@ export interface ExportCounts {
   readonly dropped: ReadonlyArray<Dropped>
   /** Metric groups dropped by the guardrail (over the series budget), per group; absent: none. */
   readonly groupDrops?: ReadonlyArray<{ readonly group: MetricGroup; readonly count: number }>
+  /** The agent's build and own process (agentFamilies); absent for a library user. */
+  readonly agent?: AgentSample
+}
+
+/** What build of the agent runs: the labels of `<prefix>_metrics_build_info`. @category models */
+export interface BuildInfo {
+  readonly version: string
+  readonly revision: string
+  readonly nodeVersion: string
+}
+
+/** The agent's own series for one snapshot: its build and its process, sampled with the snapshot. @category models */
+export interface AgentSample {
+  readonly build: BuildInfo
+  readonly process: SelfProcess
 }
 
 /** Listed instances by state, every state present (0 when none). */
@@ -424,10 +440,13 @@ const countByState = (snapshot: Snapshot): ReadonlyArray<Sample> => {
   return Array.from(byState, ([state, count]) => ({ labels: [["state", state]] as const, value: count }))
 }
 
-/** Service-level families, in export order; each reads its samples from a snapshot and the counts. @category constructors */
-export const serviceFamilies = (options: MetricOptions): ReadonlyArray<ServiceFamily> => {
+/**
+ * Service-level families, in export order; each reads its samples from a snapshot and the counts.
+ * `agent`: the agent's own families (agentFamilies) after them. @category constructors
+ */
+export const serviceFamilies = (options: MetricOptions, agent = false): ReadonlyArray<ServiceFamily> => {
   const p = `${options.prefix}_metrics`
-  return [
+  const families: ReadonlyArray<ServiceFamily> = [
     {
       name: `${p}_instances_observed`,
       kind: "gauge",
@@ -483,8 +502,8 @@ export const serviceFamilies = (options: MetricOptions): ReadonlyArray<ServiceFa
       unit: "",
       integer: true,
       help: "Values that could not be read, by kernel file and reason, since start.",
-      samples: (snapshot) =>
-        snapshot.unavailableTotals.map((t) => ({
+      samples: (snapshot, counts) =>
+        [...snapshot.unavailableTotals, ...(counts.agent?.process.unavailableTotals ?? [])].map((t) => ({
           labels: [
             ["source", t.source],
             ["reason", t.reason]
@@ -545,4 +564,82 @@ export const serviceFamilies = (options: MetricOptions): ReadonlyArray<ServiceFa
         }))
     }
   ]
+  return agent ? [...families, ...agentFamilies(options)] : families
 }
+
+/** One sample of a value of the agent's process, none when it could not be read. */
+const selfValue =
+  (read: (process: SelfProcess) => number | null) =>
+  (_: Snapshot, counts: ExportCounts): ReadonlyArray<Sample> => {
+    const value = counts.agent === undefined ? null : read(counts.agent.process)
+    return value === null ? [] : [{ labels: [], value }]
+  }
+
+/**
+ * The agent's own families: its build info and the standard process metrics, under the names every
+ * Prometheus client library gives them (no prefix), so dashboards made for other exporters work. Only
+ * the agent exports them (VmMetrics `agent`): a control plane embedding the library has its own process
+ * metrics, and two sets of `process_*` would clash. @category constructors
+ */
+export const agentFamilies = (options: MetricOptions): ReadonlyArray<ServiceFamily> => [
+  {
+    name: `${options.prefix}_metrics_build_info`,
+    kind: "gauge",
+    unit: "",
+    integer: true,
+    help: "Always 1; the labels say which build of vm-metrics runs: version, source revision and Node version.",
+    samples: (_, counts) =>
+      counts.agent === undefined
+        ? []
+        : [
+            {
+              labels: [
+                ["version", counts.agent.build.version],
+                ["revision", counts.agent.build.revision],
+                ["node_version", counts.agent.build.nodeVersion]
+              ] as const,
+              value: 1
+            }
+          ]
+  },
+  {
+    name: "process_cpu_seconds_total",
+    kind: "counter",
+    unit: "s",
+    integer: false,
+    help: "Total user and system CPU time spent in seconds (the agent's own process, /proc/self/stat).",
+    samples: selfValue((p) => p.cpuSeconds)
+  },
+  {
+    name: "process_resident_memory_bytes",
+    kind: "gauge",
+    unit: "By",
+    integer: true,
+    help: "Resident memory size in bytes (the agent's own process, /proc/self/statm).",
+    samples: selfValue((p) => p.residentMemoryBytes)
+  },
+  {
+    name: "process_open_fds",
+    kind: "gauge",
+    unit: "{file}",
+    integer: true,
+    help: "Number of open file descriptors (the agent's own process, /proc/self/fd).",
+    samples: selfValue((p) => p.openFds)
+  },
+  {
+    name: "process_max_fds",
+    kind: "gauge",
+    unit: "{file}",
+    integer: true,
+    help: "Maximum number of open file descriptors: the soft limit (the agent's own process, /proc/self/limits).",
+    samples: selfValue((p) => p.maxFds)
+  },
+  {
+    name: "process_start_time_seconds",
+    kind: "gauge",
+    unit: "s",
+    integer: false,
+    help: "Start time of the process since unix epoch in seconds (the agent's own process).",
+    samples: selfValue((p) => p.startTimeSeconds)
+  }
+]

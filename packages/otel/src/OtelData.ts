@@ -23,6 +23,7 @@ import type {
 import type { Snapshot } from "@vm-metrics/core/Collector"
 import type { MetricGroup } from "@vm-metrics/core/MetricGroup"
 import {
+  type AgentSample,
   type Family,
   labeledAttributes,
   labeledFamilies,
@@ -85,7 +86,8 @@ const metricData = (family: Family, dataPoints: Array<Point>): MetricData =>
 
 /**
  * `groups`: the metric groups exported (the label budget's kept ones), default the options' groups;
- * `groupDrops`: the guardrail's drops per group. @category constructors
+ * `groupDrops`: the guardrail's drops per group; `agent`: the agent's own series (Catalog agentFamilies),
+ * which are left out without it. @category constructors
  */
 export const toScopeMetrics = (
   options: MetricOptions,
@@ -94,7 +96,8 @@ export const toScopeMetrics = (
   drops: DropCounter,
   serviceStartMs: number,
   groups: ReadonlySet<MetricGroup> = options.groups,
-  groupDrops: ReadonlyArray<GroupDrops> = []
+  groupDrops: ReadonlyArray<GroupDrops> = [],
+  agent?: AgentSample
 ): ScopeMetrics => {
   const end = hrTime(snapshot.sampledAtMs)
   const serviceStart = hrTime(serviceStartMs)
@@ -138,8 +141,8 @@ export const toScopeMetrics = (
     metrics.push(metricData(family, points))
   }
   // After the per-VM points, so that this export's drops are in the count it carries.
-  const counts = { budgetTransitions, dropped: drops.totals(), groupDrops }
-  for (const family of serviceFamilies(options)) {
+  const counts = { budgetTransitions, dropped: drops.totals(), groupDrops, ...(agent === undefined ? {} : { agent }) }
+  for (const family of serviceFamilies(options, agent !== undefined)) {
     const start = family.kind === "gauge" ? end : serviceStart
     metrics.push(
       metricData(

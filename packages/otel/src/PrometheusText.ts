@@ -54,7 +54,8 @@ interface Families {
 
 /** @category constructors */
 export const makeRenderer = (options: MetricOptions, resource: ResourceAttributes): Renderer => {
-  const service = serviceFamilies(options)
+  // With the agent's families: they have samples only when the counts carry an agent sample.
+  const service = serviceFamilies(options, true)
   const targetInfo = `# HELP target_info Target metadata\n# TYPE target_info gauge\ntarget_info${labelSet(Object.entries(resource))} 1\n`
   const labels = new Map<string, { readonly name: string; readonly inner: string; readonly text: string }>()
   // The families of a set of groups, built once per set (the budget changes it rarely).

@@ -21,8 +21,11 @@ import { type BatchObservableResult, type Meter, type Observable, ValueType } fr
 import type { Resource } from "@opentelemetry/resources"
 import type { MetricProducer } from "@opentelemetry/sdk-metrics"
 import { Collector, type Snapshot } from "@vm-metrics/core/Collector"
+import type { SelfProcess } from "@vm-metrics/core/SelfProcess"
 import { Clock, Context, Effect, Layer, Runtime, type Scope } from "effect"
 import {
+  type AgentSample,
+  type BuildInfo,
   countSeries,
   type ExportCounts,
   type Family,
@@ -63,10 +66,21 @@ export class VmMetrics extends Context.Tag("@vm-metrics/otel/VmMetrics")<
   }
 >() {}
 
+/**
+ * The agent's own series (Catalog agentFamilies): its build, and a sampler of its process that runs once
+ * per snapshot (the series are as fresh as the per-VM ones, and an unchanged snapshot renders to the
+ * same text). Only the agent gives it: a control plane's process metrics are its own. @category models
+ */
+export interface AgentOptions {
+  readonly build: BuildInfo
+  readonly process: Effect.Effect<SelfProcess>
+}
+
 /** @category models */
 export interface Options {
   readonly metrics?: Partial<MetricOptions.MetricOptions>
   readonly resource?: ResourceAttributes.ResourceOptions
+  readonly agent?: AgentOptions
 }
 
 /** The service; its OTel paths stop answering when the scope closes. @category constructors */
@@ -84,11 +98,27 @@ export const make = (options: Options = {}) =>
     const serviceStartMs = yield* Clock.currentTimeMillis
     const renderer = makeRenderer(metricOptions, resource)
     const drops = OtelValue.makeDropCounter()
-    const counts = (): ExportCounts => ({
+    const counts = (agent?: AgentSample): ExportCounts => ({
       budgetTransitions: budget.transitions(),
       dropped: drops.totals(),
-      groupDrops: budget.groupDrops()
+      groupDrops: budget.groupDrops(),
+      ...(agent === undefined ? {} : { agent })
     })
+    // The agent's sample of the last snapshot asked for: every path reading that snapshot shares it.
+    let agentSampled: { readonly snapshot: Snapshot; readonly sample: AgentSample } | undefined
+    const agentOf = (snapshot: Snapshot): Effect.Effect<AgentSample | undefined> => {
+      const agent = options.agent
+      if (agent === undefined) return Effect.succeed(undefined)
+      return Effect.suspend(() =>
+        agentSampled?.snapshot === snapshot
+          ? Effect.succeed(agentSampled.sample)
+          : Effect.map(agent.process, (process) => {
+              const sample = { build: agent.build, process }
+              agentSampled = { snapshot, sample }
+              return sample
+            })
+      )
+    }
     let observedSequence = 0
 
     /** Feeds the guardrail once per snapshot. */
@@ -108,15 +138,17 @@ export const make = (options: Options = {}) =>
     const render = (snapshot: Snapshot) =>
       Effect.zipRight(
         observe(snapshot),
-        Effect.sync(() => {
-          const current = counts()
-          const key = countsKey(current)
-          if (rendered !== undefined && rendered.snapshot === snapshot && rendered.countsKey === key)
-            return rendered.text
-          const text = renderer(snapshot, current, budget.groups())
-          rendered = { snapshot, countsKey: key, text }
-          return text
-        })
+        Effect.flatMap(agentOf(snapshot), (agent) =>
+          Effect.sync(() => {
+            const current = counts(agent)
+            const key = countsKey(current)
+            if (rendered !== undefined && rendered.snapshot === snapshot && rendered.countsKey === key)
+              return rendered.text
+            const text = renderer(snapshot, current, budget.groups())
+            rendered = { snapshot, countsKey: key, text }
+            return text
+          })
+        )
       )
 
     // A reader can outlive this service (e.g. shut down after it). Once released, the OTel paths give
@@ -133,8 +165,14 @@ export const make = (options: Options = {}) =>
      * guardrail, or undefined once released. Concurrent reads join one collection (the collector
      * shares it).
      */
-    const freshObserved = async (): Promise<Snapshot | undefined> =>
-      released ? undefined : Runtime.runPromise(runtime)(Effect.tap(collector.collectAll, observe))
+    const freshObserved = async (): Promise<{ snapshot: Snapshot; agent: AgentSample | undefined } | undefined> =>
+      released
+        ? undefined
+        : Runtime.runPromise(runtime)(
+            Effect.flatMap(Effect.tap(collector.collectAll, observe), (snapshot) =>
+              Effect.map(agentOf(snapshot), (agent) => ({ snapshot, agent }))
+            )
+          )
 
     // Built on the first collect: @opentelemetry/resources (and the semantic conventions it loads) is needed
     // only by a reader, so a CLI command that never exports does not load it.
@@ -149,19 +187,20 @@ export const make = (options: Options = {}) =>
       collect: async () => {
         const otelResource = await otelResourceGet()
         try {
-          const snapshot = await freshObserved()
+          const fresh = await freshObserved()
           const scopeMetrics =
-            snapshot === undefined
+            fresh === undefined
               ? []
               : [
                   toScopeMetrics(
                     metricOptions,
-                    snapshot,
+                    fresh.snapshot,
                     budget.transitions(),
                     drops,
                     serviceStartMs,
                     budget.groups(),
-                    budget.groupDrops()
+                    budget.groupDrops(),
+                    fresh.agent
                   )
                 ]
           return { resourceMetrics: { resource: otelResource, scopeMetrics }, errors: [] }
@@ -175,7 +214,7 @@ export const make = (options: Options = {}) =>
       Effect.gen(function* () {
         const perVm = vmFamilies(metricOptions)
         const labeled = labeledFamilies(metricOptions)
-        const service = serviceFamilies(metricOptions)
+        const service = serviceFamilies(metricOptions, options.agent !== undefined)
         const instrument = (family: Family): Observable => {
           const spec = {
             description: family.help,
@@ -190,8 +229,9 @@ export const make = (options: Options = {}) =>
         const labeledInstruments = labeled.map((family) => [family, instrument(family)] as const)
         const serviceInstruments = service.map((family) => [family, instrument(family)] as const)
         const callback = async (result: BatchObservableResult) => {
-          const snapshot = await freshObserved()
-          if (snapshot === undefined) return
+          const fresh = await freshObserved()
+          if (fresh === undefined) return
+          const { snapshot } = fresh
           const kept = budget.groups()
           for (const [family, target] of vmInstruments) {
             if (family.group !== null && !kept.has(family.group)) continue
@@ -217,7 +257,7 @@ export const make = (options: Options = {}) =>
               }
             }
           }
-          const current = counts()
+          const current = counts(fresh.agent)
           for (const [family, target] of serviceInstruments) {
             for (const sample of family.samples(snapshot, current)) {
               result.observe(target, sample.value, Object.fromEntries(sample.labels))
@@ -256,6 +296,7 @@ export const layerConfig = (options: Options = {}) =>
   Layer.unwrapEffect(
     Effect.map(Effect.all([MetricOptions.config, ResourceAttributes.config]), ([metrics, resource]) =>
       layer({
+        ...options,
         metrics: { ...metrics, ...options.metrics },
         resource: {
           ...resource,
