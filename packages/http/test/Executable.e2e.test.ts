@@ -1,0 +1,94 @@
+/**
+ * The self-contained executable dist/vm-metrics (Node 24 inside, scripts/sea.mjs) on a host without Node:
+ * run with an environment of its own whose PATH has no `node`, it serves /healthz and /metrics of a real
+ * process, parses a YAML instances file (no worker file beside it: on the main thread), loads the docs UI
+ * (bundled into the one file), answers one-shot commands and stops cleanly on SIGTERM.
+ */
+import { execFile, spawnSync } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
+import { childrenOf, skipReason, statCpuSeconds, statmRssBytes } from "@vm-metrics/testing"
+import { BIN, exitWithin, freePort, get, stop } from "./cliRig.js"
+import { assertServesVm, EXECUTABLE, instancesYaml, startServing, startVm, stopVm, VM_ID } from "./exeRig.js"
+
+const missing = skipReason(
+  fs.existsSync(EXECUTABLE) ? undefined : `no ${EXECUTABLE} (pnpm build writes it; it needs the npm registry once)`,
+  "executable tests"
+)
+
+/** Runs the executable to its end (≤ 90 s) with exactly `env`. */
+const runExecutable = (args: ReadonlyArray<string>, env: Record<string, string>) =>
+  new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(EXECUTABLE, args, { env, timeout: 90_000 }, (error, stdout, stderr) =>
+      resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr })
+    )
+  })
+
+describe.skipIf(missing !== undefined)("the executable dist/vm-metrics, on a PATH without node", () => {
+  let dir = ""
+  let env: Record<string, string> = {}
+  let file = ""
+  let vm: Awaited<ReturnType<typeof startVm>> | undefined
+
+  beforeAll(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-exe-"))
+    const bin = path.join(dir, "bin")
+    fs.mkdirSync(bin)
+    // Nothing inherited: no NODE_OPTIONS, no HOME, and a PATH where no `node` can be found.
+    env = { PATH: bin, NO_COLOR: "1" }
+    const lookup = spawnSync("/bin/sh", ["-c", "command -v node"], { env, encoding: "utf8" })
+    assert.notStrictEqual(lookup.status, 0, `node is on the test's PATH: ${lookup.stdout}`)
+    vm = await startVm()
+    file = path.join(dir, "vms.yaml")
+    fs.writeFileSync(file, instancesYaml(vm.pid))
+  })
+
+  afterAll(async () => {
+    if (vm !== undefined) await stopVm(vm)
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
+  it("serves /healthz and /metrics of a real process and the docs UI, and stops on SIGTERM", async () => {
+    const port = await freePort()
+    const base = `http://127.0.0.1:${port}`
+    const argv = [EXECUTABLE, "serve", "--host", "127.0.0.1", "--port", String(port), "--source", "file"]
+    const server = await startServing([...argv, "--instances-file", file], env, base)
+    try {
+      // The server is the executable itself, not a node it started.
+      const pid = server.child.pid!
+      assert.strictEqual(fs.readlinkSync(`/proc/${pid}/exe`), fs.realpathSync(EXECUTABLE))
+      assert.deepStrictEqual(childrenOf(pid), [])
+      await assertServesVm(base, vm!.pid)
+      const docs = await get(`${base}/docs`)
+      assert.strictEqual(docs.status, 200, docs.body.slice(0, 500))
+      assert.match(docs.body, /^<!doctype html>/i)
+      assert.include(docs.body, "<script")
+      server.child.kill("SIGTERM")
+      const exit = await exitWithin(server.child, 30_000)
+      assert.deepStrictEqual(exit, { code: 0, signal: null }, server.output())
+    } finally {
+      await stop(server.child)
+    }
+  }, 120_000)
+
+  it("answers stats, --version (its own Node 24) and --help as the bundle does", async () => {
+    const stats = await runExecutable(["stats", VM_ID, "--source", "file", "--instances-file", file], env)
+    assert.strictEqual(stats.code, 0, stats.stderr)
+    const json = JSON.parse(stats.stdout) as { pid: number; cpu_seconds: number; memory_rss_bytes: number }
+    assert.strictEqual(json.pid, vm!.pid)
+    assert.closeTo(json.cpu_seconds, statCpuSeconds(vm!.pid), 1e-9)
+    assert.strictEqual(json.memory_rss_bytes, statmRssBytes(vm!.pid))
+
+    const version = await runExecutable(["--version"], env)
+    assert.strictEqual(version.code, 0, version.stderr)
+    assert.match(version.stdout, /^vm-metrics \d+\.\d+\.\d+ \(revision [^,]+, node 24\.\d+\.\d+\)\n$/)
+
+    const help = await runExecutable(["--help"], env)
+    const bundleHelp = spawnSync(process.execPath, [BIN, "--help"], { encoding: "utf8", env: { ...env } })
+    assert.strictEqual(help.code, 0, help.stderr)
+    assert.include(help.stdout, "serve")
+    assert.strictEqual(help.stdout, bundleHelp.stdout)
+  }, 120_000)
+})
