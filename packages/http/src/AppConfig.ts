@@ -7,12 +7,14 @@
  * @since 0.1.0
  */
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as MetricGroup from "@vm-metrics/core/MetricGroup"
 import * as LibvirtSource from "@vm-metrics/node/LibvirtSource"
 import * as MetricOptions from "@vm-metrics/otel/MetricOptions"
 import * as ResourceAttributes from "@vm-metrics/otel/ResourceAttributes"
 import { Config, Data, Duration, Effect, Either, Option, Redacted } from "effect"
 import * as Connections from "./Connections.js"
+import * as Logging from "./Logging.js"
 import * as Serving from "./Serving.js"
 import * as Sources from "./Sources.js"
 
@@ -103,6 +105,15 @@ export const settings = {
     description: "port to listen on, 1-65535",
     scope: "serve"
   }),
+  listen: text({
+    flag: "listen",
+    env: "VM_METRICS_LISTEN",
+    default: undefined,
+    shownDefault: "--host:--port",
+    description:
+      "address and port to listen on in one: host:port, or [v6 address]:port; given with --host or --port, they must agree",
+    scope: "serve"
+  }),
   source: choice(Sources.kinds, {
     flag: "source",
     env: "VM_METRICS_SOURCE",
@@ -170,6 +181,15 @@ export const settings = {
     shownDefault: "none",
     description:
       "metric groups not to collect (repeatable, or comma-separated; all: only the seed's metrics); wins over --collect",
+    scope: "collect"
+  }),
+  logFormat: choice(Logging.formats, {
+    flag: "log-format",
+    env: "VM_METRICS_LOG_FORMAT",
+    default: undefined,
+    shownDefault: "logfmt, pretty when stderr is a terminal",
+    description:
+      "how logs are written to stderr: logfmt, json (one object a line) or pretty (colour only on a terminal, without NO_COLOR)",
     scope: "collect"
   }),
   collection: choice(Serving.modes, {
@@ -420,6 +440,65 @@ export const checkToken = (text: string, where: string): Either.Either<Redacted.
     return Either.left(new UsageError({ message: `${where} contains whitespace (only a final newline is allowed)` }))
   return Either.right(Redacted.make(token))
 }
+
+/** Where to listen. @category models */
+export interface Address {
+  readonly host: string
+  readonly port: number
+}
+
+/**
+ * `host:port` or `[v6 address]:port` (`--listen`) → the address; anything else is a UsageError saying what is
+ * wrong with it. There is no host-less `:port`: listening on every address is said, as `0.0.0.0` or `[::]`.
+ * @category parsers
+ */
+export const parseListen = (text: string): Either.Either<Address, UsageError> => {
+  const bad = (why: string) => Either.left(new UsageError({ message: `--listen ${JSON.stringify(text)}: ${why}` }))
+  const match = /^(?:\[([^\]]*)\]|([^:[\]]*)):([^:]*)$/.exec(text)
+  if (match === null)
+    return !text.startsWith("[") && text.split(":").length > 2
+      ? bad("an IPv6 address goes in brackets, e.g. [::1]:9464")
+      : bad("expected host:port or [IPv6 address]:port, e.g. 127.0.0.1:9464")
+  const [, v6, name, portText = ""] = match
+  if (v6 !== undefined && !net.isIPv6(v6)) return bad("not an IPv6 address in the brackets")
+  const host = v6 ?? name ?? ""
+  if (host === "") return bad("no host (0.0.0.0 or [::] listens on every address)")
+  const port = /^\d{1,5}$/.test(portText) ? Number(portText) : Number.NaN
+  if (!(port >= 1 && port <= 65535)) return bad("the port must be 1-65535")
+  return Either.right({ host, port })
+}
+
+/** What says where to listen, each None when not given (neither flag nor variable). @category models */
+export interface ListenInput {
+  readonly listen: Option.Option<string>
+  readonly host: Option.Option<string>
+  readonly port: Option.Option<number>
+}
+
+/**
+ * `--listen`, else `--host` and `--port` (each else its default). With `--listen`, a `--host` or `--port` given
+ * too must say the same (or the operator meant something else than what would be served): else a UsageError.
+ * @category constructors
+ */
+export const listenAddress = (input: ListenInput): Either.Either<Address, UsageError> =>
+  Either.gen(function* () {
+    const host = Option.map(input.host, (given) => given.replace(/^\[(.*)\]$/, "$1"))
+    if (Option.isNone(input.listen))
+      return {
+        host: Option.getOrElse(host, () => settings.host.default),
+        port: Option.getOrElse(input.port, () => settings.port.default)
+      }
+    const listen = yield* parseListen(input.listen.value)
+    const disagree = (flag: string, given: string | number) =>
+      new UsageError({
+        message: `--listen ${input.listen.pipe(Option.getOrElse(() => ""))} and --${flag} ${given} disagree: give one of them, or the same address`
+      })
+    if (Option.isSome(host) && host.value.toLowerCase() !== listen.host.toLowerCase())
+      return yield* Either.left(disagree("host", host.value))
+    if (Option.isSome(input.port) && input.port.value !== listen.port)
+      return yield* Either.left(disagree("port", input.port.value))
+    return listen
+  })
 
 // ---------- the resolved configuration ----------
 

@@ -14,3 +14,6 @@ export const revision: string = typeof __VM_METRICS_REVISION__ === "string" ? __
 
 /** The Node that runs the agent (the executable carries its own). */
 export const nodeVersion: string = process.versions.node
+
+/** What `--version` and `vm-metrics version` print: version, revision and Node, on one line. */
+export const summary = `vm-metrics ${version} (revision ${revision}, node ${nodeVersion})`

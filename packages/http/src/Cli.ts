@@ -16,6 +16,8 @@ import { Console, Data, Effect, Either, Layer, Option } from "effect"
 import * as AppConfig from "./AppConfig.js"
 import * as BuildInfo from "./BuildInfo.js"
 import { summary as exitCodes } from "./ExitCode.js"
+import { helpKey } from "./HelpKey.js"
+import * as Logging from "./Logging.js"
 import { lookup } from "./Lookup.js"
 import type * as MainModule from "./Main.js"
 import { statsJson } from "./StatsJson.js"
@@ -90,12 +92,15 @@ const collectOptions = {
   sysRoot: flag(settings.sysRoot),
   discoveryUids: listFlag(settings.discoveryUids),
   collect: listFlag(settings.collect),
-  noCollect: listFlag(settings.noCollect)
+  noCollect: listFlag(settings.noCollect),
+  logFormat: optionalFlag(settings.logFormat)
 }
 
 const serveOptions = {
-  host: flag(settings.host),
-  port: flag(settings.port),
+  // Optional, so that `--listen` can tell a --host or --port given from a default (AppConfig.listenAddress).
+  host: optionalFlag(settings.host),
+  port: optionalFlag(settings.port),
+  listen: optionalFlag(settings.listen),
   ...collectOptions,
   authTokenFile: optionalFlag(settings.authTokenFile),
   metricsWithoutAuth: flag(settings.metricsWithoutAuth),
@@ -125,9 +130,12 @@ const collectLayer = (input: AppConfig.CollectInput) =>
   )
 
 const serve = Command.make("serve", serveOptions, (input) =>
-  Effect.flatMap(AppConfig.resolveServe(input), (config) =>
-    Effect.flatMap(importMain, (Main) => Layer.launch(Main.layerServe(config)))
-  )
+  Effect.gen(function* () {
+    const address = yield* AppConfig.listenAddress(input)
+    const config = yield* AppConfig.resolveServe({ ...input, ...address })
+    const Main = yield* importMain
+    return yield* Layer.launch(Main.layerServe(config))
+  }).pipe(Logging.withFormat(input.logFormat))
 ).pipe(
   Command.withDescription(
     `serve the HTTP API and /metrics for the VMs on this host. ${AppConfig.environmentOnlyHelp("serve")}`
@@ -161,7 +169,7 @@ const list = Command.make("list", collectOptions, (input) =>
       bytes(vm.netTxBytes, "iec")
     ])
     yield* Console.log(table(header, rows))
-  }).pipe(Effect.provide(collectLayer(input)))
+  }).pipe(Effect.provide(collectLayer(input)), Logging.withFormat(input.logFormat))
 ).pipe(Command.withDescription("print a table of the instances found and their current usage"))
 
 const id = Args.text({ name: "id" }).pipe(Args.withDescription("instance id, name or unique id prefix"))
@@ -179,7 +187,7 @@ const stats = Command.make("stats", { id, ...collectOptions }, (input) =>
       })
     }
     yield* Console.log(statsJson(found.right))
-  }).pipe(Effect.provide(collectLayer(input)))
+  }).pipe(Effect.provide(collectLayer(input)), Logging.withFormat(input.logFormat))
 ).pipe(Command.withDescription("print the JSON of one instance, as GET /instances/{id}/stats returns it"))
 
 const topOptions = {
@@ -203,14 +211,52 @@ const top = Command.make("top", topOptions, (config) =>
     return yield* Effect.flatMap(Top.local, (source) => Top.run(source, every)).pipe(
       Effect.provide(collectLayer(config))
     )
-  })
+  }).pipe(Logging.withFormat(config.logFormat))
 ).pipe(Command.withDescription("a live view of every VM: CPU, memory and network rates, like top"))
+
+const version = Command.make("version", {}, () => Console.log(BuildInfo.summary)).pipe(
+  Command.withDescription("print the version, the source revision and the Node that runs it (as --version does)")
+)
+
+const commands = { serve, list, stats, top, version }
+
+const helpOf = Args.text({ name: "command" }).pipe(
+  Args.optional,
+  Args.withDescription(`the command: ${Object.keys(commands).join(", ")}`)
+)
+
+/** `help [command]`: @effect/cli prints the help of the command a handler asks it for (as `<command> --help`). */
+const help = Command.make(
+  "help",
+  { command: helpOf },
+  (input): Effect.Effect<never, ValidationError.ValidationError | AppConfig.UsageError> => {
+    if (Option.isNone(input.command)) return Effect.fail(ValidationError.helpRequested(command.descriptor))
+    const name = input.command.value
+    return Object.hasOwn(commands, name)
+      ? Effect.fail(ValidationError.helpRequested(commands[name as keyof typeof commands].descriptor))
+      : Effect.fail(
+          new AppConfig.UsageError({
+            message: `no command ${JSON.stringify(name)}; the commands are ${Object.keys(commands).join(", ")}`
+          })
+        )
+  }
+).pipe(Command.withDescription("print the help of vm-metrics, or of a command"))
 
 /** @category commands */
 export const command = Command.make("vm-metrics").pipe(
   Command.withDescription(`host-side resource use of the virtual machines on this host. ${exitCodes}`),
-  Command.withSubcommands([serve, list, stats, top])
+  Command.withSubcommands([serve, list, stats, top, help, version])
 )
 
-/** @category commands */
-export const run = Command.run(command, { name: "vm-metrics", version: BuildInfo.version })
+const cli = Command.run(command, { name: "vm-metrics", version: BuildInfo.version })
+
+/**
+ * The CLI on `process.argv`. `--version` prints BuildInfo's line (version, revision, Node) rather than
+ * @effect/cli's bare version, which is also the help's title and so must not change with the Node that runs it.
+ * @category commands
+ */
+export const run = (argv: ReadonlyArray<string>) =>
+  Effect.if(helpKey(argv.slice(2)) === "version", {
+    onTrue: () => Console.log(BuildInfo.summary),
+    onFalse: () => cli(argv)
+  })

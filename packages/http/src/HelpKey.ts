@@ -1,16 +1,20 @@
 /**
- * Which command lines the bundle's entry point (Launcher) answers from the help texts captured at build
- * time, and under which key of dist/help.json; every other command line goes to the full CLI.
+ * Which command lines the bundle's entry point (Launcher) answers without the full CLI: the help texts
+ * captured at build time, keyed as in dist/help.json, and the version line (BuildInfo, computed where it
+ * runs: the executable carries another Node than the build's). Every other command line goes to the full CLI.
  *
  * @since 0.1.0
  */
 
-/** The command lines answered without the full CLI, keyed as in help.json. @category utils */
+/** The command lines answered without the full CLI: a key of help.json, or "version". @category utils */
 export const helpKey = (args: ReadonlyArray<string>): string | undefined => {
   const isHelp = (flag: string | undefined) => flag === "--help" || flag === "-h"
+  const isCommand = (word: string | undefined) => /^[a-z]+$/.test(word ?? "")
   if (args.length === 0) return "help"
-  if (args.length === 1 && isHelp(args[0])) return "help"
-  if (args.length === 1 && args[0] === "--version") return "version"
-  if (args.length === 2 && isHelp(args[1]) && /^[a-z]+$/.test(args[0] ?? "")) return `help ${args[0]}`
+  if (args.length === 1 && (isHelp(args[0]) || args[0] === "help")) return "help"
+  if (args.length === 1 && (args[0] === "--version" || args[0] === "version")) return "version"
+  if (args.length === 2 && isHelp(args[1]) && isCommand(args[0])) return `help ${args[0]}`
+  // `help <command>` is `<command> --help`.
+  if (args.length === 2 && args[0] === "help" && isCommand(args[1])) return `help ${args[1]}`
   return undefined
 }

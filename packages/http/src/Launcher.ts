@@ -1,8 +1,9 @@
 #!/usr/bin/env -S node --max-semi-space-size=2
 /**
- * The bundle's entry point (dist/vm-metrics.mjs). `--help`, `<command> --help` and `--version` are answered
- * from the texts the build captured from the full CLI (dist/help.json, see scripts/build.mjs), byte for byte
- * what it prints; every other command line loads the full CLI (dist/cli.mjs). Why: loading Effect,
+ * The bundle's entry point (dist/vm-metrics.mjs). `--help`, `help [command]` and `<command> --help` are
+ * answered from the texts the build captured from the full CLI (dist/help.json, see scripts/build.mjs), byte
+ * for byte what it prints piped (no colour); `--version` and `version` print BuildInfo's line, as the full CLI
+ * does; every other command line loads the full CLI (dist/cli.mjs). Why: loading Effect,
  * @effect/cli and the server graph costs most of a second and ~50 MB before a word of help is printed.
  *
  * `--max-semi-space-size=2` (MB; here, in `pnpm start` and in the unit): V8's default young generation lets an
@@ -13,12 +14,14 @@
  * @since 0.1.0
  */
 import * as fs from "node:fs"
+import * as BuildInfo from "./BuildInfo.js"
 import { helpKey } from "./HelpKey.js"
 
-/** The captured text for `args`, if the build captured one (an unknown command is left to the CLI). */
+/** The version line, or the captured help text for `args` if the build captured one (else the CLI answers). */
 const capturedText = (args: ReadonlyArray<string>): string | undefined => {
   const key = helpKey(args)
   if (key === undefined) return undefined
+  if (key === "version") return `${BuildInfo.summary}\n`
   try {
     const texts = JSON.parse(fs.readFileSync(new URL("./help.json", import.meta.url), "utf8")) as Record<string, string>
     return Object.hasOwn(texts, key) ? texts[key] : undefined

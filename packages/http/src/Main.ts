@@ -156,7 +156,8 @@ export const layerServe = <ES = never, ER = never>(config: Partial<AppConfig> = 
           port: c.port,
           authToken: c.authToken,
           limits: c.limits,
-          metricsWithoutAuth: c.metricsWithoutAuth
+          metricsWithoutAuth: c.metricsWithoutAuth,
+          source: c.source
         })
       )
     ),

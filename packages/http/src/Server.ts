@@ -6,13 +6,13 @@
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpRouter from "@effect/platform/HttpRouter"
-import * as HttpServer from "@effect/platform/HttpServer"
 import { Layer, type Option, type Redacted } from "effect"
 import * as Connections from "./Connections.js"
 import * as Docs from "./Docs.js"
 import { guard } from "./Guard.js"
 import { ApiLive } from "./Http.js"
 import * as Listener from "./Listener.js"
+import * as StartupLine from "./StartupLine.js"
 
 /** @category models */
 export interface Options {
@@ -23,6 +23,8 @@ export interface Options {
   readonly limits?: Connections.Limits
   /** Serve /metrics without the token (a Prometheus without credentials); default false. */
   readonly metricsWithoutAuth?: boolean
+  /** The instance source, named in the start-up line (StartupLine); default "unknown". */
+  readonly source?: string
 }
 
 /** @category constants */
@@ -51,7 +53,7 @@ export const layerApp = (authToken: Options["authToken"], access: Pick<Options, 
 /** @category layers */
 export const layer = (options: Options) =>
   layerApp(options.authToken, options).pipe(
-    HttpServer.withLogAddress,
+    (app) => Layer.merge(app, StartupLine.layer(options.source ?? "unknown")),
     Layer.provide(
       Listener.layer({ host: options.host, port: options.port, limits: options.limits ?? Connections.defaults })
     )

@@ -9,9 +9,18 @@
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Effect, Logger } from "effect"
+import { Cause, Console, Effect } from "effect"
+import * as Ansi from "./Ansi.js"
 import { run } from "./Cli.js"
 import { ExitCode } from "./ExitCode.js"
+import * as Logging from "./Logging.js"
+
+// Ctrl-C signals the whole process group: `pnpm start` passes its own SIGINT on to us as a second one. The
+// runtime handles the first (a graceful stop, bounded by --shutdown-grace, then exit 0) and stops listening;
+// Node's default action for the second would kill the process mid-stop, and pnpm would report a failure.
+const stopping = () => {}
+process.on("SIGINT", stopping)
+process.on("SIGTERM", stopping)
 
 const exit = (code: number) => Effect.sync(() => process.exit(code))
 const fail = (code: number) => (error: { readonly message: string }) =>
@@ -35,6 +44,8 @@ run(process.argv).pipe(
       : Effect.zipRight(Console.error(`vm-metrics: internal error\n${Cause.pretty(cause)}`), exit(ExitCode.internal))
   ),
   Effect.provide(NodeContext.layer),
-  Effect.provide(Logger.replace(Logger.defaultLogger, Logger.prettyLogger({ stderr: true }))),
+  // The logger until a command sets the one of --log-format; no escapes on a stream that is not a terminal.
+  Effect.provide(Logging.layer),
+  Effect.withConsole(Ansi.console()),
   (effect) => NodeRuntime.runMain(effect, { disablePrettyLogger: true, disableErrorReporting: true })
 )

@@ -1,0 +1,59 @@
+/**
+ * The one log line that says the server is up: the address it listens on (an IPv6 one in brackets), the
+ * instance source, how many VMs the first collection found, and the URL of the API docs. Structured too
+ * (`address`, `source`, `vms`, `docs`), so that a logfmt or JSON pipeline reads the fields, not the text.
+ *
+ * @since 0.1.0
+ */
+import * as HttpServer from "@effect/platform/HttpServer"
+import { Effect, Layer } from "effect"
+import * as BuildInfo from "./BuildInfo.js"
+import { Serving } from "./Serving.js"
+
+/** `host:port`, `[v6]:port`. @category utils */
+export const hostPort = (host: string, port: number): string =>
+  host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`
+
+/** Where a browser on this host reaches a server bound to `host`: the wildcard addresses are loopback to it. */
+const reachable = (host: string) => (host === "0.0.0.0" ? "127.0.0.1" : host === "::" ? "::1" : host)
+
+/** The docs URL of a server listening on `host:port`. @category utils */
+export const docsUrl = (scheme: "http" | "https", host: string, port: number): string =>
+  `${scheme}://${hostPort(reachable(host), port)}/docs`
+
+/** What the line says. @category models */
+export interface Facts {
+  readonly address: string
+  readonly source: string
+  readonly vms: number
+  readonly docs: string
+}
+
+/** The line's message. @category utils */
+export const message = (facts: Facts): string =>
+  `vm-metrics ${BuildInfo.version} listening on ${facts.address}: source ${facts.source}, ${facts.vms} VM${facts.vms === 1 ? "" : "s"} found, docs at ${facts.docs}`
+
+/**
+ * Logs the line once the server listens and the first snapshot is in (forked: it never holds up the server).
+ * @category layers
+ */
+export const layer = (
+  source: string,
+  scheme: "http" | "https" = "http"
+): Layer.Layer<never, never, HttpServer.HttpServer | Serving> =>
+  Layer.scopedDiscard(
+    Effect.gen(function* () {
+      const server = yield* HttpServer.HttpServer
+      const serving = yield* Serving
+      if (server.address._tag !== "TcpAddress") return
+      const { hostname, port } = server.address
+      const snapshot = yield* serving.snapshot
+      const facts: Facts = {
+        address: hostPort(hostname, port),
+        source,
+        vms: snapshot.stats.length,
+        docs: docsUrl(scheme, hostname, port)
+      }
+      yield* Effect.logInfo(message(facts)).pipe(Effect.annotateLogs({ ...facts }))
+    }).pipe(Effect.forkScoped)
+  )
