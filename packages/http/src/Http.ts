@@ -9,14 +9,16 @@
  *
  * @since 0.1.0
  */
+import type * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import type * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Collector, type Snapshot } from "@vm-metrics/core/Collector"
 import { CONTENT_TYPE } from "@vm-metrics/otel/PrometheusText"
 import { VmMetrics } from "@vm-metrics/otel/VmMetrics"
 import { Effect, Either, Layer, Option } from "effect"
-import { Ambiguous, NotFound, VmMetricsApi } from "./Api.js"
+import { Ambiguous, type InstancesGroup, NotFound, VmMetricsApi } from "./Api.js"
 import * as EncodedBody from "./EncodedBody.js"
 import { lookup } from "./Lookup.js"
 import * as Rates from "./Rates.js"
@@ -45,30 +47,42 @@ const encodedResponse = (body: EncodedBody.Encoded, contentType: string) =>
       : HttpServerResponse.uint8Array(body.plain, { contentType, headers: { vary: "Accept-Encoding" } })
   )
 
-const InstancesLive = HttpApiBuilder.group(VmMetricsApi, "instances", (handlers) =>
-  Effect.gen(function* () {
-    const { current, history } = yield* snapshotSource
-    const listBody = EncodedBody.makeCache((snapshot: Snapshot) =>
-      listJson(snapshot, (vm) => history.previous(snapshot, vm.instanceId))
-    )
-    return handlers
-      .handle("stats", ({ path }) =>
-        Effect.flatMap(current, (snapshot) =>
-          Either.match(lookup(snapshot.stats, path.id), {
-            onRight: (vm): Effect.Effect<HttpServerResponse.HttpServerResponse, NotFound | Ambiguous> =>
-              Effect.succeed(json(statsJson(vm, history.previous(snapshot, vm.instanceId)))),
-            onLeft: (failure) =>
-              failure._tag === "NotFound"
-                ? Effect.fail(new NotFound({ code: "not_found", message: "resource not found" }))
-                : Effect.fail(new Ambiguous({ code: "ambiguous", message: "multiple resources match, use full ID" }))
-          })
+/**
+ * The handlers of `InstancesGroup` (`/instances`, `/instances/{id}/stats`) for any HttpApi that adds it,
+ * e.g. a control plane's own API next to its own groups; needs a Collector. The platform keys a group's
+ * handlers by the API's id, which only the types see: at run time the routes are those of the group in `api`.
+ *
+ * @category layers
+ */
+export const layerInstances = <ApiId extends string, Groups extends HttpApiGroup.HttpApiGroup.Any, E, R>(
+  api: HttpApi.HttpApi<ApiId, Groups | typeof InstancesGroup, E, R>
+): Layer.Layer<HttpApiGroup.ApiGroup<ApiId, "instances">, never, Collector> =>
+  HttpApiBuilder.group(api as unknown as typeof VmMetricsApi, "instances", (handlers) =>
+    Effect.gen(function* () {
+      const { current, history } = yield* snapshotSource
+      const listBody = EncodedBody.makeCache((snapshot: Snapshot) =>
+        listJson(snapshot, (vm) => history.previous(snapshot, vm.instanceId))
+      )
+      return handlers
+        .handle("stats", ({ path }) =>
+          Effect.flatMap(current, (snapshot) =>
+            Either.match(lookup(snapshot.stats, path.id), {
+              onRight: (vm): Effect.Effect<HttpServerResponse.HttpServerResponse, NotFound | Ambiguous> =>
+                Effect.succeed(json(statsJson(vm, history.previous(snapshot, vm.instanceId)))),
+              onLeft: (failure) =>
+                failure._tag === "NotFound"
+                  ? Effect.fail(new NotFound({ code: "not_found", message: "resource not found" }))
+                  : Effect.fail(new Ambiguous({ code: "ambiguous", message: "multiple resources match, use full ID" }))
+            })
+          )
         )
-      )
-      .handle("list", () =>
-        Effect.flatMap(current, (snapshot) => encodedResponse(listBody(snapshot), "application/json"))
-      )
-  })
-)
+        .handle("list", () =>
+          Effect.flatMap(current, (snapshot) => encodedResponse(listBody(snapshot), "application/json"))
+        )
+    })
+  ) as unknown as Layer.Layer<HttpApiGroup.ApiGroup<ApiId, "instances">, never, Collector>
+
+const InstancesLive = layerInstances(VmMetricsApi)
 
 const MetricsLive = HttpApiBuilder.group(VmMetricsApi, "metrics", (handlers) =>
   Effect.gen(function* () {
