@@ -15,9 +15,11 @@ import type { ProcReader } from "@vm-metrics/core/ProcReader"
 import type { TapReader } from "@vm-metrics/core/TapReader"
 import * as EventLoop from "@vm-metrics/node/EventLoop"
 import * as NodeReaders from "@vm-metrics/node/NodeReaders"
+import * as SelfProcess from "@vm-metrics/node/SelfProcess"
 import type * as VmMetrics from "@vm-metrics/otel/VmMetrics"
 import { Duration, Effect, Layer, Runtime } from "effect"
 import { type AppConfig, type CollectConfig, defaults, type PipelineConfig, UsageError } from "./AppConfig.js"
+import * as BuildInfo from "./BuildInfo.js"
 import type * as ServerModule from "./Server.js"
 import * as Serving from "./Serving.js"
 import * as Sources from "./Sources.js"
@@ -76,17 +78,24 @@ export const layerCollect = <ES = never, ER = never>(
   }).pipe(Layer.provide(Layer.merge(readers, source)))
 }
 
-/** Source → readers → collector → metrics, and the OTLP push when `otlp` is on. @category layers */
+/**
+ * Source → readers → collector → metrics (with the agent's own series: build info, process metrics of
+ * /proc/self), and the OTLP push when `otlp` is on. @category layers
+ */
 export const layerPipeline = <ES = never, ER = never>(
   config: Partial<PipelineConfig> = {},
   ports: Ports<ES, ER> = {}
 ): Layer.Layer<Collector.Collector | VmMetrics.VmMetrics, UsageError | ES | ER> => {
   const metrics = Layer.unwrapEffect(
-    Effect.map(importMetrics, (VmMetrics) =>
+    Effect.map(Effect.all([importMetrics, SelfProcess.make()]), ([VmMetrics, selfProcess]) =>
       VmMetrics.layer({
         // The groups exported are the groups collected.
         metrics: { ...(config.metrics ?? defaults.metrics), groups: config.groups ?? defaults.groups },
-        resource: config.resource ?? defaults.resource
+        resource: config.resource ?? defaults.resource,
+        agent: {
+          build: { version: BuildInfo.version, revision: BuildInfo.revision, nodeVersion: BuildInfo.nodeVersion },
+          process: selfProcess
+        }
       })
     )
   ).pipe(Layer.mapError(asUsage), Layer.provideMerge(layerCollect(config, ports)))
@@ -140,7 +149,8 @@ export const layerApp = <ES = never, ER = never>(config: Partial<AppConfig> = {}
   Layer.unwrapEffect(
     Effect.map(importServer, (Server) =>
       Server.layerApp(config.authToken ?? defaults.authToken, {
-        metricsWithoutAuth: config.metricsWithoutAuth ?? defaults.metricsWithoutAuth
+        metricsWithoutAuth: config.metricsWithoutAuth ?? defaults.metricsWithoutAuth,
+        source: ports.source === undefined ? (config.source ?? defaults.source) : "custom"
       })
     )
   ).pipe(Layer.provideMerge(layerServed(config, ports)))

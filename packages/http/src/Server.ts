@@ -1,6 +1,6 @@
 /**
  * The HTTP server: the API, `/openapi.json`, a docs UI at `/docs` (Docs: Scalar, built on first use),
- * behind the Guard, on Node's http server. Binds 127.0.0.1:9464 by default.
+ * a landing page at `/` (Landing), behind the Guard, on Node's http server. Binds 127.0.0.1:9464 by default.
  *
  * @since 0.1.0
  */
@@ -11,6 +11,7 @@ import * as Connections from "./Connections.js"
 import * as Docs from "./Docs.js"
 import { guard } from "./Guard.js"
 import { ApiLive } from "./Http.js"
+import * as Landing from "./Landing.js"
 import * as Listener from "./Listener.js"
 import * as StartupLine from "./StartupLine.js"
 
@@ -23,7 +24,7 @@ export interface Options {
   readonly limits?: Connections.Limits
   /** Serve /metrics without the token (a Prometheus without credentials); default false. */
   readonly metricsWithoutAuth?: boolean
-  /** The instance source, named in the start-up line (StartupLine); default "unknown". */
+  /** The instance source, named in the start-up line (StartupLine) and on the landing page; default "unknown". */
   readonly source?: string
 }
 
@@ -31,7 +32,10 @@ export interface Options {
 export const defaults = { host: "127.0.0.1", port: 9464 } as const
 
 /** Everything but the socket: tests provide `NodeHttpServer.layerTest`. @category layers */
-export const layerApp = (authToken: Options["authToken"], access: Pick<Options, "metricsWithoutAuth"> = {}) =>
+export const layerApp = (
+  authToken: Options["authToken"],
+  access: Pick<Options, "metricsWithoutAuth" | "source"> = {}
+) =>
   HttpApiBuilder.serve().pipe(
     // An API-level middleware wraps the router (docs and OpenAPI included) before errors are turned
     // into responses; a server-level one would only see a response already sent.
@@ -39,11 +43,13 @@ export const layerApp = (authToken: Options["authToken"], access: Pick<Options, 
       HttpApiBuilder.middleware(
         guard(authToken, {
           metricsWithoutAuth: access.metricsWithoutAuth ?? false,
-          extraGetPaths: ["/docs", "/openapi.json"]
+          extraGetPaths: ["/", "/docs", "/openapi.json"]
         })
       )
     ),
     Layer.provide(Docs.layer("/docs")),
+    // The landing page, beside the API like the docs (HTML, not in the OpenAPI document).
+    Layer.provide(Landing.layer(access.source ?? "unknown")),
     Layer.provide(HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" })),
     Layer.provide(ApiLive),
     // The router's default (100) would make ids of 101-256 characters "no such path"; the schema bounds them.
