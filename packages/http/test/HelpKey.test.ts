@@ -12,6 +12,21 @@ describe("HelpKey.helpKey", () => {
     assert.strictEqual(helpKey(["serve", "-h"]), "help serve")
   })
 
+  it("keys the subcommands help, help <command> and version as their flags", () => {
+    assert.strictEqual(helpKey(["help"]), "help")
+    assert.strictEqual(helpKey(["help", "serve"]), "help serve")
+    assert.strictEqual(helpKey(["version"]), "version")
+    for (const args of [
+      ["help", "../x"],
+      ["help", "serve", "extra"],
+      ["version", "--help"],
+      ["help", "--help"]
+    ]) {
+      assert.notStrictEqual(helpKey(args), "version", args.join(" "))
+      assert.isFalse(helpKey(args)?.includes("..") ?? false, args.join(" "))
+    }
+  })
+
   it("leaves everything else to the full CLI", () => {
     for (const args of [
       ["serve"],
