@@ -2,7 +2,8 @@
  * `vm-metrics top`: a live view, one row per VM, refreshed every interval, like top / virt-top.
  * Reads the local host through the collector, or a remote server's `GET /instances` (`--url`, with
  * the bearer token) through the API's typed client: both become the API's body, then a TopModel sample. Keys: c/s/m/n/a change the sort, q (or Ctrl-C) quits. A failed refresh shows the
- * error and keeps the last rows.
+ * error and keeps the last rows. It draws on the terminal's alternate screen, fitted to its size (no
+ * line wraps), and redraws at once when the terminal is resized.
  *
  * @since 0.1.0
  */
@@ -112,45 +113,75 @@ export const remote = (url: string, token: Option.Option<Redacted.Redacted<strin
   })).pipe(Effect.provide(FetchHttpClient.layer))
 
 const CLEAR = "\x1b[H\x1b[2J"
+/** The terminal's alternate screen (like top, less, vim): the shell's screen comes back on exit. */
+const ENTER_ALTERNATE_SCREEN = "\x1b[?1049h"
+const LEAVE_ALTERNATE_SCREEN = "\x1b[?1049l"
+const HIDE_CURSOR = "\x1b[?25l"
+const SHOW_CURSOR = "\x1b[?25h"
 
-/** Raw-mode keys from stdin into a queue, restored when the scope closes. */
-const keyboard = Effect.gen(function* () {
-  const keys = yield* Queue.unbounded<string>()
+/** What wakes the loop besides its timer: a key, or the terminal changing size. */
+type Event = { readonly _tag: "Key"; readonly key: string } | { readonly _tag: "Resize" }
+
+/**
+ * Raw-mode keys from stdin and the terminal's resizes (stdout's 'resize', which Node emits on SIGWINCH)
+ * into a queue; the alternate screen is entered at start and left, the terminal restored, when the scope
+ * closes: on q, on Ctrl-C, on a signal and on an error alike.
+ */
+const terminal = Effect.gen(function* () {
+  const events = yield* Queue.unbounded<Event>()
   const onData = (data: Buffer) => {
-    for (const key of data.toString("utf8")) Queue.unsafeOffer(keys, key)
+    for (const key of data.toString("utf8")) Queue.unsafeOffer(events, { _tag: "Key", key })
+  }
+  const onResize = () => {
+    Queue.unsafeOffer(events, { _tag: "Resize" })
   }
   yield* Effect.acquireRelease(
     Effect.sync(() => {
       if (process.stdin.isTTY) process.stdin.setRawMode(true)
       process.stdin.on("data", onData)
       process.stdin.resume()
-      process.stdout.write("\x1b[?25l") // hide the cursor
+      process.stdout.on("resize", onResize)
+      process.stdout.write(ENTER_ALTERNATE_SCREEN + HIDE_CURSOR)
     }),
     () =>
       Effect.sync(() => {
+        process.stdout.off("resize", onResize)
         process.stdin.off("data", onData)
         if (process.stdin.isTTY) process.stdin.setRawMode(false)
         process.stdin.pause()
-        process.stdout.write("\x1b[?25h\n")
+        process.stdout.write(SHOW_CURSOR + LEAVE_ALTERNATE_SCREEN)
       })
   )
-  return keys
+  return events
 })
+
+/** The terminal's size now (none when stdout is not a terminal: nothing is cut). */
+const terminalSize = () =>
+  process.stdout.isTTY && process.stdout.columns > 0
+    ? { width: process.stdout.columns, height: process.stdout.rows }
+    : {}
 
 /** Runs until q or Ctrl-C. @category commands */
 export const run = (source: TopSource, interval: Duration.Duration) =>
   Effect.scoped(
     Effect.gen(function* () {
-      const keys = yield* keyboard
+      const events = yield* terminal
       let sort: SortKey = "cpu"
       let previous: Sample | undefined
       let current: ReturnType<typeof rowsOf> = []
       let error: string | undefined
       let nextAt = 0
+      // The size is read on every draw, so a resize redraws to the new size at once.
       const draw = Effect.sync(() =>
         process.stdout.write(
           CLEAR +
-            screen(current, { sort, source: source.label, at: new Date(), ...(error === undefined ? {} : { error }) })
+            screen(current, {
+              sort,
+              source: source.label,
+              at: new Date(),
+              ...terminalSize(),
+              ...(error === undefined ? {} : { error })
+            })
         )
       )
       for (;;) {
@@ -168,10 +199,15 @@ export const run = (source: TopSource, interval: Duration.Duration) =>
           yield* draw
         }
         const wait = Math.max(0, nextAt - (yield* Clock.currentTimeMillis))
-        const key = yield* Queue.take(keys).pipe(Effect.timeout(Duration.millis(wait)), Effect.option)
-        if (Option.isNone(key)) continue
-        if (key.value === "q" || key.value === "\u0003") return
-        const chosen = sortKeys[key.value as keyof typeof sortKeys]
+        const event = yield* Queue.take(events).pipe(Effect.timeout(Duration.millis(wait)), Effect.option)
+        if (Option.isNone(event)) continue
+        if (event.value._tag === "Resize") {
+          yield* draw
+          continue
+        }
+        const key = event.value.key
+        if (key === "q" || key === "\u0003") return
+        const chosen = sortKeys[key as keyof typeof sortKeys]
         if (chosen !== undefined) {
           sort = chosen
           yield* draw

@@ -8,7 +8,7 @@
  *
  * @since 0.1.0
  */
-import { bytes, table } from "./TextFormat.js"
+import { bytes } from "./TextFormat.js"
 
 /** One VM in one sample, as the server's JSON (or the local collector) gives it. @category models */
 export interface VmSample {
@@ -118,32 +118,131 @@ const percent = (n: number | null) => (n === null ? "-" : `${(n * 100).toFixed(0
 /** One decimal: a steal of a few percent already matters. */
 const stealPercent = (n: number | null) => (n === null ? "-" : `${(n * 100).toFixed(1)}%`)
 
-/** The whole screen. @category format */
+/** Text length in terminal columns, counting code points (VM names and IDs are expected to be narrow). */
+const columnsOf = (text: string) => Array.from(text).length
+
+/** At most `width` columns: a cut text ends in "…" (nothing at all for width 0). @category format */
+export const clip = (text: string, width: number): string => {
+  const chars = Array.from(text)
+  if (chars.length <= width) return text
+  return width <= 0 ? "" : `${chars.slice(0, width - 1).join("")}…`
+}
+
+interface Column {
+  readonly title: string
+  readonly cells: ReadonlyArray<string>
+  readonly right: boolean
+  /** Never narrower than this when cut (the ID and NAME columns are cut before any column is left out). */
+  readonly minWidth?: number
+}
+
+const naturalWidth = (column: Column) => Math.max(...[column.title, ...column.cells].map(columnsOf))
+const rowWidth = (widths: ReadonlyArray<number>) => widths.reduce((sum, w) => sum + w, 0) + 2 * (widths.length - 1)
+
+/**
+ * Which columns are shown and how wide, for a terminal `width` columns wide: first the ID (an 8-column
+ * prefix still tells VMs apart) and then NAME are cut, down to their `minWidth`; then columns are left
+ * out, least telling first (`dropOrder`), and NAME gets back the room that freed; NAME is always kept.
+ */
+const fit = (
+  columns: ReadonlyArray<Column>,
+  width: number,
+  dropOrder: ReadonlyArray<string>
+): ReadonlyArray<{ readonly column: Column; readonly width: number }> => {
+  let shown = columns.map((column) => ({ column, width: naturalWidth(column) }))
+  const excess = () => rowWidth(shown.map((c) => c.width)) - width
+  for (const title of ["ID", "NAME"]) {
+    const over = excess()
+    if (over <= 0) return shown
+    shown = shown.map((c) =>
+      c.column.title === title
+        ? { column: c.column, width: Math.min(c.width, Math.max(c.column.minWidth ?? 1, c.width - over)) }
+        : c
+    )
+  }
+  for (const title of dropOrder) {
+    if (excess() <= 0) break
+    shown = shown.filter((c) => c.column.title !== title)
+  }
+  // The room a column left out freed goes back to NAME.
+  const spare = -excess()
+  return shown.map((c) =>
+    c.column.title === "NAME" && spare > 0
+      ? { column: c.column, width: Math.min(naturalWidth(c.column), c.width + spare) }
+      : c
+  )
+}
+
+/** The table, columns cut or left out to fit `width`. */
+const fittedTable = (columns: ReadonlyArray<Column>, width: number, dropOrder: ReadonlyArray<string>) => {
+  const shown = fit(columns, width, dropOrder)
+  const rowCount = columns[0]?.cells.length ?? 0
+  const line = (cellOf: (column: Column) => string) =>
+    shown
+      .map(({ column, width }) => {
+        const cell = clip(cellOf(column), width)
+        const pad = " ".repeat(width - columnsOf(cell))
+        return column.right ? pad + cell : cell + pad
+      })
+      .join("  ")
+      .trimEnd()
+  return [line((c) => c.title), ...Array.from({ length: rowCount }, (_, i) => line((c) => c.cells[i] ?? ""))]
+}
+
+/** Left out first when the terminal is narrow; NAME, CORES and RSS go last. */
+const DROP_ORDER = ["ID", "SWAP", "%ALLOC", "STATE", "STEAL%", "%VCPU", "TX/s", "RX/s", "RSS", "CORES"] as const
+
+/**
+ * The whole screen. With `width` (the terminal's columns) no line is longer, so the terminal never
+ * wraps one: the table's columns are cut or left out (`fit`), other lines cut with "…". With `height`
+ * (its rows) the screen has at most that many lines, the last one saying how many VMs are not shown.
+ * @category format
+ */
 export const screen = (
   all: ReadonlyArray<Row>,
-  options: { readonly sort: SortKey; readonly source: string; readonly at: Date; readonly error?: string }
+  options: {
+    readonly sort: SortKey
+    readonly source: string
+    readonly at: Date
+    readonly error?: string
+    readonly width?: number
+    readonly height?: number
+  }
 ): string => {
+  const width = Math.max(0, options.width ?? Number.POSITIVE_INFINITY)
   const header = `vm-metrics top — ${options.source} — ${options.at.toISOString().slice(11, 19)} — ${all.length} VMs — sort: ${options.sort}`
   const help = "keys: c cpu  s steal  m memory  n network  a name  q quit"
-  const columns = ["NAME", "STATE", "CORES", "%VCPU", "STEAL%", "RSS", "%ALLOC", "SWAP", "RX/s", "TX/s", "ID"]
-  const cells = sorted(all, options.sort).map((row) => [
-    row.name,
-    row.state,
-    fixed(row.cores, 2),
-    percent(row.cpuShare),
-    stealPercent(row.steal),
-    bytes(row.rssBytes),
-    percent(row.memoryShare),
-    bytes(row.swapBytes),
-    bytes(row.rxPerSecond),
-    bytes(row.txPerSecond),
-    row.id
-  ])
-  return [
-    header,
-    help,
-    options.error === undefined ? "" : `error: ${options.error}`,
-    // The number columns (CORES to TX/s) are right-aligned.
-    table(columns, cells, (column) => column >= 2 && column <= 9)
-  ].join("\n")
+  const rows = sorted(all, options.sort)
+  const column = (title: string, cell: (row: Row) => string, right = false, minWidth?: number): Column => ({
+    title,
+    cells: rows.map(cell),
+    right,
+    ...(minWidth === undefined ? {} : { minWidth })
+  })
+  // The number columns (CORES to TX/s) are right-aligned.
+  const columns = [
+    column("NAME", (row) => row.name, false, 12),
+    column("STATE", (row) => row.state),
+    column("CORES", (row) => fixed(row.cores, 2), true),
+    column("%VCPU", (row) => percent(row.cpuShare), true),
+    column("STEAL%", (row) => stealPercent(row.steal), true),
+    column("RSS", (row) => bytes(row.rssBytes), true),
+    column("%ALLOC", (row) => percent(row.memoryShare), true),
+    column("SWAP", (row) => bytes(row.swapBytes), true),
+    column("RX/s", (row) => bytes(row.rxPerSecond), true),
+    column("TX/s", (row) => bytes(row.txPerSecond), true),
+    column("ID", (row) => row.id, false, 8)
+  ]
+  const top = [header, help, options.error === undefined ? "" : `error: ${options.error}`]
+  let table = fittedTable(columns, width, DROP_ORDER)
+  const room = (options.height ?? Number.POSITIVE_INFINITY) - top.length
+  if (table.length > room) {
+    // The column titles, as many VMs as fit, and a last line for the rest.
+    const kept = Math.max(0, room - 2)
+    table = [...table.slice(0, 1 + kept), `… ${rows.length - kept} more VMs (a larger terminal shows them)`]
+  }
+  return [...top, ...table]
+    .slice(0, options.height ?? undefined)
+    .map((line) => clip(line, width))
+    .join("\n")
 }

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { bytes, table } from "../src/TextFormat.js"
-import { rows, type Sample, screen, sorted, type VmSample } from "../src/TopModel.js"
+import { clip, rows, type Sample, screen, sorted, type VmSample } from "../src/TopModel.js"
 
 const vm = (over: Partial<VmSample> & Pick<VmSample, "id">): VmSample => ({
   name: over.id,
@@ -118,6 +118,111 @@ describe("top: rates from consecutive samples", () => {
     assert.match(lines[4]!, /^a\s+running\s+0\.25\s+13%\s+-\s+512\.0M\s+50%\s+0B\s+0B\s+0B\s+a$/)
     assert.strictEqual(bytes(1536), "1.5K")
     assert.strictEqual(bytes(null), "-")
+  })
+})
+
+describe("top: the screen fits the terminal", () => {
+  const uuid = "3f9c2a61-7d4e-4b8a-9e0f-1c2d3e4f5a6b"
+  const longName = "customer-analytics-warehouse-replica-eu-west-2-primary"
+  const fleet = rows(
+    at(0, [vm({ id: uuid, name: longName }), vm({ id: "b", name: "db-1" })]),
+    at(1000, [vm({ id: uuid, name: longName, cpuSeconds: 11.5 }), vm({ id: "b", name: "db-1", cpuSeconds: 10.25 })])
+  )
+  const options = {
+    sort: "cpu",
+    source: "http://metrics.example.internal:9464",
+    at: new Date("2026-11-26T01:02:03Z"),
+    error: "http://metrics.example.internal:9464: Unauthorized: a bearer token is required on this path"
+  } as const
+  const columnsOf = (line: string) => Array.from(line).length
+  const titles = (text: string) => text.split("\n")[3]!.trim().split(/\s+/)
+
+  for (const width of [20, 40, 60, 80, 120, 200]) {
+    it(`${width} columns: no line is longer, the row still starts with the (cut) name`, () => {
+      const lines = screen(fleet, { ...options, width }).split("\n")
+      for (const line of lines) assert.isAtMost(columnsOf(line), width, JSON.stringify(line))
+      const row = lines.find((line) => line.startsWith("customer-"))
+      assert.isDefined(row, lines.join("\n"))
+      assert.isTrue(titles(lines.join("\n")).includes("NAME"))
+    })
+  }
+
+  it("wide enough: every column, whole names and IDs, as without a width", () => {
+    const text = screen(fleet, { ...options, width: 200 })
+    assert.strictEqual(text, screen(fleet, options))
+    assert.deepStrictEqual(titles(text), [
+      "NAME",
+      "STATE",
+      "CORES",
+      "%VCPU",
+      "STEAL%",
+      "RSS",
+      "%ALLOC",
+      "SWAP",
+      "RX/s",
+      "TX/s",
+      "ID"
+    ])
+    assert.include(text, longName)
+    assert.include(text, uuid)
+  })
+
+  it("narrower: the ID is cut first (8 columns), then the name (12), then columns are left out, least telling first", () => {
+    const natural = screen(fleet, options).split("\n")[4]!.length
+    // Just too narrow for the whole ID: the ID is cut, the name whole.
+    const idCut = screen(fleet, { ...options, width: natural - 10 })
+    assert.include(idCut, longName)
+    assert.include(idCut, `${uuid.slice(0, uuid.length - 11)}…`)
+    // 120: the ID at 8 columns and the name cut, every column still there.
+    const at120 = screen(fleet, { ...options, width: 120 })
+    assert.strictEqual(titles(at120).length, 11)
+    assert.include(at120, "3f9c2a6…")
+    assert.include(at120, "customer-analytics-w")
+    assert.notInclude(at120, longName)
+    // 80: the ID left out, the room it freed given back to the name; the busy VM's cores (1.50) right-aligned.
+    const at80 = screen(fleet, { ...options, width: 80 }).split("\n")
+    assert.deepStrictEqual(titles(at80.join("\n")), [
+      "NAME",
+      "STATE",
+      "CORES",
+      "%VCPU",
+      "STEAL%",
+      "RSS",
+      "%ALLOC",
+      "SWAP",
+      "RX/s",
+      "TX/s"
+    ])
+    assert.match(at80[4]!, /^customer-analy… +running +1\.50 +75% /)
+    assert.strictEqual(at80[4]!.length, 80)
+    // 40: only NAME, CORES, RSS and the network rates are left.
+    assert.deepStrictEqual(titles(screen(fleet, { ...options, width: 40 })), ["NAME", "CORES", "RSS", "RX/s", "TX/s"])
+    // The header and the error are cut with "…", never wrapped.
+    const at40 = screen(fleet, { ...options, width: 40 }).split("\n")
+    assert.strictEqual(at40[0], "vm-metrics top — http://metrics.example…")
+    assert.match(at40[2]!, /^error: http:.*…$/)
+  })
+
+  it("a short terminal: at most `height` lines, the last one counting the VMs left out", () => {
+    const many = rows(
+      undefined,
+      at(
+        0,
+        Array.from({ length: 30 }, (_, i) => vm({ id: `vm-${String(i).padStart(2, "0")}` }))
+      )
+    )
+    const lines = screen(many, { ...options, sort: "name", width: 80, height: 10 }).split("\n")
+    assert.lengthOf(lines, 10)
+    assert.match(lines[4]!, /^vm-00 /)
+    assert.match(lines[8]!, /^vm-04 /)
+    assert.strictEqual(lines[9], "… 25 more VMs (a larger terminal shows them)")
+  })
+
+  it("clip: at most the width, a cut text ends in …", () => {
+    assert.strictEqual(clip("abcdef", 6), "abcdef")
+    assert.strictEqual(clip("abcdef", 4), "abc…")
+    assert.strictEqual(clip("— x", 2), "—…")
+    assert.strictEqual(clip("abc", 0), "")
   })
 })
 
