@@ -78,6 +78,8 @@ describe.skipIf(skipBrowser)("the landing page in headless Chromium", () => {
         const response = yield* Effect.promise(() => page.goto(`${server.base}/`, { timeout: 30_000 }))
         assert.strictEqual(response?.status(), 200)
         assert.strictEqual(response?.headers()["content-type"], "text/html; charset=utf-8")
+        // The rendered text (after layout), not the DOM's: what a person sees is what is checked.
+        // biome-ignore lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text on purpose
         const text = (selector: string) => Effect.promise(() => page.locator(selector).innerText({ timeout: 10_000 }))
         assert.strictEqual(yield* Effect.promise(() => page.title()), `vm-metrics ${BuildInfo.version}`)
         assert.strictEqual(yield* text("h1"), "vm-metrics")
