@@ -133,7 +133,7 @@ describe("deploy/vm-metrics.service", () => {
     assert.deepStrictEqual([...unit.keys()], ["Unit", "Service", "Install"])
     const exec = (value("ExecStart") ?? "").split(/\s+/)
     assert.isTrue(path.isAbsolute(exec[0]!), `ExecStart needs an absolute program: ${exec[0]}`)
-    assert.match(exec[0]!, /\/node$/)
+    assert.strictEqual(exec[0], "/usr/bin/vm-metrics", "the executable, where the Debian package installs it")
     assert.strictEqual(exec.at(-1), "serve")
     assert.isTrue(isYes("DynamicUser"), "DynamicUser=yes")
     assert.strictEqual(value("User"), "vm-metrics")
