@@ -4,6 +4,11 @@
  * platform's own `HttpApiDecodeError` body never reaches a client (the Guard turns it into a 400
  * `bad_request`), so the document does not list it either.
  *
+ * The bearer token is declared as the `bearer` security scheme, required by every operation but those
+ * of `openPaths` (the Guard reads the same list). It is added by a transform of the document, not by an
+ * HttpApiMiddleware: the Guard is one app-level middleware (it also covers /docs, /openapi.json and the
+ * 404/405 of paths no route has), which a per-group middleware could not replace.
+ *
  * @since 0.1.0
  */
 import * as HttpApi from "@effect/platform/HttpApi"
@@ -13,6 +18,7 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { CONTENT_TYPE } from "@vm-metrics/otel/PrometheusText"
 import { Schema } from "effect"
+import * as BuildInfo from "./BuildInfo.js"
 import { InstanceList, InstanceStats } from "./StatsJson.js"
 
 /** @category errors */
@@ -58,6 +64,12 @@ export const InstanceRef = Schema.String.pipe(Schema.minLength(1), Schema.maxLen
 
 const id = HttpApiSchema.param("id", InstanceRef)
 
+/** The paths served without the token, whatever is configured (the Guard and the document). @category constants */
+export const openPaths: ReadonlyArray<string> = ["/healthz"]
+
+/** The name of the token's security scheme in the document. @category constants */
+export const SECURITY_SCHEME = "bearer"
+
 /** @category groups */
 export class InstancesGroup extends HttpApiGroup.make("instances")
   .add(
@@ -71,24 +83,29 @@ export class InstancesGroup extends HttpApiGroup.make("instances")
     HttpApiEndpoint.get("list", "/instances")
       .addSuccess(InstanceList)
       .annotate(OpenApi.Summary, "Every listed instance with its current resource use")
-  ) {}
+  )
+  .annotate(OpenApi.Description, "The listed virtual machines and their current resource use, as JSON") {}
 
 /** @category groups */
-export class MetricsGroup extends HttpApiGroup.make("metrics", { topLevel: true }).add(
-  HttpApiEndpoint.get("metrics", "/metrics")
-    .addSuccess(Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: CONTENT_TYPE })))
-    .annotate(
-      OpenApi.Summary,
-      "Prometheus text exposition; needs the token when one is set, unless --metrics-without-auth"
-    )
-) {}
+export class MetricsGroup extends HttpApiGroup.make("metrics", { topLevel: true })
+  .add(
+    HttpApiEndpoint.get("metrics", "/metrics")
+      .addSuccess(Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: CONTENT_TYPE })))
+      .annotate(
+        OpenApi.Summary,
+        "Prometheus text exposition; needs the token when one is set, unless --metrics-without-auth"
+      )
+  )
+  .annotate(OpenApi.Description, "Every metric of every instance, for Prometheus") {}
 
 /** @category groups */
-export class HealthGroup extends HttpApiGroup.make("health", { topLevel: true }).add(
-  HttpApiEndpoint.get("healthz", "/healthz")
-    .addSuccess(Schema.Struct({ status: Schema.Literal("ok") }))
-    .annotate(OpenApi.Summary, "Liveness; never needs a token")
-) {}
+export class HealthGroup extends HttpApiGroup.make("health", { topLevel: true })
+  .add(
+    HttpApiEndpoint.get("healthz", "/healthz")
+      .addSuccess(Schema.Struct({ status: Schema.Literal("ok") }))
+      .annotate(OpenApi.Summary, "Liveness; never needs a token")
+  )
+  .annotate(OpenApi.Description, "Whether the server answers (a liveness probe)") {}
 
 const DECODE_ERROR = "HttpApiDecodeError"
 const BAD_REQUEST_REF = { $ref: "#/components/schemas/BadRequest" }
@@ -112,7 +129,44 @@ const withoutDecodeError = (spec: Record<string, any>): Record<string, any> => {
   }
   if (spec.components?.schemas !== undefined) {
     delete spec.components.schemas[DECODE_ERROR]
-    if (!JSON.stringify(spec).includes('"#/components/schemas/Issue"')) delete spec.components.schemas.Issue
+    withoutUnusedSchemas(spec)
+  }
+  return spec
+}
+
+/** Removes the component schemas nothing refers to any more (the decode error's `Issue`, its `PropertyKey`). */
+const withoutUnusedSchemas = (spec: Record<string, any>): void => {
+  const schemas: Record<string, unknown> = spec.components.schemas
+  for (let removed = true; removed; ) {
+    removed = false
+    const text = JSON.stringify(spec)
+    for (const name of Object.keys(schemas)) {
+      if (!text.includes(`"#/components/schemas/${name}"`)) {
+        delete schemas[name]
+        removed = true
+      }
+    }
+  }
+}
+
+/**
+ * The bearer scheme, required by every operation but those of `openPaths`; an open operation has no 401
+ * (the API-level error is declared on every endpoint).
+ */
+const withSecurity = (spec: Record<string, any>): Record<string, any> => {
+  spec.components = { ...spec.components, securitySchemes: { ...spec.components?.securitySchemes } }
+  spec.components.securitySchemes[SECURITY_SCHEME] = {
+    type: "http",
+    scheme: "bearer",
+    description:
+      "The token of --auth-token-file or VM_METRICS_AUTH_TOKEN, as `Authorization: Bearer <token>`. A server started without a token needs none."
+  }
+  for (const [path, item] of Object.entries<Record<string, any>>(spec.paths ?? {})) {
+    const open = openPaths.includes(path)
+    for (const operation of Object.values<any>(item)) {
+      operation.security = open ? [] : [{ [SECURITY_SCHEME]: [] }]
+      if (open) delete operation.responses?.["401"]
+    }
   }
   return spec
 }
@@ -126,6 +180,10 @@ export class VmMetricsApi extends HttpApi.make("vm-metrics")
   .addError(Unauthorized, { status: 401 })
   .addError(InternalError, { status: 500 })
   .annotate(OpenApi.Title, "vm-metrics")
+  .annotate(OpenApi.Version, BuildInfo.version)
+  .annotate(OpenApi.License, { name: "MIT", url: "https://opensource.org/license/mit" })
+  // Relative: the agent that serves the document, by whatever address, scheme (HTTP or HTTPS) and port it was reached.
+  .annotate(OpenApi.Servers, [{ url: "/", description: "this agent" }])
   .annotate(
     OpenApi.Description,
     [
@@ -136,4 +194,4 @@ export class VmMetricsApi extends HttpApi.make("vm-metrics")
       "header; HEAD is served wherever GET is), 409 ambiguous, 500 internal_error."
     ].join(" ")
   )
-  .annotate(OpenApi.Transform, withoutDecodeError) {}
+  .annotate(OpenApi.Transform, (spec) => withSecurity(withoutDecodeError(spec))) {}

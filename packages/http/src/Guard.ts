@@ -5,7 +5,8 @@
  * - A malformed request target (a `%` not followed by two hex digits, or escapes that are not UTF-8) is a
  *   400. Query parameters are otherwise ignored: no endpoint takes any, and scrapers add their own
  *   (Prometheus's `params:`).
- * - The optional bearer token: everything but `/healthz` (and `/metrics` with `metricsWithoutAuth`),
+ * - The optional bearer token: everything but `/healthz` (Api's `openPaths`), the `openPaths` given (the
+ *   docs page) and `/metrics` with `metricsWithoutAuth`,
  *   compared in constant time over SHA-256 digests so neither content nor length leaks.
  * - A path that no route has is a 404; a path served with other methods is a 405 with `Allow` (HEAD goes
  *   with every GET, as the router answers HEAD with the GET route).
@@ -20,7 +21,7 @@ import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Cause, Effect, Option, Redacted } from "effect"
-import { VmMetricsApi } from "./Api.js"
+import { openPaths, VmMetricsApi } from "./Api.js"
 
 const refuse = (status: number, code: string, message: string, headers: Record<string, string> = {}) =>
   HttpServerResponse.unsafeJson({ code, message }, { status, headers })
@@ -98,6 +99,8 @@ export interface GuardOptions {
   readonly metricsWithoutAuth?: boolean
   /** GET routes served beside the API (for 405 versus 404), e.g. `/openapi.json` and `/docs`. */
   readonly extraGetPaths?: ReadonlyArray<string>
+  /** Paths served without the token besides Api's `openPaths`, e.g. the docs page (it holds no data). */
+  readonly openPaths?: ReadonlyArray<string>
 }
 
 const tagOf = (error: unknown) => (error as { _tag?: unknown } | null)?._tag
@@ -116,7 +119,11 @@ export const guard =
   (token: Option.Option<Redacted.Redacted<string>>, options: GuardOptions = {}) =>
   (app: HttpApp.Default): HttpApp.Default => {
     const routes = routesOf(options.extraGetPaths ?? [])
-    const open = new Set(options.metricsWithoutAuth === true ? ["/healthz", "/metrics"] : ["/healthz"])
+    const open = new Set([
+      ...openPaths,
+      ...(options.openPaths ?? []),
+      ...(options.metricsWithoutAuth === true ? ["/metrics"] : [])
+    ])
     return Effect.gen(function* () {
       const request = yield* HttpServerRequest.HttpServerRequest
       if (!isWellFormedTarget(request.url)) {

@@ -43,7 +43,9 @@ export const layerApp = (
       HttpApiBuilder.middleware(
         guard(authToken, {
           metricsWithoutAuth: access.metricsWithoutAuth ?? false,
-          extraGetPaths: ["/", "/docs", "/openapi.json"]
+          extraGetPaths: ["/", "/docs", "/openapi.json"],
+          // The docs page holds no data: it asks for the token and fetches /openapi.json with it.
+          openPaths: ["/docs"]
         })
       )
     ),
