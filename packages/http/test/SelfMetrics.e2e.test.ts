@@ -4,20 +4,53 @@
  * metrics are those of the server's process, checked against its /proc/<pid> files read by the test
  * (testing's expectedProcessMetrics) just before and after the scrape. On demand with max age 0, every
  * scrape collects, so every scrape samples the process anew. `promtool check metrics` accepts the body.
+ * Through OTLP too: the product's pipeline pushes them into a real VictoriaMetrics, which stores this
+ * process's values.
  */
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { expectedProcessMetrics, skipReason, spawnChild, stopChild, tempDir, waitFor } from "@vm-metrics/testing"
-import { Effect } from "effect"
-import { findPrometheus, nodeArgs, promtoolCheck, REPO_ROOT, serveCli, serverBin } from "./rig.js"
+import * as InstanceSource from "@vm-metrics/core/InstanceSource"
+import * as OtlpPush from "@vm-metrics/otel/OtlpPush"
+import {
+  expectedProcessMetrics,
+  freePort,
+  skipReason,
+  spawnChild,
+  startServer,
+  stopChild,
+  tempDir,
+  waitFor
+} from "@vm-metrics/testing"
+import { Effect, Layer } from "effect"
+import * as BuildInfo from "../src/BuildInfo.js"
+import * as Main from "../src/Main.js"
+import {
+  findPrometheus,
+  findVictoriaMetrics,
+  instantQuery,
+  nodeArgs,
+  promtoolCheck,
+  REPO_ROOT,
+  request,
+  serveCli,
+  serverBin
+} from "./rig.js"
 
 const { promtool } = findPrometheus()
 const skipPromtool = skipReason(
   promtool === undefined ? "promtool not found on PATH (apt-get install prometheus)" : undefined,
   "promtool check of the agent's own series"
+)
+
+const victoriaMetrics = findVictoriaMetrics()
+const skipVictoriaMetrics = skipReason(
+  victoriaMetrics === undefined
+    ? "victoria-metrics not found (run `bash .ci/victoria-metrics.sh`, or set VICTORIA_METRICS_BIN)"
+    : undefined,
+  "the agent's own series over OTLP"
 )
 
 const MiB = 1024 * 1024
@@ -163,5 +196,69 @@ describe("the agent's own series on the real server", () => {
       const checked = promtoolCheck(promtool!, text)
       assert.strictEqual(checked.status, 0, checked.output)
     })
+  )
+})
+
+describe.skipIf(skipVictoriaMetrics)("the agent's own series over OTLP", () => {
+  it.scoped(
+    "the product's pipeline pushes build_info and process_* of this process; VictoriaMetrics stores them",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir("self-metrics-victoria-")
+        const port = yield* freePort
+        const receiver = yield* startServer("victoria-metrics", victoriaMetrics!, [
+          `-httpListenAddr=127.0.0.1:${port}`,
+          `-storageDataPath=${path.join(dir, "data")}`,
+          "-search.latencyOffset=0s"
+        ])
+        const base = `http://127.0.0.1:${port}`
+        yield* waitFor(
+          "VictoriaMetrics /health",
+          async () => ((await request(`${base}/health`)).status === 200 ? true : undefined),
+          {
+            timeout: "15 seconds",
+            gone: receiver.gone,
+            details: receiver.output
+          }
+        )
+        const before = expectedProcessMetrics(process.pid)
+        const pushed = yield* Effect.gen(function* () {
+          const { pushOnce } = yield* OtlpPush.make({
+            url: `${base}/opentelemetry/v1/metrics`,
+            interval: "1 hour",
+            timeout: "5 seconds"
+          })
+          return yield* pushOnce
+        }).pipe(
+          Effect.provide(
+            Main.layerPipeline({ maxAge: "0 millis" }, { source: InstanceSource.layerStatic([]) }).pipe(Layer.orDie)
+          )
+        )
+        const after = expectedProcessMetrics(process.pid)
+        assert.isTrue(pushed)
+        const value = (name: string) =>
+          waitFor(
+            `VictoriaMetrics to have ${name}`,
+            async () => {
+              await request(`${base}/internal/force_flush`)
+              const series = await instantQuery(base, name)
+              return series?.[0]
+            },
+            { timeout: "20 seconds" }
+          )
+        const cpu = Number((yield* value("process_cpu_seconds_total")).value[1])
+        assert.isAtLeast(cpu, before.cpuSeconds)
+        assert.isAtMost(cpu, after.cpuSeconds)
+        assert.strictEqual(Number((yield* value("process_max_fds")).value[1]), before.maxFds)
+        assert.closeTo(Number((yield* value("process_start_time_seconds")).value[1]), before.startTimeSeconds, 1e-3)
+        assert.isAbove(Number((yield* value("process_resident_memory_bytes")).value[1]), 16 * MiB)
+        assert.isAbove(Number((yield* value("process_open_fds")).value[1]), 3)
+        const build = yield* value("hypeman_vm_metrics_build_info")
+        assert.strictEqual(build.value[1], "1")
+        assert.strictEqual(build.metric.version, BuildInfo.version)
+        assert.strictEqual(build.metric.revision, BuildInfo.revision)
+        assert.strictEqual(build.metric.node_version, process.versions.node)
+      }),
+    60_000
   )
 })
