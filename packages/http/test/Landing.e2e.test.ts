@@ -25,8 +25,14 @@ const TOKEN = "landing-e2e-token"
 
 const launch = Effect.acquireRelease(
   Effect.promise(() =>
-    // As root, Chromium runs only without its sandbox; CI runs as root.
-    chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"], headless: true, timeout: 60_000 })
+    // As root, Chromium runs only without its sandbox (CI runs as root); a container's /dev/shm may be too
+    // small for its shared memory, so it uses /tmp instead.
+    chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--no-sandbox", "--disable-dev-shm-usage"],
+      headless: true,
+      timeout: 60_000
+    })
   ),
   (browser: Browser) => Effect.promise(() => browser.close())
 )
