@@ -307,6 +307,7 @@ describe.skipIf(podSkip)("the DaemonSet's container, without Kubernetes", () => 
 
       // The manifest's mount paths, moved under a temporary directory (nothing is created at the real /host).
       const top = makeTempDir("vm-metrics-k8s-pod-")
+      fs.chmodSync(top, 0o755) // a path every user can walk, as /host is in the pod
       const moved = (p: string) => path.join(top, p)
       const procRoot = moved(env.get("VM_METRICS_PROC_ROOT").value)
       const sysRoot = moved(env.get("VM_METRICS_SYS_ROOT").value)
@@ -314,15 +315,21 @@ describe.skipIf(podSkip)("the DaemonSet's container, without Kubernetes", () => 
       fs.mkdirSync(sysRoot, { recursive: true })
       const caps = c.securityContext.capabilities.add.map((cap: string) => `+${cap.toLowerCase()}`).join(",")
       // The pod: its own /proc (its own pid namespace: stricter than hostPID, no host pid is seen there), a
-      // /sys without the host's interfaces, the host's at the roots read-only, the root filesystem read-only,
-      // uid 0 with only the added capabilities and no privilege gain.
+      // /sys without the host's interfaces, the host's at the roots read-only, the root filesystem read-only;
+      // then `setpriv` with the securityContext: uid 0 with only the added capabilities, no privilege gain.
       const sandbox = [
         'mount --rbind /proc "$1" && mount -o remount,bind,ro "$1"',
         'mount --rbind /sys "$2" && mount -o remount,bind,ro "$2"',
         "mount -t proc proc /proc && mount -t tmpfs -o ro tmpfs /sys && mount -o remount,bind,ro /",
-        'shift 2 && exec setpriv --bounding-set=-all,"$0" --inh-caps=-all --no-new-privs "$@"'
+        'shift 2 && exec setpriv "$@"'
       ].join(" && ")
-      const run = async (withRoots: boolean) => {
+      const asManifest = [`--bounding-set=-all,${caps}`, "--inh-caps=-all", "--no-new-privs"]
+      /** The fakes this pod lists, and how many processes its discovery could not verify. */
+      const run = async (
+        withRoots: boolean,
+        privileges: ReadonlyArray<string>,
+        expect: "listed" | "ignored" | "unseen"
+      ) => {
         const port = await freePort()
         const pending: Record<string, string> = {}
         for (const [name, e] of env) if (typeof e.value === "string") pending[name] = e.value
@@ -353,9 +360,10 @@ describe.skipIf(podSkip)("the DaemonSet's container, without Kubernetes", () => 
             "sh",
             "-c",
             sandbox,
-            caps,
+            "sh",
             procRoot,
-            sysRoot
+            sysRoot,
+            ...privileges
           ].concat([...agent, ...c.args]),
           { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...podEnv }, stdio: ["ignore", "pipe", "pipe"] }
         )
@@ -373,17 +381,22 @@ describe.skipIf(podSkip)("the DaemonSet's container, without Kubernetes", () => 
             assert.strictEqual(r.status, 200, `${p}: ${await r.clone().text()}\n${output()}`)
             return r.json() as Promise<Json>
           }
-          // Discovery lists the fakes within a collection or two; wait, bounded, for both (or for none).
-          return await until("a collection that lists the fakes", 60_000, async () => {
+          // The start-up listing is done before the agent listens; its counters reach /metrics with a
+          // collection or two: wait, bounded, for what is expected.
+          return await until(`a collection where the fakes are ${expect}`, 60_000, async () => {
             const list: Json = await get("/instances")
-            const ours = list.instances.filter((i: Json) => `${i.instance_name}`.endsWith(`-${unique}`))
-            return !withRoots || ours.length >= 2 ? ours : undefined
+            const ours: Array<Json> = list.instances.filter((i: Json) => `${i.instance_name}`.endsWith(`-${unique}`))
+            const metrics = await (await fetch(`${base}/metrics`)).text()
+            const counted = /^\w+_discovery_ignored_total\{reason="unverifiable"\} (\d+)$/m.exec(metrics)?.[1]
+            const unverifiable = Number(counted ?? 0)
+            const done = expect === "listed" ? ours.length >= 2 : expect === "ignored" ? unverifiable >= 2 : true
+            return done ? { ours, unverifiable } : undefined
           })
         } finally {
           child.kill("SIGTERM")
         }
       }
-      const seen: Array<Json> = await run(true)
+      const seen = (await run(true, asManifest, "listed")).ours
       const byName = new Map(seen.map((s) => [s.instance_name, s]))
       const host = byName.get(`k8s-host-${unique}`)
       const netnsVm = byName.get(`k8s-netns-${unique}`)
@@ -408,7 +421,19 @@ describe.skipIf(podSkip)("the DaemonSet's container, without Kubernetes", () => 
         [[nsTap, "netns"]]
       )
       // Without the variables the same pod sees none of them: the roots are what it reads.
-      assert.deepStrictEqual(await run(false), [])
+      assert.deepStrictEqual(await run(false, asManifest, "unseen"), { ours: [], unverifiable: 0 })
+      // Without the capabilities discovery cannot verify root's hypervisors (their /proc/<pid>/exe): none
+      // listed. And as a non-root user (runAsUser: 65534) the same added capabilities are lost at exec, as
+      // Kubernetes gives them (no ambient set): hence uid 0.
+      const nobody = ["--reuid=65534", "--regid=65534", "--clear-groups"]
+      for (const privileges of [
+        ["--bounding-set=-all", "--inh-caps=-all", "--no-new-privs"],
+        [...nobody, ...asManifest]
+      ]) {
+        const { ours, unverifiable } = await run(true, privileges, "ignored")
+        assert.deepStrictEqual(ours, [], privileges.join(" "))
+        assert.isAtLeast(unverifiable, 2, `both fakes ignored as unverifiable (${privileges.join(" ")})`)
+      }
     } finally {
       for (const child of children) child.kill("SIGKILL")
       deleteTap(hostTap)
