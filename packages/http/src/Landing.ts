@@ -2,8 +2,8 @@
  * The landing page at `/`: what an operator opening the agent in a browser wants to know first (which
  * build runs, which source it lists, how many VMs, how old the data is) and links to the endpoints.
  * One small HTML document: no script, no external resource (a Content-Security-Policy forbids any), every
- * value escaped. It is behind the Guard like every path but `/healthz`: with a token set it needs the
- * token, as it shows the inventory's size and the exact build (what an attacker would look up).
+ * value escaped. With a token set it needs the token like `/instances` (the Guard; unlike the docs page,
+ * which holds no data): it shows the inventory's size and the exact build (what an attacker would look up).
  *
  * Its numbers come from the snapshot `/instances` serves (Serving, else the collector's collectAll), so
  * the two agree.
@@ -89,7 +89,7 @@ export const render = (info: Info): string => {
 <ul>
 ${links}
 </ul>
-<p>With a token configured, every path but /healthz needs <code>Authorization: Bearer &lt;token&gt;</code>.</p>
+<p>With a token configured, this page and the API need <code>Authorization: Bearer &lt;token&gt;</code> (the docs page asks for it).</p>
 </body>
 </html>
 `
