@@ -68,6 +68,7 @@ export const console = (): Console.Console =>
     new NodeConsole({
       stdout: plain(process.stdout),
       stderr: plain(process.stderr),
-      colorMode: colour(process.stdout) && colour(process.stderr)
+      // Values printed beside text (the pretty logger's fields): coloured by Node per stream, so never on `plain`.
+      colorMode: "auto"
     })
   )
