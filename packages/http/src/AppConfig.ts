@@ -11,6 +11,7 @@ import * as net from "node:net"
 import * as MetricGroup from "@vm-metrics/core/MetricGroup"
 import * as LibvirtSource from "@vm-metrics/node/LibvirtSource"
 import * as MetricOptions from "@vm-metrics/otel/MetricOptions"
+import * as MetricsExporter from "@vm-metrics/otel/MetricsExporter"
 import * as ResourceAttributes from "@vm-metrics/otel/ResourceAttributes"
 import { Config, Data, Duration, Effect, Either, Option, Redacted } from "effect"
 import * as Connections from "./Connections.js"
@@ -327,7 +328,32 @@ export const settings = {
     env: "VM_METRICS_OTLP",
     default: "off",
     description:
-      "push metrics over OTLP/HTTP protobuf too (endpoint and headers from OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_HEADERS)",
+      "push metrics over OTLP too (as OTEL_METRICS_EXPORTER=otlp; the protocol from OTEL_EXPORTER_OTLP_PROTOCOL, endpoint and headers from OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_EXPORTER_OTLP_HEADERS)",
+    scope: "serve"
+  }),
+  metricsExporter: text({
+    flag: null,
+    env: "OTEL_METRICS_EXPORTER",
+    default: undefined,
+    shownDefault: "otlp with --otlp on, else prometheus",
+    description:
+      "comma-separated: otlp (push too, as --otlp on), prometheus (only /metrics, which is always served) or none (no push)",
+    scope: "serve"
+  }),
+  otlpProtocol: text({
+    flag: null,
+    env: "OTEL_EXPORTER_OTLP_PROTOCOL",
+    default: undefined,
+    shownDefault: MetricsExporter.defaultProtocol,
+    description: `how the OTLP push is sent: ${MetricsExporter.protocols.join(", ")}`,
+    scope: "serve"
+  }),
+  otlpMetricsProtocol: text({
+    flag: null,
+    env: "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+    default: undefined,
+    shownDefault: "OTEL_EXPORTER_OTLP_PROTOCOL",
+    description: "the same for metrics only; wins over OTEL_EXPORTER_OTLP_PROTOCOL",
     scope: "serve"
   }),
   otlpInterval: integer({
@@ -367,7 +393,7 @@ export type Value<K extends Key> = Settings[K] extends Setting<infer A> ? A : ne
 export const exporterVariables = [
   {
     env: "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT",
-    default: "http://localhost:4318/v1/metrics",
+    default: "http://localhost:4318/v1/metrics (grpc: http://localhost:4317)",
     description: "where the OTLP push goes (with --otlp on)"
   },
   { env: "OTEL_EXPORTER_OTLP_HEADERS", default: "none", description: "headers for the push, e.g. an API key" }
@@ -524,6 +550,8 @@ export interface PipelineConfig extends CollectConfig {
   /** Push over OTLP every `otlpInterval`. */
   readonly otlp: boolean
   readonly otlpInterval: Duration.DurationInput
+  /** The push's transport. */
+  readonly otlpProtocol: MetricsExporter.Protocol
 }
 
 /** Everything `serve` needs. @category models */
@@ -559,6 +587,7 @@ export const defaults: AppConfig = {
   resource: {},
   otlp: false,
   otlpInterval: Duration.millis(settings.otlpInterval.default),
+  otlpProtocol: MetricsExporter.defaultProtocol,
   host: settings.host.default,
   port: settings.port.default,
   authToken: Option.none(),
@@ -719,6 +748,36 @@ const resourceFromEnv = Effect.gen(function* () {
   } satisfies ResourceAttributes.ResourceOptions
 })
 
+/** A variable given non-blank (the OTel specification reads a blank one as unset): its name and text. */
+const givenText = (setting: Setting<string>) =>
+  Effect.map(fromEnv(setting), (text) =>
+    Option.filterMap(text, (value) =>
+      value.trim() === "" ? Option.none() : Option.some([setting.env ?? "", value] as const)
+    )
+  )
+
+/**
+ * Whether to push over OTLP (`--otlp on`, or `otlp` in OTEL_METRICS_EXPORTER; `--otlp on` with a list
+ * without it is a contradiction) and the protocol (OTEL_EXPORTER_OTLP_METRICS_PROTOCOL, else
+ * OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf), checked even when not pushing. @category constructors
+ */
+export const otlpPush = (flagOn: boolean) =>
+  Effect.gen(function* () {
+    const usage = (message: string) => new UsageError({ message })
+    const list = yield* givenText(settings.metricsExporter)
+    const exporters = Option.isSome(list)
+      ? yield* Either.mapLeft(MetricsExporter.parseExporters(list.value[1]), usage)
+      : undefined
+    if (flagOn && exporters !== undefined && !exporters.has("otlp"))
+      return yield* usage(`--otlp on contradicts OTEL_METRICS_EXPORTER=${Option.getOrThrow(list)[1]}`)
+    const specific = yield* givenText(settings.otlpMetricsProtocol)
+    const given = Option.isSome(specific) ? specific : yield* givenText(settings.otlpProtocol)
+    const otlpProtocol = Option.isSome(given)
+      ? yield* Either.mapLeft(MetricsExporter.parseProtocol(given.value[1], given.value[0]), usage)
+      : MetricsExporter.defaultProtocol
+    return { otlp: flagOn || exporters?.has("otlp") === true, otlpProtocol }
+  })
+
 /** Everything `serve` runs with: the flags given, plus the environment-only settings. @category constructors */
 export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageError> =>
   Effect.gen(function* () {
@@ -743,6 +802,7 @@ export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageE
       return yield* new UsageError({
         message: `OTEL_METRIC_EXPORT_INTERVAL must be a positive integer, got ${interval}`
       })
+    const push = yield* otlpPush(input.otlp === "on")
     return {
       ...collect,
       host: input.host,
@@ -760,7 +820,7 @@ export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageE
         groups: collect.groups
       },
       resource: yield* resourceFromEnv,
-      otlp: input.otlp === "on",
+      ...push,
       otlpInterval: Duration.millis(interval)
     }
   })

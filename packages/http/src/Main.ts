@@ -104,7 +104,11 @@ export const layerPipeline = <ES = never, ER = never>(
       Layer.unwrapEffect(
         Effect.map(
           Effect.promise(() => import("@vm-metrics/otel/OtlpPush")),
-          (OtlpPush) => OtlpPush.layer({ interval: config.otlpInterval ?? defaults.otlpInterval })
+          (OtlpPush) =>
+            OtlpPush.layer({
+              interval: config.otlpInterval ?? defaults.otlpInterval,
+              protocol: config.otlpProtocol ?? defaults.otlpProtocol
+            })
         )
       ).pipe(Layer.provideMerge(metrics))
     : metrics

@@ -1,12 +1,15 @@
 /**
- * Optional OTLP push (OTLP/HTTP, protobuf) of the same series as `/metrics`, on its own schedule.
+ * Optional OTLP push of the same series as `/metrics`, on its own schedule, over OTLP/HTTP with protobuf
+ * (the default) or JSON, or over OTLP/gRPC (`protocol`; MetricsExporter.ts reads it from the environment).
+ * Only the chosen protocol's exporter is loaded.
  *
  * The first push goes out at start, then one every interval. Each asks the collector for a snapshot
  * (shared with scrapes within its max age), collects it through an SDK reader fed by the VmMetrics
  * producer, and exports it. A failed push is logged and
  * tried again on the next tick; it never touches the pull path. The endpoint and headers come from
  * options, else the OTel exporter reads the standard `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` /
- * `OTEL_EXPORTER_OTLP_ENDPOINT` and `OTEL_EXPORTER_OTLP_HEADERS`. The interval comes from options only;
+ * `OTEL_EXPORTER_OTLP_ENDPOINT` (default `http://localhost:4318/v1/metrics` over HTTP,
+ * `http://localhost:4317` over gRPC) and `OTEL_EXPORTER_OTLP_HEADERS`. The interval comes from options only;
  * `layerConfig` reads `OTEL_METRIC_EXPORT_INTERVAL` (ms), a bad value being a ConfigError, not a defect.
  *
  * The push has a MeterProvider of its own: the Prometheus text is rendered straight from the snapshot
@@ -15,23 +18,26 @@
  * @since 0.1.0
  */
 import { ExportResultCode } from "@opentelemetry/core"
-import { OTLPMetricExporter } from "@opentelemetry/exporter-metrics-otlp-proto"
 import { resourceFromAttributes } from "@opentelemetry/resources"
 import { MeterProvider, MetricReader, type PushMetricExporter, type ResourceMetrics } from "@opentelemetry/sdk-metrics"
 import { Collector } from "@vm-metrics/core/Collector"
 import { Config, type ConfigError, Duration, Effect, Layer, Option, Schedule } from "effect"
+import type { Protocol } from "./MetricsExporter.js"
 import { VmMetrics } from "./VmMetrics.js"
 
 /** @category models */
 export interface Options {
-  /** Full metrics URL, e.g. `http://127.0.0.1:4318/v1/metrics`. Default: from OTEL_* env, else the OTLP default. */
+  /** Full metrics URL, e.g. `http://127.0.0.1:4318/v1/metrics` (gRPC: `http://127.0.0.1:4317`). Default: from OTEL_* env, else the OTLP default. */
   readonly url?: string
+  /** HTTP headers of the push (the HTTP protocols; over gRPC, OTEL_EXPORTER_OTLP_HEADERS gives the metadata). */
   readonly headers?: Readonly<Record<string, string>>
+  /** Default `http/protobuf`. */
+  readonly protocol?: Protocol
   /** Default 60 s (`layerConfig`: OTEL_METRIC_EXPORT_INTERVAL). */
   readonly interval?: Duration.DurationInput
   /** Per export. Default 10 s. */
   readonly timeout?: Duration.DurationInput
-  /** Tests and other transports; default the OTLP/HTTP protobuf exporter. */
+  /** Tests and other transports; default the OTel exporter of `protocol`. */
   readonly exporter?: PushMetricExporter
 }
 
@@ -52,6 +58,32 @@ const exportOnce = (exporter: PushMetricExporter, metrics: ResourceMetrics) =>
     )
   })
 
+/**
+ * A CommonJS package's exports: Node (and the test runner) give them as named exports and as `default`;
+ * the bundle's split chunk of a CommonJS package gives only `default`.
+ */
+const commonJs = <M>(namespace: M): M => {
+  const exports = (namespace as { readonly default?: unknown }).default
+  return typeof exports === "object" && exports !== null ? (exports as M) : namespace
+}
+
+/** The OTel exporter of the protocol asked for, its package loaded only now. */
+const exporterFor = async (options: Options, timeout: Duration.Duration): Promise<PushMetricExporter> => {
+  const common = {
+    ...(options.url === undefined ? {} : { url: options.url }),
+    timeoutMillis: Duration.toMillis(timeout)
+  }
+  const http = { ...common, ...(options.headers === undefined ? {} : { headers: { ...options.headers } }) }
+  switch (options.protocol ?? "http/protobuf") {
+    case "http/protobuf":
+      return new (commonJs(await import("@opentelemetry/exporter-metrics-otlp-proto")).OTLPMetricExporter)(http)
+    case "http/json":
+      return new (commonJs(await import("@opentelemetry/exporter-metrics-otlp-http")).OTLPMetricExporter)(http)
+    case "grpc":
+      return new (commonJs(await import("@opentelemetry/exporter-metrics-otlp-grpc")).OTLPMetricExporter)(common)
+  }
+}
+
 /** The interval from OTEL_METRIC_EXPORT_INTERVAL (milliseconds), if set. @category config */
 export const intervalConfig = Config.option(Config.integer("OTEL_METRIC_EXPORT_INTERVAL"))
 
@@ -62,13 +94,7 @@ export const make = (options: Options = {}) =>
     const metrics = yield* VmMetrics
     const interval = Duration.decode(options.interval ?? Duration.seconds(60))
     const timeout = Duration.decode(options.timeout ?? "10 seconds")
-    const exporter =
-      options.exporter ??
-      new OTLPMetricExporter({
-        ...(options.url === undefined ? {} : { url: options.url }),
-        ...(options.headers === undefined ? {} : { headers: { ...options.headers } }),
-        timeoutMillis: Duration.toMillis(timeout)
-      })
+    const exporter = options.exporter ?? (yield* Effect.promise(() => exporterFor(options, timeout)))
     const reader = new OnDemandReader({ metricProducers: [metrics.producer] })
     // The provider binds the reader (and gives it the resource); shutting it down shuts the exporter.
     yield* Effect.acquireRelease(

@@ -5,6 +5,8 @@ export * as LabelBudget from "./LabelBudget.js"
 /** @since 0.1.0 */
 export * as MetricOptions from "./MetricOptions.js"
 /** @since 0.1.0 */
+export * as MetricsExporter from "./MetricsExporter.js"
+/** @since 0.1.0 */
 export * as OtelData from "./OtelData.js"
 /** @since 0.1.0 */
 export * as OtelValue from "./OtelValue.js"
