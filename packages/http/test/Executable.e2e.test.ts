@@ -1,6 +1,7 @@
 /**
  * The self-contained executable dist/vm-metrics (Node 24 inside, scripts/sea.mjs) on a host without Node:
- * run with an environment of its own whose PATH has no `node`, it serves /healthz and /metrics of a real
+ * copied alone into a directory of its own and run by name from a PATH that has no `node`, with nothing else
+ * in its environment, it serves /healthz and /metrics of a real
  * process, parses a YAML instances file (no worker file beside it: on the main thread), loads the docs UI
  * (bundled into the one file), answers one-shot commands and stops cleanly on SIGTERM.
  */
@@ -18,10 +19,10 @@ const missing = skipReason(
   "executable tests"
 )
 
-/** Runs the executable to its end (≤ 90 s) with exactly `env`. */
+/** Runs `vm-metrics` (found on env.PATH) to its end (≤ 90 s) with exactly `env`. */
 const runExecutable = (args: ReadonlyArray<string>, env: Record<string, string>) =>
   new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(EXECUTABLE, args, { env, timeout: 90_000 }, (error, stdout, stderr) =>
+    execFile("vm-metrics", args, { env, timeout: 90_000 }, (error, stdout, stderr) =>
       resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr })
     )
   })
@@ -36,10 +37,15 @@ describe.skipIf(missing !== undefined)("the executable dist/vm-metrics, on a PAT
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-exe-"))
     const bin = path.join(dir, "bin")
     fs.mkdirSync(bin)
+    // As an operator installs it: the one file, copied to a directory on PATH.
+    fs.copyFileSync(EXECUTABLE, path.join(bin, "vm-metrics"))
+    fs.chmodSync(path.join(bin, "vm-metrics"), 0o755)
     // Nothing inherited: no NODE_OPTIONS, no HOME, and a PATH where no `node` can be found.
     env = { PATH: bin, NO_COLOR: "1" }
     const lookup = spawnSync("/bin/sh", ["-c", "command -v node"], { env, encoding: "utf8" })
     assert.notStrictEqual(lookup.status, 0, `node is on the test's PATH: ${lookup.stdout}`)
+    const found = spawnSync("/bin/sh", ["-c", "command -v vm-metrics"], { env, encoding: "utf8" })
+    assert.strictEqual(found.stdout.trim(), path.join(bin, "vm-metrics"))
     vm = await startVm()
     file = path.join(dir, "vms.yaml")
     fs.writeFileSync(file, instancesYaml(vm.pid))
@@ -53,12 +59,21 @@ describe.skipIf(missing !== undefined)("the executable dist/vm-metrics, on a PAT
   it("serves /healthz and /metrics of a real process and the docs UI, and stops on SIGTERM", async () => {
     const port = await freePort()
     const base = `http://127.0.0.1:${port}`
-    const argv = [EXECUTABLE, "serve", "--host", "127.0.0.1", "--port", String(port), "--source", "file"]
+    const argv = [
+      path.join(dir, "bin", "vm-metrics"),
+      "serve",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--source",
+      "file"
+    ]
     const server = await startServing([...argv, "--instances-file", file], env, base)
     try {
       // The server is the executable itself, not a node it started.
       const pid = server.child.pid!
-      assert.strictEqual(fs.readlinkSync(`/proc/${pid}/exe`), fs.realpathSync(EXECUTABLE))
+      assert.strictEqual(fs.readlinkSync(`/proc/${pid}/exe`), fs.realpathSync(path.join(dir, "bin", "vm-metrics")))
       assert.deepStrictEqual(childrenOf(pid), [])
       await assertServesVm(base, vm!.pid)
       const docs = await get(`${base}/docs`)
