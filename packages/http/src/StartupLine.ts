@@ -2,6 +2,7 @@
  * The one log line that says the server is up: the address it listens on (an IPv6 one in brackets), the
  * instance source, how many VMs the first collection found, and the URL of the API docs. Structured too
  * (`address`, `source`, `vms`, `docs`), so that a logfmt or JSON pipeline reads the fields, not the text.
+ * A source that could not be listed is said (`source_error`, a warning): "0 VMs found" would hide it.
  *
  * @since 0.1.0
  */
@@ -27,11 +28,18 @@ export interface Facts {
   readonly source: string
   readonly vms: number
   readonly docs: string
+  /** Why the source could not be listed, when it could not. */
+  readonly source_error?: string
 }
 
 /** The line's message. @category utils */
-export const message = (facts: Facts): string =>
-  `vm-metrics ${BuildInfo.version} listening on ${facts.address}: source ${facts.source}, ${facts.vms} VM${facts.vms === 1 ? "" : "s"} found, docs at ${facts.docs}`
+export const message = (facts: Facts): string => {
+  const found =
+    facts.source_error === undefined
+      ? `${facts.vms} VM${facts.vms === 1 ? "" : "s"} found`
+      : `cannot list the instances (${facts.source_error})`
+  return `vm-metrics ${BuildInfo.version} listening on ${facts.address}: source ${facts.source}, ${found}, docs at ${facts.docs}`
+}
 
 /**
  * Logs the line once the server listens and the first snapshot is in (forked: it never holds up the server).
@@ -52,8 +60,10 @@ export const layer = (
         address: hostPort(hostname, port),
         source,
         vms: snapshot.stats.length,
-        docs: docsUrl(scheme, hostname, port)
+        docs: docsUrl(scheme, hostname, port),
+        ...(snapshot.sourceError === null ? {} : { source_error: snapshot.sourceError.reason })
       }
-      yield* Effect.logInfo(message(facts)).pipe(Effect.annotateLogs({ ...facts }))
+      const log = facts.source_error === undefined ? Effect.logInfo : Effect.logWarning
+      yield* log(message(facts)).pipe(Effect.annotateLogs({ ...facts }))
     }).pipe(Effect.forkScoped)
   )

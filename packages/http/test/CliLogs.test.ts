@@ -172,6 +172,15 @@ describe("pure parts", () => {
     assert.strictEqual(StartupLine.docsUrl("http", "::", 9464), "http://[::1]:9464/docs")
     assert.strictEqual(StartupLine.docsUrl("https", "0.0.0.0", 1), "https://127.0.0.1:1/docs")
     assert.strictEqual(StartupLine.docsUrl("http", "fe80::1", 2), "http://[fe80::1]:2/docs")
+    const facts = { address: "[::1]:1", source: "file", vms: 1, docs: "http://[::1]:1/docs" }
+    assert.match(
+      StartupLine.message(facts),
+      /listening on \[::1\]:1: source file, 1 VM found, docs at http:\/\/\[::1\]:1\/docs$/
+    )
+    assert.match(
+      StartupLine.message({ ...facts, vms: 0, source_error: "f.json: cannot read: ENOENT" }),
+      /source file, cannot list the instances \(f\.json: cannot read: ENOENT\), docs at /
+    )
   })
 
   it("colour only on a terminal and without NO_COLOR (or TERM=dumb); strip removes CSI and OSC escapes", () => {
@@ -274,6 +283,23 @@ describe("vm-metrics logs (the bundle, real stderr)", () => {
       fs.rmSync(dir, { recursive: true, force: true })
     }
   }, 300_000)
+
+  it("a source that cannot be listed: the start-up line is a warning saying why, not 0 VMs found", async () => {
+    const port = await freePort()
+    const missing = path.join(os.tmpdir(), `vm-metrics-no-such-file-${process.pid}.json`)
+    const server = await startServer(["--port", String(port), "--source", "file", "--instances-file", missing])
+    assert.deepStrictEqual(await stopServer(server.child), { code: 0, signal: null }, server.stderr())
+    const line = server
+      .stderr()
+      .split("\n")
+      .map((text) => parseLogfmt(text))
+      .find((fields) => fields?.docs !== undefined)
+    assert.isDefined(line, server.stderr())
+    assert.strictEqual(line!.level, "WARN")
+    assert.match(line!.source_error ?? "", /ENOENT/)
+    assert.include(line!.message, "cannot list the instances")
+    assert.notInclude(line!.message, "VMs found")
+  }, 120_000)
 
   it("a bad --log-format or VM_METRICS_LOG_FORMAT exits 2", async () => {
     for (const [args, env] of [
