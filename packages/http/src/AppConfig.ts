@@ -18,6 +18,7 @@ import * as Connections from "./Connections.js"
 import * as Logging from "./Logging.js"
 import * as Serving from "./Serving.js"
 import * as Sources from "./Sources.js"
+import * as Tls from "./Tls.js"
 
 /** A bad flag or environment value, said in one line. @category errors */
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}
@@ -239,6 +240,22 @@ export const settings = {
     shownDefault: "off",
     description:
       "serve /metrics without the bearer token (for a Prometheus without credentials); every other path but /healthz still needs it",
+    scope: "serve"
+  }),
+  tlsCertFile: text({
+    flag: "tls-cert-file",
+    env: "VM_METRICS_TLS_CERT_FILE",
+    default: undefined,
+    shownDefault: "none (plain HTTP)",
+    description:
+      "PEM certificate (chain) to serve HTTPS with, together with --tls-key-file; both or neither, checked at start",
+    scope: "serve"
+  }),
+  tlsKeyFile: text({
+    flag: "tls-key-file",
+    env: "VM_METRICS_TLS_KEY_FILE",
+    default: undefined,
+    description: "PEM private key (no passphrase) of --tls-cert-file's certificate",
     scope: "serve"
   }),
   maxConnections: integer({
@@ -560,6 +577,8 @@ export interface AppConfig extends PipelineConfig {
   readonly port: number
   readonly authToken: Option.Option<Redacted.Redacted<string>>
   readonly metricsWithoutAuth: boolean
+  /** Serve HTTPS with this certificate and key (read and checked); None: plain HTTP. */
+  readonly tls: Option.Option<Tls.Credentials>
   readonly limits: Connections.Limits
   /** Collect in a background loop (every `interval`) or inline on demand. */
   readonly collection: Serving.Mode
@@ -592,6 +611,7 @@ export const defaults: AppConfig = {
   port: settings.port.default,
   authToken: Option.none(),
   metricsWithoutAuth: settings.metricsWithoutAuth.default,
+  tls: Option.none(),
   limits: Connections.defaults,
   collection: settings.collection.default,
   interval: Either.getOrThrow(parseDuration(settings.collectInterval.default))
@@ -620,6 +640,9 @@ export interface ServeInput extends CollectInput {
   readonly port: number
   readonly authTokenFile: Option.Option<string>
   readonly metricsWithoutAuth: boolean
+  /** `--tls-cert-file` / `--tls-key-file` (absent: none). */
+  readonly tlsCertFile?: Option.Option<string>
+  readonly tlsKeyFile?: Option.Option<string>
   readonly maxConnections: Option.Option<number>
   readonly headersTimeout: string
   readonly requestTimeout: string
@@ -789,6 +812,10 @@ export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageE
     if (Duration.toMillis(collectInterval) < 1)
       return yield* new UsageError({ message: `--interval must be > 0, got ${intervalText}` })
     const authToken = yield* readToken(input.authTokenFile)
+    const tls = yield* Effect.mapError(
+      Tls.load(input.tlsCertFile ?? Option.none(), input.tlsKeyFile ?? Option.none()),
+      (error) => new UsageError({ message: error.message })
+    )
     const limits = yield* connectionLimits(input)
     const utilizationRatio = yield* fromEnv(settings.utilizationRatio)
     const labelBudget = yield* fromEnv(settings.labelBudget)
@@ -809,6 +836,7 @@ export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageE
       port: input.port,
       authToken,
       metricsWithoutAuth: input.metricsWithoutAuth,
+      tls,
       limits,
       collection: input.collection ?? settings.collection.default,
       interval: collectInterval,

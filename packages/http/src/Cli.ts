@@ -104,6 +104,8 @@ const serveOptions = {
   ...collectOptions,
   authTokenFile: optionalFlag(settings.authTokenFile),
   metricsWithoutAuth: flag(settings.metricsWithoutAuth),
+  tlsCertFile: optionalFlag(settings.tlsCertFile),
+  tlsKeyFile: optionalFlag(settings.tlsKeyFile),
   maxConnections: optionalFlag(settings.maxConnections),
   headersTimeout: flag(settings.headersTimeout),
   requestTimeout: flag(settings.requestTimeout),

@@ -13,12 +13,17 @@
  *   collector's (four kept-open files per VM) and Node's own;
  * - on shutdown idle connections are closed at once and the rest after `shutdownGrace`.
  *
+ * With TLS credentials the server is a node:https one (see Tls): the bounds apply to the TCP connections
+ * (a TLS handshake is part of the time a connection has to send its request head).
+ *
  * @since 0.1.0
  */
 import * as fs from "node:fs"
 import * as http from "node:http"
+import * as https from "node:https"
 import type { Socket } from "node:net"
 import { Either } from "effect"
+import * as Tls from "./Tls.js"
 
 /** @category models */
 export interface Limits {
@@ -90,17 +95,27 @@ interface SocketState {
   firstRequest: NodeJS.Timeout | undefined
 }
 
-/** A node:http server with the timeouts and the connection bound of `limits` (not listening yet). */
-export const makeServer = (limits: Limits): http.Server => {
-  const server = http.createServer({
+/** A request's socket is the TLS socket over the TCP one: both have the same peer address and port. */
+const peerOf = (socket: Socket) => `${socket.remoteAddress}|${socket.remotePort}`
+
+/**
+ * A node:http server (node:https with `tls`) with the timeouts and the connection bound of `limits` (not
+ * listening yet).
+ */
+export const makeServer = (limits: Limits, tls?: Tls.Credentials): http.Server => {
+  const options: http.ServerOptions = {
     headersTimeout: limits.headersTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     // How often Node checks the two request timeouts; a fraction of the shorter one.
     connectionsCheckingInterval: Math.min(1000, Math.max(100, Math.floor(limits.headersTimeoutMs / 4)))
-  })
+  }
+  const server: http.Server =
+    tls === undefined ? http.createServer(options) : https.createServer({ ...options, cert: tls.cert, key: tls.key })
+  if (tls !== undefined) Tls.refusePlainHttp(server)
   // Insertion order is age: the first idle entry is the oldest idle connection.
   const sockets = new Map<Socket, SocketState>()
+  const byPeer = new Map<string, SocketState>()
 
   const evictOldestIdle = (except: Socket): boolean => {
     for (const [socket, state] of sockets) {
@@ -119,15 +134,18 @@ export const makeServer = (limits: Limits): http.Server => {
       firstRequest: setTimeout(() => socket.destroy(), limits.headersTimeoutMs).unref()
     }
     sockets.set(socket, state)
+    const peer = peerOf(socket)
+    if (tls !== undefined) byPeer.set(peer, state)
     socket.once("close", () => {
       clearTimeout(state.firstRequest)
       sockets.delete(socket)
+      if (byPeer.get(peer) === state) byPeer.delete(peer)
     })
     if (sockets.size > limits.maxConnections && !evictOldestIdle(socket)) socket.destroy()
   })
 
   server.on("request", (request: http.IncomingMessage, response: http.ServerResponse) => {
-    const state = sockets.get(request.socket as Socket)
+    const state = sockets.get(request.socket as Socket) ?? byPeer.get(peerOf(request.socket as Socket))
     if (state === undefined) return
     clearTimeout(state.firstRequest)
     state.busy = true

@@ -10,7 +10,7 @@ export const ExitCode = {
   ok: 0,
   /** An unexpected failure (a bug, or the runtime failed). */
   internal: 1,
-  /** A bad flag, environment value or token (file). */
+  /** A bad flag, environment value, token (file), or TLS certificate or key file. */
   usage: 2,
   /** `stats <id>`: no instance matches the id, or several do. */
   notFound: 3,
@@ -22,4 +22,4 @@ export const ExitCode = {
 
 /** The one-line summary shown by `--help`. @category constants */
 export const summary =
-  "exit status: 0 ok, 1 internal error, 2 usage error (flag, value, token), 3 no such instance, 4 instance source unreadable, 5 cannot listen"
+  "exit status: 0 ok, 1 internal error, 2 usage error (flag, value, token, TLS certificate or key), 3 no such instance, 4 instance source unreadable, 5 cannot listen"

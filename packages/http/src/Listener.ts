@@ -1,5 +1,6 @@
 /**
- * The listening socket: a bounded node:http server (see Connections) listening on host:port, drained
+ * The listening socket: a bounded node:http server (node:https with TLS credentials; see Connections and
+ * Tls) listening on host:port, drained
  * within the grace period on shutdown. A failure to listen is a `ListenError` naming the address and
  * the cause (`EADDRINUSE`, `EADDRNOTAVAIL`, `ENOTFOUND`, `EACCES`…), said in one line by the CLI.
  *
@@ -10,6 +11,7 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, Data, Effect, Layer } from "effect"
 import * as Connections from "./Connections.js"
+import type * as Tls from "./Tls.js"
 
 /** The server could not listen on `address`. @category errors */
 export class ListenError extends Data.TaggedError("ListenError")<{
@@ -27,6 +29,8 @@ export interface Options {
   readonly host: string
   readonly port: number
   readonly limits: Connections.Limits
+  /** Serve HTTPS with these (Tls); absent: plain HTTP. */
+  readonly tls?: Tls.Credentials | undefined
 }
 
 class NodeServer extends Context.Tag("@vm-metrics/http/Listener/NodeServer")<NodeServer, http.Server>() {}
@@ -62,6 +66,6 @@ export const layer = (options: Options) => {
   )
   return drain.pipe(
     Layer.provideMerge(listen),
-    Layer.provide(Layer.sync(NodeServer, () => Connections.makeServer(options.limits)))
+    Layer.provide(Layer.sync(NodeServer, () => Connections.makeServer(options.limits, options.tls)))
   )
 }

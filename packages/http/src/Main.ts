@@ -17,7 +17,7 @@ import * as EventLoop from "@vm-metrics/node/EventLoop"
 import * as NodeReaders from "@vm-metrics/node/NodeReaders"
 import * as SelfProcess from "@vm-metrics/node/SelfProcess"
 import type * as VmMetrics from "@vm-metrics/otel/VmMetrics"
-import { Duration, Effect, Layer, Runtime } from "effect"
+import { Duration, Effect, Layer, Option, Runtime } from "effect"
 import { type AppConfig, type CollectConfig, defaults, type PipelineConfig, UsageError } from "./AppConfig.js"
 import * as BuildInfo from "./BuildInfo.js"
 import type * as ServerModule from "./Server.js"
@@ -171,7 +171,8 @@ export const layerServe = <ES = never, ER = never>(config: Partial<AppConfig> = 
           authToken: c.authToken,
           limits: c.limits,
           metricsWithoutAuth: c.metricsWithoutAuth,
-          source: c.source
+          source: c.source,
+          tls: Option.getOrUndefined(c.tls)
         })
       )
     ),

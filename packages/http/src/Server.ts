@@ -14,6 +14,7 @@ import { ApiLive } from "./Http.js"
 import * as Landing from "./Landing.js"
 import * as Listener from "./Listener.js"
 import * as StartupLine from "./StartupLine.js"
+import type * as Tls from "./Tls.js"
 
 /** @category models */
 export interface Options {
@@ -26,6 +27,8 @@ export interface Options {
   readonly metricsWithoutAuth?: boolean
   /** The instance source, named in the start-up line (StartupLine) and on the landing page; default "unknown". */
   readonly source?: string
+  /** Serve HTTPS with these (Tls); absent: plain HTTP. */
+  readonly tls?: Tls.Credentials | undefined
 }
 
 /** @category constants */
@@ -61,8 +64,14 @@ export const layerApp = (
 /** @category layers */
 export const layer = (options: Options) =>
   layerApp(options.authToken, options).pipe(
-    (app) => Layer.merge(app, StartupLine.layer(options.source ?? "unknown")),
+    (app) =>
+      Layer.merge(app, StartupLine.layer(options.source ?? "unknown", options.tls === undefined ? "http" : "https")),
     Layer.provide(
-      Listener.layer({ host: options.host, port: options.port, limits: options.limits ?? Connections.defaults })
+      Listener.layer({
+        host: options.host,
+        port: options.port,
+        limits: options.limits ?? Connections.defaults,
+        tls: options.tls
+      })
     )
   )
