@@ -168,6 +168,15 @@ describe.skipIf(missing !== undefined)("the npm packages in a control plane's ow
       netTxBytes: "123456"
     })
 
+    // The CLI of the installed @vm-metrics/http (its `bin`, from dist/) runs too.
+    const version = await exec(
+      path.join(project, "node_modules", ".bin", "vm-metrics"),
+      ["--version"],
+      project,
+      120_000
+    )
+    assert.match(version, /0\.1\.0/)
+
     // (b) The control plane: its own endpoint and vm-metrics' instances, for its own process.
     const port = await freePort()
     const base = `http://127.0.0.1:${port}`
