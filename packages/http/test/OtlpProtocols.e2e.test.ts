@@ -161,7 +161,10 @@ const recordingProxy = (target: number) =>
       Effect.async<void>((resume) => {
         server.listen(port, "127.0.0.1", () => resume(Effect.void))
       }),
-      () => Effect.async<void>((resume) => server.close(() => resume(Effect.void)))
+      () =>
+        Effect.async<void>((resume) => {
+          server.close(() => resume(Effect.void))
+        })
     )
     return { port, seen }
   })
