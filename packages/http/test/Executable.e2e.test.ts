@@ -1,17 +1,18 @@
 /**
  * The self-contained executable dist/vm-metrics (Node 24 inside, scripts/sea.mjs) on a host without Node:
  * copied alone into a directory of its own and run by name from a PATH that has no `node`, with nothing else
- * in its environment, it serves /healthz and /metrics of a real
- * process, parses a YAML instances file (no worker file beside it: on the main thread), loads the docs UI
- * (bundled into the one file), answers one-shot commands and stops cleanly on SIGTERM.
+ * in its environment, it serves /healthz and /metrics of a real process, parses a YAML instances file (no
+ * worker file beside it: on the main thread), loads the docs UI and the OTLP exporter (bundled into the one
+ * file, loaded when used), answers one-shot commands and stops cleanly on SIGTERM.
  */
 import { execFile, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
+import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { childrenOf, skipReason, statCpuSeconds, statmRssBytes } from "@vm-metrics/testing"
-import { BIN, exitWithin, freePort, get, stop } from "./cliRig.js"
+import { BIN, exitWithin, freePort, get, stop, until } from "./cliRig.js"
 import { assertServesVm, EXECUTABLE, instancesYaml, startServing, startVm, stopVm, VM_ID } from "./exeRig.js"
 
 const missing = skipReason(
@@ -85,6 +86,53 @@ describe.skipIf(missing !== undefined)("the executable dist/vm-metrics, on a PAT
       assert.deepStrictEqual(exit, { code: 0, signal: null }, server.output())
     } finally {
       await stop(server.child)
+    }
+  }, 120_000)
+
+  it("pushes OTLP through the exporter it loads only when asked (OTLP/HTTP protobuf to a real receiver)", async () => {
+    // The receiver: a plain HTTP server that keeps each POST to /v1/metrics.
+    const pushes: Array<{ contentType: string | undefined; body: Buffer }> = []
+    const receiver = http.createServer((request, response) => {
+      const chunks: Array<Buffer> = []
+      request.on("data", (chunk: Buffer) => chunks.push(chunk))
+      request.on("end", () => {
+        if (request.method === "POST" && request.url === "/v1/metrics") {
+          pushes.push({ contentType: request.headers["content-type"], body: Buffer.concat(chunks) })
+        }
+        response.end()
+      })
+    })
+    const receiverPort = await freePort()
+    await new Promise<void>((resolve) => receiver.listen(receiverPort, "127.0.0.1", resolve))
+    const port = await freePort()
+    const base = `http://127.0.0.1:${port}`
+    const server = await startServing(
+      [
+        path.join(dir, "bin", "vm-metrics"),
+        "serve",
+        "--port",
+        String(port),
+        "--source",
+        "file",
+        "--instances-file",
+        file
+      ],
+      {
+        ...env,
+        VM_METRICS_OTLP: "on",
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${receiverPort}`,
+        OTEL_METRIC_EXPORT_INTERVAL: "1000"
+      },
+      base
+    )
+    try {
+      const push = await until("an OTLP push with the VM's series", 60_000, async () =>
+        pushes.find((p) => p.body.includes("hypeman_vm_cpu_seconds_total") && p.body.includes(VM_ID))
+      )
+      assert.strictEqual(push.contentType, "application/x-protobuf")
+    } finally {
+      await stop(server.child)
+      await new Promise((resolve) => receiver.close(resolve))
     }
   }, 120_000)
 
