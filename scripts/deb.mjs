@@ -73,7 +73,7 @@ const manPage = (help) => {
     `${NAME} \\- ${roff(summary)}`,
     ".SH SYNOPSIS",
     `.B ${NAME}`,
-    ".RI [ command \"] [\" options ]",
+    '.RI [ command "] [" options ]',
     ".SH DESCRIPTION",
     ...paragraphs(help.help),
     ...commands.flatMap((command) => [
