@@ -99,7 +99,8 @@ const sha256 = (text: string) => `'sha256-${createHash("sha256").update(text).di
 export const page = (scalarScript: string, config: PageConfig): { readonly html: string; readonly csp: string } => {
   const csp = [
     "default-src 'none'",
-    `script-src ${sha256(scalarScript)} ${sha256(LOADER)}`,
+    // Scalar compiles a WebAssembly module (not eval of text).
+    `script-src ${sha256(scalarScript)} ${sha256(LOADER)} 'wasm-unsafe-eval'`,
     "style-src 'self' 'unsafe-inline'",
     "img-src 'self' data: blob:",
     "font-src 'self' data:",
@@ -114,6 +115,7 @@ export const page = (scalarScript: string, config: PageConfig): { readonly html:
   <head>
     <meta charset="utf-8" />
     <title>vm-metrics API</title>
+    <link rel="icon" href="data:," />
     <meta name="viewport" content="width=device-width, initial-scale=1" />
     <style>${STYLE}</style>
   </head>
