@@ -102,6 +102,8 @@ const copyright = () => {
       .map((line) => (line.trim() === "" ? " ." : ` ${line}`))
       .join("\n")
   const mit = fs.readFileSync(path.join(root, "LICENSE"), "utf8")
+  const listed = path.join(dist, "sea", "packages.json")
+  const packages = fs.existsSync(listed) ? JSON.parse(fs.readFileSync(listed, "utf8")) : []
   return [
     "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/",
     `Upstream-Name: ${NAME}`,
@@ -114,12 +116,21 @@ const copyright = () => {
     "License: Expat",
     "",
     "Files: usr/bin/vm-metrics",
-    "Copyright: Node.js contributors; Joyent, Inc. and other Node contributors",
+    "Copyright: 2026 the vm-metrics authors",
+    " Node.js contributors; Joyent, Inc. and other Node contributors",
     "License: Expat",
     "Comment: The Node.js runtime inside includes components under their own licences: V8",
     ` (BSD-3-clause), OpenSSL (Apache-2.0, see /usr/share/common-licenses/Apache-2.0), ICU`,
     " (Unicode-3.0), libuv, llhttp, undici (Expat), zlib (Zlib), and more. Each one with its text is",
     ` in Node.js's LICENSE: https://github.com/nodejs/node/blob/v${NODE24_VERSION}/LICENSE`,
+    ...(packages.length === 0
+      ? []
+      : [
+          " .",
+          " The npm packages whose code is bundled into it, with the licence each declares (Apache-2.0:",
+          " see /usr/share/common-licenses/Apache-2.0):",
+          ...packages.map((p) => ` ${p.name} ${p.version}: ${p.license}`)
+        ]),
     "",
     "License: Expat",
     paragraph(mit.replace(/^MIT License\s*\n/, "")),

@@ -13,7 +13,8 @@
  * Then, in dist/sea/: sea-config.json (the asset help.json is dist/help.json, the help texts build.mjs
  * captured, which SeaMain.ts prints as Launcher does), the blob (`node24 --experimental-sea-config`,
  * with V8's code cache: less compiling at each start), and postject injects the blob into a copy of the
- * Node 24 binary, stripped of its symbols when binutils' `strip` is there (.ci/run installs it). All of it only when an input changed (dist/sea/stamp).
+ * Node 24 binary, stripped of its symbols when binutils' `strip` is there (.ci/run installs it). All of it
+ * only when an input changed (dist/sea/stamp).
  */
 import { spawnSync } from "node:child_process"
 import * as crypto from "node:crypto"
@@ -34,6 +35,19 @@ const quietly = (command, args, options = {}) => {
       `${path.basename(command)} ${args.join(" ")} failed (${run.status ?? run.signal}):\n${run.stdout}${run.stderr}`
     )
   }
+}
+
+/** name, version and licence of each npm package the bundle has code of, from esbuild's metafile. */
+const bundledPackages = (root, metafile) => {
+  const dirs = new Set()
+  for (const input of Object.keys(metafile.inputs)) {
+    const match = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input)
+    if (match !== null) dirs.add(match[1])
+  }
+  return [...dirs]
+    .map((dir) => JSON.parse(fs.readFileSync(path.join(root, dir, "package.json"), "utf8")))
+    .map(({ name, version, license }) => ({ name, version, license: license ?? "see the package" }))
+    .sort((a, b) => a.name.localeCompare(b.name))
 }
 
 /** Injects the blob into the executable `file` (postject's CLI, a devDependency). */
@@ -63,25 +77,30 @@ export const buildExecutable = async ({ root, dist, revision, helpFile }) => {
   const work = path.join(dist, "sea")
   const node = node24()
   const bundleFile = path.join(work, "vm-metrics.cjs")
-  const [bundle] = (
-    await build({
-      absWorkingDir: root,
-      entryPoints: ["packages/http/src/SeaMain.ts"],
-      outfile: bundleFile,
-      bundle: true,
-      splitting: false,
-      platform: "node",
-      target: "node24",
-      format: "cjs",
-      define: { __VM_METRICS_REVISION__: JSON.stringify(revision), "import.meta.url": '"file:///proc/self/exe/"' },
-      minifyWhitespace: true,
-      minifySyntax: true,
-      // import.meta is replaced above; the dependencies' own uses are in code paths the agent does not take.
-      logOverride: { "empty-import-meta": "silent" },
-      logLevel: "warning",
-      write: false
-    })
-  ).outputFiles
+  const result = await build({
+    absWorkingDir: root,
+    entryPoints: ["packages/http/src/SeaMain.ts"],
+    outfile: bundleFile,
+    bundle: true,
+    splitting: false,
+    platform: "node",
+    target: "node24",
+    format: "cjs",
+    define: { __VM_METRICS_REVISION__: JSON.stringify(revision), "import.meta.url": '"file:///proc/self/exe/"' },
+    minifyWhitespace: true,
+    minifySyntax: true,
+    // import.meta is replaced above; the dependencies' own uses are in code paths the agent does not take.
+    logOverride: { "empty-import-meta": "silent" },
+    logLevel: "warning",
+    metafile: true,
+    write: false
+  })
+  const [bundle] = result.outputFiles
+  // The npm packages inside, with their licences (scripts/deb.mjs lists them in the copyright file).
+  writeAtomically(
+    path.join(work, "packages.json"),
+    `${JSON.stringify(bundledPackages(root, result.metafile), null, 1)}\n`
+  )
 
   const config = {
     main: "vm-metrics.cjs",
@@ -110,13 +129,13 @@ export const buildExecutable = async ({ root, dist, revision, helpFile }) => {
   fs.rmSync(stampFile, { force: true })
   fs.mkdirSync(work, { recursive: true })
   const scratch = fs.mkdtempSync(path.join(work, "build-"))
+  const temporary = `${executable}.${process.pid}.tmp`
   try {
     const inScratch = (name) => path.join(scratch, name)
     fs.writeFileSync(inScratch(config.main), bundle.contents)
     fs.writeFileSync(inScratch("help.json"), help)
     fs.writeFileSync(inScratch("sea-config.json"), `${JSON.stringify(config, null, 2)}\n`)
     quietly(node, ["--experimental-sea-config", "sea-config.json"], { cwd: scratch })
-    const temporary = `${executable}.${process.pid}.tmp`
     // Without its symbols Node is 18 MB smaller and runs the same (the blob goes into a note of its own).
     if (canStrip) quietly("strip", ["--remove-section=.comment", "-o", temporary, node])
     else fs.copyFileSync(node, temporary)
@@ -131,5 +150,6 @@ export const buildExecutable = async ({ root, dist, revision, helpFile }) => {
     return true
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true })
+    fs.rmSync(temporary, { force: true })
   }
 }
