@@ -7,11 +7,12 @@
  * @since 0.1.0
  */
 import type * as http from "node:http"
+import type * as tls from "node:tls"
 import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, Data, Effect, Layer } from "effect"
 import * as Connections from "./Connections.js"
-import type * as Tls from "./Tls.js"
+import * as Tls from "./Tls.js"
 
 /** The server could not listen on `address`. @category errors */
 export class ListenError extends Data.TaggedError("ListenError")<{
@@ -62,6 +63,8 @@ export const layer = (options: Options) => {
       yield* HttpServer.HttpServer
       const server = yield* NodeServer
       yield* Effect.addFinalizer(() => Effect.sync(() => Connections.drain(server, options.limits.shutdownGraceMs)))
+      // With TLS, SIGHUP reads the certificate and key again (a renewal without a restart).
+      if (options.tls !== undefined) yield* Tls.reloadOnHangup(server as unknown as tls.Server, options.tls)
     })
   )
   return drain.pipe(

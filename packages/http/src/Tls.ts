@@ -4,6 +4,9 @@
  * server starts (a PEM certificate, a PEM private key without a passphrase, the key of that certificate),
  * so a bad one is one line and exit status 2, not a server that fails every handshake.
  *
+ * SIGHUP reads the two files again (a renewed certificate): the server presents the new pair to new
+ * connections; a pair that fails the checks is logged and the current one kept.
+ *
  * On the TLS port, a client speaking plain HTTP gets a plain-HTTP 400 saying to use https:// rather than
  * a connection that hangs until a timeout (a TLS server reads "GET /" as the header of a long record).
  *
@@ -13,7 +16,7 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import type * as net from "node:net"
 import * as tls from "node:tls"
-import { Data, Effect, Option } from "effect"
+import { Data, Effect, Option, Runtime, type Scope } from "effect"
 
 /** A missing, unreadable or unusable certificate or key, said in one line. @category errors */
 export class TlsError extends Data.TaggedError("TlsError")<{ readonly message: string }> {}
@@ -98,9 +101,31 @@ export const check = (credentials: Credentials): Effect.Effect<void, TlsError> =
     })
   })
 
-/** The days left before the certificate expires (negative: expired). @category getters */
-export const daysLeft = (credentials: Credentials, nowMs: number): number =>
-  (Date.parse(new crypto.X509Certificate(credentials.cert).validTo) - nowMs) / 86_400_000
+/** The files read again and checked, then presented to new connections; else the current pair stays (logged). */
+const reload = (server: tls.Server, current: Credentials) =>
+  Effect.matchEffect(load(Option.some(current.certFile), Option.some(current.keyFile)), {
+    onFailure: (error) => Effect.logWarning(`SIGHUP: keeping the current TLS certificate: ${error.message}`),
+    onSuccess: (loaded) =>
+      Effect.gen(function* () {
+        if (Option.isNone(loaded)) return
+        server.setSecureContext({ cert: loaded.value.cert, key: loaded.value.key })
+        const serial = new crypto.X509Certificate(loaded.value.cert).serialNumber
+        yield* Effect.logInfo(`SIGHUP: TLS certificate read again from ${current.certFile} (serial ${serial})`)
+      })
+  })
+
+/** While the scope is open, SIGHUP reloads the server's certificate and key from their files. @category layers */
+export const reloadOnHangup = (server: tls.Server, current: Credentials): Effect.Effect<void, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+    const onHangup = () => {
+      runFork(reload(server, current))
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => process.on("SIGHUP", onHangup)),
+      () => Effect.sync(() => process.off("SIGHUP", onHangup))
+    )
+  })
 
 /** A TLS connection starts with a handshake record (content type 22). */
 const TLS_HANDSHAKE = 0x16

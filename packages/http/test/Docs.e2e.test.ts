@@ -106,11 +106,9 @@ describe.skipIf(skipBrowser)("the docs UI in headless Chromium", () => {
         // The token the user typed is in Scalar's bearer input, for "Test Request".
         const prefilled = yield* Effect.promise(() =>
           page.waitForFunction(
-            (token) =>
-              [...document.querySelectorAll("input")].some(
-                (i) => i.closest("#token-form") === null && i.value === token
-              ),
-            TOKEN,
+            // Run in the page (a string: this package's types have no DOM).
+            `[...document.querySelectorAll("input")].some((i) => i.closest("#token-form") === null && i.value === ${JSON.stringify(TOKEN)})`,
+            undefined,
             { timeout: 30_000 }
           )
         )

@@ -6,19 +6,22 @@
  * - `vm-metrics serve --tls-cert-file … ` (the key through VM_METRICS_TLS_KEY_FILE) with a token serves
  *   HTTPS: a client trusting the certificate gets /healthz and, with the token, /metrics; one that does not
  *   trust it fails the handshake; a plain-HTTP client gets a plain 400 saying to use https:// and the
- *   connection closes (not a hang), and HTTPS still works afterwards;
+ *   connection closes (not a hang), and HTTPS still works afterwards; SIGHUP serves a certificate renewed in
+ *   place, and keeps the current one when the file is broken;
  * - a real Prometheus scrapes it over HTTPS with the token, as docs/prometheus.md's "Over HTTPS" says
  *   (`scheme: https`, `tls_config.ca_file`): the target is up and the stored samples are the VM's (a real
  *   process's CPU time and RSS). A job without the CA, and one over plain HTTP, are down with the reasons the
  *   doc names.
  */
 import { spawnSync } from "node:child_process"
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as https from "node:https"
 import { createRequire } from "node:module"
 import * as net from "node:net"
 import * as path from "node:path"
+import type * as tls from "node:tls"
 import { assert, describe, it, layer } from "@effect/vitest"
 import {
   freePort,
@@ -85,9 +88,9 @@ const selfSigned = (dir: string, name: string) => {
   return { cert, key }
 }
 
-/** GET over HTTPS on a new connection: status, headers, body; or the client's error. */
+/** GET over HTTPS on a new connection: status, body, the SHA-256 fingerprint of the server's certificate; or the error. */
 const httpsGet = (url: string, options: { readonly ca?: string; readonly headers?: Record<string, string> } = {}) =>
-  new Promise<{ status: number; body: string } | { error: NodeJS.ErrnoException }>((resolve) => {
+  new Promise<{ status: number; body: string; fingerprint: string } | { error: NodeJS.ErrnoException }>((resolve) => {
     const req = https.get(
       url,
       {
@@ -100,7 +103,8 @@ const httpsGet = (url: string, options: { readonly ca?: string; readonly headers
         let body = ""
         res.setEncoding("utf8")
         res.on("data", (chunk) => (body += chunk))
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }))
+        const fingerprint = (res.socket as tls.TLSSocket).getPeerCertificate().fingerprint256
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body, fingerprint }))
       }
     )
     req.on("timeout", () => req.destroy(Object.assign(new Error("no answer in 10 s"), { code: "TIMEOUT" })))
@@ -170,6 +174,7 @@ class Agent extends Context.Tag("tls/Agent")<
     readonly base: string
     readonly port: number
     readonly ca: string
+    readonly key: string
     readonly dir: string
     readonly vmPid: number
     readonly server: Server
@@ -215,7 +220,7 @@ const agentLayer = Layer.scoped(
       },
       { timeout: "60 seconds", interval: "200 millis", gone: server.gone, details: server.output }
     )
-    return { base, port, ca: cert, dir, vmPid: vm.pid, server }
+    return { base, port, ca: cert, key, dir, vmPid: vm.pid, server }
   })
 )
 
@@ -302,6 +307,46 @@ describe.skipIf(skipTls)("vm-metrics serve over HTTPS", () => {
         assert.match(garbage.reply, /^HTTP\/1\.1 400 Bad Request\r\n/)
         const health = ok(yield* Effect.promise(() => httpsGet(`${base}/healthz`, { ca })))
         assert.strictEqual(health.status, 200)
+      })
+    )
+
+    // Last of this agent's tests: it replaces the agent's certificate.
+    it.effect("SIGHUP reads a renewed certificate; a bad one is logged and the current one kept", () =>
+      Effect.gen(function* () {
+        const { base, ca, key, dir, server } = yield* Agent
+        const fingerprintOf = (file: string) => new crypto.X509Certificate(fs.readFileSync(file)).fingerprint256
+        const before = ok(yield* Effect.promise(() => httpsGet(`${base}/healthz`, { ca })))
+        assert.strictEqual(before.fingerprint, fingerprintOf(ca))
+        // Renewed in place, as a certificate manager does.
+        const renewedDir = path.join(dir, "renewed")
+        fs.mkdirSync(renewedDir)
+        const renewed = selfSigned(renewedDir, "renewed")
+        fs.copyFileSync(renewed.cert, ca)
+        fs.copyFileSync(renewed.key, key)
+        process.kill(server.process.pid!, "SIGHUP")
+        const after = yield* waitFor(
+          "the renewed certificate served",
+          async () => {
+            const res = await httpsGet(`${base}/healthz`, { ca: renewed.cert })
+            return "status" in res && res.fingerprint === fingerprintOf(renewed.cert) ? res : undefined
+          },
+          { timeout: "30 seconds", gone: server.gone, details: server.output }
+        )
+        assert.strictEqual(after.status, 200)
+        assert.notStrictEqual(after.fingerprint, before.fingerprint)
+        // A broken file: logged, and the renewed pair still served.
+        fs.writeFileSync(ca, "not a certificate\n")
+        process.kill(server.process.pid!, "SIGHUP")
+        const warned = yield* waitFor(
+          "the warning about the bad certificate",
+          async () => /^.*SIGHUP: keeping the current TLS certificate.*$/m.exec(server.output())?.[0],
+          { timeout: "30 seconds", gone: server.gone }
+        )
+        assert.include(warned, "holds no PEM certificate")
+        const still = ok(yield* Effect.promise(() => httpsGet(`${base}/healthz`, { ca: renewed.cert })))
+        assert.strictEqual(still.status, 200)
+        assert.strictEqual(still.fingerprint, fingerprintOf(renewed.cert))
+        fs.copyFileSync(renewed.cert, ca)
       })
     )
   })
