@@ -7,7 +7,8 @@
  *   HTTPS: a client trusting the certificate gets /healthz and, with the token, /metrics; one that does not
  *   trust it fails the handshake; a plain-HTTP client gets a plain 400 saying to use https:// and the
  *   connection closes (not a hang), and HTTPS still works afterwards; SIGHUP serves a certificate renewed in
- *   place, and keeps the current one when the file is broken;
+ *   place, and keeps the current one when the file is broken; a kept-alive HTTPS connection is not taken for
+ *   a silent one (the connection bounds see its requests on the TLS socket);
  * - a real Prometheus scrapes it over HTTPS with the token, as docs/prometheus.md's "Over HTTPS" says
  *   (`scheme: https`, `tls_config.ca_file`): the target is up and the stored samples are the VM's (a real
  *   process's CPU time and RSS). A job without the CA, and one over plain HTTP, are down with the reasons the
@@ -202,7 +203,9 @@ const agentLayer = Layer.scoped(
     const args = [
       ...nodeArgs(serverBin()),
       ...["serve", "--host", "127.0.0.1", "--port", String(port), "--source", "file", "--instances-file", instances],
-      ...["--auth-token-file", tokenFile, "--tls-cert-file", cert, "--log-format", "logfmt"]
+      ...["--auth-token-file", tokenFile, "--tls-cert-file", cert, "--log-format", "logfmt"],
+      // A short silent-connection bound and a long keep-alive: see the keep-alive test.
+      ...["--headers-timeout", "2s", "--keep-alive-timeout", "60s"]
     ]
     // The key through its variable: the environment path of the setting.
     const server = yield* startServer("agent (HTTPS)", process.execPath, args, {
@@ -308,6 +311,38 @@ describe.skipIf(skipTls)("vm-metrics serve over HTTPS", () => {
         const health = ok(yield* Effect.promise(() => httpsGet(`${base}/healthz`, { ca })))
         assert.strictEqual(health.status, 200)
       })
+    )
+
+    it.effect(
+      "a kept-alive HTTPS connection outlives --headers-timeout: its requests count on the TCP connection",
+      () =>
+        Effect.gen(function* () {
+          const { base, ca } = yield* Agent
+          const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: fs.readFileSync(ca) })
+          const get = () =>
+            new Promise<{ status: number; reused: boolean; localPort: number }>((resolve, reject) => {
+              const req = https.get(`${base}/healthz`, { agent, timeout: 10_000 }, (res) => {
+                // Read now: once the response has ended, the socket goes back to the agent's pool.
+                const localPort = res.socket.localPort ?? 0
+                res.resume()
+                res.on("end", () => resolve({ status: res.statusCode ?? 0, reused: req.reusedSocket, localPort }))
+              })
+              req.on("timeout", () => req.destroy(new Error("no answer in 10 s")))
+              req.on("error", reject)
+            })
+          try {
+            const first = yield* Effect.promise(get)
+            assert.strictEqual(first.status, 200)
+            // Longer than the 2 s a connection has for its first request; far shorter than the 60 s keep-alive.
+            yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 3_000)))
+            const second = yield* Effect.promise(get)
+            assert.strictEqual(second.status, 200)
+            assert.isTrue(second.reused, "the second request went over the first connection")
+            assert.strictEqual(second.localPort, first.localPort)
+          } finally {
+            agent.destroy()
+          }
+        })
     )
 
     // Last of this agent's tests: it replaces the agent's certificate.
