@@ -430,9 +430,7 @@ const rigVmsLayer = Layer.scoped(
     // Each names its one thread like a Cloud Hypervisor vCPU thread, so its run-queue delay is read.
     const child = yield* Effect.acquireRelease(
       Effect.sync(() =>
-        spawnChild(
-          `printf vcpu0 > /proc/$$/comm; taskset -cp ${cpu} $$ > /dev/null; while :; do :; done`
-        )
+        spawnChild(`printf vcpu0 > /proc/$$/comm; taskset -cp ${cpu} $$ > /dev/null; while :; do :; done`)
       ),
       (child) => Effect.promise(() => stopChild(child))
     )
