@@ -94,6 +94,8 @@ function captureHelp() {
   fs.renameSync(temporary, helpFile)
 }
 
-if (await buildExecutable({ root, dist, revision, helpFile })) {
+// `pnpm start` passes --bundle-only: it runs the bundle, and a first executable build fetches Node 24 and
+// takes a minute.
+if (!process.argv.includes("--bundle-only") && (await buildExecutable({ root, dist, revision, helpFile }))) {
   console.log(`built ${path.relative(root, path.join(dist, "vm-metrics"))} (Node 24 inside, scripts/sea.mjs)`)
 }
