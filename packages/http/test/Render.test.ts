@@ -16,7 +16,7 @@ import * as ProcReader from "@vm-metrics/core/ProcReader"
 import * as TapReader from "@vm-metrics/core/TapReader"
 import { VmMetrics } from "@vm-metrics/otel/VmMetrics"
 import { waitFor } from "@vm-metrics/testing"
-import { Effect, Layer, Option } from "effect"
+import { Effect, Layer, Option, Tracer } from "effect"
 import { statLine } from "../../core/src/internal/statLine.js"
 import type * as AppConfig from "../src/AppConfig.js"
 import * as EncodedBody from "../src/EncodedBody.js"
@@ -237,6 +237,9 @@ describe("the server's collection and bodies", () => {
         assert.strictEqual(plain.status, 200)
         assert.isUndefined(plain.headers["content-encoding"])
         assert.strictEqual(plain.headers.vary, "Accept-Encoding")
+        // The cached bytes go out whole with their length, not chunked.
+        assert.strictEqual(plain.headers["content-length"], String(plain.body.length))
+        assert.isUndefined(plain.headers["transfer-encoding"])
         assert.deepStrictEqual((yield* get(path)).body, plain.body, `${path}: the same bytes again`)
         for (const refused of ["identity", "gzip;q=0", "br"]) {
           const reply = yield* get(path, { "accept-encoding": refused })
@@ -247,6 +250,7 @@ describe("the server's collection and bodies", () => {
         assert.strictEqual(gz.status, 200)
         assert.strictEqual(gz.headers["content-encoding"], "gzip")
         assert.strictEqual(gz.headers.vary, "Accept-Encoding")
+        assert.strictEqual(gz.headers["content-length"], String(gz.body.length))
         assert.strictEqual(gz.headers["content-type"], plain.headers["content-type"])
         assert.isBelow(gz.body.length, plain.body.length)
         assert.deepStrictEqual(zlib.gunzipSync(gz.body), plain.body, `${path}: gzip round-trips to the plain bytes`)
@@ -267,5 +271,31 @@ describe("the server's collection and bodies", () => {
       assert.deepStrictEqual(zlib.gunzipSync(gz), plain)
       assert.include((yield* get("/instances")).body.toString("utf8"), "987654321")
     }).pipe(Effect.provide(app(h, { collection: "background", interval: "1 hour" })))
+  })
+
+  it.live("a request opens no tracing span (nothing exports traces; the span cost every answer)", () => {
+    const h = host()
+    const spans: Array<string> = []
+    const native = Effect.runSync(Effect.tracer)
+    const recording = Tracer.make({
+      span: (...args) => {
+        spans.push(args[0])
+        return native.span(...args)
+      },
+      context: (f, fiber) => native.context(f, fiber)
+    })
+    return Effect.gen(function* () {
+      yield* firstSnapshot
+      for (const path of ["/metrics", "/instances", "/healthz"]) assert.strictEqual((yield* get(path)).status, 200)
+      assert.deepStrictEqual(
+        spans.filter((name) => name.startsWith("http.server")),
+        [],
+        "the platform's per-request span"
+      )
+    }).pipe(
+      Effect.provide(
+        app(h, { collection: "background", interval: "1 hour" }).pipe(Layer.provide(Layer.setTracer(recording)))
+      )
+    )
   })
 })
