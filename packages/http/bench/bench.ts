@@ -15,8 +15,10 @@
  * 2. `/metrics` end to end through Main's HTTP server (Main.layerApp, in a worker), round by round: fresh
  *    (`--collection on-demand`, max age 0: discovery + collection + render per scrape), a new snapshot per
  *    scrape (`--collection background`: render + encode), the same snapshot again (cached bytes), each plain
- *    and gzip; and prometheus-process-exporter on the same processes when installed (one group per pid,
- *    `-threads=false -gather-smaps=false`). Median and p99 over ≥ 30 scrapes each.
+ *    and gzip; a bare node:http server sending the cached plain bytes (the yardstick of the cached rows: what
+ *    moving that body over loopback to this client costs, whatever the server); and prometheus-process-exporter
+ *    on the same processes when installed (one group per pid, `-threads=false -gather-smaps=false`). Median
+ *    and p99 over ≥ 30 scrapes each.
  * 3. The server in its own process (served.ts): start to first full listing, `/instances/{id}/stats` at a
  *    fixed 1,000 req/s (autocannon), RSS after 1,000 scrapes, and at N = 1000 the CPU it spends with a
  *    scrape every 15 s. Once before: its RSS idle with 0 VMs.
@@ -25,7 +27,8 @@
  * Each approach and each in-process server runs in its own worker process (worker.ts: the fds of 3,000 VMs).
  * Environment: BENCH_ROUNDS (default 5; 2 with BENCH_QUICK=1), BENCH_QUICK=1 (5 s of load, 15 s of CPU),
  * BENCH_LONG=1 (CPU over 2 minutes, as the issue defines it; default 30 s), BENCH_STATS_SECONDS and
- * BENCH_CPU_SECONDS override, BENCH_SERVE (the server command, see served.ts).
+ * BENCH_CPU_SECONDS override, BENCH_SERVE (the server command, see served.ts), BENCH_PARTS (a comma list of
+ * collection, scrapes, served: the parts to run, default all; the table shows their rows only).
  */
 import { execFileSync, fork } from "node:child_process"
 import * as fs from "node:fs"
@@ -35,7 +38,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { type FakeVm, type Fleet, startFleet } from "@vm-metrics/testing/FakeHypervisors"
 import { atExit } from "./atExit.js"
-import { get, processExporter, quantile } from "./scrape.js"
+import { bareBytesServer, get, processExporter, quantile } from "./scrape.js"
 import { bareServerLoad, cpuPercent, fixedRate, type Load, rssMiB, serveCommandLine, startServed } from "./served.js"
 import type { Reply, Request, What } from "./worker.js"
 
@@ -58,6 +61,20 @@ const VCPU_ALL = "vcpus: all groups"
 /** Issue #10's targets are for the original's metric set: no metric group (issue #11's) on top of it. */
 const ORIGINAL_METRICS = ["--no-collect", "all"]
 const RSS_SCRAPES = 1000
+const allParts = ["collection", "scrapes", "served"] as const
+type Part = (typeof allParts)[number]
+const PARTS = new Set(
+  (process.env.BENCH_PARTS ?? allParts.join(","))
+    .split(",")
+    .map((part) => part.trim())
+    .filter((part) => part !== "")
+)
+for (const part of PARTS) {
+  if (!(allParts as ReadonlyArray<string>).includes(part)) {
+    throw new Error(`BENCH_PARTS: unknown part ${part} (the parts: ${allParts.join(", ")})`)
+  }
+}
+const runs = (part: Part) => PARTS.has(part)
 /** Scrapes per kind and round, so that every kind gets at least 30. */
 const SCRAPES = Math.ceil(30 / ROUNDS)
 
@@ -225,6 +242,8 @@ interface Scrapes {
 
 interface ScrapeResult {
   readonly kinds: Record<string, Scrapes>
+  /** Ours cached plain ÷ the bare server sending the same bytes, per round, median. */
+  readonly cachedOverBare: number
   /** process-exporter's median ÷ ours (fresh, plain), per round, median; undefined without it. */
   readonly exporterRatio: number | undefined
   readonly exporterRss: number | undefined
@@ -234,6 +253,7 @@ const FRESH = "fresh (on-demand)"
 const NEW = "new snapshot (background)"
 const CACHED = "cached"
 const EXPORTER = "process-exporter"
+const BARE = "bare node:http, same bytes"
 
 const benchScrapes = async (fleet: Fleet, dir: string): Promise<ScrapeResult> => {
   const [onDemand, background] = await Promise.all([
@@ -245,7 +265,10 @@ const benchScrapes = async (fleet: Fleet, dir: string): Promise<ScrapeResult> =>
   const exporter = await processExporter(dir, await freePort())
   if (exporter === undefined) console.log("prometheus-process-exporter is not installed: its column is skipped")
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-  const kinds: Array<{ readonly name: string; readonly scrape: () => Promise<{ ms: number; bytes: number }> }> = []
+  const bare = await bareBytesServer(dir, (await get(agent, backgroundPort, "/metrics")).body, await freePort())
+  const kinds: Array<{ readonly name: string; readonly scrape: () => Promise<{ ms: number; bytes: number }> }> = [
+    { name: BARE, scrape: () => get(agent, bare.port, "/") }
+  ]
   for (const gzip of [false, true]) {
     const tag = gzip ? "gzip" : "plain"
     kinds.push(
@@ -269,6 +292,7 @@ const benchScrapes = async (fleet: Fleet, dir: string): Promise<ScrapeResult> =>
   const times: Record<string, Array<number>> = {}
   const bytes: Record<string, number> = {}
   const ratios: Array<number> = []
+  const bareRatios: Array<number> = []
   try {
     for (let round = 0; round < ROUNDS; round++) {
       const roundMedians: Record<string, number> = {}
@@ -284,6 +308,7 @@ const benchScrapes = async (fleet: Fleet, dir: string): Promise<ScrapeResult> =>
         roundMedians[kind.name] = median(ms)
       }
       if (exporter !== undefined) ratios.push(roundMedians[EXPORTER]! / roundMedians[`${FRESH} plain`]!)
+      bareRatios.push(roundMedians[`${CACHED} plain`]! / roundMedians[BARE]!)
     }
     const exporterRss = exporter === undefined ? undefined : rssMiB(exporter.pid)
     const result: Record<string, Scrapes> = {}
@@ -295,15 +320,18 @@ const benchScrapes = async (fleet: Fleet, dir: string): Promise<ScrapeResult> =>
         `  ${kind.name.padEnd(32)} p50 ${median(xs).toFixed(2).padStart(8)}  p99 ${quantile(xs, 0.99).toFixed(2).padStart(8)}  ${(bytes[kind.name]! / 1024).toFixed(0)} KiB`
       )
     }
+    const cachedOverBare = median(bareRatios)
+    console.log(`  ours cached plain ÷ the bare server, same bytes: ${cachedOverBare.toFixed(2)}×`)
     const exporterRatio = ratios.length > 0 ? median(ratios) : undefined
     if (exporterRatio !== undefined) {
       console.log(
         `  process-exporter ÷ ours (fresh, plain) ${exporterRatio.toFixed(1)}×; its RSS ${exporterRss?.toFixed(0)} MiB`
       )
     }
-    return { kinds: result, exporterRatio, exporterRss }
+    return { kinds: result, cachedOverBare, exporterRatio, exporterRss }
   } finally {
     agent.destroy()
+    bare.close()
     exporter?.close()
     await background.close()
     await onDemand.close()
@@ -366,11 +394,12 @@ const idleRss = async (dir: string): Promise<number> => {
 
 // ---------- the table ----------
 
+/** A part not run (BENCH_PARTS) is undefined; its rows are left out of the table. */
 interface SizeResult {
   readonly n: number
-  readonly collection: CollectionResult
-  readonly scrapes: ScrapeResult
-  readonly served: ServedResult
+  readonly collection: CollectionResult | undefined
+  readonly scrapes: ScrapeResult | undefined
+  readonly served: ServedResult | undefined
 }
 
 const ms = (x: number) => (x < 10 ? x.toFixed(2) : x.toFixed(1))
@@ -378,136 +407,167 @@ const scrapeCell = (s: Scrapes | undefined) => (s === undefined ? "—" : `${ms(
 
 /** One row: what, target, a cell per N, and whether the target holds at the N it is stated for. */
 interface Row {
+  readonly part: Part
   readonly what: string
   readonly target: string
   readonly cell: (r: SizeResult) => string
   readonly holds?: { readonly at: number; readonly test: (r: SizeResult) => boolean }
 }
 
-const rows = (idle: number, floor: Load): Array<Row> => [
+/** `idle` and `floor` are those of the served part (NaN and undefined when it is not run: its rows are not shown). */
+const rows = (idle: number, floor: Load | undefined): Array<Row> => [
   {
+    part: "collection",
     what: "collection per VM, static listing (÷ bare kept-fd loop)",
     target: "≤ 1.5× the C floor (bare stands in)",
-    cell: (r) => `${r.collection.perVm[STATIC]!.toFixed(1)} µs (${r.collection.staticOverBare.toFixed(2)}×)`,
-    holds: { at: 1000, test: (r) => r.collection.staticOverBare <= 1.5 }
+    cell: (r) => `${r.collection!.perVm[STATIC]!.toFixed(1)} µs (${r.collection!.staticOverBare.toFixed(2)}×)`,
+    holds: { at: 1000, test: (r) => r.collection!.staticOverBare <= 1.5 }
   },
   {
+    part: "collection",
     what: "collection per VM, discovery (÷ static)",
     target: "≤ 1.2× static",
-    cell: (r) => `${r.collection.perVm[DISCOVERY]!.toFixed(1)} µs (${r.collection.discoveryOverStatic.toFixed(2)}×)`,
-    holds: { at: 1000, test: (r) => r.collection.discoveryOverStatic <= 1.2 }
+    cell: (r) => `${r.collection!.perVm[DISCOVERY]!.toFixed(1)} µs (${r.collection!.discoveryOverStatic.toFixed(2)}×)`,
+    holds: { at: 1000, test: (r) => r.collection!.discoveryOverStatic <= 1.2 }
   },
   {
+    part: "collection",
     what: "collection per VM, static, with the default metric groups (issue #11: status, io, vCPU threads)",
     target: "",
-    cell: (r) => `${r.collection.perVm["Collector, static, groups cpu,memory,disk,network"]?.toFixed(1) ?? "—"} µs`
+    cell: (r) => `${r.collection!.perVm["Collector, static, groups cpu,memory,disk,network"]?.toFixed(1) ?? "—"} µs`
   },
   {
+    part: "collection",
     what: `issue #11: collection per VM, static, seed set (no group; fakes with ${VCPU_THREADS} vCPU threads and a TAP)`,
     target: "",
-    cell: (r) => `${r.collection.perVm[VCPU_SEED]!.toFixed(1)} µs`
+    cell: (r) => `${r.collection!.perVm[VCPU_SEED]!.toFixed(1)} µs`
   },
   {
+    part: "collection",
     what: "issue #11: … default groups (÷ seed)",
     target: "≤ 1.6× seed",
-    cell: (r) => `${r.collection.perVm[VCPU_DEFAULT]!.toFixed(1)} µs (${r.collection.defaultOverSeed.toFixed(2)}×)`,
-    holds: { at: 1000, test: (r) => r.collection.defaultOverSeed <= 1.6 }
+    cell: (r) => `${r.collection!.perVm[VCPU_DEFAULT]!.toFixed(1)} µs (${r.collection!.defaultOverSeed.toFixed(2)}×)`,
+    holds: { at: 1000, test: (r) => r.collection!.defaultOverSeed <= 1.6 }
   },
   {
+    part: "collection",
     what: `issue #11: … every group, ${VCPU_THREADS} vCPUs per VM (÷ seed)`,
     target: "≤ 3× seed",
-    cell: (r) => `${r.collection.perVm[VCPU_ALL]!.toFixed(1)} µs (${r.collection.allOverSeed.toFixed(2)}×)`,
-    holds: { at: 1000, test: (r) => r.collection.allOverSeed <= 3 }
+    cell: (r) => `${r.collection!.perVm[VCPU_ALL]!.toFixed(1)} µs (${r.collection!.allOverSeed.toFixed(2)}×)`,
+    holds: { at: 1000, test: (r) => r.collection!.allOverSeed <= 3 }
   },
   {
+    part: "collection",
     what: "discovery rescan / full scan alone, per VM",
     target: "",
     cell: (r) =>
-      `${r.collection.perVm["discovery rescan"]!.toFixed(1)} / ${r.collection.perVm["discovery full scan"]!.toFixed(1)} µs`
+      `${r.collection!.perVm["discovery rescan"]!.toFixed(1)} / ${r.collection!.perVm["discovery full scan"]!.toFixed(1)} µs`
   },
   {
+    part: "collection",
     what: "bare / naive, per VM",
     target: "",
-    cell: (r) => `${r.collection.perVm.bare!.toFixed(1)} / ${r.collection.perVm.naive!.toFixed(1)} µs`
+    cell: (r) => `${r.collection!.perVm.bare!.toFixed(1)} / ${r.collection!.perVm.naive!.toFixed(1)} µs`
   },
   {
+    part: "scrapes",
     what: "`/metrics` fresh (on-demand: collect + render), plain",
     target: "median < 25 ms at 1,000",
-    cell: (r) => scrapeCell(r.scrapes.kinds[`${FRESH} plain`]),
-    holds: { at: 1000, test: (r) => r.scrapes.kinds[`${FRESH} plain`]!.p50 < 25 }
+    cell: (r) => scrapeCell(r.scrapes!.kinds[`${FRESH} plain`]),
+    holds: { at: 1000, test: (r) => r.scrapes!.kinds[`${FRESH} plain`]!.p50 < 25 }
   },
-  { what: "`/metrics` fresh, gzip", target: "", cell: (r) => scrapeCell(r.scrapes.kinds[`${FRESH} gzip`]) },
   {
+    part: "scrapes",
+    what: "`/metrics` fresh, gzip",
+    target: "",
+    cell: (r) => scrapeCell(r.scrapes!.kinds[`${FRESH} gzip`])
+  },
+  {
+    part: "scrapes",
     what: "`/metrics` new snapshot (background: render + encode), plain",
     target: "median < 25 ms at 1,000",
-    cell: (r) => scrapeCell(r.scrapes.kinds[`${NEW} plain`]),
-    holds: { at: 1000, test: (r) => r.scrapes.kinds[`${NEW} plain`]!.p50 < 25 }
+    cell: (r) => scrapeCell(r.scrapes!.kinds[`${NEW} plain`]),
+    holds: { at: 1000, test: (r) => r.scrapes!.kinds[`${NEW} plain`]!.p50 < 25 }
   },
-  { what: "`/metrics` new snapshot, gzip", target: "", cell: (r) => scrapeCell(r.scrapes.kinds[`${NEW} gzip`]) },
   {
-    what: "`/metrics` cached, plain",
+    part: "scrapes",
+    what: "`/metrics` new snapshot, gzip",
+    target: "",
+    cell: (r) => scrapeCell(r.scrapes!.kinds[`${NEW} gzip`])
+  },
+  {
+    part: "scrapes",
+    what: "`/metrics` cached, plain (÷ a bare node:http server sending the same bytes: its median)",
     target: "< 5 ms at 3,000",
-    cell: (r) => scrapeCell(r.scrapes.kinds[`${CACHED} plain`]),
-    holds: { at: 3000, test: (r) => r.scrapes.kinds[`${CACHED} plain`]!.p50 < 5 }
+    cell: (r) =>
+      `${scrapeCell(r.scrapes!.kinds[`${CACHED} plain`])}, ${r.scrapes!.cachedOverBare.toFixed(2)}× (bare ${ms(r.scrapes!.kinds[BARE]!.p50)} ms)`,
+    holds: { at: 3000, test: (r) => r.scrapes!.kinds[`${CACHED} plain`]!.p50 < 5 }
   },
   {
+    part: "scrapes",
     what: "`/metrics` cached, gzip",
     target: "< 5 ms at 3,000",
-    cell: (r) => scrapeCell(r.scrapes.kinds[`${CACHED} gzip`]),
-    holds: { at: 3000, test: (r) => r.scrapes.kinds[`${CACHED} gzip`]!.p50 < 5 }
+    cell: (r) => scrapeCell(r.scrapes!.kinds[`${CACHED} gzip`]),
+    holds: { at: 3000, test: (r) => r.scrapes!.kinds[`${CACHED} gzip`]!.p50 < 5 }
   },
   {
+    part: "scrapes",
     what: "body plain / gzip",
     target: "gzip when asked",
     cell: (r) =>
-      `${(r.scrapes.kinds[`${CACHED} plain`]!.bytes / 1024).toFixed(0)} / ${(r.scrapes.kinds[`${CACHED} gzip`]!.bytes / 1024).toFixed(0)} KiB`
+      `${(r.scrapes!.kinds[`${CACHED} plain`]!.bytes / 1024).toFixed(0)} / ${(r.scrapes!.kinds[`${CACHED} gzip`]!.bytes / 1024).toFixed(0)} KiB`
   },
   {
+    part: "scrapes",
     what: "process-exporter `/metrics` (÷ ours fresh)",
     target: "≥ 10× ours fresh",
     cell: (r) =>
-      r.scrapes.exporterRatio === undefined
+      r.scrapes!.exporterRatio === undefined
         ? "not installed"
-        : `${scrapeCell(r.scrapes.kinds[EXPORTER])}, ${r.scrapes.exporterRatio.toFixed(1)}×`,
-    holds: { at: 1000, test: (r) => (r.scrapes.exporterRatio ?? 0) >= 10 }
+        : `${scrapeCell(r.scrapes!.kinds[EXPORTER])}, ${r.scrapes!.exporterRatio.toFixed(1)}×`,
+    holds: { at: 1000, test: (r) => (r.scrapes!.exporterRatio ?? 0) >= 10 }
   },
   {
+    part: "served",
     what:
       `\`/instances/{id}/stats\` at ${STATS_RATE} req/s, ${STATS_SECONDS} s: p50 / p99 / p99.9 (answered rate); ` +
-      `a bare Node server: ${floor.p50} / ${floor.p99} / ${floor.p999} ms`,
+      `a bare Node server: ${floor?.p50} / ${floor?.p99} / ${floor?.p999} ms`,
     target: "p99 < 5 ms, p99.9 < 15 ms",
     cell: (r) =>
-      `${r.served.stats.p50} / ${r.served.stats.p99} / ${r.served.stats.p999} ms (${r.served.stats.rate.toFixed(0)}/s` +
-      `${r.served.stats.failed > 0 ? `, ${r.served.stats.failed} failed` : ""})`,
+      `${r.served!.stats.p50} / ${r.served!.stats.p99} / ${r.served!.stats.p999} ms (${r.served!.stats.rate.toFixed(0)}/s` +
+      `${r.served!.stats.failed > 0 ? `, ${r.served!.stats.failed} failed` : ""})`,
     holds: {
       at: 1000,
-      test: (r) => r.served.stats.p99 < 5 && r.served.stats.p999 < 15 && r.served.stats.failed === 0
+      test: (r) => r.served!.stats.p99 < 5 && r.served!.stats.p999 < 15 && r.served!.stats.failed === 0
     }
   },
   {
+    part: "served",
     what: "start to first full listing",
     target: "< 2 s at 1,000",
-    cell: (r) => `${(r.served.readyMs / 1000).toFixed(2)} s`,
-    holds: { at: 1000, test: (r) => r.served.readyMs < 2000 }
+    cell: (r) => `${(r.served!.readyMs / 1000).toFixed(2)} s`,
+    holds: { at: 1000, test: (r) => r.served!.readyMs < 2000 }
   },
   {
+    part: "served",
     what: `server RSS after ${RSS_SCRAPES} scrapes (idle, 0 VMs: ${idle.toFixed(0)} MiB)`,
     target: "< 120 MiB at 1,000; idle < 80 MiB",
-    cell: (r) => `${r.served.rssAfterScrapes.toFixed(0)} MiB`,
-    holds: { at: 1000, test: (r) => r.served.rssAfterScrapes < 120 && idle < 80 }
+    cell: (r) => `${r.served!.rssAfterScrapes.toFixed(0)} MiB`,
+    holds: { at: 1000, test: (r) => r.served!.rssAfterScrapes < 120 && idle < 80 }
   },
   {
+    part: "served",
     what: `server CPU, ${CPU_SECONDS} s with a scrape every 15 s (% of one core)`,
     target: "≤ 3 % at 1,000",
-    cell: (r) => (r.served.cpuPercent === undefined ? "—" : `${r.served.cpuPercent.toFixed(2)} %`),
-    holds: { at: 1000, test: (r) => r.served.cpuPercent !== undefined && r.served.cpuPercent <= 3 }
+    cell: (r) => (r.served!.cpuPercent === undefined ? "—" : `${r.served!.cpuPercent.toFixed(2)} %`),
+    holds: { at: 1000, test: (r) => r.served!.cpuPercent !== undefined && r.served!.cpuPercent <= 3 }
   }
 ]
 
-const table = (results: ReadonlyArray<SizeResult>, idle: number, floor: Load): string => {
+const table = (results: ReadonlyArray<SizeResult>, idle: number, floor: Load | undefined): string => {
   const head = `| what | target (issue #10, #11) | ${results.map((r) => `N = ${r.n}`).join(" | ")} | holds |`
   const lines = [head, `|${" --- |".repeat(results.length + 3)}`]
-  for (const row of rows(idle, floor)) {
+  for (const row of rows(idle, floor).filter((row) => runs(row.part))) {
     const at = row.holds === undefined ? undefined : results.find((r) => r.n === row.holds!.at)
     const holds =
       row.holds === undefined
@@ -538,31 +598,36 @@ const main = async () => {
     `pnpm bench ${SIZES.join(" ")}: ${ROUNDS} rounds, ${os.cpus().length} CPUs, node ${process.version}, ` +
       `open-files limit ${fdLimit()}; ${new Date().toISOString()}; load average ${loadAverage()}`
   )
-  const idle = await idleRss(dir)
-  console.log(`server RSS idle with 0 VMs: ${idle.toFixed(0)} MiB`)
-  const floor = await bareServerLoad(await freePort(), STATS_SECONDS)
-  console.log(
-    `a bare Node server at ${STATS_RATE} req/s for ${STATS_SECONDS} s: p50 ${floor.p50} ms, p99 ${floor.p99} ms, p99.9 ${floor.p999} ms`
-  )
+  let idle = Number.NaN
+  let floor: Load | undefined
+  if (runs("served")) {
+    idle = await idleRss(dir)
+    console.log(`server RSS idle with 0 VMs: ${idle.toFixed(0)} MiB`)
+    floor = await bareServerLoad(await freePort(), STATS_SECONDS)
+    console.log(
+      `a bare Node server at ${STATS_RATE} req/s for ${STATS_SECONDS} s: p50 ${floor.p50} ms, p99 ${floor.p99} ms, p99.9 ${floor.p999} ms`
+    )
+  }
   const results: Array<SizeResult> = []
   for (const n of SIZES) {
     // TAP names of this run only: two benches at once (helpers share this machine) must not delete each other's.
     const fleet = await startFleet(n, { tapPrefix: `b${process.pid}-` })
-    const vcpuFleet = await startFleet(n, { tapPrefix: `v${process.pid}-`, vcpuThreads: VCPU_THREADS }).catch(
-      (error) => {
-        fleet.stop()
-        throw error
-      }
-    )
+    // Issue #11's fleet serves the collection part only.
+    const vcpuFleet = runs("collection")
+      ? await startFleet(n, { tapPrefix: `v${process.pid}-`, vcpuThreads: VCPU_THREADS }).catch((error) => {
+          fleet.stop()
+          throw error
+        })
+      : undefined
     try {
       console.log(`\nN = ${n} fake hypervisors (${fleet.vms[0]?.tap === undefined ? "without" : "with"} TAPs)`)
-      const collection = await benchCollection(fleet, vcpuFleet)
-      vcpuFleet.stop() // not used past the collection: its TAPs and processes would only add load
-      const scrapes = await benchScrapes(fleet, dir)
-      const served = await benchServed(fleet)
+      const collection = vcpuFleet === undefined ? undefined : await benchCollection(fleet, vcpuFleet)
+      vcpuFleet?.stop() // not used past the collection: its TAPs and processes would only add load
+      const scrapes = runs("scrapes") ? await benchScrapes(fleet, dir) : undefined
+      const served = runs("served") ? await benchServed(fleet) : undefined
       results.push({ n, collection, scrapes, served })
     } finally {
-      vcpuFleet.stop()
+      vcpuFleet?.stop()
       fleet.stop()
     }
   }

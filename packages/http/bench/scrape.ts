@@ -55,6 +55,48 @@ export const inProcessServer = async (config: Partial<AppConfig.AppConfig>) => {
   }
 }
 
+/**
+ * A bare node:http server in its own process answering every request with `body` (Content-Length, one
+ * write): the yardstick of a cached `/metrics`, what moving those bytes to this client costs whatever serves them.
+ */
+export const bareBytesServer = async (dir: string, body: string, port: number) => {
+  const file = path.join(dir, `bare-body-${port}`)
+  fs.writeFileSync(file, body)
+  const script =
+    `const body = require("node:fs").readFileSync(${JSON.stringify(file)});` +
+    `require("node:http").createServer((_, res) => {` +
+    `res.writeHead(200, { "content-type": "text/plain", "content-length": body.length }); res.end(body)` +
+    `}).listen(${port}, "127.0.0.1")`
+  const child = spawn(process.execPath, ["-e", script], { stdio: "ignore" })
+  const kill = () => child.kill("SIGKILL")
+  const unhook = atExit(kill)
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  try {
+    for (let i = 0; ; i++) {
+      try {
+        await get(agent, port, "/")
+        break
+      } catch (error) {
+        if (i >= 100 || child.exitCode !== null) throw new Error(`the bare server did not answer: ${error}`)
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+    }
+  } catch (error) {
+    unhook()
+    kill()
+    throw error
+  } finally {
+    agent.destroy()
+  }
+  return {
+    port,
+    close: () => {
+      unhook()
+      kill()
+    }
+  }
+}
+
 const PROCESS_EXPORTER = "/usr/bin/prometheus-process-exporter"
 
 /**
