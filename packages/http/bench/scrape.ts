@@ -56,16 +56,16 @@ export const inProcessServer = async (config: Partial<AppConfig.AppConfig>) => {
 }
 
 /**
- * A bare node:http server in its own process answering every request with `body` (Content-Length, one
- * write): the yardstick of a cached `/metrics`, what moving those bytes to this client costs whatever serves them.
+ * A bare node:http server in its own process answering `/<n>` with n bytes (Content-Length, one write, the
+ * Buffer kept for the next request of that size): the yardstick of a cached `/metrics`, what moving as many bytes
+ * to this client costs whatever serves them.
  */
-export const bareBytesServer = async (dir: string, body: string, port: number) => {
-  const file = path.join(dir, `bare-body-${port}`)
-  fs.writeFileSync(file, body)
+export const bareBytesServer = async (port: number) => {
   const script =
-    `const body = require("node:fs").readFileSync(${JSON.stringify(file)});` +
-    `require("node:http").createServer((_, res) => {` +
-    `res.writeHead(200, { "content-type": "text/plain", "content-length": body.length }); res.end(body)` +
+    `let body = Buffer.alloc(0);` +
+    `require("node:http").createServer((req, res) => {` +
+    `const n = Number(req.url.slice(1)) || 0; if (body.length !== n) body = Buffer.alloc(n, "a");` +
+    `res.writeHead(200, { "content-type": "text/plain", "content-length": n }); res.end(body)` +
     `}).listen(${port}, "127.0.0.1")`
   const child = spawn(process.execPath, ["-e", script], { stdio: "ignore" })
   const kill = () => child.kill("SIGKILL")
@@ -74,7 +74,7 @@ export const bareBytesServer = async (dir: string, body: string, port: number) =
   try {
     for (let i = 0; ; i++) {
       try {
-        await get(agent, port, "/")
+        await get(agent, port, "/1")
         break
       } catch (error) {
         if (i >= 100 || child.exitCode !== null) throw new Error(`the bare server did not answer: ${error}`)
