@@ -16,7 +16,14 @@ import { TapMissing, type TapReadError } from "./Errors.js"
 import { parseSysfsCounterText } from "./SysfsCounter.js"
 import { validateTapName } from "./TapName.js"
 
-/** How a TAP was read: the host's sysfs, or the VMM's `/proc/<pid>/net/dev` (VmStats' `NicVia`). @category models */
+/**
+ * Where a TAP was found (VmStats' `NicVia`): "sysfs", the namespace the host's sysfs shows (read from its
+ * counter files, or from the agent's own net/dev when that is the same namespace: the same kernel
+ * counters), or "netns", the VMM's namespace (`/proc/<pid>/net/dev`). A NIC's label does not change with
+ * the file its numbers came from.
+ *
+ * @category models
+ */
 export type TapVia = "sysfs" | "netns"
 
 /** One TAP to read, and the hypervisor process whose network namespace may hold it. @category models */
