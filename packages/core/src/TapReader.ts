@@ -78,8 +78,15 @@ export const tapKey = (request: TapRequest): string =>
 export class TapReader extends Context.Tag("@vm-metrics/core/TapReader")<
   TapReader,
   {
-    /** One sample per request, in the same order. */
-    readonly sample: (taps: ReadonlyArray<TapRequest>, wanted: TapWanted) => Effect.Effect<ReadonlyArray<TapSample>>
+    /**
+     * One sample per request, in the same order. `collection`: the collection the call belongs to; calls
+     * of one collection (its chunks) may share one read of a file that lists every TAP (a net/dev).
+     */
+    readonly sample: (
+      taps: ReadonlyArray<TapRequest>,
+      wanted: TapWanted,
+      collection?: number
+    ) => Effect.Effect<ReadonlyArray<TapSample>>
     /** The collector no longer needs this TAP (name and pid): drop whatever is kept for it. */
     readonly release: (tap: TapRequest) => Effect.Effect<void>
   }

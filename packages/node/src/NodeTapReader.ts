@@ -7,7 +7,7 @@
  *
  * While the agent's own network namespace is the one `<sysRoot>/class/net` shows (checked at first
  * use and at a low rate: internal/hostNetDev.ts), the host's TAPs are read instead from one read of
- * `<procRoot>/self/net/dev` per batch: the same kernel counters, without 2–8 sysfs files per TAP (and
+ * `<procRoot>/self/net/dev` per collection (shared by its chunks: `sample`'s `collection`): the same kernel counters, without 2–8 sysfs files per TAP (and
  * without their fds). `via` stays "sysfs": it names the namespace (the one sysfs shows), so a NIC's
  * series keeps its labels whichever file the numbers came from. In a pod without hostNetwork, whose
  * namespace is not the host's, sysfs is read as before.
@@ -55,7 +55,7 @@ export const make = (options: Options = {}) =>
     ),
     (reader) =>
       TapReader.of({
-        sample: (taps, wanted) => Effect.sync(() => reader.sample(taps, wanted)),
+        sample: (taps, wanted, collection) => Effect.sync(() => reader.sample(taps, wanted, collection)),
         release: (tap) => Effect.sync(() => reader.release(tap))
       })
   )

@@ -41,8 +41,9 @@ const counters = (stats: ReturnType<typeof ipLinkStats>): TapCounters => ({
  * Samples until the reader's namespace check has passed (each sample re-checks with `recheckMs: 0`);
  * bounded: other tests' TAPs coming and going while it compares can make one check fail.
  */
-const sampleInUse = (reader: Reader, tap: string) => {
+const sampleInUse = (reader: Reader, tap: string, beforeEach = () => {}) => {
   for (let attempt = 0; attempt < 20; attempt++) {
+    beforeEach()
     const sample = reader.sampleOne(tap, allCounters)
     if (reader.selfNetDevInUse()) return sample
   }
@@ -127,6 +128,30 @@ describe.skipIf(skip !== undefined)("the host's TAPs from the agent's own net/de
       assert.deepStrictEqual([back.rxPackets, back.rxBytes], [2n, 2n * 114n])
       reader.release({ name: tap })
       assert.strictEqual(reader.openTaps(), 0)
+    } finally {
+      reader.closeAll()
+      deleteTap(tap)
+    }
+  })
+
+  it("reads net/dev once per collection: its chunks share that read, the next collection reads again", () => {
+    const tap = createTap()
+    let clock = 0 // a check is due only when the test moves the clock
+    const reader = makeSyncTapReader("/sys", "/proc", new FdBudget(100), { recheckMs: 1000, now: () => clock })
+    const rxPackets = (collection: number) =>
+      Either.getOrThrow(reader.sample([{ name: tap }], allCounters, collection)[0]!.counters).rxPackets
+    try {
+      sampleInUse(reader, tap, () => (clock += 1000))
+      const checks = reader.selfNetDevChecks()
+      assert.strictEqual(rxPackets(1), 0n)
+      pushFrames(tap, 4, 100)
+      assert.strictEqual(rxPackets(1), 0n) // a later chunk of collection 1: the same read
+      assert.strictEqual(rxPackets(2), 4n)
+      deleteTap(tap)
+      assert.strictEqual(rxPackets(2), 4n)
+      const gone = reader.sample([{ name: tap }], allCounters, 3)[0]!.counters
+      assert.strictEqual(Either.isLeft(gone) && gone.left._tag, "TapMissing")
+      assert.strictEqual(reader.selfNetDevChecks(), checks) // the missing TAP: sysfs agrees, no check
     } finally {
       reader.closeAll()
       deleteTap(tap)

@@ -9,9 +9,10 @@
  * interface of the same name must never stand in for the host's TAP. The check: net/dev lists exactly
  * the names sysfs lists, and each interface's sysfs rx_bytes lies between its net/dev rx_bytes read
  * before and after it (counters only grow: two namespaces pass only if all their names and counters
- * match). It runs on first use, at a low rate (`recheckMs`), and in the batch after a disagreement (a
+ * match). It runs on first use, at a low rate (`recheckMs`), and in the collection after a disagreement (a
  * TAP sysfs has that net/dev lacks even when read again). Until it passes, the reader uses sysfs.
- * Neither namespace changes under a running agent (it never calls setns; a sysfs mount keeps the
+ * Counters of a collection are those of its first read (a TAP deleted meanwhile is missing from the next
+ * collection on). Neither namespace changes under a running agent (it never calls setns; a sysfs mount keeps the
  * namespace it was mounted in), so re-checking only guards against evidence that was weak (few
  * interfaces, idle counters); a check costs one listing and, when the names agree, one sysfs read per
  * interface.
@@ -60,7 +61,7 @@ export const makeHostNetDev = (
   let same = false
   let nextCheck = Number.NEGATIVE_INFINITY
   let checks = 0
-  let batchRead = -1
+  let roundRead = -1
   let current: Interfaces | undefined
 
   /** The agent's interfaces now, or undefined when the file cannot be read or parsed. */
@@ -124,12 +125,12 @@ export const makeHostNetDev = (
 
   return {
     /**
-     * The host namespace's interfaces for `batch` (read once per batch), or undefined: read sysfs.
-     * Runs the check when it is due.
+     * The host namespace's interfaces for `round` (read once per round: a collection), or undefined:
+     * read sysfs. Runs the check when it is due.
      */
-    interfaces: (batch: number): Interfaces | undefined => {
-      if (batch === batchRead) return current
-      batchRead = batch
+    interfaces: (round: number): Interfaces | undefined => {
+      if (round === roundRead) return current
+      roundRead = round
       const time = now()
       if (time >= nextCheck) {
         nextCheck = time + recheckMs
@@ -143,8 +144,8 @@ export const makeHostNetDev = (
     },
 
     /**
-     * Sysfs has a TAP this batch's net/dev lacked: read net/dev again (it may have appeared in between);
-     * still not there, the namespaces may differ: sysfs until the check passes again, next batch.
+     * Sysfs has a TAP this round's net/dev lacked: read net/dev again (it may have appeared in between);
+     * still not there, the namespaces may differ: sysfs until the check passes again, next round.
      */
     disagrees: (name: string): void => {
       if (!same) return
@@ -165,7 +166,7 @@ export const makeHostNetDev = (
     checks: (): number => checks,
     close: (): void => {
       file.close()
-      batchRead = -1
+      roundRead = -1
       current = undefined
     }
   }

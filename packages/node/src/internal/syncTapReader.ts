@@ -101,6 +101,9 @@ export const makeSyncTapReader = (
   /** Values of the read in progress, by index in `counterFiles`. */
   const values: Array<bigint | null> = counterFiles.map(() => null)
   let batch = 0
+  /** The host's net/dev is read once per round: a collection (all its chunks), or a call without one. */
+  let round = 0
+  let roundCollection: number | undefined
 
   const closeSysfs = (entry: TapEntry): void => {
     for (let i = 0; i < entry.files.length; i++) {
@@ -236,7 +239,7 @@ export const makeSyncTapReader = (
       if (inNetns !== undefined) return { via: "netns", counters: inNetns }
       entry.netns = false
     }
-    const hostInterfaces = host?.interfaces(batch)
+    const hostInterfaces = host?.interfaces(round)
     const inHost = hostInterfaces?.get(entry.name)
     if (inHost !== undefined) {
       closeSysfs(entry) // read from net/dev: its sysfs fds go back to the budget
@@ -255,8 +258,10 @@ export const makeSyncTapReader = (
     return { via: "netns", counters: inNetns }
   }
 
-  const sample = (requests: ReadonlyArray<TapRequest>, wanted: TapWanted): Array<TapSample> => {
+  const sample = (requests: ReadonlyArray<TapRequest>, wanted: TapWanted, collection?: number): Array<TapSample> => {
     batch++
+    if (collection === undefined || collection !== roundCollection) round++
+    roundCollection = collection
     const samples = new Array<TapSample>(requests.length)
     for (let i = 0; i < requests.length; i++) samples[i] = sampleOne(requests[i], wanted)
     return samples
