@@ -205,9 +205,10 @@ export const directRender = async (runtime: PipelineRuntime): Promise<Approach> 
     Effect.all({ metrics: VmMetrics.VmMetrics, snapshot: Effect.flatMap(Collector.Collector, (c) => c.refresh) })
   )
   // A copy per run: VmMetrics keeps the text of the last snapshot rendered, and this times the render itself.
+  // runPromise: the render may yield (a log line of the label budget goes through an async logger).
   return {
     name: "render direct",
-    run: () => runtime.runSync(metrics.render({ ...snapshot })),
+    run: () => runtime.runPromise(metrics.render({ ...snapshot })),
     checksum: () => 0n,
     close: () => {}
   }
