@@ -9,8 +9,9 @@
  * interface of the same name must never stand in for the host's TAP. The check: net/dev lists exactly
  * the names sysfs lists, and each interface's sysfs rx_bytes lies between its net/dev rx_bytes read
  * before and after it (counters only grow: two namespaces pass only if all their names and counters
- * match). It runs on first use, at a low rate (`recheckMs`), and in the collection after a disagreement (a
- * TAP sysfs has that net/dev lacks even when read again). Until it passes, the reader uses sysfs.
+ * match). It runs on first use, at a low rate (`recheckMs`), after 5 s when interfaces kept coming and
+ * going while it compared, and in the collection after a disagreement (a TAP sysfs has that net/dev
+ * lacks even when read again). Until it passes, the reader uses sysfs.
  * Counters of a collection are those of its first read (a TAP deleted meanwhile is missing from the next
  * collection on). Neither namespace changes under a running agent (it never calls setns; a sysfs mount keeps the
  * namespace it was mounted in), so re-checking only guards against evidence that was weak (few
@@ -36,6 +37,9 @@ export interface HostNetDevOptions {
 }
 
 type Interfaces = ReadonlyMap<string, NetDevInterface>
+
+/** A check that saw interfaces come and go (VMs starting or stopping) runs again this soon (ms). */
+const RETRY_MS = 5_000
 
 /** A sysfs counter read once by path (the check's reads are rare: no kept fd). */
 const sysfsRxBytes = (path: string): bigint | undefined => {
@@ -113,14 +117,17 @@ export const makeHostNetDev = (
     return after
   }
 
-  /** Whether net/dev shows the namespace sysfs shows; its interfaces when it does. A few tries while interfaces come and go. */
-  const check = (): Interfaces | undefined => {
+  /**
+   * Whether net/dev shows the namespace sysfs shows: its interfaces when it does; "changed" when
+   * interfaces came and went during each of a few tries (no answer: tried again sooner).
+   */
+  const check = (): Interfaces | undefined | "changed" => {
     checks++
     for (let attempt = 0; attempt < 3; attempt++) {
       const result = compare()
       if (result !== "changed") return result
     }
-    return undefined
+    return "changed"
   }
 
   return {
@@ -133,8 +140,9 @@ export const makeHostNetDev = (
       roundRead = round
       const time = now()
       if (time >= nextCheck) {
-        nextCheck = time + recheckMs
-        current = check()
+        const result = check()
+        nextCheck = time + (result === "changed" ? Math.min(recheckMs, RETRY_MS) : recheckMs)
+        current = result === "changed" ? undefined : result
         same = current !== undefined
         if (!same) file.close() // nothing kept while sysfs is read
         return current
