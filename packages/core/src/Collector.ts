@@ -205,7 +205,7 @@ export const make = (
           }
         }
         const procSamples = yield* proc.sample(pids, procGroups.files)
-        const tapSamples = yield* taps.sample(requests, netGroups.wanted)
+        const tapSamples = yield* taps.sample(requests, netGroups.wanted, generation)
         for (const pid of pids) heldPids.set(pid, generation)
         for (const tap of requests) {
           const key = tapKey(tap)

@@ -16,7 +16,14 @@ import { TapMissing, type TapReadError } from "./Errors.js"
 import { parseSysfsCounterText } from "./SysfsCounter.js"
 import { validateTapName } from "./TapName.js"
 
-/** How a TAP was read: the host's sysfs, or the VMM's `/proc/<pid>/net/dev` (VmStats' `NicVia`). @category models */
+/**
+ * Where a TAP was found (VmStats' `NicVia`): "sysfs", the namespace the host's sysfs shows (read from its
+ * counter files, or from the agent's own net/dev when that is the same namespace: the same kernel
+ * counters), or "netns", the VMM's namespace (`/proc/<pid>/net/dev`). A NIC's label does not change with
+ * the file its numbers came from.
+ *
+ * @category models
+ */
 export type TapVia = "sysfs" | "netns"
 
 /** One TAP to read, and the hypervisor process whose network namespace may hold it. @category models */
@@ -71,8 +78,15 @@ export const tapKey = (request: TapRequest): string =>
 export class TapReader extends Context.Tag("@vm-metrics/core/TapReader")<
   TapReader,
   {
-    /** One sample per request, in the same order. */
-    readonly sample: (taps: ReadonlyArray<TapRequest>, wanted: TapWanted) => Effect.Effect<ReadonlyArray<TapSample>>
+    /**
+     * One sample per request, in the same order. `collection`: the collection the call belongs to; calls
+     * of one collection (its chunks) may share one read of a file that lists every TAP (a net/dev).
+     */
+    readonly sample: (
+      taps: ReadonlyArray<TapRequest>,
+      wanted: TapWanted,
+      collection?: number
+    ) => Effect.Effect<ReadonlyArray<TapSample>>
     /** The collector no longer needs this TAP (name and pid): drop whatever is kept for it. */
     readonly release: (tap: TapRequest) => Effect.Effect<void>
   }

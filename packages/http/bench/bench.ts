@@ -58,6 +58,12 @@ const VCPU_THREADS = 4
 const VCPU_SEED = "vcpus: seed"
 const VCPU_DEFAULT = "vcpus: default groups"
 const VCPU_ALL = "vcpus: all groups"
+/** The TAPs from their sysfs files only: the reader before it read the agent's own net/dev (before/after). */
+const STATIC_SYSFS = "Collector, static, sysfs TAPs"
+const DEFAULT_GROUPS = "Collector, static, groups cpu,memory,disk,network"
+const DEFAULT_SYSFS = `${DEFAULT_GROUPS}, sysfs TAPs`
+const VCPU_SEED_SYSFS = "vcpus: seed, sysfs TAPs"
+const VCPU_DEFAULT_SYSFS = "vcpus: default groups, sysfs TAPs"
 /** Issue #10's targets are for the original's metric set: no metric group (issue #11's) on top of it. */
 const ORIGINAL_METRICS = ["--no-collect", "all"]
 const RSS_SCRAPES = 1000
@@ -174,9 +180,16 @@ const agree = async (
 
 const benchCollection = async (fleet: Fleet, vcpuFleet: Fleet): Promise<CollectionResult> => {
   const n = fleet.vms.length
-  const readerKinds: Array<What> = ["bare", "naive", "static", "discovery"]
-  const otherKinds: Array<What> = ["static, default groups", "rescan", "full scan", "render", "sdk render"]
-  const vcpuKinds: Array<What> = [VCPU_SEED, VCPU_DEFAULT, VCPU_ALL]
+  const readerKinds: Array<What> = ["bare", "naive", "static", "discovery", "static, sysfs TAPs"]
+  const otherKinds: Array<What> = [
+    "static, default groups",
+    "static, default groups, sysfs TAPs",
+    "rescan",
+    "full scan",
+    "render",
+    "sdk render"
+  ]
+  const vcpuKinds: Array<What> = [VCPU_SEED, VCPU_DEFAULT, VCPU_ALL, VCPU_SEED_SYSFS, VCPU_DEFAULT_SYSFS]
   const workers = await Promise.all([
     ...[...readerKinds, ...otherKinds].map((what) => startWorker(what, fleet.vms)),
     ...vcpuKinds.map((what) => startWorker(what, vcpuFleet.vms))
@@ -203,6 +216,11 @@ const benchCollection = async (fleet: Fleet, vcpuFleet: Fleet): Promise<Collecti
       push(ratios, "sdk/static", ms["render via OTel SDK"]! / ms[STATIC]!)
       push(ratios, "default/seed", ms[VCPU_DEFAULT]! / ms[VCPU_SEED]!)
       push(ratios, "all/seed", ms[VCPU_ALL]! / ms[VCPU_SEED]!)
+      push(ratios, "seed: net/dev ÷ sysfs", ms[STATIC]! / ms[STATIC_SYSFS]!)
+      push(ratios, "default groups: net/dev ÷ sysfs", ms[DEFAULT_GROUPS]! / ms[DEFAULT_SYSFS]!)
+      push(ratios, "vcpus, seed: net/dev ÷ sysfs", ms[VCPU_SEED]! / ms[VCPU_SEED_SYSFS]!)
+      push(ratios, "vcpus, default: net/dev ÷ sysfs", ms[VCPU_DEFAULT]! / ms[VCPU_DEFAULT_SYSFS]!)
+      push(ratios, "vcpus, default/seed, sysfs TAPs", ms[VCPU_DEFAULT_SYSFS]! / ms[VCPU_SEED_SYSFS]!)
     }
     const perVmMedians = Object.fromEntries(Object.entries(perVm).map(([k, v]) => [k, median(v)]))
     console.log(`collection, µs/VM (median of ${ROUNDS} rounds; the readers' values agree):`)
@@ -226,6 +244,9 @@ const benchCollection = async (fleet: Fleet, vcpuFleet: Fleet): Promise<Collecti
       `  ${VCPU_THREADS} vCPU threads per VM: default groups ÷ seed ${result.defaultOverSeed.toFixed(2)}, ` +
         `all groups ÷ seed ${result.allOverSeed.toFixed(2)}`
     )
+    // Before/after: the TAPs from the agent's own net/dev ÷ from their sysfs files, within each round.
+    for (const key of Object.keys(ratios).filter((k) => k.includes("net/dev") || k.includes("sysfs TAPs")))
+      console.log(`  ${key}: ${median(ratios[key]!).toFixed(2)}`)
     return result
   } finally {
     await Promise.all(workers.map((w) => w.close()))

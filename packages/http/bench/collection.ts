@@ -11,6 +11,7 @@ import type { InstanceInfo } from "@vm-metrics/core/Instance"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
 import type { MetricGroup } from "@vm-metrics/core/MetricGroup"
 import * as Discovery from "@vm-metrics/node/Discovery"
+import * as NodeReaders from "@vm-metrics/node/NodeReaders"
 import * as VmMetrics from "@vm-metrics/otel/VmMetrics"
 import type { FakeVm } from "@vm-metrics/testing/FakeHypervisors"
 import { Context, Effect, Exit, Layer, ManagedRuntime, Scope } from "effect"
@@ -121,14 +122,16 @@ const checksumOf = (
  * The product's pipeline (Main.layerPipeline) over the fleet: a static listing of it, or discovery. It
  * collects the original's metric set (no metric group, issue #10's terms: the files the baselines read)
  * unless `groups` says otherwise. With `vcpus` (fakes with that many named vCPU threads), the checksum
- * also checks that the vcpu group, when on, read every one of them.
+ * also checks that the vcpu group, when on, read every one of them. `sysfsTaps`: the TAPs from their sysfs
+ * files only (the reader before it read the agent's own net/dev), for the before/after rows.
  */
 export const collector = (
   vms: ReadonlyArray<FakeVm>,
   pageSize: number,
   source: "static" | "discovery",
   groups: ReadonlySet<MetricGroup> = new Set(),
-  vcpus?: number
+  vcpus?: number,
+  sysfsTaps = false
 ) => {
   const infos: Array<InstanceInfo> = vms.map((vm) => ({
     id: vm.name,
@@ -141,13 +144,16 @@ export const collector = (
   const runtime = ManagedRuntime.make(
     Main.layerPipeline(
       { maxAge: "1 hour", source: "discovery", groups },
-      source === "static" ? { source: InstanceSource.layerStatic(infos) } : {}
+      {
+        ...(source === "static" ? { source: InstanceSource.layerStatic(infos) } : {}),
+        ...(sysfsTaps ? { readers: NodeReaders.layer({ selfNetDev: false }) } : {})
+      }
     ).pipe(Layer.orDie)
   )
   const pids = new Set(vms.map((vm) => vm.pid))
   const refresh = Effect.flatMap(Collector.Collector, (c) => c.refresh)
   return {
-    name: `Collector, ${source}${groups.size > 0 ? `, groups ${[...groups].join(",")}` : ""}`,
+    name: `Collector, ${source}${groups.size > 0 ? `, groups ${[...groups].join(",")}` : ""}${sysfsTaps ? ", sysfs TAPs" : ""}`,
     run: () => runtime.runPromise(refresh),
     checksum: () =>
       runtime
@@ -199,9 +205,10 @@ export const directRender = async (runtime: PipelineRuntime): Promise<Approach> 
     Effect.all({ metrics: VmMetrics.VmMetrics, snapshot: Effect.flatMap(Collector.Collector, (c) => c.refresh) })
   )
   // A copy per run: VmMetrics keeps the text of the last snapshot rendered, and this times the render itself.
+  // runPromise: the render may yield (a log line of the label budget goes through an async logger).
   return {
     name: "render direct",
-    run: () => runtime.runSync(metrics.render({ ...snapshot })),
+    run: () => runtime.runPromise(metrics.render({ ...snapshot })),
     checksum: () => 0n,
     close: () => {}
   }

@@ -15,6 +15,10 @@ export type What =
   | "static"
   | "discovery"
   | "static, default groups"
+  | "static, sysfs TAPs"
+  | "static, default groups, sysfs TAPs"
+  | "vcpus: seed, sysfs TAPs"
+  | "vcpus: default groups, sysfs TAPs"
   | "vcpus: seed"
   | "vcpus: default groups"
   | "vcpus: all groups"
@@ -56,6 +60,18 @@ const open = async (what: What, vms: ReadonlyArray<FakeVm>): Promise<string | nu
     case "static, default groups":
       approach = collector(vms, pageSize, "static", defaultGroups)
       break
+    case "static, sysfs TAPs":
+      approach = collector(vms, pageSize, "static", new Set(), undefined, true)
+      break
+    case "static, default groups, sysfs TAPs":
+      approach = collector(vms, pageSize, "static", defaultGroups, undefined, true)
+      break
+    case "vcpus: seed, sysfs TAPs":
+    case "vcpus: default groups, sysfs TAPs": {
+      const groups = what === "vcpus: seed, sysfs TAPs" ? new Set<never>() : defaultGroups
+      approach = { ...collector(vms, pageSize, "static", groups, vcpuThreads, true), name: what }
+      break
+    }
     case "vcpus: seed":
     case "vcpus: default groups":
     case "vcpus: all groups": {

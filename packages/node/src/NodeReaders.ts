@@ -18,6 +18,8 @@ export type { InvalidRoot } from "./internal/keptFile.js"
 export interface Options {
   readonly procRoot?: string
   readonly sysRoot?: string
+  /** See NodeTapReader's option (default true: the agent's own net/dev when it is sysfs's namespace). */
+  readonly selfNetDev?: boolean
 }
 
 /** @category layers */
@@ -26,12 +28,13 @@ export const layer = (options: Options = {}): Layer.Layer<ProcReader | TapReader
     NodeProcReader.layer(options.procRoot === undefined ? {} : { procRoot: options.procRoot }),
     NodeTapReader.layer({
       ...(options.sysRoot === undefined ? {} : { sysRoot: options.sysRoot }),
-      ...(options.procRoot === undefined ? {} : { procRoot: options.procRoot })
+      ...(options.procRoot === undefined ? {} : { procRoot: options.procRoot }),
+      ...(options.selfNetDev === undefined ? {} : { selfNetDev: options.selfNetDev })
     })
   )
 
 /** @category config */
-export const config: Config.Config<Required<Options>> = Config.all({
+export const config: Config.Config<Required<Omit<Options, "selfNetDev">>> = Config.all({
   procRoot: Config.string("VM_METRICS_PROC_ROOT").pipe(Config.withDefault("/proc")),
   sysRoot: Config.string("VM_METRICS_SYS_ROOT").pipe(Config.withDefault("/sys"))
 })

@@ -5,6 +5,13 @@
  * before it becomes part of a path. A kept fd of a deleted TAP reads ENODEV forever, even after a TAP
  * of that name is created again, so on ENODEV the path is opened once more (internal/keptFile.ts).
  *
+ * While the agent's own network namespace is the one `<sysRoot>/class/net` shows (checked at first
+ * use and at a low rate: internal/hostNetDev.ts), the host's TAPs are read instead from one read of
+ * `<procRoot>/self/net/dev` per collection (shared by its chunks: `sample`'s `collection`): the same kernel counters, without 2–8 sysfs files per TAP (and
+ * without their fds). `via` stays "sysfs": it names the namespace (the one sysfs shows), so a NIC's
+ * series keeps its labels whichever file the numbers came from. In a pod without hostNetwork, whose
+ * namespace is not the host's, sysfs is read as before.
+ *
  * A TAP the host's sysfs does not have, of a VM whose hypervisor pid is known, is looked up in
  * `<procRoot>/<pid>/net/dev`: the interfaces of that process's network namespace, readable without
  * entering it (`via: "netns"`). Only the VM's own pid is used, and the file is parsed once per batch
@@ -25,6 +32,11 @@ export interface Options {
   readonly sysRoot?: string
   /** Where the host's /proc is mounted (for TAPs in a VMM's network namespace). Default `/proc`. */
   readonly procRoot?: string
+  /**
+   * Read the host's TAPs from the agent's own net/dev when it is the namespace sysfs shows. Default
+   * true; false: always the sysfs counter files.
+   */
+  readonly selfNetDev?: boolean
 }
 
 /** Builds the reader; its fds are closed when the scope closes. @category constructors */
@@ -34,13 +46,16 @@ export const make = (options: Options = {}) =>
       Effect.zipWith(
         checkRoot("sysRoot", options.sysRoot ?? "/sys"),
         checkRoot("procRoot", options.procRoot ?? "/proc"),
-        makeSyncTapReader
+        (sysRoot, procRoot) =>
+          makeSyncTapReader(sysRoot, procRoot, undefined, {
+            ...(options.selfNetDev === undefined ? {} : { selfNetDev: options.selfNetDev })
+          })
       ),
       (r) => Effect.sync(r.closeAll)
     ),
     (reader) =>
       TapReader.of({
-        sample: (taps, wanted) => Effect.sync(() => reader.sample(taps, wanted)),
+        sample: (taps, wanted, collection) => Effect.sync(() => reader.sample(taps, wanted, collection)),
         release: (tap) => Effect.sync(() => reader.release(tap))
       })
   )

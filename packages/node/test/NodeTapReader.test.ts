@@ -41,7 +41,8 @@ const skip = tapSkipReason()
 describe.skipIf(skip !== undefined)("NodeTapReader on a real TAP", () => {
   it("reads exact host-side counters that grow as frames pass, on kept fds", () => {
     const tap = createTap()
-    const reader = makeSyncTapReader("/sys")
+    // Sysfs alone: the agent's own net/dev (SelfNetDev.test.ts) would stand in for these files here.
+    const reader = makeSyncTapReader("/sys", "/proc", undefined, { selfNetDev: false })
     try {
       assert.deepStrictEqual(bytes(reader, tap), { rxBytes: 0n, txBytes: 0n })
       const pushed = pushFrames(tap, 50, 986)
@@ -82,7 +83,7 @@ describe.skipIf(skip !== undefined)("NodeTapReader on a real TAP", () => {
 describe.skipIf(skip !== undefined)("NodeTapReader across TAP re-creation", () => {
   it("re-opens by path when a kept fd reads ENODEV (TAP deleted and created again between reads)", () => {
     const tap = createTap()
-    const reader = makeSyncTapReader("/sys")
+    const reader = makeSyncTapReader("/sys", "/proc", undefined, { selfNetDev: false })
     try {
       assert.isTrue(Either.isRight(reader.sampleOne(tap).counters))
       deleteTap(tap)

@@ -18,6 +18,7 @@ import {
 } from "@vm-metrics/core/TapReader"
 import { Either } from "effect"
 import { type FdBudget, sharedFdBudget } from "./fdBudget.js"
+import { type HostNetDevOptions, makeHostNetDev } from "./hostNetDev.js"
 import { KeptFile, ReadBuffer } from "./keptFile.js"
 
 const errorOf = (tap: string, path: string, code: string): TapReadError => {
@@ -59,20 +60,50 @@ interface NetDevFile {
   parsed: Either.Either<ReadonlyMap<string, NetDevInterface>, TapReadError | "gone"> | undefined
 }
 
+/** @internal */
+export interface SyncTapReaderOptions extends HostNetDevOptions {
+  /**
+   * Read the host's TAPs from the agent's own net/dev while it shows the namespace sysfs shows
+   * (internal/hostNetDev.ts). Default true; false: sysfs counter files only.
+   */
+  readonly selfNetDev?: boolean
+}
+
+/** A TAP's counters from a net/dev line, null where not wanted. */
+const netDevCounters = (found: NetDevInterface, wanted: TapWanted): TapCounters => ({
+  rxBytes: found.rxBytes,
+  txBytes: found.txBytes,
+  rxPackets: wanted.packets ? found.rxPackets : null,
+  txPackets: wanted.packets ? found.txPackets : null,
+  rxErrors: wanted.packets ? found.rxErrors : null,
+  txErrors: wanted.packets ? found.txErrors : null,
+  rxDropped: wanted.dropped ? found.rxDropped : null,
+  txDropped: wanted.dropped ? found.txDropped : null
+})
+
 /**
  * The synchronous core of the reader, usable without Effect (benchmarks). `budget`: the fds it may
  * keep (default: the process's shared budget, internal/fdBudget.ts).
  *
  * @category constructors
  */
-export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc", budget: FdBudget = sharedFdBudget()) => {
+export const makeSyncTapReader = (
+  sysRoot: string,
+  procRoot = "/proc",
+  budget: FdBudget = sharedFdBudget(),
+  options: SyncTapReaderOptions = {}
+) => {
   const buffer = new ReadBuffer()
+  const host = options.selfNetDev === false ? undefined : makeHostNetDev(sysRoot, procRoot, budget, buffer, options)
   /** pid (0: none) → name → entry: two lookups, no key built per read. */
   const entries = new Map<number, Map<string, TapEntry>>()
   const netDevs = new Map<number, NetDevFile>()
   /** Values of the read in progress, by index in `counterFiles`. */
   const values: Array<bigint | null> = counterFiles.map(() => null)
   let batch = 0
+  /** The host's net/dev is read once per round: a collection (all its chunks), or a call without one. */
+  let round = 0
+  let roundCollection: number | undefined
 
   const closeSysfs = (entry: TapEntry): void => {
     for (let i = 0; i < entry.files.length; i++) {
@@ -174,16 +205,7 @@ export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc", budget: F
       leaveNetDev(entry)
       return undefined
     }
-    return Either.right({
-      rxBytes: found.rxBytes,
-      txBytes: found.txBytes,
-      rxPackets: wanted.packets ? found.rxPackets : null,
-      txPackets: wanted.packets ? found.txPackets : null,
-      rxErrors: wanted.packets ? found.rxErrors : null,
-      txErrors: wanted.packets ? found.txErrors : null,
-      rxDropped: wanted.dropped ? found.rxDropped : null,
-      txDropped: wanted.dropped ? found.txDropped : null
-    })
+    return Either.right(netDevCounters(found, wanted))
   }
 
   /** The entry of a request, made (after the name is validated) on first use; or why there is none. */
@@ -204,8 +226,10 @@ export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc", budget: F
   }
 
   /**
-   * Sysfs first; when the host has no such TAP and the VM's pid is known, that process's net/dev.
-   * A TAP found via netns is looked for there first next time, and in sysfs again once it is gone.
+   * The host's namespace first: the agent's own net/dev when it is that namespace (`via` stays "sysfs":
+   * the namespace /sys/class/net shows, the same counters), else sysfs; when the host has no such TAP
+   * and the VM's pid is known, that process's net/dev. A TAP found via netns is looked for there first
+   * next time, and in the host's namespace again once it is gone.
    */
   const sampleOne = (request: TapRequest, wanted: TapWanted): TapSample => {
     const entry = entryOf(request)
@@ -215,7 +239,14 @@ export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc", budget: F
       if (inNetns !== undefined) return { via: "netns", counters: inNetns }
       entry.netns = false
     }
+    const hostInterfaces = host?.interfaces(round)
+    const inHost = hostInterfaces?.get(entry.name)
+    if (inHost !== undefined) {
+      closeSysfs(entry) // read from net/dev: its sysfs fds go back to the budget
+      return { via: "sysfs", counters: Either.right(netDevCounters(inHost, wanted)) }
+    }
     const read = readSysfs(entry, indicesFor(wanted))
+    if (hostInterfaces !== undefined && Either.isRight(read)) host?.disagrees(entry.name)
     if (entry.pid === 0 || Either.isRight(read) || read.left._tag !== "TapMissing")
       return { via: "sysfs", counters: read }
     const inNetns = readNetns(entry, wanted)
@@ -227,8 +258,10 @@ export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc", budget: F
     return { via: "netns", counters: inNetns }
   }
 
-  const sample = (requests: ReadonlyArray<TapRequest>, wanted: TapWanted): Array<TapSample> => {
+  const sample = (requests: ReadonlyArray<TapRequest>, wanted: TapWanted, collection?: number): Array<TapSample> => {
     batch++
+    if (collection === undefined || collection !== roundCollection) round++
+    roundCollection = collection
     const samples = new Array<TapSample>(requests.length)
     for (let i = 0; i < requests.length; i++) samples[i] = sampleOne(requests[i], wanted)
     return samples
@@ -237,6 +270,7 @@ export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc", budget: F
   const closeAll = (): void => {
     for (const byName of entries.values()) for (const entry of byName.values()) closeSysfs(entry)
     for (const netDev of netDevs.values()) netDev.file.close()
+    host?.close()
     entries.clear()
     netDevs.clear()
   }
@@ -256,6 +290,10 @@ export const makeSyncTapReader = (sysRoot: string, procRoot = "/proc", budget: F
       }
       return open
     },
-    openNetDevs: () => netDevs.size
+    openNetDevs: () => netDevs.size,
+    /** Whether the host's TAPs are read from the agent's own net/dev now (its namespace check passed). */
+    selfNetDevInUse: () => host?.inUse() === true,
+    /** Namespace checks run so far. */
+    selfNetDevChecks: () => host?.checks() ?? 0
   }
 }
