@@ -88,8 +88,9 @@ const checkRow = (cells: ReadonlyArray<string>, vm: Vm) => {
   assert.strictEqual(name, VM_NAME)
   assert.strictEqual(state, "running")
   assert.strictEqual(id, vm.uuid)
-  // TCG burns about a third of a core; one vCPU allocated, so %VCPU = cores × 100.
-  assert.isAbove(Number(cores), 0.02)
+  // TCG burns about a third of a core on a quiet host, far less when the host is loaded (0.02 seen in CI); the
+  // guest pings 5 times a second, so its hypervisor runs every interval. One vCPU: %VCPU = cores × 100.
+  assert.isAbove(Number(cores), 0)
   assert.isBelow(Number(cores), 1.6)
   assert.strictEqual(Number(share!.replace("%", "")), Math.round(Number(cores) * 100))
   assert.match(rss!, /^\d+\.\dM$/)
