@@ -1,5 +1,5 @@
 /**
- * Which command lines the bundle's entry point (Launcher) answers without the full CLI: the help texts
+ * Which command lines the entry points (Launcher for the bundle, SeaMain for the executable) answer without the full CLI: the help texts
  * captured at build time, keyed as in dist/help.json, and the version line (BuildInfo, computed where it
  * runs: the executable carries another Node than the build's). Every other command line goes to the full CLI.
  *
@@ -17,4 +17,25 @@ export const helpKey = (args: ReadonlyArray<string>): string | undefined => {
   // `help <command>` is `<command> --help`.
   if (args.length === 2 && args[0] === "help" && isCommand(args[1])) return `help ${args[1]}`
   return undefined
+}
+
+/**
+ * What an entry point prints for `args` without the full CLI: the version line, or the captured help text
+ * from `readTexts` (help.json's contents); undefined — the full CLI answers — for any other command line,
+ * or when the texts cannot be read or lack the key. @category utils
+ */
+export const capturedText = (
+  args: ReadonlyArray<string>,
+  version: string,
+  readTexts: () => string
+): string | undefined => {
+  const key = helpKey(args)
+  if (key === undefined) return undefined
+  if (key === "version") return `${version}\n`
+  try {
+    const texts = JSON.parse(readTexts()) as Record<string, string>
+    return Object.hasOwn(texts, key) ? texts[key] : undefined
+  } catch {
+    return undefined
+  }
 }

@@ -15,21 +15,11 @@
  */
 import * as fs from "node:fs"
 import * as BuildInfo from "./BuildInfo.js"
-import { helpKey } from "./HelpKey.js"
+import { capturedText } from "./HelpKey.js"
 
-/** The version line, or the captured help text for `args` if the build captured one (else the CLI answers). */
-const capturedText = (args: ReadonlyArray<string>): string | undefined => {
-  const key = helpKey(args)
-  if (key === undefined) return undefined
-  if (key === "version") return `${BuildInfo.summary}\n`
-  try {
-    const texts = JSON.parse(fs.readFileSync(new URL("./help.json", import.meta.url), "utf8")) as Record<string, string>
-    return Object.hasOwn(texts, key) ? texts[key] : undefined
-  } catch {
-    return undefined // no help.json beside the bundle: the full CLI answers
-  }
-}
-
-const text = capturedText(process.argv.slice(2))
+// No help.json beside the bundle: readFileSync throws and the full CLI answers.
+const text = capturedText(process.argv.slice(2), BuildInfo.summary, () =>
+  fs.readFileSync(new URL("./help.json", import.meta.url), "utf8")
+)
 if (text !== undefined) process.stdout.write(text)
 else await import(new URL("./cli.mjs", import.meta.url).href)
