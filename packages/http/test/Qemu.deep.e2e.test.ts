@@ -566,6 +566,6 @@ describe.skipIf(kvmSkip)("a real QEMU guest under KVM", () => {
         assert.isAbove(guest, 0, "KVM vCPUs account guest time")
         assert.strictEqual(threadsOf(rig.vm.pid).filter((t) => t.comm === "CPU 0/KVM").length, 1, "CPU 0/KVM")
       }),
-    { timeout: 90_000 }
+    { timeout: 180_000 }
   )
 })

@@ -106,7 +106,7 @@ const checkRow = (cells: ReadonlyArray<string>, vm: Vm) => {
 }
 
 describe.skipIf(skip !== undefined)("vm-metrics top", () => {
-  layer(rigLayer, { excludeTestServices: true, timeout: 90_000 })("against a real QEMU guest", (it) => {
+  layer(rigLayer, { excludeTestServices: true, timeout: 180_000 })("against a real QEMU guest", (it) => {
     it.effect(
       "local: rows with cores, rates and RSS; keys change the sort; q quits",
       () =>

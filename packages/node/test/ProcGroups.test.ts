@@ -8,7 +8,7 @@
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { afterAll, assert, describe, it } from "@effect/vitest"
+import { afterEach, assert, describe, it } from "@effect/vitest"
 import * as Collector from "@vm-metrics/core/Collector"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
@@ -43,7 +43,9 @@ const start = async (options: FakeVmmOptions) => {
   fakes.push(fake)
   return fake
 }
-afterAll(async () => {
+// Each test's fakes go with it: a busy vCPU thread left spinning (one at nice −20, pinned to core 0) would
+// starve the rest of a loaded CI run.
+afterEach(async () => {
   await Promise.all(fakes.splice(0).map((fake) => fake.stop()))
 })
 
