@@ -20,7 +20,7 @@
  *    on the same processes when installed (one group per pid, `-threads=false -gather-smaps=false`). Median
  *    and p99 over ≥ 30 scrapes each.
  * 3. The server in its own process (served.ts): start to first full listing, `/instances/{id}/stats` at a
- *    fixed 1,000 req/s (autocannon), RSS after 1,000 scrapes, and at N = 1000 the CPU it spends with a
+ *    fixed 1,000 req/s (hey when installed, else autocannon), RSS after 1,000 scrapes, and at N = 1000 the CPU it spends with a
  *    scrape every 15 s. Once before: its RSS idle with 0 VMs.
  *
  * Then one markdown table: the issue's targets next to the measured numbers.
@@ -39,7 +39,16 @@ import * as path from "node:path"
 import { type FakeVm, type Fleet, startFleet } from "@vm-metrics/testing/FakeHypervisors"
 import { atExit } from "./atExit.js"
 import { bareBytesServer, get, processExporter, quantile } from "./scrape.js"
-import { bareServerLoad, cpuPercent, fixedRate, type Load, rssMiB, serveCommandLine, startServed } from "./served.js"
+import {
+  bareServerLoad,
+  cpuPercent,
+  fixedRate,
+  type Load,
+  loadGenerator,
+  rssMiB,
+  serveCommandLine,
+  startServed
+} from "./served.js"
 import type { Reply, Request, What } from "./worker.js"
 
 const sizes = process.argv
@@ -391,7 +400,7 @@ const benchServed = async (fleet: Fleet): Promise<ServedResult> => {
     await fixedRate(url, STATS_RATE, 2) // warm-up, not counted
     const stats = await fixedRate(url, STATS_RATE, STATS_SECONDS)
     console.log(
-      `  stats at ${STATS_RATE} req/s for ${STATS_SECONDS} s: p50 ${stats.p50} ms, p99 ${stats.p99} ms, p99.9 ${stats.p999} ms, ` +
+      `  stats at ${STATS_RATE} req/s for ${STATS_SECONDS} s (${loadGenerator()}): p50 ${stats.p50} ms, p99 ${stats.p99} ms, p99.9 ${stats.p999} ms, ` +
         `max ${stats.max} ms; ${stats.rate.toFixed(0)} req/s answered 2xx, ${stats.failed} failed`
     )
     for (let i = 0; i < RSS_SCRAPES; i++) await get(served.agent, served.port, "/metrics", i % 2 === 1)

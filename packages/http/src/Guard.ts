@@ -32,7 +32,8 @@ const digest = (text: string) => createHash("sha256").update(text).digest()
 export const tokensMatch = (presented: string, expected: string): boolean =>
   timingSafeEqual(digest(presented), digest(expected))
 
-const bearerOf = (header: string | undefined): string | undefined => {
+/** The token of an `Authorization: Bearer …` header, or undefined. @category auth */
+export const bearerOf = (header: string | undefined): string | undefined => {
   const match = header === undefined ? null : /^Bearer[ ]+(\S+)[ ]*$/i.exec(header)
   return match?.[1]
 }

@@ -12,6 +12,7 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Context, Data, Effect, Layer } from "effect"
 import * as Connections from "./Connections.js"
+import * as FastPath from "./FastPath.js"
 import * as Tls from "./Tls.js"
 
 /** The server could not listen on `address`. @category errors */
@@ -67,8 +68,11 @@ export const layer = (options: Options) => {
       if (options.tls !== undefined) yield* Tls.reloadOnHangup(server as unknown as tls.Server, options.tls)
     })
   )
+  // Installed before the platform attaches its request listener (FastPath offers requests ahead of it).
+  const fastPath = Layer.effect(FastPath.FastPath, Effect.map(NodeServer, FastPath.install))
   return drain.pipe(
     Layer.provideMerge(listen),
+    Layer.provideMerge(fastPath),
     Layer.provide(Layer.sync(NodeServer, () => Connections.makeServer(options.limits, options.tls)))
   )
 }

@@ -10,6 +10,7 @@ import * as HttpRouter from "@effect/platform/HttpRouter"
 import { Layer, type Option, type Redacted } from "effect"
 import * as Connections from "./Connections.js"
 import * as Docs from "./Docs.js"
+import * as FastPath from "./FastPath.js"
 import { guard } from "./Guard.js"
 import { ApiLive } from "./Http.js"
 import * as Landing from "./Landing.js"
@@ -69,7 +70,11 @@ export const layerApp = (
 export const layer = (options: Options) =>
   layerApp(options.authToken, options).pipe(
     (app) =>
-      Layer.merge(app, StartupLine.layer(options.source ?? "unknown", options.tls === undefined ? "http" : "https")),
+      Layer.mergeAll(
+        app,
+        StartupLine.layer(options.source ?? "unknown", options.tls === undefined ? "http" : "https"),
+        FastPath.layerStats(options.authToken)
+      ),
     Layer.provide(
       Listener.layer({
         host: options.host,

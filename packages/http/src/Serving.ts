@@ -33,6 +33,8 @@ export class Serving extends Context.Tag("@vm-metrics/http/Serving")<
     readonly snapshot: Effect.Effect<Snapshot>
     /** The snapshots before it, for rates. */
     readonly history: Rates.History
+    /** In the background: the latest snapshot, read synchronously (FastPath); undefined before the first. */
+    readonly latest?: () => Snapshot | undefined
   }
 >() {}
 
@@ -72,7 +74,8 @@ export const layerBackground = (interval: Duration.DurationInput): Layer.Layer<S
           collector.latest,
           Option.match({ onNone: () => collector.collectAll, onSome: Effect.succeed })
         ),
-        history
+        history,
+        latest: () => Option.getOrUndefined(Effect.runSync(collector.latest))
       })
     })
   )
