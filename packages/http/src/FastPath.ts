@@ -31,6 +31,15 @@ export class FastPath extends Context.Tag("@vm-metrics/http/FastPath")<
   { readonly set: (answer: Answer | undefined) => void }
 >() {}
 
+/** Whether `answer` answered; one that throws before writing leaves the request to the platform (never a crash). */
+const answered = (answer: Answer, request: http.IncomingMessage, response: http.ServerResponse): boolean => {
+  try {
+    return answer(request, response)
+  } catch {
+    return response.headersSent
+  }
+}
+
 /**
  * Makes `server` offer each request to the answer set (if any) before its later `request` listeners
  * (the platform's). The listeners already attached now (Connections' bookkeeping) see every request.
@@ -47,7 +56,7 @@ export const install = (server: http.Server): Context.Tag.Service<FastPath> => {
     }
     const [request, response] = args as [http.IncomingMessage, http.ServerResponse]
     for (const listener of bookkeeping) listener.call(this, request, response)
-    if (current(request, response)) return true
+    if (answered(current, request, response)) return true
     for (const listener of server.listeners("request") as Array<(...args: Array<unknown>) => void>) {
       if (!bookkeeping.includes(listener)) listener.call(this, request, response)
     }
@@ -63,7 +72,7 @@ export const install = (server: http.Server): Context.Tag.Service<FastPath> => {
 /** The target the fast path takes: exactly this shape, an id of the characters no router or decoder touches. */
 const STATS_TARGET = /^\/instances\/([A-Za-z0-9._~-]{1,256})\/stats$/
 
-/** The fast answer over a snapshot getter and its history (exported for tests). @category constructors */
+/** The stats answer over a snapshot getter and its history. @category constructors */
 export const statsAnswer = (
   token: Option.Option<Redacted.Redacted<string>>,
   latest: () => Snapshot | undefined,

@@ -58,4 +58,17 @@ describe("FastPath.install", () => {
       "platform /fast"
     ])
   })
+
+  it("an answer that throws before writing leaves the request to the platform, and the server lives on", async () => {
+    const server = http.createServer()
+    server.on("request", () => {})
+    const fast = FastPath.install(server)
+    server.on("request", (_: http.IncomingMessage, response: http.ServerResponse) => response.end("platform"))
+    const base = await listening(server)
+    fast.set(() => {
+      throw new Error("a bug in the answer")
+    })
+    assert.strictEqual(await (await fetch(`${base}/a`)).text(), "platform")
+    assert.strictEqual(await (await fetch(`${base}/b`)).text(), "platform")
+  })
 })
