@@ -89,6 +89,11 @@ export class TapReader extends Context.Tag("@vm-metrics/core/TapReader")<
     ) => Effect.Effect<ReadonlyArray<TapSample>>
     /** The collector no longer needs this TAP (name and pid): drop whatever is kept for it. */
     readonly release: (tap: TapRequest) => Effect.Effect<void>
+    /**
+     * Optional: reads now, as a step of its own, what the chunks of `collection` will share (a net/dev
+     * listing every TAP), so that no chunk carries that read besides its own.
+     */
+    readonly prepare?: (collection: number) => Effect.Effect<void>
   }
 >() {}
 

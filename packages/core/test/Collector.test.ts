@@ -1045,6 +1045,75 @@ describe("Collector slices", () => {
   })
 })
 
+describe("Collector and TapReader.prepare", () => {
+  /** The memory reader with `prepare`, logging prepares, samples and the event-loop turns between them. */
+  const preparing = (instances: ReadonlyArray<InstanceInfo>) => {
+    const memory = TapReader.makeMemory()
+    const log: Array<string> = []
+    const reader = TapReader.TapReader.of({
+      ...memory.reader,
+      sample: (requests, wanted, collection) =>
+        Effect.zipRight(
+          Effect.sync(() => log.push(`sample ${collection} ${requests.map((r) => r.name).join(",")}`)),
+          memory.reader.sample(requests, wanted, collection)
+        ),
+      prepare: (collection) => Effect.sync(() => void log.push(`prepare ${collection}`))
+    })
+    const procs = ProcReader.makeMemory(fallbackKernelInfo)
+    for (const info of instances)
+      if (info.hypervisorPid !== undefined) procs.set(info.hypervisorPid, running(info.hypervisorPid))
+    const turn = Effect.async<void>((resume) => {
+      const handle = setImmediate(() => {
+        log.push("turn")
+        resume(Effect.void)
+      })
+      return Effect.sync(() => clearImmediate(handle))
+    })
+    const layer = Collector.layer({ groups: new Set(), chunkSize: 1, yieldToHost: turn }).pipe(
+      Layer.provide(
+        Layer.mergeAll(
+          ProcReader.layerMemory(procs),
+          Layer.succeed(TapReader.TapReader, reader),
+          InstanceSource.layerMemory(InstanceSource.makeMemory(instances))
+        )
+      )
+    )
+    return { log, layer }
+  }
+
+  it.live(
+    "the shared read comes first, once per collection, with a turn of the event loop before the first chunk",
+    () => {
+      const r = preparing([vm("a", { hypervisorPid: 11, tapDevice: "tap-a" }), vm("b", { hypervisorPid: 12 })])
+      return Effect.gen(function* () {
+        const collector = yield* Collector.Collector
+        yield* collector.refresh
+        yield* collector.refresh
+        assert.deepStrictEqual(r.log, [
+          "prepare 1",
+          "turn",
+          "sample 1 tap-a",
+          "turn",
+          "sample 1 ",
+          "prepare 2",
+          "turn",
+          "sample 2 tap-a",
+          "turn",
+          "sample 2 "
+        ])
+      }).pipe(Effect.provide(r.layer))
+    }
+  )
+
+  it.live("no VM with a TAP: nothing to prepare", () => {
+    const r = preparing([vm("a", { hypervisorPid: 11 })])
+    return Effect.gen(function* () {
+      yield* Effect.flatMap(Collector.Collector, (c) => c.refresh)
+      assert.deepStrictEqual(r.log, ["sample 1 "])
+    }).pipe(Effect.provide(r.layer))
+  })
+})
+
 describe("Collector listMaxAge", () => {
   it.effect(
     "collect reuses a listing younger than listMaxAge and reads its VMs again; a VM found gone lists again",

@@ -56,7 +56,8 @@ export const make = (options: Options = {}) =>
     (reader) =>
       TapReader.of({
         sample: (taps, wanted, collection) => Effect.sync(() => reader.sample(taps, wanted, collection)),
-        release: (tap) => Effect.sync(() => reader.release(tap))
+        release: (tap) => Effect.sync(() => reader.release(tap)),
+        prepare: (collection) => Effect.sync(() => reader.prepare(collection))
       })
   )
 

@@ -158,6 +158,25 @@ describe.skipIf(skip !== undefined)("the host's TAPs from the agent's own net/de
     }
   })
 
+  it("prepare reads net/dev for a collection now: that collection's chunks see the counters as of prepare", () => {
+    const tap = createTap()
+    let clock = 0
+    const reader = makeSyncTapReader("/sys", "/proc", new FdBudget(100), { recheckMs: 1000, now: () => clock })
+    const rxPackets = (collection: number) =>
+      Either.getOrThrow(reader.sample([{ name: tap }], allCounters, collection)[0]!.counters).rxPackets
+    try {
+      sampleInUse(reader, tap, () => (clock += 1000))
+      reader.prepare(1)
+      pushFrames(tap, 3, 100) // after prepare, before the first chunk
+      assert.strictEqual(rxPackets(1), 0n)
+      reader.prepare(2)
+      assert.strictEqual(rxPackets(2), 3n)
+    } finally {
+      reader.closeAll()
+      deleteTap(tap)
+    }
+  })
+
   it("is used when sysfs lists the same interfaces, and dropped at once for a TAP sysfs has and net/dev lacks", () => {
     const root = linkedSysRoot()
     const reader = makeSyncTapReader(root, "/proc", new FdBudget(100), { recheckMs: 0 })

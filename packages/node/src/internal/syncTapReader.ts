@@ -258,10 +258,21 @@ export const makeSyncTapReader = (
     return { via: "netns", counters: inNetns }
   }
 
-  const sample = (requests: ReadonlyArray<TapRequest>, wanted: TapWanted, collection?: number): Array<TapSample> => {
-    batch++
+  /** Starts the round of `collection` (a call without one is a round of its own). */
+  const enterRound = (collection: number | undefined): void => {
     if (collection === undefined || collection !== roundCollection) round++
     roundCollection = collection
+  }
+
+  /** Reads the host's net/dev for `collection` now (TapReader `prepare`); its chunks then share it. */
+  const prepare = (collection: number): void => {
+    enterRound(collection)
+    host?.interfaces(round)
+  }
+
+  const sample = (requests: ReadonlyArray<TapRequest>, wanted: TapWanted, collection?: number): Array<TapSample> => {
+    batch++
+    enterRound(collection)
     const samples = new Array<TapSample>(requests.length)
     for (let i = 0; i < requests.length; i++) samples[i] = sampleOne(requests[i], wanted)
     return samples
@@ -277,6 +288,7 @@ export const makeSyncTapReader = (
 
   return {
     sample,
+    prepare,
     /** One TAP alone (tests): its own batch. */
     sampleOne: (request: TapRequest | string, wanted: TapWanted = { packets: false, dropped: false }) =>
       sample([typeof request === "string" ? { name: request } : request], wanted)[0],
