@@ -1,18 +1,7 @@
-/**
- * The stats fast path (FastPath.ts) against the platform's own answer, in the real server (the bundle,
- * a file source over real processes, a token, one collection an hour so every request reads the same
- * snapshot): `GET /instances/{id}/stats` answered on the fast path equals, status, headers (but Date)
- * and body byte for byte, what the platform answers for the same target with a query string (which the
- * fast path leaves to it and the API ignores). Requests the fast path must leave alone get the
- * platform's refusals.
- */
-import * as fs from "node:fs"
 import * as http from "node:http"
-import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { spawnChild, stopChild, tempDir } from "@vm-metrics/testing"
 import { Effect } from "effect"
-import { serveCli } from "./rig.js"
+import { serveFileWithToken } from "./rig.js"
 
 const TOKEN = "fast-path-e2e-token"
 
@@ -55,29 +44,13 @@ const withoutDate = (headers: Raw["headers"]) => {
   return rest
 }
 
-const agent = Effect.gen(function* () {
-  const dir = yield* tempDir("fast-path-e2e-")
-  const vms = yield* Effect.acquireRelease(
-    Effect.sync(() => [spawnChild("exec sleep 300"), spawnChild("exec sleep 300")]),
-    (children) => Effect.promise(() => Promise.all(children.map(stopChild)))
-  )
-  const instancesFile = path.join(dir, "instances.json")
-  fs.writeFileSync(
-    instancesFile,
-    JSON.stringify([
-      { id: "fast-vm-1", name: "web", pid: vms[0].pid, vcpus: 2, memory: "1G" },
-      { id: "fast-vm-2", name: "db", pid: vms[1].pid, vcpus: 1, memory: "512M" }
-    ])
-  )
-  const tokenFile = path.join(dir, "token")
-  fs.writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 })
-  return yield* serveCli({
-    name: "agent (fast path)",
-    args: [
-      ...["--source", "file", "--instances-file", instancesFile, "--auth-token-file", tokenFile],
-      ...["--collection", "background", "--interval", "3600s"]
-    ]
-  })
+const agent = serveFileWithToken({
+  name: "agent (fast path)",
+  token: TOKEN,
+  instances: ([web, db]) => [
+    { id: "fast-vm-1", name: "web", pid: web, vcpus: 2, memory: "1G" },
+    { id: "fast-vm-2", name: "db", pid: db, vcpus: 1, memory: "512M" }
+  ]
 })
 
 describe("GET /instances/{id}/stats on the fast path", () => {

@@ -7,13 +7,12 @@
  * snapshot.
  */
 import * as fs from "node:fs"
-import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { skipReason, spawnChild, stopChild, tempDir } from "@vm-metrics/testing"
+import { skipReason } from "@vm-metrics/testing"
 import { Effect } from "effect"
 import { type Browser, chromium } from "playwright-core"
 import * as BuildInfo from "../src/BuildInfo.js"
-import { serveCli } from "./rig.js"
+import { serveFileWithToken } from "./rig.js"
 
 const CHROMIUM = process.env.CHROMIUM_BIN ?? "/usr/bin/chromium"
 const skipBrowser = skipReason(
@@ -37,31 +36,15 @@ const launch = Effect.acquireRelease(
   (browser: Browser) => Effect.promise(() => browser.close())
 )
 
-const agent = Effect.gen(function* () {
-  const dir = yield* tempDir("landing-e2e-")
-  const vms = yield* Effect.acquireRelease(
-    Effect.sync(() => [spawnChild("exec sleep 120"), spawnChild("exec sleep 120")]),
-    (children) => Effect.promise(() => Promise.all(children.map(stopChild)))
-  )
-  const instancesFile = path.join(dir, "instances.json")
-  fs.writeFileSync(
-    instancesFile,
-    JSON.stringify([
-      { id: "landing-vm-1", name: "web", pid: vms[0].pid, vcpus: 2, memory: "1G" },
-      { id: "landing-vm-2", name: "db", pid: vms[1].pid, vcpus: 1, memory: "512M" },
-      // A pidfile that does not exist: listed, without a process.
-      { id: "landing-vm-3", name: "stopped", pidfile: "missing.pid", vcpus: 1, memory: "512M" }
-    ])
-  )
-  const tokenFile = path.join(dir, "token")
-  fs.writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 })
-  return yield* serveCli({
-    name: "agent (landing page)",
-    args: [
-      ...["--source", "file", "--instances-file", instancesFile, "--auth-token-file", tokenFile],
-      ...["--collection", "background", "--interval", "3600s"]
-    ]
-  })
+const agent = serveFileWithToken({
+  name: "agent (landing page)",
+  token: TOKEN,
+  instances: ([web, db]) => [
+    { id: "landing-vm-1", name: "web", pid: web, vcpus: 2, memory: "1G" },
+    { id: "landing-vm-2", name: "db", pid: db, vcpus: 1, memory: "512M" },
+    // A pidfile that does not exist: listed, without a process.
+    { id: "landing-vm-3", name: "stopped", pidfile: "missing.pid", vcpus: 1, memory: "512M" }
+  ]
 })
 
 describe.skipIf(skipBrowser)("the landing page in headless Chromium", () => {

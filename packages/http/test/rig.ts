@@ -27,6 +27,7 @@ import {
   statField,
   stopChild,
   tapSkipReason,
+  tempDir,
   versionOf,
   waitFor,
   which
@@ -152,6 +153,35 @@ export const serveCli = (options: {
       }
     )
     return { ...server, base, target: `${host}:${port}`, args, get, idleMs: () => Date.now() - lastRequestEnd }
+  })
+
+/**
+ * `serveCli` over a file source listing two real processes (`sleep`, stopped with the scope), with a token
+ * file, collecting once an hour (every request reads the same snapshot). `instances` gives the file's
+ * entries for the two pids.
+ */
+export const serveFileWithToken = (options: {
+  readonly name: string
+  readonly token: string
+  readonly instances: (pids: readonly [number, number]) => ReadonlyArray<Record<string, unknown>>
+}): Effect.Effect<CliServer, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const dir = yield* tempDir("file-agent-")
+    const children = yield* Effect.acquireRelease(
+      Effect.sync(() => [spawnChild("exec sleep 300"), spawnChild("exec sleep 300")] as const),
+      (sleepers) => Effect.promise(() => Promise.all(sleepers.map(stopChild)))
+    )
+    const instancesFile = path.join(dir, "instances.json")
+    fs.writeFileSync(instancesFile, JSON.stringify(options.instances([children[0].pid, children[1].pid])))
+    const tokenFile = path.join(dir, "token")
+    fs.writeFileSync(tokenFile, `${options.token}\n`, { mode: 0o600 })
+    return yield* serveCli({
+      name: options.name,
+      args: [
+        ...["--source", "file", "--instances-file", instancesFile, "--auth-token-file", tokenFile],
+        ...["--collection", "background", "--interval", "3600s"]
+      ]
+    })
   })
 
 /** GET (or POST) a loopback URL; the status and body. */
