@@ -56,6 +56,32 @@ export const inProcessServer = async (config: Partial<AppConfig.AppConfig>) => {
 }
 
 /**
+ * Waits until `child`, a server just spawned, answers GET `probe` on `port` through `agent` (at most 100
+ * tries, `intervalMs` apart); kills it and throws when it never does or exits first.
+ */
+export const untilAnswering = async (
+  what: string,
+  child: ChildProcess,
+  agent: http.Agent,
+  port: number,
+  probe: string,
+  intervalMs: number
+): Promise<void> => {
+  for (let i = 0; ; i++) {
+    try {
+      await get(agent, port, probe)
+      return
+    } catch (error) {
+      if (i >= 100 || child.exitCode !== null) {
+        child.kill("SIGKILL")
+        throw new Error(`${what} did not answer: ${error}`)
+      }
+      await new Promise((resolve) => setTimeout(resolve, intervalMs))
+    }
+  }
+}
+
+/**
  * A bare node:http server in its own process answering `/<n>` with n bytes (Content-Length, one write, the
  * Buffer kept for the next request of that size): the yardstick of a cached `/metrics`, what moving as many bytes
  * to this client costs whatever serves them.
@@ -72,18 +98,9 @@ export const bareBytesServer = async (port: number) => {
   const unhook = atExit(kill)
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
   try {
-    for (let i = 0; ; i++) {
-      try {
-        await get(agent, port, "/1")
-        break
-      } catch (error) {
-        if (i >= 100 || child.exitCode !== null) throw new Error(`the bare server did not answer: ${error}`)
-        await new Promise((resolve) => setTimeout(resolve, 50))
-      }
-    }
+    await untilAnswering("the bare server", child, agent, port, "/1", 50)
   } catch (error) {
     unhook()
-    kill()
     throw error
   } finally {
     agent.destroy()
@@ -115,18 +132,7 @@ export const processExporter = async (dir: string, port: number) => {
   const kill = () => child.kill("SIGKILL")
   atExit(kill)
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-  for (let i = 0; ; i++) {
-    try {
-      await get(agent, port, "/metrics")
-      break
-    } catch (error) {
-      if (i >= 100 || child.exitCode !== null) {
-        child.kill("SIGKILL")
-        throw new Error(`process-exporter did not answer: ${error}`)
-      }
-      await new Promise((resolve) => setTimeout(resolve, 100))
-    }
-  }
+  await untilAnswering("process-exporter", child, agent, port, "/metrics", 100)
   return {
     port,
     agent,

@@ -11,7 +11,7 @@ import * as fs from "node:fs"
 import * as http from "node:http"
 import * as path from "node:path"
 import { atExit } from "./atExit.js"
-import { get, quantile } from "./scrape.js"
+import { get, quantile, untilAnswering } from "./scrape.js"
 
 const root = path.resolve(import.meta.dirname, "../../..")
 
@@ -221,16 +221,11 @@ export const bareServerLoad = async (port: number, seconds: number): Promise<Loa
   const unhook = atExit(() => child.kill("SIGKILL"))
   try {
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
-    for (let i = 0; ; i++) {
-      try {
-        await get(agent, port, "/")
-        break
-      } catch (error) {
-        if (i >= 100) throw error
-        await sleep(50)
-      }
+    try {
+      await untilAnswering("the bare server", child, agent, port, "/", 50)
+    } finally {
+      agent.destroy()
     }
-    agent.destroy()
     await fixedRate(`http://127.0.0.1:${port}/`, 1000, 2)
     return await fixedRate(`http://127.0.0.1:${port}/`, 1000, seconds)
   } finally {
