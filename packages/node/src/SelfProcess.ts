@@ -64,17 +64,20 @@ export const make = (options: Options = {}): Effect.Effect<Effect.Effect<SelfPro
       const limit = parseSoftLimit(text)
       return limit === null ? Either.left("no Max open files line") : Either.right(limit)
     }
+    // The fds are counted before the other three files are opened: read together, the count would
+    // include them (up to three more than the process holds, varying from scrape to scrape).
+    const openFdsOf = read("self_fd", () => fs.readdir(`${dir}/fd`).then((names) => Either.right(names.length)))
+    const others = Effect.all(
+      [
+        read("self_stat", () => fs.readFile(`${dir}/stat`).then((bytes) => parseProcStat(bytes))),
+        read("self_statm", () => fs.readFile(`${dir}/statm`).then((bytes) => parseProcStatm(bytes))),
+        read("self_limits", () => fs.readFile(`${dir}/limits`, "latin1").then(limitOf))
+      ],
+      { concurrency: "unbounded" }
+    )
     return Effect.map(
-      Effect.all(
-        [
-          read("self_stat", () => fs.readFile(`${dir}/stat`).then((bytes) => parseProcStat(bytes))),
-          read("self_statm", () => fs.readFile(`${dir}/statm`).then((bytes) => parseProcStatm(bytes))),
-          read("self_fd", () => fs.readdir(`${dir}/fd`).then((names) => Either.right(names.length))),
-          read("self_limits", () => fs.readFile(`${dir}/limits`, "latin1").then(limitOf))
-        ],
-        { concurrency: "unbounded" }
-      ),
-      ([stat, statm, openFds, maxFds]): SelfProcess => ({
+      Effect.zip(openFdsOf, others),
+      ([openFds, [stat, statm, maxFds]]): SelfProcess => ({
         cpuSeconds: stat === null ? null : cpuSecondsOf(stat, kernel),
         residentMemoryBytes: statm === null ? null : residentBytesOf(statm, kernel),
         openFds,
