@@ -241,17 +241,27 @@ export const make = (
       })
 
     /** Forgets identities and releases fds of whatever this collection did not touch. */
+    // forEach, not for…of: destructuring each entry made an array per VM and collection.
     const prune = Effect.gen(function* () {
-      for (const [id, identity] of identities) if (identity.seen !== generation) identities.delete(id)
-      for (const [pid, used] of heldPids) {
-        if (used === generation) continue
+      identities.forEach((identity, id) => {
+        if (identity.seen !== generation) identities.delete(id)
+      })
+      const stalePids: Array<number> = []
+      heldPids.forEach((used, pid) => {
+        if (used !== generation) stalePids.push(pid)
+      })
+      for (const pid of stalePids) {
         heldPids.delete(pid)
         yield* proc.release(pid)
       }
-      for (const [key, held] of heldTaps) {
-        if (held.used === generation) continue
+      const staleTaps: Array<string> = []
+      heldTaps.forEach((held, key) => {
+        if (held.used !== generation) staleTaps.push(key)
+      })
+      for (const key of staleTaps) {
+        const held = heldTaps.get(key)
         heldTaps.delete(key)
-        yield* taps.release(held.tap)
+        if (held !== undefined) yield* taps.release(held.tap)
       }
     })
 

@@ -19,6 +19,7 @@
 import { Either } from "effect"
 import { ParseError } from "./Errors.js"
 import { excerpt, latin1Bytes, lengthProblem, parseUnsigned, SEPARATOR_MAX } from "./internal/decimal.js"
+import { latin1 } from "./internal/latin1.js"
 
 /** @category models */
 export interface NetDevInterface {
@@ -74,12 +75,6 @@ const isUnsigned = (bytes: Uint8Array, start: number, end: number): boolean => {
   if (end - start > ALWAYS_U64_DIGITS) return parseUnsigned(bytes, start, end) !== undefined
   for (let i = start; i < end; i++) if (bytes[i] < 0x30 || bytes[i] > 0x39) return false
   return true
-}
-
-const latin1 = (bytes: Uint8Array, start: number, end: number): string => {
-  let text = ""
-  for (let i = start; i < end; i++) text += String.fromCharCode(bytes[i])
-  return text
 }
 
 /** The end of the line that starts at `start` (the index of its newline, or `length`). */

@@ -12,6 +12,7 @@
 import { Either } from "effect"
 import { ParseError } from "./Errors.js"
 import { excerpt, latin1Bytes, lengthProblem, parseUnsigned, SEPARATOR_MAX } from "./internal/decimal.js"
+import { latin1 } from "./internal/latin1.js"
 
 /** @category models */
 export interface ProcStat {
@@ -42,13 +43,6 @@ const UTIME = 11
 const STIME = 12
 const STARTTIME = 19
 const GUEST_TIME = 40
-
-/** Bytes as Latin-1 text (comm is at most 64 bytes, state one). */
-const latin1 = (bytes: Uint8Array, start: number, end: number): string => {
-  let text = ""
-  for (let i = start; i < end; i++) text += String.fromCharCode(bytes[i])
-  return text
-}
 
 const fail = (reason: string) => Either.left(new ParseError({ file: FILE, reason }))
 

@@ -15,6 +15,7 @@ import * as fc from "fast-check"
 import { parseAuxv } from "../src/Auxv.js"
 import { parseBootTimeMs } from "../src/BootTime.js"
 import type { ParseError } from "../src/Errors.js"
+import { latin1 as decodeLatin1 } from "../src/internal/latin1.js"
 import { statLine } from "../src/internal/statLine.js"
 import { type NetDevInterface, parseNetDev, parseNetDevText } from "../src/NetDev.js"
 import { type ProcIo, parseProcIo, parseProcIoText } from "../src/ProcIo.js"
@@ -569,6 +570,26 @@ describe("parsers, property-based (text = bytes = oracle)", () => {
       { seed: SEED + 6, numRuns: runs }
     )
     assertMixed(counts, RUNS.lengths)
+  })
+
+  it("Latin-1 decoding of any bytes and range (the scratch arrays, and runs longer than them)", () => {
+    const oracle = (bytes: Uint8Array, start: number, end: number) =>
+      Array.from(bytes.subarray(start, end), (c) => String.fromCharCode(c)).join("")
+    const range = fc
+      .uint8Array({ maxLength: 300 })
+      .chain((bytes) => fc.tuple(fc.constant(bytes), fc.nat({ max: bytes.length }), fc.nat({ max: bytes.length })))
+    fc.assert(
+      fc.property(range, ([bytes, a, b]) => {
+        const [start, end] = a <= b ? [a, b] : [b, a]
+        assert.strictEqual(decodeLatin1(bytes, start, end), oracle(bytes, start, end))
+        // The scratch array of a length is reused: a shorter call after a longer one leaves no trace.
+        assert.strictEqual(
+          decodeLatin1(bytes, start, Math.max(start, end - 1)),
+          oracle(bytes, start, Math.max(start, end - 1))
+        )
+      }),
+      { seed: SEED + 12, numRuns: 2000 }
+    )
   })
 
   it("/proc/<pid>/status (memory lines)", () => {

@@ -105,7 +105,7 @@ export const readNet = (
   unavailable: Array<Unavailable>
 ): NetValues => {
   const nics = new Array<NicStats>(names.length)
-  const sums: Array<bigint | null> = FIELDS.map(() => (names.length === 0 ? null : 0n))
+  if (names.length === 0) return noNics
   for (let i = 0; i < names.length; i++) {
     const { via, counters } = samples[i]
     let nic: NicStats
@@ -127,13 +127,34 @@ export const readNet = (
       nic = nicOf(names[i], via, counters.right)
     }
     nics[i] = nic
+  }
+  return { sums: sumsOf(nics), nics }
+}
+
+/** No NIC: every sum null. */
+const noNics: NetValues = { sums: FIELDS.map(() => null), nics: [] }
+
+/** The sums over the NICs (null where any NIC's value is); one NIC's values as they are, with no addition. */
+const sumsOf = (nics: ReadonlyArray<NicStats>): Array<bigint | null> => {
+  const first = nics[0]
+  const sums: Array<bigint | null> = [
+    first.rxBytes,
+    first.txBytes,
+    first.rxPackets,
+    first.txPackets,
+    first.rxErrors,
+    first.txErrors,
+    first.rxDropped,
+    first.txDropped
+  ]
+  for (let i = 1; i < nics.length; i++) {
     for (let f = 0; f < FIELDS.length; f++) {
-      const value = nic[FIELDS[f]]
+      const value = nics[i][FIELDS[f]]
       const sum = sums[f]
       sums[f] = value === null || sum === null ? null : sum + value
     }
   }
-  return { sums, nics }
+  return sums
 }
 
 const wentDown = (now: bigint | null | undefined, before: bigint | null | undefined): boolean =>
@@ -180,14 +201,3 @@ export const rememberNet = (memory: NetMemory | null, values: NetValues): NetMem
   }
   return kept
 }
-
-/** The group fields of VmStats' network part (bytes are the seed's, always shown). @internal */
-export const netFields = (values: NetValues, groups: NetGroups) => ({
-  netRxPackets: groups.packets ? values.sums[2] : null,
-  netTxPackets: groups.packets ? values.sums[3] : null,
-  netRxErrors: groups.packets ? values.sums[4] : null,
-  netTxErrors: groups.packets ? values.sums[5] : null,
-  netRxDropped: groups.dropped ? values.sums[6] : null,
-  netTxDropped: groups.dropped ? values.sums[7] : null,
-  interfaces: groups.interfaces ? values.nics : []
-})

@@ -122,7 +122,13 @@ export const readProc = (
   kernel: KernelInfo,
   unavailable: Array<Unavailable>
 ): ProcValues => {
-  if (pid === null || proc === undefined) return none
+  // No group reads a process file beyond stat and statm (the original's set): nothing to build.
+  if (
+    pid === null ||
+    proc === undefined ||
+    !(groups.cpu || groups.vcpu || groups.memory || groups.disk || groups.packets)
+  )
+    return none
   if (pidProblem !== undefined) {
     const message =
       pidProblem === "pid_reused" ? `pid ${pid} now belongs to another process` : `process ${pid} is a zombie`
@@ -218,6 +224,9 @@ export const readProc = (
   return values
 }
 
+/** The memory of a series that has read no process counter yet. */
+const noMemory: ProcMemory = { counters: [null, null, null, null, null], vcpuTids: null }
+
 /** The counters checked for going down, in a fixed order. */
 const countersOf = (values: ProcValues): ReadonlyArray<bigint | null> => [
   values.systemUsec,
@@ -238,7 +247,7 @@ const vcpuTidsOf = (values: ProcValues, proc: ProcSample | undefined): string | 
  * threads (a null on either side is no evidence). @internal
  */
 export const procWentDown = (before: ProcMemory | null, values: ProcValues, proc: ProcSample | undefined): boolean => {
-  if (before === null) return false
+  if (before === null || values === none) return false // none: every counter null, no evidence
   const now = countersOf(values)
   for (let i = 0; i < now.length; i++) {
     const a = before.counters[i]
@@ -255,6 +264,8 @@ export const rememberProc = (
   values: ProcValues,
   proc: ProcSample | undefined
 ): ProcMemory => {
+  // none changes nothing: the memory stays as it is, kept across readings instead of rebuilt each time.
+  if (values === none) return before ?? noMemory
   const now = countersOf(values)
   return {
     counters: now.map((value, i) => value ?? before?.counters[i] ?? null),
