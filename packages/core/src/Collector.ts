@@ -127,6 +127,32 @@ const exitedSince = (previous: Snapshot | undefined, stats: ReadonlyArray<VmStat
   return stats.some((vm) => vm.state === "exited" && before.get(vm.instanceId) !== "exited")
 }
 
+/** An instance's NICs as the readers are asked for them (Collector's `asksOf`). */
+interface Asks {
+  readonly names: ReadonlyArray<string>
+  /** Per name: the answer to an invalid one (never asked of the reader), else undefined. */
+  readonly invalid: ReadonlyArray<TapSample | undefined>
+  /** The valid names' requests, in order, and the keys the collector holds their resources under. */
+  readonly requests: ReadonlyArray<TapRequest>
+  readonly keys: ReadonlyArray<string>
+}
+
+const asksFor = (info: InstanceInfo): Asks => {
+  const pid = info.hypervisorPid
+  const names = tapsOf(info)
+  const invalid: Array<TapSample | undefined> = []
+  const requests: Array<TapRequest> = []
+  for (const name of names) {
+    const valid = validateTapName(name)
+    if (Either.isLeft(valid)) invalid.push({ via: "sysfs", counters: Either.left(valid.left) })
+    else {
+      invalid.push(undefined)
+      requests.push(pid === undefined ? { name } : { name, pid })
+    }
+  }
+  return { names, invalid, requests, keys: requests.map(tapKey) }
+}
+
 interface CacheState {
   readonly latest: Snapshot | undefined
   readonly inflight: Deferred.Deferred<Snapshot> | undefined
@@ -181,50 +207,59 @@ export const make = (
     let sourceErrorsTotal = 0
     let sequence = 0
 
+    /**
+     * What each listed instance asks of the readers, worked out once per InstanceInfo object: a reused
+     * listing (and discovery, which hands back the same object for a known process) then builds no
+     * names, requests or keys per collection, and validates no TAP name again.
+     */
+    const asked = new WeakMap<InstanceInfo, Asks>()
+    const asksOf = (info: InstanceInfo): Asks => {
+      let asks = asked.get(info)
+      if (asks === undefined) {
+        asks = asksFor(info)
+        asked.set(info, asks)
+      }
+      return asks
+    }
+
     /** Reads a chunk of instances: one batched call per port, then plain per-VM code. */
     const sampleChunk = (infos: ReadonlyArray<InstanceInfo>, sampledAtMs: number) =>
       Effect.gen(function* () {
         const pids: Array<number> = []
         // Every NIC of every VM; an invalid name is answered here and never reaches the reader.
         const requests: Array<TapRequest> = []
-        const invalid: Array<TapSample | undefined> = []
-        const nicCounts = new Array<number>(infos.length)
+        const keys: Array<string> = []
+        const chunkAsks = new Array<Asks>(infos.length)
         for (let i = 0; i < infos.length; i++) {
           const info = infos[i]
-          const pid = info.hypervisorPid
-          if (pid !== undefined) pids.push(pid)
-          const names = tapsOf(info)
-          nicCounts[i] = names.length
-          for (const name of names) {
-            const valid = validateTapName(name)
-            if (Either.isLeft(valid)) invalid.push({ via: "sysfs", counters: Either.left(valid.left) })
-            else {
-              invalid.push(undefined)
-              requests.push(pid === undefined ? { name } : { name, pid })
-            }
+          if (info.hypervisorPid !== undefined) pids.push(info.hypervisorPid)
+          const asks = asksOf(info)
+          chunkAsks[i] = asks
+          for (let k = 0; k < asks.requests.length; k++) {
+            requests.push(asks.requests[k])
+            keys.push(asks.keys[k])
           }
         }
         const procSamples = yield* proc.sample(pids, procGroups.files)
         const tapSamples = yield* taps.sample(requests, netGroups.wanted, generation)
         for (const pid of pids) heldPids.set(pid, generation)
-        for (const tap of requests) {
-          const key = tapKey(tap)
-          const held = heldTaps.get(key)
-          if (held === undefined) heldTaps.set(key, { tap, used: generation })
+        for (let r = 0; r < requests.length; r++) {
+          const held = heldTaps.get(keys[r])
+          if (held === undefined) heldTaps.set(keys[r], { tap: requests[r], used: generation })
           else held.used = generation
         }
         const stats = new Array<VmStats>(infos.length)
         let p = 0
         let t = 0
-        let n = 0
         for (let i = 0; i < infos.length; i++) {
           const info = infos[i]
           const procSample = info.hypervisorPid === undefined ? undefined : procSamples[p++]
-          const count = nicCounts[i]
-          const vmTaps = new Array<TapSample>(count)
-          for (let k = 0; k < count; k++) vmTaps[k] = invalid[n++] ?? tapSamples[t++]
+          const { names, invalid } = chunkAsks[i]
+          const vmTaps = new Array<TapSample>(names.length)
+          for (let k = 0; k < names.length; k++) vmTaps[k] = invalid[k] ?? tapSamples[t++]
           const vm = buildVmStats(
             info,
+            names,
             procSample,
             vmTaps,
             netGroups,

@@ -8,7 +8,7 @@
  */
 import { Either } from "effect"
 import { type ProcReadError, type ReadError, reasonOf } from "../Errors.js"
-import { type InstanceInfo, tapsOf } from "../Instance.js"
+import type { InstanceInfo } from "../Instance.js"
 import type { KernelInfo } from "../Kernel.js"
 import type { ProcSample } from "../ProcReader.js"
 import { isNotRunning } from "../ProcStat.js"
@@ -132,8 +132,10 @@ const identityOf = (identities: Identities, info: InstanceInfo, generation: numb
 /** @internal */
 export const buildVmStats = (
   info: InstanceInfo,
+  /** `tapsOf(info)`. */
+  names: ReadonlyArray<string>,
   proc: ProcSample | undefined,
-  /** One per `tapsOf(info)`, in that order. */
+  /** One per name, in that order. */
   taps: ReadonlyArray<TapSample>,
   netGroups: NetGroups,
   procGroups: ProcGroups,
@@ -203,7 +205,7 @@ export const buildVmStats = (
   }
 
   // Every NIC, VM perspective (the TAP's tx is what the VM received); sums null unless every NIC read.
-  const net = readNet(tapsOf(info), taps, pidProblem, unavailable)
+  const net = readNet(names, taps, pidProblem, unavailable)
   const procValues = readProc(
     pid,
     proc,
