@@ -2,7 +2,8 @@
  * `vm-metrics top`: a live view, one row per VM, refreshed every interval, like top / virt-top.
  * Reads the local host through the collector, or a remote server's `GET /instances` (`--url`, with
  * the bearer token) through the API's typed client: both become the API's body, then a TopModel sample. Keys: c/s/m/n/a change the sort, q (or Ctrl-C) quits. A failed refresh shows the
- * error and keeps the last rows. It draws on the terminal's alternate screen, fitted to its size (no
+ * error and keeps the last rows; a failed listing (the source's, here or on the server) is said on the
+ * same line while the rows are the last good listing's. It draws on the terminal's alternate screen, fitted to its size (no
  * line wraps), and redraws at once when the terminal is resized.
  *
  * @since 0.1.0
@@ -56,7 +57,10 @@ export const local = Effect.map(Collector, (collector) => {
     label: "this host",
     sample: Effect.map(collector.refresh, (snapshot) => ({
       atMs: snapshot.sampledAtMs,
-      vms: snapshot.stats.map((vm) => sampleOf(statsBody(vm, history.previous(snapshot, vm.instanceId))))
+      vms: snapshot.stats.map((vm) => sampleOf(statsBody(vm, history.previous(snapshot, vm.instanceId)))),
+      ...(snapshot.sourceError === null
+        ? {}
+        : { sourceError: `the instance source failed, showing the last good listing: ${snapshot.sourceError.reason}` })
     }))
   }
 })
@@ -96,13 +100,28 @@ export const client = (url: string, token: Option.Option<Redacted.Redacted<strin
       )
   })
 
+/** A server's failed listing, as far as it tells a client (its log has the reason). */
+const remoteSourceError = (error: {
+  readonly kind: string
+  readonly line: number | null
+  readonly column: number | null
+}) => {
+  const where =
+    error.line === null ? "" : ` at line ${error.line}${error.column === null ? "" : `, column ${error.column}`}`
+  return `the server's instance source failed (${error.kind}${where}), showing its last good listing; its log says why`
+}
+
 /** A server's `GET /instances`, through the API's typed client. @category sources */
 export const remote = (url: string, token: Option.Option<Redacted.Redacted<string>>): Effect.Effect<TopSource> =>
   Effect.map(client(url, token), (api) => ({
     label: url,
     sample: api.instances.list().pipe(
       Effect.flatMap((body) =>
-        Effect.map(Clock.currentTimeMillis, (atMs) => ({ atMs, vms: body.instances.map(sampleOf) }))
+        Effect.map(Clock.currentTimeMillis, (atMs) => ({
+          atMs,
+          vms: body.instances.map(sampleOf),
+          ...(body.source_error === null ? {} : { sourceError: remoteSourceError(body.source_error) })
+        }))
       ),
       Effect.mapError((error) => new TopSourceError({ message: `${url}: ${failureText(error)}` })),
       Effect.timeoutFail({
@@ -192,7 +211,7 @@ export const run = (source: TopSource, interval: Duration.Duration) =>
           if (sample._tag === "Right") {
             current = rowsOf(previous, sample.right)
             previous = sample.right
-            error = undefined
+            error = sample.right.sourceError
           } else {
             error = sample.left.message
           }

@@ -33,6 +33,8 @@ export interface VmSample {
 export interface Sample {
   readonly atMs: number
   readonly vms: ReadonlyArray<VmSample>
+  /** Set when the listing failed: the VMs are then the last good listing, and the screen says so. */
+  readonly sourceError?: string
 }
 
 /** @category models */

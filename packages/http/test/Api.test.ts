@@ -19,6 +19,7 @@ import type * as AppConfig from "../src/AppConfig.js"
 import { lookup } from "../src/Lookup.js"
 import * as Main from "../src/Main.js"
 import * as Top from "../src/Top.js"
+import { screen } from "../src/TopModel.js"
 
 const GiB = 1024 ** 3
 const kernel = { clockTicksPerSecond: 100, pageSize: 4096, bootTimeMs: 1_700_000_000_000 }
@@ -458,6 +459,28 @@ layer(appOver(failingSource), { excludeTestServices: true })("HTTP API over a fa
         assert.notInclude(res.body, secret)
       }
     })
+  )
+
+  it.effect(
+    "top says so, remote (the kind and place, never the reason) and local (the reason, which is its own host's)",
+    () =>
+      Effect.gen(function* () {
+        const remote = yield* (yield* Top.remote(yield* baseUrl, Option.none())).sample
+        assert.strictEqual(
+          remote.sourceError,
+          "the server's instance source failed (parse_error at line 3, column 5), showing its last good listing; its log says why"
+        )
+        const local = yield* (yield* Top.local).sample
+        assert.strictEqual(
+          local.sourceError,
+          `the instance source failed, showing the last good listing: ${leakyReason}`
+        )
+        // The screen's third line says it.
+        const line = screen([], { sort: "cpu", source: "h", at: new Date(0), error: remote.sourceError! }).split(
+          "\n"
+        )[2]
+        assert.strictEqual(line, `error: ${remote.sourceError}`)
+      })
   )
 })
 
