@@ -137,6 +137,7 @@ interface Asks {
   readonly keys: ReadonlyArray<string>
 }
 
+/** An invalid name is answered here, once, and never reaches the reader. */
 const asksFor = (info: InstanceInfo): Asks => {
   const pid = info.hypervisorPid
   const names = tapsOf(info)
@@ -226,7 +227,7 @@ export const make = (
     const sampleChunk = (infos: ReadonlyArray<InstanceInfo>, sampledAtMs: number) =>
       Effect.gen(function* () {
         const pids: Array<number> = []
-        // Every NIC of every VM; an invalid name is answered here and never reaches the reader.
+        // Every valid NIC of every VM (asksFor answers the invalid ones).
         const requests: Array<TapRequest> = []
         const keys: Array<string> = []
         const chunkAsks = new Array<Asks>(infos.length)
@@ -276,8 +277,8 @@ export const make = (
       })
 
     /** Forgets identities and releases fds of whatever this collection did not touch. */
-    // forEach, not for…of: destructuring each entry made an array per VM and collection.
     const prune = Effect.gen(function* () {
+      // forEach, not for…of: destructuring each entry made an array per VM and collection.
       identities.forEach((identity, id) => {
         if (identity.seen !== generation) identities.delete(id)
       })
@@ -289,14 +290,13 @@ export const make = (
         heldPids.delete(pid)
         yield* proc.release(pid)
       }
-      const staleTaps: Array<string> = []
+      const staleTaps: Array<{ readonly key: string; readonly tap: TapRequest }> = []
       heldTaps.forEach((held, key) => {
-        if (held.used !== generation) staleTaps.push(key)
+        if (held.used !== generation) staleTaps.push({ key, tap: held.tap })
       })
-      for (const key of staleTaps) {
-        const held = heldTaps.get(key)
+      for (const { key, tap } of staleTaps) {
         heldTaps.delete(key)
-        if (held !== undefined) yield* taps.release(held.tap)
+        yield* taps.release(tap)
       }
     })
 
@@ -330,7 +330,7 @@ export const make = (
       const chunks = chunksOf(infos, chunkSize)
       // The reads the chunks share (the host's net/dev: ~3–5 ms at 1,000 TAPs) as a step of their own.
       const prepare = taps.prepare
-      const prepared = prepare !== undefined && infos.some((info) => tapsOf(info).length > 0)
+      const prepared = prepare !== undefined && infos.some((info) => asksOf(info).names.length > 0)
       if (prepared) yield* prepare(generation)
       for (let c = 0; c < chunks.length; c++) {
         if (c > 0 || prepared) yield* yieldToHost

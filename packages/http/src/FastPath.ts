@@ -119,9 +119,8 @@ export const layerStats = (token: Option.Option<Redacted.Redacted<string>>): Lay
       const fast = yield* FastPath
       const serving = yield* Effect.serviceOption(Serving)
       // Only the background mode has a latest snapshot to read without I/O (Serving's `latest`).
-      const latest = Option.getOrUndefined(serving)?.latest
-      if (Option.isNone(serving) || latest === undefined) return
-      fast.set(statsAnswer(token, latest, serving.value.history))
+      if (Option.isNone(serving) || serving.value.latest === undefined) return
+      fast.set(statsAnswer(token, serving.value.latest, serving.value.history))
       yield* Effect.addFinalizer(() => Effect.sync(() => fast.set(undefined)))
     })
   )
