@@ -5,12 +5,13 @@
  * The collector lists every second or so, so a scan must be cheap on a host with thousands of
  * processes. It is incremental (internal/processScanner.ts): what each process is — comm, command
  * line, derived info, executable verdict — is read once, when its pid first shows up, and
- * remembered with kept fds on its procfs files. Those fds belong to the process, not to the pid
- * number: once it is reaped they read ESRCH, so a pid reused between two scans is read afresh, as an
- * exec() is (other comm or command line bytes). A steady-state scan is then one listing of
- * `<procRoot>` plus one `pread` per process (its comm) and, for a hypervisor, two (its status, for
- * the uids, and its cmdline). Pids gone from the listing are forgotten and their fds closed; so are
- * all of them when the layer is released.
+ * remembered with a kept fd on its comm. That fd belongs to the process, not to the pid number: once
+ * it is reaped it reads ESRCH, so a pid reused between two scans is read afresh, as an exec() into
+ * another program is (other comm bytes). A steady-state scan is then one listing of `<procRoot>` plus
+ * one `pread` per process (its comm); a hypervisor's status (its uids) and cmdline are read again
+ * every `recheck` (30 s), which is when a setuid() or an exec() into the same program with other
+ * arguments is seen. Pids gone from the listing are forgotten and their fds closed; so are all of
+ * them when the layer is released.
  * - a process that vanishes between the listing and its reads is skipped; so is a zombie (empty
  *   cmdline).
  *
@@ -22,8 +23,9 @@
  * Only hypervisor processes that ProcessTrust.ts vouches for are listed: all uids root or in
  * `trustedUids`, and an executable that only root or trusted users could have put there. The others
  * are ignored and counted by reason (`ignoredTotals`, once per process), so that another local user
- * cannot pose as a VM. The uids are read on every scan (setuid() may change them); the executable
- * is judged once per process and command line.
+ * cannot pose as a VM: a new process, on a new pid or a reused one, is judged in full before it is
+ * listed. The uids are judged again at every re-check (setuid() may change them); the executable once
+ * per process and command line.
  *
  * A scan runs in steps of `stepSize` pids (default 64, ~1 ms) with a turn of the event loop between
  * them (EventLoop.ts): one listing of `<procRoot>` (a single readdir), then the per-pid reads sliced,
@@ -39,7 +41,7 @@
 
 import { InstanceSourceError } from "@vm-metrics/core/Errors"
 import { InstanceSource } from "@vm-metrics/core/InstanceSource"
-import { type Context, Effect, Layer, type Scope } from "effect"
+import { type Context, Duration, Effect, Layer, type Scope } from "effect"
 import { yieldToEventLoop } from "./EventLoop.js"
 import { checkRoot } from "./internal/keptFile.js"
 import { makeScanner, type Scanner } from "./internal/processScanner.js"
@@ -52,6 +54,8 @@ export interface Options {
   readonly trustedUids?: ReadonlyArray<number>
   /** Pids read per synchronous step of a scan. Default 64. */
   readonly stepSize?: number
+  /** How often a known hypervisor's uids and command line are read again. Default 30 seconds. */
+  readonly recheck?: Duration.DurationInput
 }
 
 /** One scan in steps, an event-loop turn between them. */
@@ -72,7 +76,13 @@ export const make = (options: Options = {}): Effect.Effect<Context.Tag.Service<I
   checkRoot("procRoot", options.procRoot ?? "/proc").pipe(
     Effect.flatMap((procRoot) =>
       Effect.acquireRelease(
-        Effect.sync(() => makeScanner(procRoot, options.trustedUids)),
+        Effect.sync(() =>
+          makeScanner(
+            procRoot,
+            options.trustedUids,
+            options.recheck === undefined ? {} : { recheckMs: Duration.toMillis(options.recheck) }
+          )
+        ),
         (scanner) => Effect.sync(scanner.close)
       )
     ),

@@ -257,9 +257,10 @@ describe("Discovery over a fake proc root", () => {
     assert.strictEqual(scanner.cached(), cached - 1)
   })
 
-  it("re-parses a pid only when its cmdline bytes change, and forgets pids that are gone", () => {
+  it("re-parses a pid only when its cmdline bytes change (seen at the next re-check), and forgets pids that are gone", () => {
     const root = makeFakeProc()
-    const scanner = Scanner.makeScanner(root)
+    let now = 0
+    const scanner = Scanner.makeScanner(root, [], { now: () => now })
     const first = Either.getOrThrow(scanner.scan())
     assert.strictEqual(scanner.known(), 5)
     // The config file changes but the command line does not: the cached result (config included) stays.
@@ -267,8 +268,13 @@ describe("Discovery over a fake proc root", () => {
     const second = Either.getOrThrow(scanner.scan())
     assert.deepStrictEqual(second, expectedFake)
     assert.strictEqual(second[0], first[0]) // the very same object: not parsed again
-    // The same pid with new arguments (a restarted VMM that got the same pid): parsed afresh.
+    // The same pid, the same comm, new arguments (an exec() into the same program: on a real /proc a
+    // restarted VMM on a reused pid fails its kept comm fd at once): seen when its re-check is due.
     fakeProcess(root, 300, "firecracker", ["firecracker", "--id", "fc-new", "--config-file", "/etc/fc/vm.json"])
+    now += Scanner.DEFAULT_RECHECK_MS - 1
+    assert.deepStrictEqual(Either.getOrThrow(scanner.scan()), expectedFake)
+    assert.strictEqual(scanner.counters().rechecked, 0)
+    now += 1
     const third = Either.getOrThrow(scanner.scan())
     assert.deepStrictEqual(
       third.find((vm) => vm.hypervisorPid === 300),
@@ -560,6 +566,40 @@ describe("Discovery trusts only root's and configured users' hypervisors", () =>
       ]
     )
     assert.deepStrictEqual(totalsOf(trusting.ignoredTotals()), { untrusted_uid: 0, untrusted_exe: 1, unverifiable: 1 })
+  })
+
+  it("a listed hypervisor that setuid()s to an untrusted uid is ignored from its next re-check on, and counted once", () => {
+    const root = makeTempDir("vm-metrics-discovery-recheck-")
+    const argv = ["qemu-system-x86_64", "-uuid", uuid, "-name", "runas", "-m", "1G"]
+    fakeProcess(root, 10, "qemu-system-x86", argv)
+    let now = 1_000
+    const scanner = Scanner.makeScanner(root, [], { now: () => now, recheckMs: 5_000 })
+    const ids = () => Either.getOrThrow(scanner.scan()).map((vm) => vm.id)
+    assert.deepStrictEqual(ids(), [uuid])
+    // `-runas nobody`: the status now shows uid 65534; nothing else changes.
+    fakeProcess(root, 10, "qemu-system-x86", argv, [65534, 65534, 65534, 65534])
+    now += 4_999
+    assert.deepStrictEqual(ids(), [uuid], "not due: only its comm was read")
+    assert.strictEqual(scanner.counters().rechecked, 0)
+    now += 1
+    assert.deepStrictEqual(ids(), [])
+    assert.strictEqual(scanner.counters().rechecked, 1)
+    assert.strictEqual(scanner.counters().inspected, 1, "re-checked, not inspected afresh")
+    assert.deepStrictEqual(totalsOf(scanner.ignoredTotals()), { untrusted_uid: 1, untrusted_exe: 0, unverifiable: 0 })
+    now += 5_000
+    assert.deepStrictEqual(ids(), [])
+    assert.deepStrictEqual(totalsOf(scanner.ignoredTotals()), { untrusted_uid: 1, untrusted_exe: 0, unverifiable: 0 })
+    // Back to root (a re-check can list it again), and with recheckMs 0 every scan re-checks.
+    fakeProcess(root, 10, "qemu-system-x86", argv)
+    now += 5_000
+    assert.deepStrictEqual(ids(), [uuid])
+    const everyScan = Scanner.makeScanner(root, [], { now: () => now, recheckMs: 0 })
+    Either.getOrThrow(everyScan.scan())
+    Either.getOrThrow(everyScan.scan())
+    Either.getOrThrow(everyScan.scan())
+    assert.strictEqual(everyScan.counters().rechecked, 2)
+    scanner.close()
+    everyScan.close()
   })
 
   it("resolveUid takes a uid or a user name from /etc/passwd", () => {

@@ -34,6 +34,17 @@ export const MAX_CONFIG_BYTES = 1024 * 1024
  */
 export const DEFAULT_KEPT_COMM_FDS = 1024
 
+/**
+ * How often a known hypervisor's status (its uids) and cmdline are read again: 30 s. Between those
+ * reads, a scan reads its comm alone through the kept fd, which already tells a reaped process (ESRCH)
+ * and an exec() into another program. What waits for the re-check is a setuid() or an exec() into the
+ * same program with other arguments; neither lets anyone list an identity of their choosing, as a new
+ * process (a new pid, or a reused one) is always read in full at once.
+ *
+ * @category constants
+ */
+export const DEFAULT_RECHECK_MS = 30_000
+
 const MAX_CMDLINE_BYTES = 1024 * 1024
 const MAX_STATUS_BYTES = 64 * 1024
 const MAX_COMM_BYTES = 64
@@ -84,41 +95,38 @@ interface Other {
 }
 
 /**
- * A hypervisor process, remembered by kept fds on its `status` (uids, re-checked every scan, and the
- * name) and its `cmdline` (compared byte for byte every scan: an exec() changes it). Either fd reading
- * ESRCH means the process is gone. A file whose fd could not be kept is read by path instead: a
- * hypervisor is never dropped for want of an fd.
+ * A hypervisor process, remembered by a kept fd on its `comm`, read every scan like another process's
+ * (ESRCH once it is reaped, even if its pid is already reused; another comm after an exec() into
+ * another program). Its `status` (the uids: setuid() can change them) and `cmdline` (an exec() into
+ * the same program with other arguments) are re-read by path when `checkAt` comes, every `recheckMs`:
+ * right after the comm fd vouched for the process, so the path names the same process. Without a kept
+ * fd (at the fd limit) nothing vouches for it between scans, so all three are read every scan.
  */
 interface Known {
   readonly kind: "hypervisor"
   readonly hypervisor: Hypervisor
   readonly cmdline: Buffer
-  /** The kept fd, or -1: read by path each scan (also once shed at the fd limit). */
-  cmdlineFd: number
-  /** The kept fd, or -1: read by path each scan (its uids unverifiable while it cannot be read). */
-  statusFd: number
-  /** The `Name:` line's value as the status printed it when inspected; a changed one means an exec(). */
-  readonly statusName: string | undefined
+  /** The comm as read when inspected; other bytes mean an exec(). */
+  readonly name: Buffer
+  /** The kept fd on its comm, or -1: read by path, and everything re-checked, every scan. */
+  comm: number
   /** Derived once it is trusted: nothing of an untrusted process is parsed (nor its config file read). */
   info: InstanceInfo | undefined
   /** The verdict on its executable, judged once per process and command line. */
   readonly exe: IgnoreReason | undefined
   /** The reason it was last counted as ignored for, so that a process is counted once. */
   ignoredAs: IgnoreReason | undefined
-  /** The verdict on its uids from this scan's status read. */
+  /** The verdict on its uids from the last status read. */
   uids: IgnoreReason | undefined
+  /** When (the scanner's clock, ms) its status and cmdline are read again. */
+  checkAt: number
   seen: number
 }
 
 type Entry = Other | Known
 
 const closeEntry = (entry: Entry): void => {
-  if (entry.kind === "other") {
-    if (entry.comm >= 0) closeQuietly(entry.comm)
-  } else {
-    if (entry.cmdlineFd >= 0) closeQuietly(entry.cmdlineFd)
-    if (entry.statusFd >= 0) closeQuietly(entry.statusFd)
-  }
+  if (entry.comm >= 0) closeQuietly(entry.comm)
 }
 
 /** A status text up to its `Uid:` line (the name comes first): all a scan needs, without decoding the rest. */
@@ -128,11 +136,18 @@ const statusHead = (status: Buffer): string => {
   return status.toString("latin1", 0, end === -1 ? status.length : end)
 }
 
-/** The value of a status text's `Name:` line, or undefined. */
-const statusNameOf = (status: string): string | undefined => {
-  if (!status.startsWith("Name:\t")) return undefined
-  const end = status.indexOf("\n")
-  return status.slice(6, end === -1 ? status.length : end)
+/** Whether the first `length` bytes of `bytes` are `expected` (a comm: a loop beats a native call). */
+const sameBytes = (bytes: Uint8Array, length: number, expected: Uint8Array): boolean => {
+  if (length !== expected.length) return false
+  for (let i = 0; i < length; i++) if (bytes[i] !== expected[i]) return false
+  return true
+}
+
+/** Whether two lists hold the very same objects in the same order. */
+const sameInfos = (a: ReadonlyArray<InstanceInfo>, b: ReadonlyArray<InstanceInfo>): boolean => {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
 }
 
 const byId = (a: InstanceInfo, b: InstanceInfo): number =>
@@ -153,12 +168,18 @@ export interface ScanCounters {
   readonly scans: number
   /** Processes inspected from scratch (their comm opened, for a hypervisor its cmdline, status, exe). */
   readonly inspected: number
+  /** Re-checks of a known hypervisor's status and cmdline (when due, or every scan without a kept fd). */
+  readonly rechecked: number
 }
 
 /** @category models */
 export interface ScannerOptions {
   /** How many non-hypervisor processes keep an fd on their comm (default `DEFAULT_KEPT_COMM_FDS`). */
   readonly keptCommFds?: number
+  /** How often a known hypervisor's uids and command line are read again, in ms (default `DEFAULT_RECHECK_MS`). */
+  readonly recheckMs?: number
+  /** The clock `recheckMs` is measured on, in ms (default `performance.now`). */
+  readonly now?: () => number
 }
 
 /**
@@ -197,14 +218,15 @@ export interface Scanner {
  * A scanner of `procRoot`, which must already be checked (absolute, no `..`).
  *
  * Incremental: what a process is (its comm, command line, derived info and executable verdict) is
- * read once and remembered with kept fds that identify the process itself. A later scan costs one
- * listing of `procRoot` plus one `pread` per remembered process (its comm), two for a hypervisor (its
- * status, whose uids are judged afresh since setuid() can change them, and its cmdline, compared byte
- * for byte since an exec() keeps the pid). A kept fd that fails (ESRCH: the process was reaped, even
- * if its pid is already reused) or reads other bytes drops the entry and the pid is inspected afresh.
- * Pids gone from the listing are dropped and their fds closed.
+ * read once and remembered with a kept fd on its comm, which identifies the process itself. A later
+ * scan costs one listing of `procRoot` plus one `pread` per remembered process (its comm). A kept fd
+ * that fails (ESRCH: the process was reaped, even if its pid is already reused) or reads other bytes
+ * (an exec() into another program) drops the entry and the pid is inspected afresh. A hypervisor's
+ * status (its uids, since setuid() can change them) and cmdline (an exec() into the same program with
+ * other arguments) are read again every `recheckMs` (`DEFAULT_RECHECK_MS`), and every scan when its
+ * comm has no kept fd. Pids gone from the listing are dropped and their fds closed.
  *
- * Bounded fds: at most `keptCommFds` non-hypervisor processes keep an fd (plus two per hypervisor);
+ * Bounded fds: at most `keptCommFds` non-hypervisor processes keep an fd (plus one per hypervisor);
  * the others, and any file whose fd cannot be kept (EMFILE, ENFILE, EACCES, …), are read by path each
  * scan. At the fd limit the scanner gives its comm fds back (those processes are read by path from
  * then on, and the budget halves) and retries, so a hypervisor is never skipped because fds ran out.
@@ -224,12 +246,18 @@ export const makeScanner = (
   const trustedSet = new Set([0, ...trustedUids])
   const trusted = (uid: number) => trustedSet.has(uid)
   const ignored = new Map<IgnoreReason, number>(ignoreReasons.map((reason) => [reason, 0]))
+  const recheckMs = Math.max(0, options.recheckMs ?? DEFAULT_RECHECK_MS)
+  const clock = options.now ?? (() => performance.now())
   let generation = 0
   let inspected = 0
+  /** The last scan's trusted hypervisors in /proc's order, and the listing made of them. */
+  let lastFound: ReadonlyArray<InstanceInfo> = []
+  let lastListing: ReadonlyArray<InstanceInfo> | undefined
+  let rechecked = 0
   let hypervisors = 0
   let commBudget = Math.max(0, options.keptCommFds ?? DEFAULT_KEPT_COMM_FDS)
   let commFds = 0
-  /** Whether hypervisors keep fds on their status and cmdline; off for good once shed at the fd limit. */
+  /** Whether hypervisors keep fds on their comm; off for good once shed at the fd limit. */
   let keepHypervisorFds = true
 
   /** The bytes behind a kept fd (a view into the shared buffer, valid until the next read), or undefined. */
@@ -238,6 +266,15 @@ export const makeScanner = (
       return kept.bytes.subarray(0, kept.readAt0(fd))
     } catch {
       return undefined // ESRCH (reaped) or any failure: not the process we knew
+    }
+  }
+
+  /** The length read through a kept fd into the shared buffer, or -1 when the read fails. */
+  const readQuietly = (fd: number): number => {
+    try {
+      return kept.readAt0(fd)
+    } catch {
+      return -1
     }
   }
 
@@ -269,29 +306,38 @@ export const makeScanner = (
     }
   }
 
-  /** Whether a remembered process is still the one remembered (and, for a hypervisor, its uids of now). */
+  /**
+   * Whether a remembered process still shows the comm it was remembered by: through its kept fd (a
+   * failure, ESRCH once it is reaped, means no) or by path (gone means no; unreadable otherwise, nothing
+   * says it changed).
+   */
+  const sameComm = (name: string, entry: Entry): boolean => {
+    // A failed read of the kept fd (ESRCH once reaped) reads -1: not the process we knew.
+    if (entry.comm >= 0) return sameBytes(kept.bytes, readQuietly(entry.comm), entry.name)
+    const comm = readPath(`${procRoot}/${name}/comm`, MAX_COMM_BYTES)
+    if (typeof comm === "string") return !isGone(comm)
+    return sameBytes(comm, comm.length, entry.name)
+  }
+
+  /** Whether a remembered process is still the one remembered (a hypervisor re-checked when due). */
   const stillSame = (name: string, entry: Entry): boolean => {
-    if (entry.kind === "other") {
-      const comm = entry.comm >= 0 ? reread(entry.comm) : readPath(`${procRoot}/${name}/comm`, MAX_COMM_BYTES)
-      if (typeof comm === "string") return !isGone(comm) // unreadable now: nothing says it changed
-      return comm?.equals(entry.name) === true
-    }
-    const cmdline =
-      entry.cmdlineFd >= 0 ? reread(entry.cmdlineFd) : readPath(`${procRoot}/${name}/cmdline`, MAX_CMDLINE_BYTES)
+    if (!sameComm(name, entry)) return false
+    if (entry.kind === "other") return true
+    const now = clock()
+    if (entry.comm >= 0 && now < entry.checkAt) return true
+    rechecked++
+    const cmdline = readPath(`${procRoot}/${name}/cmdline`, MAX_CMDLINE_BYTES)
     if (typeof cmdline === "string") {
       if (isGone(cmdline)) return false
-    } else if (cmdline?.equals(entry.cmdline) !== true) return false
-    const status =
-      entry.statusFd >= 0 ? reread(entry.statusFd) : readPath(`${procRoot}/${name}/status`, MAX_STATUS_BYTES)
-    if (status === undefined) return false
+    } else if (!cmdline.equals(entry.cmdline)) return false
+    const status = readPath(`${procRoot}/${name}/status`, MAX_STATUS_BYTES)
     if (typeof status === "string") {
       if (isGone(status)) return false
       if (!isExhausted(status)) entry.uids = "unverifiable" // at the fd limit, the last verdict stands
-      return true
+    } else {
+      entry.uids = uidVerdict(statusHead(status))
     }
-    const head = statusHead(status)
-    if (statusNameOf(head) !== entry.statusName) return false
-    entry.uids = uidVerdict(head)
+    entry.checkAt = now + recheckMs
     return true
   }
 
@@ -328,18 +374,16 @@ export const makeScanner = (
   }
 
   /**
-   * With no comm fd left to give back, the hypervisors' own fds go (two each: thousands of VMs under a
-   * low limit) and they are read by path from then on, so the scan, and /proc's listing, still work.
+   * With no comm fd left to give back, the hypervisors' own go (thousands of VMs under a low limit) and
+   * they are read by path, in full, every scan from then on, so the scan, and /proc's listing, still work.
    */
   const shedHypervisorFds = (): boolean => {
     if (!keepHypervisorFds) return false
     keepHypervisorFds = false
     for (const entry of cache.values()) {
-      if (entry.kind !== "hypervisor") continue
-      if (entry.cmdlineFd >= 0) closeQuietly(entry.cmdlineFd)
-      if (entry.statusFd >= 0) closeQuietly(entry.statusFd)
-      entry.cmdlineFd = -1
-      entry.statusFd = -1
+      if (entry.kind !== "hypervisor" || entry.comm < 0) continue
+      closeQuietly(entry.comm)
+      entry.comm = -1
     }
     return true
   }
@@ -356,60 +400,62 @@ export const makeScanner = (
     return typeof read === "string" && isExhausted(read) && shed() ? reader.read(path, { limit }) : read
   }
 
-  /** Reads a process afresh: what it is, with its kept fds, or undefined to skip it this scan. */
+  /**
+   * A hypervisor's kept comm fd: the one its comm was read through, else one opened now that must read
+   * the same bytes (or -1 when fds are not kept, or it cannot be opened); undefined when it vanished or
+   * changed meanwhile.
+   */
+  const hypervisorCommFd = (path: string, fd: number, comm: Buffer): number | undefined => {
+    if (fd >= 0 || !keepHypervisorFds) return fd
+    const opened = open(path)
+    if (typeof opened === "string") return isGone(opened) ? undefined : -1
+    const same = sameBytes(kept.bytes, readQuietly(opened), comm)
+    if (same) return opened
+    closeQuietly(opened)
+    return undefined
+  }
+
+  /** Reads a process afresh: what it is, with its kept fd, or undefined to skip it this scan. */
   const inspect = (entry: string, pid: number, ignoredAs: IgnoreReason | undefined): Entry | undefined => {
     inspected++
-    const read = readComm(`${procRoot}/${entry}/comm`)
+    const commPath = `${procRoot}/${entry}/comm`
+    const read = readComm(commPath)
     if (read === undefined) return undefined // vanished or unreadable
-    const { comm, fd: commFd } = read
-    const end = comm.length > 0 && comm[comm.length - 1] === 0x0a ? comm.length - 1 : comm.length
-    const hypervisor = hypervisorOfComm(comm.toString("latin1", 0, end))
+    const name = Buffer.from(read.comm) // the shared buffer is reused by the next read
+    const end = name.length > 0 && name[name.length - 1] === 0x0a ? name.length - 1 : name.length
+    const hypervisor = hypervisorOfComm(name.toString("latin1", 0, end))
     if (hypervisor === undefined) {
-      if (commFd >= 0) commFds++
-      return { kind: "other", comm: commFd, name: Buffer.from(comm), seen: 0 }
+      if (read.fd >= 0) commFds++
+      return { kind: "other", comm: read.fd, name, seen: 0 }
     }
-    if (commFd >= 0) closeQuietly(commFd) // a hypervisor is followed by its status and cmdline instead
-    const cmdlinePath = `${procRoot}/${entry}/cmdline`
-    const opened = keepHypervisorFds ? open(cmdlinePath) : "not_kept"
-    if (typeof opened === "string" && isGone(opened)) return undefined
-    const cmdlineFd = typeof opened === "number" ? opened : -1
+    const commFd = hypervisorCommFd(commPath, read.fd, name)
+    if (commFd === undefined) return undefined
     const release = () => {
-      if (cmdlineFd >= 0) closeQuietly(cmdlineFd)
+      if (commFd >= 0) closeQuietly(commFd)
       return undefined
     }
-    const cmdline = cmdlineFd >= 0 ? reread(cmdlineFd) : readPath(cmdlinePath, MAX_CMDLINE_BYTES)
-    if (cmdline === undefined || typeof cmdline === "string") return release() // vanished or absurd
+    const cmdline = readPath(`${procRoot}/${entry}/cmdline`, MAX_CMDLINE_BYTES)
+    if (typeof cmdline === "string") return release() // vanished or unreadable
     if (cmdline.length === 0 || cmdline.length > MAX_CMDLINE_BYTES) return release() // a zombie, or absurd
     const copy = Buffer.from(cmdline) // the shared buffer is reused by the next read
-    const statusPath = `${procRoot}/${entry}/status`
-    const statusFd = keepHypervisorFds ? open(statusPath) : "not_kept"
-    const status =
-      typeof statusFd === "number"
-        ? reread(statusFd)
-        : isGone(statusFd)
-          ? undefined
-          : readPath(statusPath, MAX_STATUS_BYTES)
-    if (status === undefined || (typeof status === "string" && isGone(status))) {
-      if (typeof statusFd === "number") closeQuietly(statusFd)
-      return release() // gone meanwhile
-    }
-    const statusText = typeof status === "string" ? undefined : statusHead(status)
+    const status = readPath(`${procRoot}/${entry}/status`, MAX_STATUS_BYTES)
+    if (typeof status === "string" && isGone(status)) return release() // gone meanwhile
+    const uids = typeof status === "string" ? "unverifiable" : uidVerdict(statusHead(status))
     const exe = exeProblem(procRoot, pid, trusted)
-    if (exe === "gone") {
-      if (typeof statusFd === "number") closeQuietly(statusFd)
-      return release()
-    }
+    if (exe === "gone") return release()
+    // The comm fd still reads the same bytes: the files read by path above were this process's.
+    if (commFd >= 0 && !sameBytes(kept.bytes, readQuietly(commFd), name)) return release()
     return {
       kind: "hypervisor",
       hypervisor,
       cmdline: copy,
-      cmdlineFd,
-      statusFd: typeof statusFd === "number" ? statusFd : -1,
-      statusName: statusText === undefined ? undefined : statusNameOf(statusText),
+      name,
+      comm: commFd,
       info: undefined,
       exe,
       ignoredAs,
-      uids: statusText === undefined ? "unverifiable" : uidVerdict(statusText),
+      uids,
+      checkAt: clock() + recheckMs,
       seen: 0
     }
   }
@@ -459,7 +505,11 @@ export const makeScanner = (
       if (scanGeneration === generation) {
         for (const [pid, entry] of cache) if (entry.seen !== generation) forget(pid, entry)
       }
-      return uniqueIds(found.sort(byId))
+      // Nothing changed since the last scan (the same objects in /proc's order): the same listing.
+      if (lastListing !== undefined && sameInfos(found, lastFound)) return lastListing
+      lastFound = found
+      lastListing = uniqueIds(found.slice().sort(byId))
+      return lastListing
     }
     return Either.right({ step, finish })
   }
@@ -505,7 +555,7 @@ export const makeScanner = (
     begin,
     known: () => hypervisors,
     cached: () => cache.size,
-    counters: () => ({ scans: generation, inspected }),
+    counters: () => ({ scans: generation, inspected, rechecked }),
     ignoredTotals,
     close
   }
