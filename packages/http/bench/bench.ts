@@ -108,7 +108,7 @@ const freePort = () =>
     })
   })
 
-/** The open-files limit (soft:hard); at 3,000 VMs one collector with discovery keeps ~19,000 fds. */
+/** The open-files limit (soft:hard); at 3,000 VMs one collector with discovery keeps up to ~16,000 fds. */
 const fdLimit = () => execFileSync("sh", ["-c", "echo $(ulimit -Sn):$(ulimit -Hn)"], { encoding: "utf8" }).trim()
 
 // ---------- 1. collection ----------

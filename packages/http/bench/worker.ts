@@ -1,6 +1,6 @@
 /**
  * One approach (collection.ts) or one HTTP server (scrape.ts) in its own process, driven over IPC by
- * bench.ts. Why a process each: at 3,000 VMs one collector keeps 12,000 fds and discovery 7,000 more,
+ * bench.ts. Why a process each: at 3,000 VMs one collector keeps 12,000 fds and discovery up to 4,000 more,
  * and the open-files limit here (20,000, which a container cannot raise) does not hold them all in one
  * process. bench.ts asks one worker at a time, so the approaches are still interleaved round by round.
  */
