@@ -71,6 +71,14 @@ const written = result.outputFiles.filter((file) =>
   writeIfChanged(file.path, file.contents, path.basename(file.path) === "vm-metrics.mjs" ? 0o755 : 0o644)
 )
 
+// Chunks are named by their hash: those of earlier builds are nobody's now (547 had piled up in one checkout).
+const chunks = path.join(dist, "chunks")
+const current = new Set(result.outputFiles.map((file) => file.path))
+for (const name of fs.existsSync(chunks) ? fs.readdirSync(chunks) : []) {
+  // A `.tmp` is another build's file on its way in.
+  if (!name.endsWith(".tmp") && !current.has(path.join(chunks, name))) fs.rmSync(path.join(chunks, name), { force: true })
+}
+
 // What the full CLI prints for each command line the entry point answers itself (HelpKey.helpKey). Six runs
 // of the CLI: only when the bundle is newer than the capture (`pnpm start` and the tests build every time;
 // an interrupted build leaves the capture older, so the next one captures).
