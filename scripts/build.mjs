@@ -76,7 +76,8 @@ const chunks = path.join(dist, "chunks")
 const current = new Set(result.outputFiles.map((file) => file.path))
 for (const name of fs.existsSync(chunks) ? fs.readdirSync(chunks) : []) {
   // A `.tmp` is another build's file on its way in.
-  if (!name.endsWith(".tmp") && !current.has(path.join(chunks, name))) fs.rmSync(path.join(chunks, name), { force: true })
+  if (!name.endsWith(".tmp") && !current.has(path.join(chunks, name)))
+    fs.rmSync(path.join(chunks, name), { force: true })
 }
 
 // What the full CLI prints for each command line the entry point answers itself (HelpKey.helpKey). Six runs

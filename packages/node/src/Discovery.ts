@@ -5,13 +5,13 @@
  * The collector lists every second or so, so a scan must be cheap on a host with thousands of
  * processes. It is incremental (internal/processScanner.ts): what each process is — comm, command
  * line, derived info, executable verdict — is read once, when its pid first shows up, and
- * remembered with a kept fd on its comm. That fd belongs to the process, not to the pid number: once
- * it is reaped it reads ESRCH, so a pid reused between two scans is read afresh, as an exec() into
- * another program is (other comm bytes). A steady-state scan is then one listing of `<procRoot>` plus
- * one `pread` per process (its comm); a hypervisor's status (its uids) and cmdline are read again
- * every `recheck` (30 s), which is when a setuid() or an exec() into the same program with other
- * arguments is seen. Pids gone from the listing are forgotten and their fds closed; so are all of
- * them when the layer is released.
+ * remembered with a kept fd (on its comm; on its stat for a hypervisor). That fd belongs to the
+ * process, not to the pid number: once it is reaped it reads ESRCH, so a pid reused between two scans
+ * is read afresh, as an exec() into another program is (another comm). A steady-state scan is then one
+ * listing of `<procRoot>` plus one `pread` per process; a hypervisor whose stat shows a zombie is no
+ * longer listed. A hypervisor's status (its uids) and cmdline are read again every `recheck` (30 s),
+ * which is when a setuid() or an exec() into the same program with other arguments is seen. Pids gone
+ * from the listing are forgotten and their fds closed; so are all of them when the layer is released.
  * - a process that vanishes between the listing and its reads is skipped; so is a zombie (empty
  *   cmdline).
  *

@@ -49,6 +49,10 @@ const GiB = 1024 * MiB
  * `cmdline`, a `status` with its uids (root's unless told; no Uid line when null) and an `exe` link to /bin/sh
  * whose directories, seen through `<pid>/root`, are real root-owned 0755 directories of the fake tree.
  */
+/** A stat line as the kernel prints it (the fields discovery does not read are zeros). */
+const statLine = (pid: number | string, comm: string, state: string) =>
+  `${pid} (${comm}) ${state} 1 ${pid} ${pid} 0 -1 4194560 ${Array(42).fill(0).join(" ")}\n`
+
 const fakeProcess = (
   root: string,
   pid: number | string,
@@ -59,6 +63,7 @@ const fakeProcess = (
   const dir = path.join(root, String(pid))
   fs.mkdirSync(path.join(dir, "root", "bin"), { recursive: true, mode: 0o755 })
   if (comm !== undefined) fs.writeFileSync(path.join(dir, "comm"), `${comm}\n`)
+  if (comm !== undefined) fs.writeFileSync(path.join(dir, "stat"), statLine(pid, comm, "S"))
   fs.writeFileSync(path.join(dir, "cmdline"), argv.length === 0 ? "" : `${argv.join("\u0000")}\u0000`)
   const uidLine = uids === null ? "" : `Uid:\t${uids.join("\t")}\n`
   fs.writeFileSync(path.join(dir, "status"), `Name:\t${comm}\nUmask:\t0022\n${uidLine}`)
@@ -306,6 +311,31 @@ describe("Discovery over a fake proc root", () => {
     // A hypervisor whose comm changes (exec into something else) is dropped.
     fakeProcess(root, 100, "sleep", ["sleep", "30"])
     assert.isUndefined(Either.getOrThrow(scanner.scan()).find((vm) => vm.hypervisorPid === 100))
+  })
+
+  it("drops a hypervisor at the next scan once its stat shows a zombie, long before its re-check; a comm with ( and ) is matched whole", () => {
+    const root = makeTempDir("vm-metrics-discovery-zombie-")
+    fakeProcess(root, 10, "qemu-system-x86", ["qemu-system-x86_64", "-name", "z1"])
+    fakeProcess(root, 11, "qemu-system-x86", ["qemu-system-x86_64", "-name", "z2"])
+    const scanner = Scanner.makeScanner(root, [], { now: () => 0 })
+    const names = () => Either.getOrThrow(scanner.scan()).map((vm) => vm.name)
+    assert.deepStrictEqual(names(), ["z1", "z2"])
+    fs.writeFileSync(path.join(root, "10", "stat"), statLine(10, "qemu-system-x86", "Z"))
+    assert.deepStrictEqual(names(), ["z2"])
+    assert.strictEqual(scanner.counters().rechecked, 0)
+    assert.strictEqual(scanner.counters().inspected, 3, "the zombie was read afresh, and skipped")
+    fs.rmSync(path.join(root, "10"), { recursive: true }) // reaped
+    // Its stat shows another comm than its comm file ("x) (y": the first "(" and the last ")" are the
+    // bounds): read afresh, and skipped while the two disagree.
+    fs.writeFileSync(path.join(root, "11", "stat"), statLine(11, "x) (y", "S"))
+    assert.deepStrictEqual(names(), [])
+    assert.strictEqual(scanner.counters().inspected, 4)
+    fs.writeFileSync(path.join(root, "11", "stat"), statLine(11, "qemu-system-x86", "R"))
+    assert.deepStrictEqual(names(), ["z2"])
+    assert.strictEqual(scanner.counters().inspected, 5)
+    assert.deepStrictEqual(names(), ["z2"])
+    assert.strictEqual(scanner.counters().inspected, 5, "known again: not read afresh")
+    scanner.close()
   })
 
   it("keeps defaults when the Firecracker config is a symlink, a FIFO, too large or not JSON (and does not hang)", () => {

@@ -70,7 +70,7 @@ const pidNamespace = async (binary: string) => {
   return { procRoot, send, settled, running, stop }
 }
 
-/** Our fds open on a process's comm, cmdline or status under any /proc, as `<pid>/<file>`. */
+/** Our fds open on a process's comm, stat, cmdline or status under any /proc, as `<pid>/<file>`. */
 const keptProcFds = (): Array<string> => {
   const found: Array<string> = []
   for (const fd of fs.readdirSync("/proc/self/fd")) {
@@ -80,7 +80,7 @@ const keptProcFds = (): Array<string> => {
     } catch {
       continue
     }
-    const match = /\/(\d+)\/(comm|cmdline|status)$/.exec(target)
+    const match = /\/(\d+)\/(comm|stat|cmdline|status)$/.exec(target)
     if (match !== null) found.push(`${match[1]}/${match[2]}`)
   }
   return found.sort()
@@ -140,8 +140,8 @@ describe.skipIf(skipNamespaces !== undefined)("incremental discovery over real p
       assert.deepStrictEqual(scan(), [vm("vm-b", 100)])
       assert.strictEqual(inspected(), 4)
 
-      // The fds kept for the VM and the shell (their comm); a vanished pid's are closed.
-      assert.deepStrictEqual(kept(), ["1/comm", "100/comm"])
+      // The fds kept for the VM (its stat) and the shell (its comm); a vanished pid's are closed.
+      assert.deepStrictEqual(kept(), ["1/comm", "100/stat"])
       assert.strictEqual(await ns.send("kill 100"), "killed 100")
       assert.deepStrictEqual(scan(), [])
       assert.strictEqual(scanner.cached(), 1)
@@ -199,12 +199,12 @@ describe.skipIf(skipNamespaces !== undefined)("incremental discovery over real p
       assert.strictEqual(await ns.send("vm 200 vm-a"), "vm 200")
       await ns.settled(200)
 
-      // Six processes (the shell, three sleeps, the stopped sh, the VM): two comm fds, one for the VM.
+      // Six processes (the shell, three sleeps, the stopped sh, the VM): two comm fds, one (stat) for the VM.
       assert.deepStrictEqual(scan(), [vm("vm-a", 200)])
       vmPids.add("200")
       assert.strictEqual(scanner.cached(), 6)
       assert.strictEqual(otherCommFds(), 2)
-      assert.includeMembers(kept(), ["200/comm"])
+      assert.includeMembers(kept(), ["200/stat"])
       assert.strictEqual(kept().length, 2 + scanner.known())
 
       // pid 102 (beyond the budget: no fd) is reused by a VM, pid 103 (no fd) execs one: both are seen.
@@ -217,7 +217,7 @@ describe.skipIf(skipNamespaces !== undefined)("incremental discovery over real p
       vmPids.add("102").add("103")
       assert.strictEqual(scanner.known(), 3)
       assert.strictEqual(otherCommFds(), 2)
-      assert.includeMembers(kept(), ["102/comm", "103/comm", "200/comm"])
+      assert.includeMembers(kept(), ["102/stat", "103/stat", "200/stat"])
       assert.strictEqual(kept().length, 2 + scanner.known())
 
       // A steady rescan reads nothing afresh; a vanished VM without kept comm is dropped.
@@ -301,7 +301,7 @@ describe.skipIf(skipNamespaces !== undefined)("incremental discovery over real p
           Effect.gen(function* () {
             const source = yield* Discovery.make({ procRoot: ns.procRoot })
             const listing = yield* source.list
-            assert.deepStrictEqual(kept(), ["1/comm", "100/comm"])
+            assert.deepStrictEqual(kept(), ["1/comm", "100/stat"])
             return listing
           })
         )

@@ -36,8 +36,8 @@ export const DEFAULT_KEPT_COMM_FDS = 1024
 
 /**
  * How often a known hypervisor's status (its uids) and cmdline are read again: 30 s. Between those
- * reads, a scan reads its comm alone through the kept fd, which already tells a reaped process (ESRCH)
- * and an exec() into another program. What waits for the re-check is a setuid() or an exec() into the
+ * reads, a scan reads its stat alone through the kept fd, which already tells a reaped process (ESRCH),
+ * a zombie and an exec() into another program (its comm). What waits for the re-check is a setuid() or an exec() into the
  * same program with other arguments; neither lets anyone list an identity of their choosing, as a new
  * process (a new pid, or a reused one) is always read in full at once.
  *
@@ -48,6 +48,7 @@ export const DEFAULT_RECHECK_MS = 30_000
 const MAX_CMDLINE_BYTES = 1024 * 1024
 const MAX_STATUS_BYTES = 64 * 1024
 const MAX_COMM_BYTES = 64
+const MAX_STAT_BYTES = 4096
 
 /** The process is gone (or hidden): nothing to list. */
 const isGone = (code: string): boolean => code === "ENOENT" || code === "ESRCH"
@@ -88,28 +89,30 @@ export const firecrackerConfigPath = (procRoot: string, pid: number, file: strin
  */
 interface Other {
   readonly kind: "other"
-  /** The kept fd, or -1: checked by path. */
-  comm: number
+  /** The kept fd on its comm, or -1: checked by path. */
+  fd: number
+  /** The comm file's bytes (the name and a newline). */
   readonly name: Buffer
   seen: number
 }
 
 /**
- * A hypervisor process, remembered by a kept fd on its `comm`, read every scan like another process's
- * (ESRCH once it is reaped, even if its pid is already reused; another comm after an exec() into
- * another program). Its `status` (the uids: setuid() can change them) and `cmdline` (an exec() into
- * the same program with other arguments) are re-read by path when `checkAt` comes, every `recheckMs`:
- * right after the comm fd vouched for the process, so the path names the same process. Without a kept
- * fd (at the fd limit) nothing vouches for it between scans, so all three are read every scan.
+ * A hypervisor process, remembered by a kept fd on its `stat`, read every scan: ESRCH once it is reaped
+ * (even if its pid is already reused), a state of Z or X once it exited (a zombie: not listed), another
+ * comm after an exec() into another program. Its `status` (the uids: setuid() can change them) and
+ * `cmdline` (an exec() into the same program with other arguments) are re-read by path when `checkAt`
+ * comes, every `recheckMs`: right after the stat fd vouched for the process, so the path names the same
+ * process. Without a kept fd (at the fd limit) nothing vouches for it between scans, so all three are
+ * read every scan.
  */
 interface Known {
   readonly kind: "hypervisor"
   readonly hypervisor: Hypervisor
   readonly cmdline: Buffer
-  /** The comm as read when inspected; other bytes mean an exec(). */
+  /** The comm as read when inspected (no newline: as stat shows it); other bytes mean an exec(). */
   readonly name: Buffer
-  /** The kept fd on its comm, or -1: read by path, and everything re-checked, every scan. */
-  comm: number
+  /** The kept fd on its stat, or -1: read by path, and everything re-checked, every scan. */
+  fd: number
   /** Derived once it is trusted: nothing of an untrusted process is parsed (nor its config file read). */
   info: InstanceInfo | undefined
   /** The verdict on its executable, judged once per process and command line. */
@@ -126,7 +129,7 @@ interface Known {
 type Entry = Other | Known
 
 const closeEntry = (entry: Entry): void => {
-  if (entry.comm >= 0) closeQuietly(entry.comm)
+  if (entry.fd >= 0) closeQuietly(entry.fd)
 }
 
 /** A status text up to its `Uid:` line (the name comes first): all a scan needs, without decoding the rest. */
@@ -136,11 +139,27 @@ const statusHead = (status: Buffer): string => {
   return status.toString("latin1", 0, end === -1 ? status.length : end)
 }
 
-/** Whether the first `length` bytes of `bytes` are `expected` (a comm: a loop beats a native call). */
-const sameBytes = (bytes: Uint8Array, length: number, expected: Uint8Array): boolean => {
-  if (length !== expected.length) return false
-  for (let i = 0; i < length; i++) if (bytes[i] !== expected[i]) return false
+/** Whether `bytes[start, end)` are `expected` (a comm: a loop beats a native call). */
+const sameBytes = (bytes: Uint8Array, start: number, end: number, expected: Uint8Array): boolean => {
+  if (end - start !== expected.length) return false
+  for (let i = start; i < end; i++) if (bytes[i] !== expected[i - start]) return false
   return true
+}
+
+/**
+ * Whether the first `length` bytes of a stat file are a live process named `name`: the comm between the
+ * first `(` and the last `)` (a comm may hold either), then a state other than Z (zombie) or X (dead).
+ */
+const liveAs = (bytes: Uint8Array, length: number, name: Uint8Array): boolean => {
+  let open = -1
+  let close = -1
+  for (let i = 0; i < length; i++) {
+    if (bytes[i] === 0x28 && open === -1) open = i
+    else if (bytes[i] === 0x29) close = i
+  }
+  if (open === -1 || close < open || close + 2 >= length) return false
+  const state = bytes[close + 2]
+  return state !== 0x5a && state !== 0x58 && sameBytes(bytes, open + 1, close, name)
 }
 
 /** Whether two lists hold the very same objects in the same order. */
@@ -218,13 +237,14 @@ export interface Scanner {
  * A scanner of `procRoot`, which must already be checked (absolute, no `..`).
  *
  * Incremental: what a process is (its comm, command line, derived info and executable verdict) is
- * read once and remembered with a kept fd on its comm, which identifies the process itself. A later
- * scan costs one listing of `procRoot` plus one `pread` per remembered process (its comm). A kept fd
- * that fails (ESRCH: the process was reaped, even if its pid is already reused) or reads other bytes
- * (an exec() into another program) drops the entry and the pid is inspected afresh. A hypervisor's
- * status (its uids, since setuid() can change them) and cmdline (an exec() into the same program with
- * other arguments) are read again every `recheckMs` (`DEFAULT_RECHECK_MS`), and every scan when its
- * comm has no kept fd. Pids gone from the listing are dropped and their fds closed.
+ * read once and remembered with a kept fd that identifies the process itself: on its comm, or on its
+ * stat for a hypervisor (which also tells a zombie, not to be listed). A later scan costs one listing
+ * of `procRoot` plus one `pread` per remembered process. A kept fd that fails (ESRCH: the process was
+ * reaped, even if its pid is already reused), reads another comm (an exec() into another program) or,
+ * for a hypervisor, a zombie drops the entry and the pid is inspected afresh. A hypervisor's status
+ * (its uids, since setuid() can change them) and cmdline (an exec() into the same program with other
+ * arguments) are read again every `recheckMs` (`DEFAULT_RECHECK_MS`), and every scan when it has no
+ * kept fd. Pids gone from the listing are dropped and their fds closed.
  *
  * Bounded fds: at most `keptCommFds` non-hypervisor processes keep an fd (plus one per hypervisor);
  * the others, and any file whose fd cannot be kept (EMFILE, ENFILE, EACCES, …), are read by path each
@@ -257,7 +277,7 @@ export const makeScanner = (
   let hypervisors = 0
   let commBudget = Math.max(0, options.keptCommFds ?? DEFAULT_KEPT_COMM_FDS)
   let commFds = 0
-  /** Whether hypervisors keep fds on their comm; off for good once shed at the fd limit. */
+  /** Whether hypervisors keep fds on their stat; off for good once shed at the fd limit. */
   let keepHypervisorFds = true
 
   /** The bytes behind a kept fd (a view into the shared buffer, valid until the next read), or undefined. */
@@ -307,24 +327,29 @@ export const makeScanner = (
   }
 
   /**
-   * Whether a remembered process still shows the comm it was remembered by: through its kept fd (a
+   * Whether a remembered process is still alive as what it was remembered by: through its kept fd (a
    * failure, ESRCH once it is reaped, means no) or by path (gone means no; unreadable otherwise, nothing
-   * says it changed).
+   * says it changed). A hypervisor by its stat (its comm, and not a zombie), another by its comm.
    */
-  const sameComm = (name: string, entry: Entry): boolean => {
-    // A failed read of the kept fd (ESRCH once reaped) reads -1: not the process we knew.
-    if (entry.comm >= 0) return sameBytes(kept.bytes, readQuietly(entry.comm), entry.name)
-    const comm = readPath(`${procRoot}/${name}/comm`, MAX_COMM_BYTES)
-    if (typeof comm === "string") return !isGone(comm)
-    return sameBytes(comm, comm.length, entry.name)
+  const stillAlive = (name: string, entry: Entry): boolean => {
+    const hypervisor = entry.kind === "hypervisor"
+    if (entry.fd >= 0) {
+      const length = readQuietly(entry.fd) // -1 on failure: not the process we knew
+      return hypervisor ? liveAs(kept.bytes, length, entry.name) : sameBytes(kept.bytes, 0, length, entry.name)
+    }
+    const bytes = hypervisor
+      ? readPath(`${procRoot}/${name}/stat`, MAX_STAT_BYTES)
+      : readPath(`${procRoot}/${name}/comm`, MAX_COMM_BYTES)
+    if (typeof bytes === "string") return !isGone(bytes)
+    return hypervisor ? liveAs(bytes, bytes.length, entry.name) : sameBytes(bytes, 0, bytes.length, entry.name)
   }
 
   /** Whether a remembered process is still the one remembered (a hypervisor re-checked when due). */
   const stillSame = (name: string, entry: Entry): boolean => {
-    if (!sameComm(name, entry)) return false
+    if (!stillAlive(name, entry)) return false
     if (entry.kind === "other") return true
     const now = clock()
-    if (entry.comm >= 0 && now < entry.checkAt) return true
+    if (entry.fd >= 0 && now < entry.checkAt) return true
     rechecked++
     const cmdline = readPath(`${procRoot}/${name}/cmdline`, MAX_CMDLINE_BYTES)
     if (typeof cmdline === "string") {
@@ -363,9 +388,9 @@ export const makeScanner = (
   const shed = (): boolean => {
     const freed = commFds
     for (const entry of cache.values()) {
-      if (entry.kind === "other" && entry.comm >= 0) {
-        closeQuietly(entry.comm)
-        entry.comm = -1
+      if (entry.kind === "other" && entry.fd >= 0) {
+        closeQuietly(entry.fd)
+        entry.fd = -1
       }
     }
     commFds = 0
@@ -381,9 +406,9 @@ export const makeScanner = (
     if (!keepHypervisorFds) return false
     keepHypervisorFds = false
     for (const entry of cache.values()) {
-      if (entry.kind !== "hypervisor" || entry.comm < 0) continue
-      closeQuietly(entry.comm)
-      entry.comm = -1
+      if (entry.kind !== "hypervisor" || entry.fd < 0) continue
+      closeQuietly(entry.fd)
+      entry.fd = -1
     }
     return true
   }
@@ -401,16 +426,14 @@ export const makeScanner = (
   }
 
   /**
-   * A hypervisor's kept comm fd: the one its comm was read through, else one opened now that must read
-   * the same bytes (or -1 when fds are not kept, or it cannot be opened); undefined when it vanished or
-   * changed meanwhile.
+   * A hypervisor's kept stat fd, opened now: it must show a live process named `name` (else undefined:
+   * it exited or exec()'d meanwhile); -1 when fds are not kept or it cannot be opened.
    */
-  const hypervisorCommFd = (path: string, fd: number, comm: Buffer): number | undefined => {
-    if (fd >= 0 || !keepHypervisorFds) return fd
+  const hypervisorStatFd = (path: string, name: Buffer): number | undefined => {
+    if (!keepHypervisorFds) return -1
     const opened = open(path)
     if (typeof opened === "string") return isGone(opened) ? undefined : -1
-    const same = sameBytes(kept.bytes, readQuietly(opened), comm)
-    if (same) return opened
+    if (liveAs(kept.bytes, readQuietly(opened), name)) return opened
     closeQuietly(opened)
     return undefined
   }
@@ -418,20 +441,22 @@ export const makeScanner = (
   /** Reads a process afresh: what it is, with its kept fd, or undefined to skip it this scan. */
   const inspect = (entry: string, pid: number, ignoredAs: IgnoreReason | undefined): Entry | undefined => {
     inspected++
-    const commPath = `${procRoot}/${entry}/comm`
-    const read = readComm(commPath)
+    const read = readComm(`${procRoot}/${entry}/comm`)
     if (read === undefined) return undefined // vanished or unreadable
-    const name = Buffer.from(read.comm) // the shared buffer is reused by the next read
-    const end = name.length > 0 && name[name.length - 1] === 0x0a ? name.length - 1 : name.length
-    const hypervisor = hypervisorOfComm(name.toString("latin1", 0, end))
+    const { comm } = read
+    const end = comm.length > 0 && comm[comm.length - 1] === 0x0a ? comm.length - 1 : comm.length
+    const hypervisor = hypervisorOfComm(comm.toString("latin1", 0, end))
     if (hypervisor === undefined) {
       if (read.fd >= 0) commFds++
-      return { kind: "other", comm: read.fd, name, seen: 0 }
+      return { kind: "other", fd: read.fd, name: Buffer.from(comm), seen: 0 }
     }
-    const commFd = hypervisorCommFd(commPath, read.fd, name)
-    if (commFd === undefined) return undefined
+    if (read.fd >= 0) closeQuietly(read.fd) // a hypervisor is followed through its stat instead
+    const name = Buffer.from(comm.subarray(0, end)) // the shared buffer is reused by the next read
+    const statPath = `${procRoot}/${entry}/stat`
+    const statFd = hypervisorStatFd(statPath, name)
+    if (statFd === undefined) return undefined
     const release = () => {
-      if (commFd >= 0) closeQuietly(commFd)
+      if (statFd >= 0) closeQuietly(statFd)
       return undefined
     }
     const cmdline = readPath(`${procRoot}/${entry}/cmdline`, MAX_CMDLINE_BYTES)
@@ -443,14 +468,14 @@ export const makeScanner = (
     const uids = typeof status === "string" ? "unverifiable" : uidVerdict(statusHead(status))
     const exe = exeProblem(procRoot, pid, trusted)
     if (exe === "gone") return release()
-    // The comm fd still reads the same bytes: the files read by path above were this process's.
-    if (commFd >= 0 && !sameBytes(kept.bytes, readQuietly(commFd), name)) return release()
+    // The stat fd still shows the same live process: the files read by path above were its own.
+    if (statFd >= 0 && !liveAs(kept.bytes, readQuietly(statFd), name)) return release()
     return {
       kind: "hypervisor",
       hypervisor,
       cmdline: copy,
       name,
-      comm: commFd,
+      fd: statFd,
       info: undefined,
       exe,
       ignoredAs,
@@ -469,7 +494,7 @@ export const makeScanner = (
   }
 
   const forget = (pid: number, entry: Entry): void => {
-    if (entry.kind === "other" && entry.comm >= 0) commFds--
+    if (entry.kind === "other" && entry.fd >= 0) commFds--
     closeEntry(entry)
     cache.delete(pid)
     if (entry.kind === "hypervisor") hypervisors--
