@@ -35,6 +35,8 @@ export interface ProcGroups {
   readonly memory: boolean
   readonly disk: boolean
   readonly packets: boolean
+  /** Whether any of these groups is on: else nothing beyond the original's stat and statm is built. */
+  readonly any: boolean
 }
 
 /** @internal */
@@ -43,6 +45,7 @@ export const procGroupsOf = (groups: ReadonlySet<MetricGroup>): ProcGroups => {
   const vcpu = groups.has("vcpu")
   const memory = groups.has("memory")
   const disk = groups.has("disk")
+  const packets = groups.has("packets")
   const { status, io, vcpuThreads } = needs(groups)
   return {
     files: { status, io, vcpuThreads },
@@ -50,7 +53,8 @@ export const procGroupsOf = (groups: ReadonlySet<MetricGroup>): ProcGroups => {
     vcpu,
     memory,
     disk,
-    packets: groups.has("packets")
+    packets,
+    any: cpu || vcpu || memory || disk || packets
   }
 }
 
@@ -123,12 +127,7 @@ export const readProc = (
   unavailable: Array<Unavailable>
 ): ProcValues => {
   // No group reads a process file beyond stat and statm (the original's set): nothing to build.
-  if (
-    pid === null ||
-    proc === undefined ||
-    !(groups.cpu || groups.vcpu || groups.memory || groups.disk || groups.packets)
-  )
-    return none
+  if (pid === null || proc === undefined || !groups.any) return none
   if (pidProblem !== undefined) {
     const message =
       pidProblem === "pid_reused" ? `pid ${pid} now belongs to another process` : `process ${pid} is a zombie`
