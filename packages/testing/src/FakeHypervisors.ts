@@ -7,9 +7,11 @@
  * world-writable directory (ProcessTrust).
  *
  * With `vcpuThreads: k` the fakes are instead forked by one Python process (fake-fleet.py), each with k
- * threads named like QEMU's vCPU threads (`CPU 0/KVM` …) and its main thread named `qemu-system-x86`,
- * stopped in place the same way; their command line is Python's, so discovery does not list them (use a
- * static listing). A shell cannot start threads, and 1,000 separate interpreters would cost ~10 GB.
+ * threads named like QEMU's vCPU threads (`CPU 0/KVM` …) and its main thread named `vcpu-fake`, stopped
+ * in place the same way. That name is no hypervisor's, so discovery does not list them (use a static
+ * listing): named `qemu-system-x86` they were listed as QEMUs, whatever their Python command line, and
+ * the bench's collector over discovery read both fleets. A shell cannot start threads, and 1,000 separate
+ * interpreters would cost ~10 GB.
  *
  * `stop` (idempotent, synchronous) kills the fakes, deletes the TAPs and the directory; it also runs on
  * process exit and on SIGINT/SIGTERM/SIGHUP, so an interrupted or failed bench leaves nothing behind.

@@ -1,8 +1,9 @@
 """Many stopped fake hypervisors with named vCPU threads, for the benchmarks (FakeHypervisors.ts).
 
 Usage: fake-fleet.py N THREADS
-Forks N children. Each names itself like QEMU's main thread (`qemu-system-x86`), starts THREADS threads
-named like QEMU's vCPU threads (`CPU 0/KVM` ...: prctl PR_SET_NAME from inside each), and stops itself
+Forks N children. Each names itself `vcpu-fake` (not a hypervisor's name: discovery must not list them, a
+static listing does; with QEMU's `qemu-system-x86` it would, as QEMU, and a collector over discovery would
+read both fleets), starts THREADS threads named like QEMU's vCPU threads (`CPU 0/KVM` ...: prctl PR_SET_NAME from inside each), and stops itself
 (SIGSTOP stops every thread), so its counters hold still. Prints the children's pids as one JSON line
 once all are stopped, then waits for stdin to close; each child dies with this process (PR_SET_PDEATHSIG).
 Forking from one interpreter keeps 1,000 of them cheap (copy-on-write), unlike 1,000 interpreters.
@@ -31,7 +32,7 @@ def child(parent, threads):
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the launcher died before the line above
         os._exit(1)
-    set_name("qemu-system-x86")
+    set_name("vcpu-fake")
     named = []
     for vcpu in range(threads):
         ready = threading.Event()
