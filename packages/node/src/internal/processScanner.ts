@@ -151,13 +151,12 @@ const sameBytes = (bytes: Uint8Array, start: number, end: number, expected: Uint
  * first `(` and the last `)` (a comm may hold either), then a state other than Z (zombie) or X (dead).
  */
 const liveAs = (bytes: Uint8Array, length: number, name: Uint8Array): boolean => {
-  let open = -1
-  let close = -1
-  for (let i = 0; i < length; i++) {
-    if (bytes[i] === 0x28 && open === -1) open = i
-    else if (bytes[i] === 0x29) close = i
-  }
-  if (open === -1 || close < open || close + 2 >= length) return false
+  let open = 0
+  while (open < length && bytes[open] !== 0x28) open++
+  // The fields after the comm are numbers: its last `)` is the last one within the longest comm from `(`.
+  let close = Math.min(length, open + 2 + MAX_COMM_BYTES) - 1
+  while (close > open && bytes[close] !== 0x29) close--
+  if (open >= length || close === open || close + 2 >= length) return false
   const state = bytes[close + 2]
   return state !== 0x5a && state !== 0x58 && sameBytes(bytes, open + 1, close, name)
 }
