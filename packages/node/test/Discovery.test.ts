@@ -197,6 +197,38 @@ describe("Discovery helpers", () => {
     for (const [entry, expected] of table) assert.strictEqual(Scanner.pidOfEntry(entry), expected, entry)
   })
 
+  it("liveAs finds the comm between the first ( and the last ) of any stat line, and its state after it", () => {
+    // A seeded generator (no dependency): comms of 1–16 bytes from an alphabet of the bytes that could fool a
+    // parser (parentheses, spaces, digits, a state letter, a newline, bytes above 0x7f).
+    let seed = 0x2545f491
+    const next = (n: number) => {
+      seed ^= seed << 13
+      seed ^= seed >>> 17
+      seed ^= seed << 5
+      return (seed >>> 0) % n
+    }
+    const alphabet = Buffer.from("() )(Z X S1 9\nq\u00e9", "latin1")
+    const states = ["R", "S", "D", "T", "t", "I", "Z", "X"]
+    for (let i = 0; i < 20_000; i++) {
+      const comm = Buffer.from(Array.from({ length: 1 + next(16) }, () => alphabet[next(alphabet.length)]!))
+      const state = states[next(states.length)]!
+      const line = Buffer.concat([
+        Buffer.from(`${1 + next(4_194_304)} (`),
+        comm,
+        Buffer.from(
+          `) ${state} 1 2 3 0 -1 4194560 ${next(1e9)} 0 0 0 ${next(1e6)} ${next(1e6)} 0 0 20 0 1 0 ${next(1e9)}\n`
+        )
+      ])
+      const live = state !== "Z" && state !== "X"
+      assert.strictEqual(Scanner.liveAs(line, line.length, comm), live, `${line.toString("latin1")}`)
+      const other = Buffer.concat([comm, Buffer.from("x")])
+      assert.isFalse(Scanner.liveAs(line, line.length, other))
+      assert.isFalse(Scanner.liveAs(line, -1, comm), "a failed read is no live process")
+    }
+    assert.isFalse(Scanner.liveAs(Buffer.from("1 (qemu"), 7, Buffer.from("qemu")), "cut short")
+    assert.isFalse(Scanner.liveAs(Buffer.from("1 qemu) S"), 9, Buffer.from("qemu")), "no (")
+  })
+
   it("firecrackerConfigPath reads through the process's root or cwd and refuses .. and NUL", () => {
     assert.strictEqual(Scanner.firecrackerConfigPath("/proc", 7, "/etc/fc.json"), "/proc/7/root/etc/fc.json")
     assert.strictEqual(Scanner.firecrackerConfigPath("/host/proc", 7, "fc.json"), "/host/proc/7/cwd/fc.json")

@@ -149,8 +149,10 @@ const sameBytes = (bytes: Uint8Array, start: number, end: number, expected: Uint
 /**
  * Whether the first `length` bytes of a stat file are a live process named `name`: the comm between the
  * first `(` and the last `)` (a comm may hold either), then a state other than Z (zombie) or X (dead).
+ *
+ * @category parsers
  */
-const liveAs = (bytes: Uint8Array, length: number, name: Uint8Array): boolean => {
+export const liveAs = (bytes: Uint8Array, length: number, name: Uint8Array): boolean => {
   let open = 0
   while (open < length && bytes[open] !== 0x28) open++
   // The fields after the comm are numbers: its last `)` is the last one within the longest comm from `(`.
