@@ -3,6 +3,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import * as readline from "node:readline"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Collector from "@vm-metrics/core/Collector"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
@@ -765,6 +766,59 @@ describe("Discovery trusts only root's and configured users' hypervisors", () =>
           )
         } finally {
           for (const child of children) yield* Effect.promise(() => stopChild(child))
+        }
+      })
+  )
+  const runasMissing = !isRoot
+    ? "needs root (a process of root's that drops to nobody)"
+    : hasCommand("python3")
+      ? undefined
+      : "needs python3"
+  if (runasMissing !== undefined) {
+    if (process.env.CI === "true") throw new Error(`CI must not skip the -runas re-check test: ${runasMissing}`)
+    console.warn(`skipping the real -runas re-check test: ${runasMissing}`)
+  }
+
+  it.live.skipIf(runasMissing !== undefined)(
+    "a real listed QEMU-named process that setresuid()s to nobody (-runas) is ignored from its next re-check on",
+    () =>
+      Effect.gen(function* () {
+        // Python under QEMU's comm (prctl PR_SET_NAME): discovery parses its command line as a QEMU's and
+        // trusts it (root's uids, root's /usr/bin/python3), until it drops to nobody on a line from us.
+        const script = [
+          "import ctypes, os, sys",
+          "ctypes.CDLL(None).prctl(15, b'qemu-system-x86', 0, 0, 0)",
+          "print('named', flush=True)",
+          "sys.stdin.readline()",
+          "os.setresgid(65534, 65534, 65534)",
+          "os.setresuid(65534, 65534, 65534)",
+          "print('dropped', flush=True)",
+          "sys.stdin.read()"
+        ].join("\n")
+        const child = spawn("python3", ["-c", script], { stdio: ["pipe", "pipe", "inherit"] })
+        const lines = readline.createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
+        try {
+          assert.strictEqual((yield* Effect.promise(() => lines.next())).value, "named")
+          yield* Effect.promise(() => waitForComm(child.pid!, "qemu-system-x86"))
+          let now = 0
+          const scanner = Scanner.makeScanner("/proc", [], { now: () => now, recheckMs: 60_000 })
+          const listed = () => Either.getOrThrow(scanner.scan()).some((vm) => vm.hypervisorPid === child.pid)
+          assert.isTrue(listed())
+          const ignoredBefore = totalsOf(scanner.ignoredTotals()).untrusted_uid ?? 0
+          child.stdin!.write("drop\n")
+          assert.strictEqual((yield* Effect.promise(() => lines.next())).value, "dropped")
+          const uids = ProcessTrust.parseStatusUids(fs.readFileSync(`/proc/${child.pid}/status`, "utf8"))
+          assert.deepStrictEqual(uids, [65534, 65534, 65534, 65534])
+          now += 59_999
+          assert.isTrue(listed(), "not yet re-checked: its stat alone was read")
+          now += 1
+          assert.isFalse(listed(), "re-checked: its uids are nobody's")
+          assert.strictEqual(totalsOf(scanner.ignoredTotals()).untrusted_uid ?? 0, ignoredBefore + 1)
+          assert.isFalse(listed())
+          assert.strictEqual(totalsOf(scanner.ignoredTotals()).untrusted_uid ?? 0, ignoredBefore + 1, "counted once")
+          scanner.close()
+        } finally {
+          yield* Effect.promise(() => stopChild(child))
         }
       })
   )
