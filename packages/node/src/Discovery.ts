@@ -43,8 +43,9 @@ import { InstanceSourceError } from "@vm-metrics/core/Errors"
 import { InstanceSource } from "@vm-metrics/core/InstanceSource"
 import { type Context, Duration, Effect, Layer, type Scope } from "effect"
 import { yieldToEventLoop } from "./EventLoop.js"
+import { softLimitOfSelf } from "./internal/fdBudget.js"
 import { checkRoot } from "./internal/keptFile.js"
-import { makeScanner, type Scanner } from "./internal/processScanner.js"
+import { keptCommFdsFor, makeScanner, type Scanner } from "./internal/processScanner.js"
 
 /** @category models */
 export interface Options {
@@ -77,11 +78,10 @@ export const make = (options: Options = {}): Effect.Effect<Context.Tag.Service<I
     Effect.flatMap((procRoot) =>
       Effect.acquireRelease(
         Effect.sync(() =>
-          makeScanner(
-            procRoot,
-            options.trustedUids,
-            options.recheck === undefined ? {} : { recheckMs: Duration.toMillis(options.recheck) }
-          )
+          makeScanner(procRoot, options.trustedUids, {
+            keptCommFds: keptCommFdsFor(softLimitOfSelf()),
+            ...(options.recheck === undefined ? {} : { recheckMs: Duration.toMillis(options.recheck) })
+          })
         ),
         (scanner) => Effect.sync(scanner.close)
       )

@@ -230,6 +230,13 @@ describe("Discovery helpers", () => {
     assert.isFalse(Scanner.liveAs(Buffer.from("1 qemu) S"), 9, Buffer.from("qemu")), "no (")
   })
 
+  it("keptCommFdsFor keeps 1,024 comm fds, a 64th of a larger open-files limit, at most 8,192", () => {
+    assert.deepStrictEqual(
+      [256, 20_000, 65_536, 131_072, 524_288, 1_048_576, null].map(Scanner.keptCommFdsFor),
+      [1_024, 1_024, 1_024, 2_048, 8_192, 8_192, 8_192]
+    )
+  })
+
   it("firecrackerConfigPath reads through the process's root or cwd and refuses .. and NUL", () => {
     assert.strictEqual(Scanner.firecrackerConfigPath("/proc", 7, "/etc/fc.json"), "/proc/7/root/etc/fc.json")
     assert.strictEqual(Scanner.firecrackerConfigPath("/host/proc", 7, "fc.json"), "/host/proc/7/cwd/fc.json")

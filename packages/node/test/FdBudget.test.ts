@@ -34,6 +34,9 @@ describe("FdBudget", () => {
     assert.strictEqual(parseSoftLimit("Max processes 1 1 processes"), null)
     assert.strictEqual(parseSoftLimit(fs.readFileSync("/proc/self/limits", "latin1")), realSoftLimit())
     assert.strictEqual(budgetFor(20_000), 10_000 - 1_024 - 64)
+    // A large limit leaves discovery more comm fds (a 64th of the limit, at most 8,192), out of the readers' half.
+    assert.strictEqual(budgetFor(131_072), 65_536 - 2_048 - 64)
+    assert.strictEqual(budgetFor(1_048_576), 524_288 - 8_192 - 64)
     assert.strictEqual(budgetFor(256), 128 - 32)
     assert.strictEqual(budgetFor(null), Number.MAX_SAFE_INTEGER)
   })

@@ -6,7 +6,7 @@
  *
  * The default budget is the collector's half of the open-files soft limit (the other half is the HTTP
  * server's connections, see the http package's Connections) less a reserve for discovery's kept comm
- * fds, the by-path reads and the runtime (`RESERVE`, at most a quarter of the half). When an open still meets the
+ * fds, the by-path reads and the runtime (`reserveFor`, at most a quarter of the half). When an open still meets the
  * limit (EMFILE, ENFILE: other fds of the process, or of the host), the budget gives back half of its
  * kept fds (those files are read by path from then on) and keeps at most that many, so the read that
  * met the limit is retried by path instead of failing for want of an fd.
@@ -15,10 +15,10 @@
  */
 import * as fs from "node:fs"
 import { openReadOnly } from "./keptFile.js"
-import { DEFAULT_KEPT_COMM_FDS } from "./processScanner.js"
+import { keptCommFdsFor } from "./processScanner.js"
 
 /** Fds left out of the readers' budget: discovery's comm fds, plus room for reads by path and the runtime. */
-const RESERVE = DEFAULT_KEPT_COMM_FDS + 64
+const reserveFor = (softLimit: number): number => keptCommFdsFor(softLimit) + 64
 
 /** Something kept open under the budget, which the budget may ask to close its fd. @internal */
 export interface Holder {
@@ -41,7 +41,7 @@ export const parseSoftLimit = (limits: string): number | null => {
 export const budgetFor = (softLimit: number | null): number => {
   if (softLimit === null) return Number.MAX_SAFE_INTEGER
   const half = Math.floor(softLimit / 2)
-  return half - Math.min(RESERVE, Math.floor(half / 4))
+  return half - Math.min(reserveFor(softLimit), Math.floor(half / 4))
 }
 
 /** @internal */

@@ -34,12 +34,29 @@ export const MAX_CONFIG_BYTES = 1024 * 1024
  */
 export const DEFAULT_KEPT_COMM_FDS = 1024
 
+/** The most comm fds kept, however large the open-files limit. @category constants */
+export const MAX_KEPT_COMM_FDS = 8192
+
+/**
+ * The comm fds to keep under an open-files soft limit: `DEFAULT_KEPT_COMM_FDS`, or a 64th of a larger
+ * limit up to `MAX_KEPT_COMM_FDS` (Node raises the soft limit to the hard one: 524,288 under systemd,
+ * 1,048,576 in a container), so that a host with thousands of processes is not read by path, three
+ * syscalls a process, on every scan. Unlimited: the most.
+ *
+ * @category constructors
+ */
+export const keptCommFdsFor = (softLimit: number | null): number =>
+  softLimit === null
+    ? MAX_KEPT_COMM_FDS
+    : Math.min(MAX_KEPT_COMM_FDS, Math.max(DEFAULT_KEPT_COMM_FDS, Math.floor(softLimit / 64)))
+
 /**
  * How often a known hypervisor's status (its uids) and cmdline are read again: 30 s. Between those
- * reads, a scan reads its stat alone through the kept fd, which already tells a reaped process (ESRCH),
- * a zombie and an exec() into another program (its comm). What waits for the re-check is a setuid() or an exec() into the
- * same program with other arguments; neither lets anyone list an identity of their choosing, as a new
- * process (a new pid, or a reused one) is always read in full at once.
+ * reads, a scan reads its stat alone through the kept fd, which already tells a reaped process
+ * (ESRCH), a zombie and an exec() into another program (its comm). What waits for the re-check is a
+ * setuid() or an exec() into the same program with other arguments; neither lets anyone list an
+ * identity of their choosing, as a new process (a new pid, or a reused one) is always read in full
+ * at once.
  *
  * @category constants
  */
