@@ -127,5 +127,8 @@ export const parseProcStatText = (text: string): Either.Either<ProcStat, ParseEr
   return typeof bytes === "string" ? fail(bytes) : parseProcStat(bytes)
 }
 
+/** Whether a stat state means the task no longer runs: a zombie (Z) or dead (X). @category utils */
+export const isNotRunningState = (state: string): boolean => state === "Z" || state === "X"
+
 /** Whether the state means the hypervisor no longer runs: a zombie (Z) or dead (X) task. @category utils */
-export const isNotRunning = (stat: ProcStat): boolean => stat.state === "Z" || stat.state === "X"
+export const isNotRunning = (stat: ProcStat): boolean => isNotRunningState(stat.state)

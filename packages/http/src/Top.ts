@@ -1,10 +1,11 @@
 /**
  * `vm-metrics top`: a live view, one row per VM, refreshed every interval, like top / virt-top.
  * Reads the local host through the collector, or a remote server's `GET /instances` (`--url`, with
- * the bearer token) through the API's typed client: both become the API's body, then a TopModel sample. Keys: c/s/m/n/a change the sort, q (or Ctrl-C) quits. A failed refresh shows the
- * error and keeps the last rows; a failed listing (the source's, here or on the server) is said on the
- * same line while the rows are the last good listing's. It draws on the terminal's alternate screen, fitted to its size (no
- * line wraps), and redraws at once when the terminal is resized.
+ * the bearer token) through the API's typed client: both become the API's body, then a TopModel
+ * sample. Keys: c/s/m/n/a change the sort, q (or Ctrl-C) quits. A failed refresh shows the error and
+ * keeps the last rows; a failed listing (the source's, here or on the server) is said on the same
+ * line while the rows are the last good listing's. It draws on the terminal's alternate screen,
+ * fitted to its size (no line wraps), and redraws at once when the terminal is resized.
  *
  * @since 0.1.0
  */

@@ -19,6 +19,7 @@ import {
   stopChild
 } from "@vm-metrics/testing"
 import { Effect, Either, Layer } from "effect"
+import { statLine } from "../../core/src/internal/statLine.js"
 import * as Discovery from "../src/Discovery.js"
 import * as Scanner from "../src/internal/processScanner.js"
 import * as NodeReaders from "../src/NodeReaders.js"
@@ -50,10 +51,6 @@ const GiB = 1024 * MiB
  * `cmdline`, a `status` with its uids (root's unless told; no Uid line when null) and an `exe` link to /bin/sh
  * whose directories, seen through `<pid>/root`, are real root-owned 0755 directories of the fake tree.
  */
-/** A stat line as the kernel prints it (the fields discovery does not read are zeros). */
-const statLine = (pid: number | string, comm: string, state: string) =>
-  `${pid} (${comm}) ${state} 1 ${pid} ${pid} 0 -1 4194560 ${Array(42).fill(0).join(" ")}\n`
-
 const fakeProcess = (
   root: string,
   pid: number | string,
@@ -64,7 +61,8 @@ const fakeProcess = (
   const dir = path.join(root, String(pid))
   fs.mkdirSync(path.join(dir, "root", "bin"), { recursive: true, mode: 0o755 })
   if (comm !== undefined) fs.writeFileSync(path.join(dir, "comm"), `${comm}\n`)
-  if (comm !== undefined) fs.writeFileSync(path.join(dir, "stat"), statLine(pid, comm, "S"))
+  if (comm !== undefined)
+    fs.writeFileSync(path.join(dir, "stat"), statLine({ pid: typeof pid === "number" ? pid : 0, comm }))
   fs.writeFileSync(path.join(dir, "cmdline"), argv.length === 0 ? "" : `${argv.join("\u0000")}\u0000`)
   const uidLine = uids === null ? "" : `Uid:\t${uids.join("\t")}\n`
   fs.writeFileSync(path.join(dir, "status"), `Name:\t${comm}\nUmask:\t0022\n${uidLine}`)
@@ -213,13 +211,17 @@ describe("Discovery helpers", () => {
     for (let i = 0; i < 20_000; i++) {
       const comm = Buffer.from(Array.from({ length: 1 + next(16) }, () => alphabet[next(alphabet.length)]!))
       const state = states[next(states.length)]!
-      const line = Buffer.concat([
-        Buffer.from(`${1 + next(4_194_304)} (`),
-        comm,
-        Buffer.from(
-          `) ${state} 1 2 3 0 -1 4194560 ${next(1e9)} 0 0 0 ${next(1e6)} ${next(1e6)} 0 0 20 0 1 0 ${next(1e9)}\n`
-        )
-      ])
+      const line = Buffer.from(
+        statLine({
+          pid: 1 + next(4_194_304),
+          comm: comm.toString("latin1"),
+          state,
+          utime: next(1e6),
+          stime: next(1e6),
+          startTime: next(1e9)
+        }),
+        "latin1"
+      )
       const live = state !== "Z" && state !== "X"
       assert.strictEqual(Scanner.liveAs(line, line.length, comm), live, `${line.toString("latin1")}`)
       const other = Buffer.concat([comm, Buffer.from("x")])
@@ -360,17 +362,17 @@ describe("Discovery over a fake proc root", () => {
     const scanner = Scanner.makeScanner(root, [], { now: () => 0 })
     const names = () => Either.getOrThrow(scanner.scan()).map((vm) => vm.name)
     assert.deepStrictEqual(names(), ["z1", "z2"])
-    fs.writeFileSync(path.join(root, "10", "stat"), statLine(10, "qemu-system-x86", "Z"))
+    fs.writeFileSync(path.join(root, "10", "stat"), statLine({ pid: 10, comm: "qemu-system-x86", state: "Z" }))
     assert.deepStrictEqual(names(), ["z2"])
     assert.strictEqual(scanner.counters().rechecked, 0)
     assert.strictEqual(scanner.counters().inspected, 3, "the zombie was read afresh, and skipped")
     fs.rmSync(path.join(root, "10"), { recursive: true }) // reaped
     // Its stat shows another comm than its comm file ("x) (y": the first "(" and the last ")" are the
     // bounds): read afresh, and skipped while the two disagree.
-    fs.writeFileSync(path.join(root, "11", "stat"), statLine(11, "x) (y", "S"))
+    fs.writeFileSync(path.join(root, "11", "stat"), statLine({ pid: 11, comm: "x) (y" }))
     assert.deepStrictEqual(names(), [])
     assert.strictEqual(scanner.counters().inspected, 4)
-    fs.writeFileSync(path.join(root, "11", "stat"), statLine(11, "qemu-system-x86", "R"))
+    fs.writeFileSync(path.join(root, "11", "stat"), statLine({ pid: 11, comm: "qemu-system-x86", state: "R" }))
     assert.deepStrictEqual(names(), ["z2"])
     assert.strictEqual(scanner.counters().inspected, 5)
     assert.deepStrictEqual(names(), ["z2"])

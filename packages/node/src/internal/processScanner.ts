@@ -8,6 +8,7 @@ import * as fs from "node:fs"
 import { InstanceSourceError } from "@vm-metrics/core/Errors"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
 import { type IgnoredTotal, kindOfErrno } from "@vm-metrics/core/InstanceSource"
+import { isNotRunningState } from "@vm-metrics/core/ProcStat"
 import { Either } from "effect"
 import {
   firecrackerInfo,
@@ -165,20 +166,23 @@ const sameBytes = (bytes: Uint8Array, start: number, end: number, expected: Uint
 
 /**
  * Whether the first `length` bytes of a stat file are a live process named `name`: the comm between the
- * first `(` and the last `)` (a comm may hold either), then a state other than Z (zombie) or X (dead).
+ * first `(` and the last `)` (a comm may hold either; ProcStat's parser draws the same bounds), then a
+ * state that is running (ProcStat's `isNotRunningState`).
  *
  * @category parsers
  */
 export const liveAs = (bytes: Uint8Array, length: number, name: Uint8Array): boolean => {
+  let close = length - 1
+  while (close >= 0 && bytes[close] !== 0x29) close--
   let open = 0
-  while (open < length && bytes[open] !== 0x28) open++
-  // The fields after the comm are numbers: its last `)` is the last one within the longest comm from `(`.
-  let close = Math.min(length, open + 2 + MAX_COMM_BYTES) - 1
-  while (close > open && bytes[close] !== 0x29) close--
-  if (open >= length || close === open || close + 2 >= length) return false
-  const state = bytes[close + 2]
-  return state !== 0x5a && state !== 0x58 && sameBytes(bytes, open + 1, close, name)
+  while (open < close && bytes[open] !== 0x28) open++
+  if (open >= close || close + 2 >= length) return false
+  return !isNotRunningState(String.fromCharCode(bytes[close + 2])) && sameBytes(bytes, open + 1, close, name)
 }
+
+/** Whether a file read of a remembered process shows it still: a hypervisor's stat, another's comm. */
+const shows = (entry: Entry, bytes: Uint8Array, length: number): boolean =>
+  entry.kind === "hypervisor" ? liveAs(bytes, length, entry.name) : sameBytes(bytes, 0, length, entry.name)
 
 /** Whether two lists hold the very same objects in the same order. */
 const sameInfos = (a: ReadonlyArray<InstanceInfo>, b: ReadonlyArray<InstanceInfo>): boolean => {
@@ -298,22 +302,19 @@ export const makeScanner = (
   /** Whether hypervisors keep fds on their stat; off for good once shed at the fd limit. */
   let keepHypervisorFds = true
 
-  /** The bytes behind a kept fd (a view into the shared buffer, valid until the next read), or undefined. */
-  const reread = (fd: number): Buffer | undefined => {
-    try {
-      return kept.bytes.subarray(0, kept.readAt0(fd))
-    } catch {
-      return undefined // ESRCH (reaped) or any failure: not the process we knew
-    }
-  }
-
   /** The length read through a kept fd into the shared buffer, or -1 when the read fails. */
   const readQuietly = (fd: number): number => {
     try {
       return kept.readAt0(fd)
     } catch {
-      return -1
+      return -1 // ESRCH (reaped) or any failure: not the process we knew
     }
+  }
+
+  /** The bytes behind a kept fd (a view into the shared buffer, valid until the next read), or undefined. */
+  const reread = (fd: number): Buffer | undefined => {
+    const length = readQuietly(fd)
+    return length < 0 ? undefined : kept.bytes.subarray(0, length)
   }
 
   /** Why uids in a status text are not all trusted, or undefined when they are. */
@@ -350,16 +351,13 @@ export const makeScanner = (
    * says it changed). A hypervisor by its stat (its comm, and not a zombie), another by its comm.
    */
   const stillAlive = (name: string, entry: Entry): boolean => {
-    const hypervisor = entry.kind === "hypervisor"
-    if (entry.fd >= 0) {
-      const length = readQuietly(entry.fd) // -1 on failure: not the process we knew
-      return hypervisor ? liveAs(kept.bytes, length, entry.name) : sameBytes(kept.bytes, 0, length, entry.name)
-    }
-    const bytes = hypervisor
-      ? readPath(`${procRoot}/${name}/stat`, MAX_STAT_BYTES)
-      : readPath(`${procRoot}/${name}/comm`, MAX_COMM_BYTES)
+    if (entry.fd >= 0) return shows(entry, kept.bytes, readQuietly(entry.fd)) // -1 on failure: no
+    const bytes =
+      entry.kind === "hypervisor"
+        ? readPath(`${procRoot}/${name}/stat`, MAX_STAT_BYTES)
+        : readPath(`${procRoot}/${name}/comm`, MAX_COMM_BYTES)
     if (typeof bytes === "string") return !isGone(bytes)
-    return hypervisor ? liveAs(bytes, bytes.length, entry.name) : sameBytes(bytes, 0, bytes.length, entry.name)
+    return shows(entry, bytes, bytes.length)
   }
 
   /** Whether a remembered process is still the one remembered (a hypervisor re-checked when due). */
