@@ -9,7 +9,9 @@
  * process, not to the pid number: once it is reaped it reads ESRCH, so a pid reused between two scans
  * is read afresh, as an exec() into another program is (another comm). A steady-state scan is then one
  * listing of `<procRoot>` plus one `pread` per process; a hypervisor whose stat shows a zombie is no
- * longer listed. A hypervisor's status (its uids) and cmdline are read again every `recheck` (30 s),
+ * longer listed. That stat read is offered to this process's proc reader on the same root
+ * (internal/freshStats.ts): the collection that follows the scan takes it instead of reading the file
+ * again. A hypervisor's status (its uids) and cmdline are read again every `recheck` (30 s),
  * which is when a setuid() or an exec() into the same program with other arguments is seen. Pids gone
  * from the listing are forgotten and their fds closed; so are all of them when the layer is released.
  * - a process that vanishes between the listing and its reads is skipped; so is a zombie (empty
@@ -44,6 +46,7 @@ import { InstanceSource } from "@vm-metrics/core/InstanceSource"
 import { type Context, Duration, Effect, Layer, type Scope } from "effect"
 import { yieldToEventLoop } from "./EventLoop.js"
 import { softLimitOfSelf } from "./internal/fdBudget.js"
+import { sharedFreshStats } from "./internal/freshStats.js"
 import { checkRoot } from "./internal/keptFile.js"
 import { keptCommFdsFor, makeScanner, type Scanner } from "./internal/processScanner.js"
 
@@ -80,6 +83,7 @@ export const make = (options: Options = {}): Effect.Effect<Context.Tag.Service<I
         Effect.sync(() =>
           makeScanner(procRoot, options.trustedUids, {
             keptCommFds: keptCommFdsFor(softLimitOfSelf()),
+            fresh: sharedFreshStats(procRoot),
             ...(options.recheck === undefined ? {} : { recheckMs: Duration.toMillis(options.recheck) })
           })
         ),

@@ -5,6 +5,11 @@
  * is then read as the new process, whose different starttime the collector reports as `pid_reused`.
  * A pid missing under a `hidepid` /proc may be alive and only hidden from us: it is `PermissionDenied`,
  * not `ProcessGone` (internal/procVisibility.ts).
+ * A stat that discovery read on the same root moments before (within 200 ms, newer than the reader's
+ * own last read, each used once: internal/freshStats.ts) is taken instead of reading the file again.
+ * statm is read although stat also shows vsize and rss: on newer kernels (seen on 6.18) statm's
+ * resident is the exact sum of the per-CPU RSS counters and stat's rss a cheaper approximation (a
+ * stopped process here: 447 pages against 419), so only statm gives the original's number.
  * The hot path builds no strings and creates no closures (tsx/esbuild's keepNames makes each closure
  * a costly defineProperty; measured with `pnpm bench`).
  *

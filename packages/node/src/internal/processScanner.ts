@@ -21,6 +21,7 @@ import {
   splitCmdline
 } from "../HypervisorCmdline.js"
 import { exeProblem, type IgnoreReason, ignoreReasons, parseStatusUids } from "../ProcessTrust.js"
+import type { FreshStats } from "./freshStats.js"
 import { closeQuietly, errnoOf, openReadOnly, ReadBuffer } from "./keptFile.js"
 import { SmallFileReader } from "./smallFile.js"
 
@@ -221,6 +222,8 @@ export interface ScannerOptions {
   readonly recheckMs?: number
   /** The clock `recheckMs` is measured on, in ms (default `performance.now`). */
   readonly now?: () => number
+  /** Where the stat lines read through kept fds are offered to the proc reader (internal/freshStats.ts). */
+  readonly fresh?: FreshStats
 }
 
 /**
@@ -290,6 +293,7 @@ export const makeScanner = (
   const ignored = new Map<IgnoreReason, number>(ignoreReasons.map((reason) => [reason, 0]))
   const recheckMs = Math.max(0, options.recheckMs ?? DEFAULT_RECHECK_MS)
   const clock = options.now ?? (() => performance.now())
+  const fresh = options.fresh
   let generation = 0
   let inspected = 0
   /** The last scan's trusted hypervisors in /proc's order, and the listing made of them. */
@@ -350,8 +354,13 @@ export const makeScanner = (
    * failure, ESRCH once it is reaped, means no) or by path (gone means no; unreadable otherwise, nothing
    * says it changed). A hypervisor by its stat (its comm, and not a zombie), another by its comm.
    */
-  const stillAlive = (name: string, entry: Entry): boolean => {
-    if (entry.fd >= 0) return shows(entry, kept.bytes, readQuietly(entry.fd)) // -1 on failure: no
+  const stillAlive = (name: string, pid: number, entry: Entry): boolean => {
+    if (entry.fd >= 0) {
+      const length = readQuietly(entry.fd) // -1 on failure: not shown
+      if (!shows(entry, kept.bytes, length)) return false
+      if (entry.kind === "hypervisor") fresh?.offer(pid, kept.bytes, length)
+      return true
+    }
     const bytes =
       entry.kind === "hypervisor"
         ? readPath(`${procRoot}/${name}/stat`, MAX_STAT_BYTES)
@@ -361,8 +370,8 @@ export const makeScanner = (
   }
 
   /** Whether a remembered process is still the one remembered (a hypervisor re-checked when due). */
-  const stillSame = (name: string, entry: Entry): boolean => {
-    if (!stillAlive(name, entry)) return false
+  const stillSame = (name: string, pid: number, entry: Entry): boolean => {
+    if (!stillAlive(name, pid, entry)) return false
     if (entry.kind === "other") return true
     const now = clock()
     if (entry.fd >= 0 && now < entry.checkAt) return true
@@ -485,7 +494,11 @@ export const makeScanner = (
     const exe = exeProblem(procRoot, pid, trusted)
     if (exe === "gone") return release()
     // The stat fd still shows the same live process: the files read by path above were its own.
-    if (statFd >= 0 && !liveAs(kept.bytes, readQuietly(statFd), name)) return release()
+    if (statFd >= 0) {
+      const length = readQuietly(statFd)
+      if (!liveAs(kept.bytes, length, name)) return release()
+      fresh?.offer(pid, kept.bytes, length)
+    }
     return {
       kind: "hypervisor",
       hypervisor,
@@ -513,7 +526,10 @@ export const makeScanner = (
     if (entry.kind === "other" && entry.fd >= 0) commFds--
     closeEntry(entry)
     cache.delete(pid)
-    if (entry.kind === "hypervisor") hypervisors--
+    if (entry.kind === "hypervisor") {
+      hypervisors--
+      fresh?.forget(pid)
+    }
   }
 
   /** The entries of /proc, or the errno code; at the fd limit our own comm fds are shed and it is tried again. */
@@ -561,7 +577,7 @@ export const makeScanner = (
     if (pid === undefined) return
     let entry = cache.get(pid)
     let ignoredAs: IgnoreReason | undefined
-    if (entry !== undefined && !stillSame(name, entry)) {
+    if (entry !== undefined && !stillSame(name, pid, entry)) {
       // Gone, reused or exec()'d: read afresh. An ignored process keeps its count (once per pid).
       ignoredAs = entry.kind === "hypervisor" ? entry.ignoredAs : undefined
       forget(pid, entry)

@@ -7,11 +7,12 @@
 import { InvalidPid, PermissionDenied, ProcessGone, type ProcReadError, ReadFailed } from "@vm-metrics/core/Errors"
 import { parseProcIo } from "@vm-metrics/core/ProcIo"
 import type { ProcFiles, ProcSample } from "@vm-metrics/core/ProcReader"
-import { parseProcStat } from "@vm-metrics/core/ProcStat"
+import { type ProcStat, parseProcStat } from "@vm-metrics/core/ProcStat"
 import { parseProcStatm } from "@vm-metrics/core/ProcStatm"
 import { parseProcStatus } from "@vm-metrics/core/ProcStatus"
 import { Either } from "effect"
 import { type FdBudget, sharedFdBudget } from "./fdBudget.js"
+import { type FreshStats, sharedFreshStats } from "./freshStats.js"
 import { KeptFile, ReadBuffer } from "./keptFile.js"
 import { type MayBeHidden, mayBeHiddenFor } from "./procVisibility.js"
 import { SmallFileReader } from "./smallFile.js"
@@ -37,6 +38,8 @@ const errorOf = (pid: number, path: string, code: string, mayBeHidden: MayBeHidd
 /** What is kept for one pid; the optional files are opened when first requested. */
 interface KeptFiles {
   readonly stat: KeptFile
+  /** When its stat was last read or taken from discovery (the FreshStats clock). */
+  statAt: number
   readonly statm: KeptFile
   status: KeptFile | undefined
   io: KeptFile | undefined
@@ -53,6 +56,8 @@ export interface SyncOptions {
   readonly relistEvery?: number
   /** The fds it may keep (default: the process's shared budget, internal/fdBudget.ts). */
   readonly fdBudget?: FdBudget
+  /** Stat lines discovery has just read (default: this process's for the root, internal/freshStats.ts). */
+  readonly fresh?: FreshStats
 }
 
 /**
@@ -65,6 +70,7 @@ export const makeSyncProcReader = (procRoot: string, options: SyncOptions = {}) 
   const mayBeHidden = options.mayBeHidden ?? mayBeHiddenFor(procRoot)
   const relistEvery = options.relistEvery ?? RELIST_EVERY
   const budget = options.fdBudget ?? sharedFdBudget()
+  const fresh = options.fresh ?? sharedFreshStats(procRoot)
   const buffer = new ReadBuffer()
   const small = new SmallFileReader()
   const kept = new Map<number, KeptFiles>()
@@ -75,6 +81,7 @@ export const makeSyncProcReader = (procRoot: string, options: SyncOptions = {}) 
     if (files === undefined) {
       files = {
         stat: new KeptFile(`${procRoot}/${pid}/stat`, "ESRCH", budget),
+        statAt: Number.NEGATIVE_INFINITY,
         statm: new KeptFile(`${procRoot}/${pid}/statm`, "ESRCH", budget),
         status: undefined,
         io: undefined,
@@ -107,6 +114,17 @@ export const makeSyncProcReader = (procRoot: string, options: SyncOptions = {}) 
       : parse(buffer.bytes, length)
   }
 
+  /** A pid's stat: the one discovery read moments ago when there is such (see freshStats.ts), else read now. */
+  const readStat = (pid: number, files: KeptFiles): Either.Either<ProcStat, ProcReadError> => {
+    const offer = fresh.take(pid, files.statAt)
+    if (offer !== undefined) {
+      files.statAt = offer.at
+      return parseProcStat(offer.bytes, offer.length)
+    }
+    files.statAt = fresh.now()
+    return read(pid, files.stat, parseProcStat)
+  }
+
   const sampleOne = (pid: number, wanted: ProcFiles = NO_FILES): ProcSample => {
     if (!Number.isSafeInteger(pid) || pid < 1 || pid > PID_MAX) {
       const error = Either.left(new InvalidPid({ pid }))
@@ -119,7 +137,7 @@ export const makeSyncProcReader = (procRoot: string, options: SyncOptions = {}) 
       }
     }
     const files = filesOf(pid)
-    const stat = read(pid, files.stat, parseProcStat)
+    const stat = readStat(pid, files)
     const statm = read(pid, files.statm, parseProcStatm)
     let status: ProcSample["status"]
     let io: ProcSample["io"]

@@ -1,0 +1,99 @@
+/**
+ * Stat lines that discovery has just read, offered to the proc reader so that a VM's stat is read once
+ * per collection instead of twice.
+ *
+ * A collection lists (discovery reads every known hypervisor's stat through its kept fd, to see that it
+ * is alive, not a zombie, and still the same program) and then samples the listed pids, which read the
+ * same files again a few milliseconds later: at 1,000 VMs that second read was 1,000 preads of ~8.7 µs.
+ * Discovery offers the bytes it read; the reader takes an offer instead of reading when it is
+ *
+ * - fresh: read within `maxAgeMs` (default 200 ms, well above a collection's span at 1,000 VMs),
+ * - newer than the reader's own last stat of that pid, so that a counter never goes back, and
+ * - not taken before: each read is used by one sample only.
+ *
+ * The bytes are the kernel's for the process alive at that pid when read, bound to it by discovery's
+ * kept fd; the collector checks its start time against the VM's identity as it does for its own reads
+ * (a reused pid is `pid_reused`, never the VM's numbers). Anything else (no offer, a stale one, a
+ * static listing) and the reader reads the file itself.
+ *
+ * One per proc root per process (`sharedFreshStats`), like the fd budget: discovery and the readers are
+ * separate layers that a user composes, and sharing by root needs no wiring and changes nothing when
+ * only one of them runs.
+ *
+ * @internal
+ */
+
+/** How old an offer may be when taken, in ms. @internal */
+export const FRESH_MS = 200
+
+/** The last offer for one pid; its buffer is reused by the next. @internal */
+export interface Offer {
+  readonly bytes: Buffer
+  readonly length: number
+  /** When it was read (the shared clock). */
+  readonly at: number
+}
+
+interface Slot {
+  bytes: Buffer
+  length: number
+  at: number
+  taken: boolean
+}
+
+/** @internal */
+export class FreshStats {
+  private readonly slots = new Map<number, Slot>()
+
+  constructor(
+    private readonly maxAgeMs = FRESH_MS,
+    /** The clock both sides stamp reads with, in ms. */
+    readonly now: () => number = () => performance.now()
+  ) {}
+
+  /** Discovery: `bytes[0, length)` is the stat of `pid`, read just now. */
+  offer(pid: number, bytes: Buffer, length: number): void {
+    let slot = this.slots.get(pid)
+    if (slot === undefined || slot.bytes.length < length) {
+      slot = { bytes: Buffer.allocUnsafe(Math.max(512, length)), length: 0, at: 0, taken: true }
+      this.slots.set(pid, slot)
+    }
+    bytes.copy(slot.bytes, 0, 0, length)
+    slot.length = length
+    slot.at = this.now()
+    slot.taken = false
+  }
+
+  /** Discovery: `pid` is no longer followed; its offer goes. */
+  forget(pid: number): void {
+    this.slots.delete(pid)
+  }
+
+  /**
+   * Reader: the stat of `pid` read after `after` and no more than `maxAgeMs` ago, not taken before, or
+   * undefined. Valid until the next offer for that pid.
+   */
+  take(pid: number, after: number): Offer | undefined {
+    const slot = this.slots.get(pid)
+    if (slot === undefined || slot.taken || slot.at <= after || this.now() - slot.at > this.maxAgeMs) return undefined
+    slot.taken = true
+    return slot
+  }
+
+  /** How many pids have an offer (taken or not). */
+  get size(): number {
+    return this.slots.size
+  }
+}
+
+const byRoot = new Map<string, FreshStats>()
+
+/** The offers every reader and discovery of this process on `procRoot` share. @internal */
+export const sharedFreshStats = (procRoot: string): FreshStats => {
+  let fresh = byRoot.get(procRoot)
+  if (fresh === undefined) {
+    fresh = new FreshStats()
+    byRoot.set(procRoot, fresh)
+  }
+  return fresh
+}

@@ -1,0 +1,178 @@
+import { type ChildProcess, spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { afterAll, assert, describe, it } from "@effect/vitest"
+import { sleepMs } from "@vm-metrics/testing"
+import { Either } from "effect"
+import { FreshStats } from "../src/internal/freshStats.js"
+import { makeScanner } from "../src/internal/processScanner.js"
+import { makeSyncProcReader } from "../src/internal/syncProcReader.js"
+
+/** A clock the test moves. */
+const manualClock = () => {
+  let now = 1000
+  return {
+    now: () => now,
+    advance: (ms: number) => {
+      now += ms
+    }
+  }
+}
+
+const text = (offer: { readonly bytes: Buffer; readonly length: number } | undefined) =>
+  offer === undefined ? undefined : offer.bytes.toString("latin1", 0, offer.length)
+
+describe("FreshStats", () => {
+  it("gives an offer once, only when it is fresh and newer than the reader's last read", () => {
+    const clock = manualClock()
+    const fresh = new FreshStats(200, clock.now)
+    fresh.offer(7, Buffer.from("7 (a) S 1"), 9)
+    assert.strictEqual(text(fresh.take(7, Number.NEGATIVE_INFINITY)), "7 (a) S 1")
+    assert.isUndefined(fresh.take(7, Number.NEGATIVE_INFINITY), "taken once")
+    assert.isUndefined(fresh.take(8, Number.NEGATIVE_INFINITY), "no offer for that pid")
+
+    clock.advance(10)
+    fresh.offer(7, Buffer.from("7 (a) R 2"), 9)
+    assert.isUndefined(fresh.take(7, clock.now()), "the reader read it itself since")
+    clock.advance(10)
+    fresh.offer(7, Buffer.from("7 (a) R 3"), 9)
+    clock.advance(201)
+    assert.isUndefined(fresh.take(7, Number.NEGATIVE_INFINITY), "older than 200 ms")
+
+    fresh.offer(7, Buffer.from("7 (a) S 4"), 9)
+    const at = clock.now()
+    clock.advance(200)
+    const offer = fresh.take(7, at - 1)
+    assert.strictEqual(text(offer), "7 (a) S 4")
+    assert.strictEqual(offer?.at, at)
+  })
+
+  it("keeps one buffer per pid, grown for a longer line, and drops it when discovery forgets the pid", () => {
+    const fresh = new FreshStats()
+    const long = Buffer.from(`9 (${"x".repeat(700)}) S`)
+    fresh.offer(9, Buffer.from("9 (a) S"), 7)
+    fresh.offer(9, long, long.length)
+    assert.strictEqual(text(fresh.take(9, Number.NEGATIVE_INFINITY)), long.toString("latin1"))
+    fresh.offer(9, Buffer.from("9 (b) S trailing bytes not offered"), 7)
+    assert.strictEqual(text(fresh.take(9, Number.NEGATIVE_INFINITY)), "9 (b) S")
+    assert.strictEqual(fresh.size, 1)
+    fresh.forget(9)
+    assert.strictEqual(fresh.size, 0)
+    assert.isUndefined(fresh.take(9, Number.NEGATIVE_INFINITY))
+  })
+})
+
+const dirs: Array<string> = []
+afterAll(() => {
+  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true })
+})
+
+/**
+ * A busy real process that /proc names qemu-system-x86 (a copy of sh), listed by discovery: its binary
+ * in a root-owned 0755 directory (one under /tmp, world-writable, is refused as `untrusted_exe`).
+ */
+const busyQemu = async (): Promise<ChildProcess & { pid: number }> => {
+  const dir = fs.mkdtempSync(path.join(fs.existsSync("/run") ? "/run" : os.homedir(), "vm-metrics-fresh-"))
+  fs.chmodSync(dir, 0o755)
+  dirs.push(dir)
+  const binary = path.join(dir, "qemu-system-x86_64")
+  fs.copyFileSync("/bin/sh", binary)
+  fs.chmodSync(binary, 0o755)
+  const child = spawn(binary, ["-c", "while :; do :; done", "-name", "fresh", "-smp", "1", "-m", "64M"], {
+    stdio: "ignore"
+  }) as ChildProcess & { pid: number }
+  for (let i = 0; i < 200; i++) {
+    if (fs.readFileSync(`/proc/${child.pid}/comm`, "latin1") === "qemu-system-x86\n") return child
+    await sleepMs(10)
+  }
+  child.kill("SIGKILL")
+  throw new Error("the fake QEMU never showed its comm")
+}
+
+/** How many of our fds are open on a file of `pid`. */
+const fdsOn = (pid: number, file: string) =>
+  fs.readdirSync("/proc/self/fd").filter((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`) === `/proc/${pid}/${file}`
+    } catch {
+      return false
+    }
+  }).length
+
+const ticksOf = (sample: ReturnType<ReturnType<typeof makeSyncProcReader>["sampleOne"]>) => {
+  if (Either.isLeft(sample.stat)) throw new Error(`stat: ${sample.stat.left._tag}`)
+  return sample.stat.right.utimeTicks + sample.stat.right.stimeTicks
+}
+
+describe("discovery's stat read serves the collection that follows", () => {
+  it("a sample right after a scan takes the scan's read (no stat fd of the reader's); later ones read it", async () => {
+    const child = await busyQemu()
+    const fresh = new FreshStats()
+    const scanner = makeScanner("/proc", [], { fresh })
+    const reader = makeSyncProcReader("/proc", { fresh })
+    try {
+      const listed = Either.getOrThrow(scanner.scan())
+      assert.isTrue(listed.some((vm) => vm.hypervisorPid === child.pid))
+      assert.strictEqual(fdsOn(child.pid, "stat"), 1, "discovery's kept fd")
+      const first = reader.sampleOne(child.pid)
+      assert.strictEqual(Either.isRight(first.stat) && first.stat.right.comm, "qemu-system-x86")
+      assert.isTrue(Either.isRight(first.statm))
+      assert.strictEqual(fdsOn(child.pid, "stat"), 1, "taken from the scan: the reader opened no stat")
+      const second = reader.sampleOne(child.pid) // no scan since: read by the reader
+      assert.strictEqual(fdsOn(child.pid, "stat"), 2)
+      assert.isTrue(ticksOf(second) >= ticksOf(first))
+    } finally {
+      child.kill("SIGKILL")
+      reader.closeAll()
+      scanner.close()
+    }
+  })
+
+  it("a busy process's CPU time never goes back across scans, samples and a second reader, interleaved", async () => {
+    const child = await busyQemu()
+    const fresh = new FreshStats()
+    const scanner = makeScanner("/proc", [], { fresh })
+    const readers = [makeSyncProcReader("/proc", { fresh }), makeSyncProcReader("/proc", { fresh })]
+    const last = [0n, 0n]
+    let taken = 0
+    try {
+      for (let round = 0; round < 300; round++) {
+        if (round % 3 !== 2) Either.getOrThrow(scanner.scan())
+        const which = round % 5 === 4 ? 1 : 0
+        const before = fdsOn(child.pid, "stat")
+        const ticks = ticksOf(readers[which]!.sampleOne(child.pid))
+        if (fdsOn(child.pid, "stat") === before && round > 3) taken++
+        assert.isTrue(ticks >= last[which]!, `round ${round}: ${ticks} after ${last[which]}`)
+        last[which] = ticks
+        if (round % 50 === 0) await sleepMs(20) // let the process run
+      }
+      assert.isAbove(Number(last[0]), 0, "the process ran")
+      assert.isAbove(taken, 100, "most samples after a scan took its read")
+    } finally {
+      child.kill("SIGKILL")
+      for (const reader of readers) reader.closeAll()
+      scanner.close()
+    }
+  })
+
+  it("a pid that exits after a scan is read as gone at the next, not served from the earlier scan", async () => {
+    const child = await busyQemu()
+    const fresh = new FreshStats(60_000) // however slow the machine, the first scan's read is still fresh
+    const scanner = makeScanner("/proc", [], { fresh })
+    const reader = makeSyncProcReader("/proc", { fresh })
+    try {
+      Either.getOrThrow(scanner.scan()) // offers a read nobody takes
+      child.kill("SIGKILL")
+      await new Promise((resolve) => child.once("exit", resolve))
+      const listed = Either.getOrThrow(scanner.scan())
+      assert.isFalse(listed.some((vm) => vm.hypervisorPid === child.pid))
+      const { stat } = reader.sampleOne(child.pid)
+      assert.strictEqual(Either.isLeft(stat) && stat.left._tag, "ProcessGone")
+    } finally {
+      child.kill("SIGKILL")
+      reader.closeAll()
+      scanner.close()
+    }
+  })
+})
