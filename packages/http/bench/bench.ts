@@ -8,10 +8,11 @@
  *    for the C pread floor), *naive* (readFileSync + split, a port of the Go original), the Collector of
  *    Main's pipeline over a static listing and over discovery, discovery alone (steady-state rescan, full
  *    scan), and rendering `/metrics` from a snapshot (directly, and through the OTel SDK). The readers must
- *    read identical values. In the same rounds, issue #11's cost: the Collector over a static listing of a
- *    second fleet whose fakes have 4 threads named like QEMU's vCPU threads, with the seed set (no metric
- *    group), the default groups and every group (4 vCPUs' schedstat, every TAP counter); its ratios to the
- *    seed set are taken within a round too.
+ *    read identical values. Then, in rounds of their own, issue #11's cost: the Collector over a static
+ *    listing of a second fleet, started only for these rows (alive during the first, its N processes would
+ *    be read by every rescan), whose fakes have 4 threads named like QEMU's vCPU threads, with the seed set
+ *    (no metric group), the default groups and every group (4 vCPUs' schedstat, every TAP counter); its
+ *    ratios to the seed set are taken within a round too.
  * 2. `/metrics` end to end through Main's HTTP server (Main.layerApp, in a worker), round by round: fresh
  *    (`--collection on-demand`, max age 0: discovery + collection + render per scrape), a new snapshot per
  *    scrape (`--collection background`: render + encode), the same snapshot again (cached bytes), each plain
@@ -187,7 +188,41 @@ const agree = async (
   }
 }
 
-const benchCollection = async (fleet: Fleet, vcpuFleet: Fleet): Promise<CollectionResult> => {
+/**
+ * Round by round, `measure` of every worker in a shuffled order; the µs per VM of each, by name. The workers
+ * are closed at the end.
+ */
+const measureRounds = async (
+  workers: ReadonlyArray<Awaited<ReturnType<typeof startWorker>>>,
+  n: number,
+  ratiosOf: (ms: Record<string, number>) => Record<string, number>
+) => {
+  try {
+    const names = workers.map((w) => String(w.opened))
+    const perVm: Record<string, Array<number>> = {}
+    const ratios: Record<string, Array<number>> = {}
+    const push = (table: Record<string, Array<number>>, key: string, value: number) => {
+      table[key] ??= []
+      table[key].push(value)
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      const ms: Record<string, number> = {}
+      for (const i of shuffled(workers.map((_, i) => i))) ms[names[i]!] = Number(await workers[i]!.call("measure"))
+      for (const name of names) push(perVm, name, (ms[name]! * 1000) / n)
+      for (const [key, value] of Object.entries(ratiosOf(ms))) push(ratios, key, value)
+    }
+    return { perVm, ratios }
+  } finally {
+    await Promise.all(workers.map((w) => w.close()))
+  }
+}
+
+/**
+ * The collection rows over `fleet` alone (as the issue defines them: N fake hypervisors and their TAPs), then
+ * issue #11's rows over a fleet with vCPU threads, started only then (`startVcpuFleet`): alive during the first
+ * rows, its N processes would be read by every discovery rescan, which a host's vCPU threads are not.
+ */
+const benchCollection = async (fleet: Fleet, startVcpuFleet: () => Promise<Fleet>): Promise<CollectionResult> => {
   const n = fleet.vms.length
   const readerKinds: Array<What> = ["bare", "naive", "static", "discovery", "static, sysfs TAPs"]
   const otherKinds: Array<What> = [
@@ -199,38 +234,37 @@ const benchCollection = async (fleet: Fleet, vcpuFleet: Fleet): Promise<Collecti
     "sdk render"
   ]
   const vcpuKinds: Array<What> = [VCPU_SEED, VCPU_DEFAULT, VCPU_ALL, VCPU_SEED_SYSFS, VCPU_DEFAULT_SYSFS]
-  const workers = await Promise.all([
-    ...[...readerKinds, ...otherKinds].map((what) => startWorker(what, fleet.vms)),
-    ...vcpuKinds.map((what) => startWorker(what, vcpuFleet.vms))
-  ])
+  const workers = await Promise.all([...readerKinds, ...otherKinds].map((what) => startWorker(what, fleet.vms)))
+  await agree(workers.slice(0, readerKinds.length)).catch(async (error) => {
+    await Promise.all(workers.map((w) => w.close()))
+    throw error
+  })
+  const first = await measureRounds(workers, n, (ms) => ({
+    "static/bare": ms[STATIC]! / ms.bare!,
+    "discovery/static": ms[DISCOVERY]! / ms[STATIC]!,
+    "naive/static": ms.naive! / ms[STATIC]!,
+    "render/static": ms["render direct"]! / ms[STATIC]!,
+    "sdk/static": ms["render via OTel SDK"]! / ms[STATIC]!,
+    "seed: net/dev ÷ sysfs": ms[STATIC]! / ms[STATIC_SYSFS]!,
+    "default groups: net/dev ÷ sysfs": ms[DEFAULT_GROUPS]! / ms[DEFAULT_SYSFS]!
+  }))
+  const vcpuFleet = await startVcpuFleet()
   try {
-    const names = workers.map((w) => String(w.opened))
-    await agree(workers.slice(0, readerKinds.length))
+    const vcpuWorkers = await Promise.all(vcpuKinds.map((what) => startWorker(what, vcpuFleet.vms)))
     // The seed's values agree across the groups; the checksum also checks every vCPU thread was read.
-    await agree(workers.slice(-vcpuKinds.length))
-    const perVm: Record<string, Array<number>> = {}
-    const ratios: Record<string, Array<number>> = {}
-    const push = (table: Record<string, Array<number>>, key: string, value: number) => {
-      table[key] ??= []
-      table[key].push(value)
-    }
-    for (let round = 0; round < ROUNDS; round++) {
-      const ms: Record<string, number> = {}
-      for (const i of shuffled(workers.map((_, i) => i))) ms[names[i]!] = Number(await workers[i]!.call("measure"))
-      for (const name of names) push(perVm, name, (ms[name]! * 1000) / n)
-      push(ratios, "static/bare", ms[STATIC]! / ms.bare!)
-      push(ratios, "discovery/static", ms[DISCOVERY]! / ms[STATIC]!)
-      push(ratios, "naive/static", ms.naive! / ms[STATIC]!)
-      push(ratios, "render/static", ms["render direct"]! / ms[STATIC]!)
-      push(ratios, "sdk/static", ms["render via OTel SDK"]! / ms[STATIC]!)
-      push(ratios, "default/seed", ms[VCPU_DEFAULT]! / ms[VCPU_SEED]!)
-      push(ratios, "all/seed", ms[VCPU_ALL]! / ms[VCPU_SEED]!)
-      push(ratios, "seed: net/dev ÷ sysfs", ms[STATIC]! / ms[STATIC_SYSFS]!)
-      push(ratios, "default groups: net/dev ÷ sysfs", ms[DEFAULT_GROUPS]! / ms[DEFAULT_SYSFS]!)
-      push(ratios, "vcpus, seed: net/dev ÷ sysfs", ms[VCPU_SEED]! / ms[VCPU_SEED_SYSFS]!)
-      push(ratios, "vcpus, default: net/dev ÷ sysfs", ms[VCPU_DEFAULT]! / ms[VCPU_DEFAULT_SYSFS]!)
-      push(ratios, "vcpus, default/seed, sysfs TAPs", ms[VCPU_DEFAULT_SYSFS]! / ms[VCPU_SEED_SYSFS]!)
-    }
+    await agree(vcpuWorkers).catch(async (error) => {
+      await Promise.all(vcpuWorkers.map((w) => w.close()))
+      throw error
+    })
+    const second = await measureRounds(vcpuWorkers, n, (ms) => ({
+      "default/seed": ms[VCPU_DEFAULT]! / ms[VCPU_SEED]!,
+      "all/seed": ms[VCPU_ALL]! / ms[VCPU_SEED]!,
+      "vcpus, seed: net/dev ÷ sysfs": ms[VCPU_SEED]! / ms[VCPU_SEED_SYSFS]!,
+      "vcpus, default: net/dev ÷ sysfs": ms[VCPU_DEFAULT]! / ms[VCPU_DEFAULT_SYSFS]!,
+      "vcpus, default/seed, sysfs TAPs": ms[VCPU_DEFAULT_SYSFS]! / ms[VCPU_SEED_SYSFS]!
+    }))
+    const perVm = { ...first.perVm, ...second.perVm }
+    const ratios = { ...first.ratios, ...second.ratios }
     const perVmMedians = Object.fromEntries(Object.entries(perVm).map(([k, v]) => [k, median(v)]))
     console.log(`collection, µs/VM (median of ${ROUNDS} rounds; the readers' values agree):`)
     for (const [name, us] of Object.entries(perVmMedians)) console.log(`  ${name.padEnd(22)} ${us.toFixed(2)}`)
@@ -258,7 +292,7 @@ const benchCollection = async (fleet: Fleet, vcpuFleet: Fleet): Promise<Collecti
       console.log(`  ${key}: ${median(ratios[key]!).toFixed(2)}`)
     return result
   } finally {
-    await Promise.all(workers.map((w) => w.close()))
+    vcpuFleet.stop() // not used past these rows: its TAPs and processes would only add load
   }
 }
 
@@ -655,22 +689,15 @@ const main = async () => {
   for (const n of SIZES) {
     // TAP names of this run only: two benches at once (helpers share this machine) must not delete each other's.
     const fleet = await startFleet(n, { tapPrefix: `b${process.pid}-` })
-    // Issue #11's fleet serves the collection part only.
-    const vcpuFleet = runs("collection")
-      ? await startFleet(n, { tapPrefix: `v${process.pid}-`, vcpuThreads: VCPU_THREADS }).catch((error) => {
-          fleet.stop()
-          throw error
-        })
-      : undefined
+    // Issue #11's fleet serves its collection rows only.
+    const startVcpuFleet = () => startFleet(n, { tapPrefix: `v${process.pid}-`, vcpuThreads: VCPU_THREADS })
     try {
       console.log(`\nN = ${n} fake hypervisors (${fleet.vms[0]?.tap === undefined ? "without" : "with"} TAPs)`)
-      const collection = vcpuFleet === undefined ? undefined : await benchCollection(fleet, vcpuFleet)
-      vcpuFleet?.stop() // not used past the collection: its TAPs and processes would only add load
+      const collection = runs("collection") ? await benchCollection(fleet, startVcpuFleet) : undefined
       const scrapes = runs("scrapes") ? await benchScrapes(fleet, dir) : undefined
       const served = runs("served") ? await benchServed(fleet) : undefined
       results.push({ n, collection, scrapes, served })
     } finally {
-      vcpuFleet?.stop()
       fleet.stop()
     }
   }
