@@ -1,9 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
-import * as path from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
-import { sleepMs } from "@vm-metrics/testing"
+import { removeTempDirs, sleepMs, trustedFakeBinary } from "@vm-metrics/testing"
 import { Either } from "effect"
 import { FreshStats } from "../src/internal/freshStats.js"
 import { makeScanner } from "../src/internal/processScanner.js"
@@ -63,22 +61,11 @@ describe("FreshStats", () => {
   })
 })
 
-const dirs: Array<string> = []
-afterAll(() => {
-  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true })
-})
+afterAll(removeTempDirs)
 
-/**
- * A busy real process that /proc names qemu-system-x86 (a copy of sh), listed by discovery: its binary
- * in a root-owned 0755 directory (one under /tmp, world-writable, is refused as `untrusted_exe`).
- */
+/** A busy real process that /proc names qemu-system-x86 (a copy of sh that discovery trusts). */
 const busyQemu = async (): Promise<ChildProcess & { pid: number }> => {
-  const dir = fs.mkdtempSync(path.join(fs.existsSync("/run") ? "/run" : os.homedir(), "vm-metrics-fresh-"))
-  fs.chmodSync(dir, 0o755)
-  dirs.push(dir)
-  const binary = path.join(dir, "qemu-system-x86_64")
-  fs.copyFileSync("/bin/sh", binary)
-  fs.chmodSync(binary, 0o755)
+  const binary = trustedFakeBinary()
   const child = spawn(binary, ["-c", "while :; do :; done", "-name", "fresh", "-smp", "1", "-m", "64M"], {
     stdio: "ignore"
   }) as ChildProcess & { pid: number }

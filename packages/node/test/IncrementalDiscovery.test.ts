@@ -8,7 +8,7 @@ import * as path from "node:path"
 import * as readline from "node:readline"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
-import { childrenOf, namespaceSkipReason, sleepMs } from "@vm-metrics/testing"
+import { childrenOf, namespaceSkipReason, removeTempDirs, sleepMs, trustedFakeBinary } from "@vm-metrics/testing"
 import * as PidNamespace from "@vm-metrics/testing/PidNamespace"
 import { Effect, Either } from "effect"
 import * as Discovery from "../src/Discovery.js"
@@ -16,21 +16,7 @@ import * as Scanner from "../src/internal/processScanner.js"
 
 const skipNamespaces = namespaceSkipReason()
 
-const trustedDirs: Array<string> = []
-afterAll(() => {
-  for (const dir of trustedDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
-})
-
-/** A fake QEMU binary (a copy of sh) in a root-owned 0755 directory outside /tmp, which discovery trusts. */
-const fakeQemuBinary = (): string => {
-  const dir = fs.mkdtempSync(path.join(fs.existsSync("/run") ? "/run" : "/root", "vm-metrics-incremental-"))
-  fs.chmodSync(dir, 0o755)
-  trustedDirs.push(dir)
-  const binary = path.join(dir, "qemu-system-x86_64")
-  fs.copyFileSync("/bin/sh", binary)
-  fs.chmodSync(binary, 0o755)
-  return binary
-}
+afterAll(removeTempDirs)
 
 /**
  * A fresh PID namespace whose init is a shell taking commands on stdin: `other N` starts a `sleep`
@@ -98,7 +84,7 @@ if (skipNamespaces !== undefined) console.warn(`skipping incremental discovery t
 
 describe.skipIf(skipNamespaces !== undefined)("incremental discovery over real processes", () => {
   it("reads a pid once, sees a pid reused between two scans as the new process, drops vanished pids", async () => {
-    const ns = await pidNamespace(fakeQemuBinary())
+    const ns = await pidNamespace(trustedFakeBinary())
     const before = new Set(keptProcFds())
     const kept = () => keptProcFds().filter((fd) => !before.has(fd))
     const scanner = Scanner.makeScanner(ns.procRoot)
@@ -158,7 +144,7 @@ describe.skipIf(skipNamespaces !== undefined)("incremental discovery over real p
   })
 
   it("sees a remembered process that execs into a hypervisor (same pid, same start time)", async () => {
-    const ns = await pidNamespace(fakeQemuBinary())
+    const ns = await pidNamespace(trustedFakeBinary())
     const scanner = Scanner.makeScanner(ns.procRoot)
     try {
       assert.strictEqual(await ns.send("late 100 vm-late"), "late 100")
@@ -180,7 +166,7 @@ describe.skipIf(skipNamespaces !== undefined)("incremental discovery over real p
   })
 
   it("with a comm fd budget of 2, keeps 2 + 1 per hypervisor fds and still sees reuse and exec by path", async () => {
-    const ns = await pidNamespace(fakeQemuBinary())
+    const ns = await pidNamespace(trustedFakeBinary())
     const before = new Set(keptProcFds())
     const kept = () => keptProcFds().filter((fd) => !before.has(fd))
     const scanner = Scanner.makeScanner(ns.procRoot, [], { keptCommFds: 2 })
@@ -236,7 +222,7 @@ describe.skipIf(skipNamespaces !== undefined)("incremental discovery over real p
 
   it("lists every hypervisor when the fd limit is below the host's process count and its hypervisors' files (a scan in a child after prlimit --nofile)", async () => {
     const LIMIT = 64
-    const binary = fakeQemuBinary()
+    const binary = trustedFakeBinary()
     // Enough processes that the comm fds alone would exceed the limit.
     const padding = spawn("sh", ["-c", "i=0; while [ $i -lt 150 ]; do sleep 1000 & i=$((i + 1)); done; wait"], {
       stdio: "ignore",
@@ -290,7 +276,7 @@ describe.skipIf(skipNamespaces !== undefined)("incremental discovery over real p
   }, 120_000)
 
   it("the Discovery layer closes its kept fds when its scope closes", async () => {
-    const ns = await pidNamespace(fakeQemuBinary())
+    const ns = await pidNamespace(trustedFakeBinary())
     const before = new Set(keptProcFds())
     const kept = () => keptProcFds().filter((fd) => !before.has(fd))
     try {

@@ -6,7 +6,6 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
-import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, assert, describe, it } from "@effect/vitest"
 import * as Collector from "@vm-metrics/core/Collector"
@@ -29,6 +28,7 @@ import {
   skipReason,
   stopChild,
   tapSkipReason,
+  trustedFakeBinary,
   waitFor
 } from "@vm-metrics/testing"
 import { Effect, Layer } from "effect"
@@ -41,22 +41,6 @@ import { bridgeInterface, ethernetInterface, statusXml, userInterface } from "./
 afterAll(removeTempDirs)
 
 const skip = tapSkipReason()
-
-const trustedDirs: Array<string> = []
-afterAll(() => {
-  for (const dir of trustedDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
-})
-
-/** A fake QEMU binary discovery trusts: a copy of sh in a root-owned 0755 directory outside /tmp. */
-const fakeQemuBinary = (): string => {
-  const dir = fs.mkdtempSync(path.join(fs.existsSync("/run") ? "/run" : os.homedir(), "vm-metrics-nics-"))
-  fs.chmodSync(dir, 0o755)
-  trustedDirs.push(dir)
-  const binary = path.join(dir, "qemu-system-x86_64")
-  fs.copyFileSync("/bin/sh", binary)
-  fs.chmodSync(binary, 0o755)
-  return binary
-}
 
 /** Starts `argv` (optionally under `ip netns exec`), waiting until its comm is `comm` (it has exec'd). */
 const startProcess = (argv: ReadonlyArray<string>, comm: string, netns?: string) =>
@@ -146,7 +130,7 @@ describe.skipIf(skip !== undefined)("every NIC of a VM, with real TAPs", () => {
   it.live("a discovered fake QEMU with two -netdev tap: per-NIC values = ip -s -j link of each TAP, VM = sums", () =>
     Effect.gen(function* () {
       const [tap0, tap1] = [createTap(), createTap()]
-      const binary = fakeQemuBinary()
+      const binary = trustedFakeBinary()
       let child: (ChildProcess & { pid: number }) | undefined
       try {
         traffic(tap0, 1)
@@ -235,7 +219,7 @@ describe.skipIf(skip !== undefined)("every NIC of a VM, with real TAPs", () => {
       Effect.gen(function* () {
         const [hostTap, nsTap] = [createTap(), createTap()]
         const ns = createNetns()
-        const binary = fakeQemuBinary()
+        const binary = trustedFakeBinary()
         let child: (ChildProcess & { pid: number }) | undefined
         try {
           moveTapToNetns(nsTap, ns)

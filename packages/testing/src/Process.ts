@@ -52,6 +52,21 @@ export const removeTempDirs = (): void => {
   for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true })
 }
 
+/**
+ * A copy of sh named `name` (default `qemu-system-x86_64`, so /proc shows QEMU's comm) in a root-owned 0755
+ * directory outside /tmp (under /run, else the home directory): an executable discovery trusts, where a
+ * copy under the world-writable /tmp is `untrusted_exe`. `removeTempDirs` (from `afterAll`) removes it.
+ */
+export const trustedFakeBinary = (name = "qemu-system-x86_64"): string => {
+  const dir = fs.mkdtempSync(path.join(fs.existsSync("/run") ? "/run" : os.homedir(), "vm-metrics-bin-"))
+  fs.chmodSync(dir, 0o755)
+  tempDirs.push(dir)
+  const binary = path.join(dir, name)
+  fs.copyFileSync("/bin/sh", binary)
+  fs.chmodSync(binary, 0o755)
+  return binary
+}
+
 export const exited = (child: ChildProcess): boolean => child.exitCode !== null || child.signalCode !== null
 
 /** `sh -c <script>` with no stdio; its pid is known. */
