@@ -189,15 +189,17 @@ const agree = async (
 }
 
 /**
- * Round by round, `measure` of every worker in a shuffled order; the µs per VM of each, by name. The workers
- * are closed at the end.
+ * Checks that the first `agreeing` workers read identical values, then, round by round, `measure` of every
+ * worker in a shuffled order; the µs per VM of each, by name. The workers are closed at the end.
  */
 const measureRounds = async (
   workers: ReadonlyArray<Awaited<ReturnType<typeof startWorker>>>,
+  agreeing: number,
   n: number,
   ratiosOf: (ms: Record<string, number>) => Record<string, number>
 ) => {
   try {
+    await agree(workers.slice(0, agreeing))
     const names = workers.map((w) => String(w.opened))
     const perVm: Record<string, Array<number>> = {}
     const ratios: Record<string, Array<number>> = {}
@@ -235,11 +237,7 @@ const benchCollection = async (fleet: Fleet, startVcpuFleet: () => Promise<Fleet
   ]
   const vcpuKinds: Array<What> = [VCPU_SEED, VCPU_DEFAULT, VCPU_ALL, VCPU_SEED_SYSFS, VCPU_DEFAULT_SYSFS]
   const workers = await Promise.all([...readerKinds, ...otherKinds].map((what) => startWorker(what, fleet.vms)))
-  await agree(workers.slice(0, readerKinds.length)).catch(async (error) => {
-    await Promise.all(workers.map((w) => w.close()))
-    throw error
-  })
-  const first = await measureRounds(workers, n, (ms) => ({
+  const first = await measureRounds(workers, readerKinds.length, n, (ms) => ({
     "static/bare": ms[STATIC]! / ms.bare!,
     "discovery/static": ms[DISCOVERY]! / ms[STATIC]!,
     "naive/static": ms.naive! / ms[STATIC]!,
@@ -252,11 +250,7 @@ const benchCollection = async (fleet: Fleet, startVcpuFleet: () => Promise<Fleet
   try {
     const vcpuWorkers = await Promise.all(vcpuKinds.map((what) => startWorker(what, vcpuFleet.vms)))
     // The seed's values agree across the groups; the checksum also checks every vCPU thread was read.
-    await agree(vcpuWorkers).catch(async (error) => {
-      await Promise.all(vcpuWorkers.map((w) => w.close()))
-      throw error
-    })
-    const second = await measureRounds(vcpuWorkers, n, (ms) => ({
+    const second = await measureRounds(vcpuWorkers, vcpuKinds.length, n, (ms) => ({
       "default/seed": ms[VCPU_DEFAULT]! / ms[VCPU_SEED]!,
       "all/seed": ms[VCPU_ALL]! / ms[VCPU_SEED]!,
       "vcpus, seed: net/dev ÷ sysfs": ms[VCPU_SEED]! / ms[VCPU_SEED_SYSFS]!,

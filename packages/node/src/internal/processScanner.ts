@@ -321,6 +321,14 @@ export const makeScanner = (
     return length < 0 ? undefined : kept.bytes.subarray(0, length)
   }
 
+  /** Whether a hypervisor's kept stat fd shows it alive as `name`; that read is offered to the proc reader. */
+  const vouches = (pid: number, fd: number, name: Buffer): boolean => {
+    const length = readQuietly(fd) // -1 on failure: not shown
+    if (!liveAs(kept.bytes, length, name)) return false
+    fresh?.offer(pid, kept.bytes, length)
+    return true
+  }
+
   /** Why uids in a status text are not all trusted, or undefined when they are. */
   const uidVerdict = (status: string): IgnoreReason | undefined => {
     const uids = parseStatusUids(status)
@@ -356,10 +364,9 @@ export const makeScanner = (
    */
   const stillAlive = (name: string, pid: number, entry: Entry): boolean => {
     if (entry.fd >= 0) {
-      const length = readQuietly(entry.fd) // -1 on failure: not shown
-      if (!shows(entry, kept.bytes, length)) return false
-      if (entry.kind === "hypervisor") fresh?.offer(pid, kept.bytes, length)
-      return true
+      return entry.kind === "hypervisor"
+        ? vouches(pid, entry.fd, entry.name)
+        : sameBytes(kept.bytes, 0, readQuietly(entry.fd), entry.name) // -1 on failure: no
     }
     const bytes =
       entry.kind === "hypervisor"
@@ -494,11 +501,7 @@ export const makeScanner = (
     const exe = exeProblem(procRoot, pid, trusted)
     if (exe === "gone") return release()
     // The stat fd still shows the same live process: the files read by path above were its own.
-    if (statFd >= 0) {
-      const length = readQuietly(statFd)
-      if (!liveAs(kept.bytes, length, name)) return release()
-      fresh?.offer(pid, kept.bytes, length)
-    }
+    if (statFd >= 0 && !vouches(pid, statFd, name)) return release()
     return {
       kind: "hypervisor",
       hypervisor,
