@@ -456,13 +456,13 @@ describe("Discovery over a fake proc root", () => {
 
 /** Waits until /proc/<pid>/comm reads `comm` (the child has exec'd). */
 const waitForComm = async (pid: number, comm: string) => {
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 1500; i++) {
     try {
       if (fs.readFileSync(`/proc/${pid}/comm`, "utf8") === `${comm}\n`) return
     } catch {
       // not there yet
     }
-    await sleepMs(20)
+    await sleepMs(20) // up to 30 s: a loaded machine may be slow to exec
   }
   throw new Error(`/proc/${pid}/comm never became ${comm}`)
 }

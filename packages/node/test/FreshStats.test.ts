@@ -63,15 +63,21 @@ describe("FreshStats", () => {
 
 afterAll(removeTempDirs)
 
+/**
+ * Offers stay fresh this long in the tests over real processes (the age rule has its own test above), so
+ * that a loaded machine pausing between a scan and a sample does not decide them.
+ */
+const FRESH_ENOUGH = 60_000
+
 /** A busy real process that /proc names qemu-system-x86 (a copy of sh that discovery trusts). */
 const busyQemu = async (): Promise<ChildProcess & { pid: number }> => {
   const binary = trustedFakeBinary()
   const child = spawn(binary, ["-c", "while :; do :; done", "-name", "fresh", "-smp", "1", "-m", "64M"], {
     stdio: "ignore"
   }) as ChildProcess & { pid: number }
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 600; i++) {
     if (fs.readFileSync(`/proc/${child.pid}/comm`, "latin1") === "qemu-system-x86\n") return child
-    await sleepMs(10)
+    await sleepMs(50) // up to 30 s: a loaded machine may be slow to exec
   }
   child.kill("SIGKILL")
   throw new Error("the fake QEMU never showed its comm")
@@ -95,7 +101,7 @@ const ticksOf = (sample: ReturnType<ReturnType<typeof makeSyncProcReader>["sampl
 describe("discovery's stat read serves the collection that follows", () => {
   it("a sample right after a scan takes the scan's read (no stat fd of the reader's); later ones read it", async () => {
     const child = await busyQemu()
-    const fresh = new FreshStats()
+    const fresh = new FreshStats(FRESH_ENOUGH)
     const scanner = makeScanner("/proc", [], { fresh })
     const reader = makeSyncProcReader("/proc", { fresh })
     try {
@@ -118,7 +124,7 @@ describe("discovery's stat read serves the collection that follows", () => {
 
   it("a busy process's CPU time never goes back across scans, samples and a second reader, interleaved", async () => {
     const child = await busyQemu()
-    const fresh = new FreshStats()
+    const fresh = new FreshStats(FRESH_ENOUGH)
     const scanner = makeScanner("/proc", [], { fresh })
     const readers = [makeSyncProcReader("/proc", { fresh }), makeSyncProcReader("/proc", { fresh })]
     const last = [0n, 0n]
@@ -145,7 +151,7 @@ describe("discovery's stat read serves the collection that follows", () => {
 
   it("a pid that exits after a scan is read as gone at the next, not served from the earlier scan", async () => {
     const child = await busyQemu()
-    const fresh = new FreshStats(60_000) // however slow the machine, the first scan's read is still fresh
+    const fresh = new FreshStats(FRESH_ENOUGH)
     const scanner = makeScanner("/proc", [], { fresh })
     const reader = makeSyncProcReader("/proc", { fresh })
     try {
