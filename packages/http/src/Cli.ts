@@ -11,6 +11,7 @@ import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as Options from "@effect/cli/Options"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as Collector from "@vm-metrics/core/Collector"
+import * as InstanceSource from "@vm-metrics/core/InstanceSource"
 import { cpuSeconds } from "@vm-metrics/core/VmStats"
 import { Console, Data, Effect, Either, Layer, Option } from "effect"
 import * as AppConfig from "./AppConfig.js"
@@ -131,6 +132,14 @@ const collectLayer = (input: AppConfig.CollectInput) =>
     )
   )
 
+/** Source and a collector for one instance (`stats`), from the collect settings given. */
+const oneInstanceLayer = (input: AppConfig.CollectInput) =>
+  Layer.unwrapEffect(
+    Effect.flatMap(AppConfig.resolveCollect(input), (config) =>
+      Effect.map(importMain, (Main) => Main.layerOneInstance(config))
+    )
+  )
+
 const serve = Command.make("serve", serveOptions, (input) =>
   Effect.gen(function* () {
     const address = yield* AppConfig.listenAddress(input)
@@ -176,10 +185,16 @@ const list = Command.make("list", collectOptions, (input) =>
 
 const id = Args.text({ name: "id" }).pipe(Args.withDescription("instance id, name or unique id prefix"))
 
+/** The source's listing, for a one-shot command; a source that cannot be listed is an error. */
+const listed = Effect.flatMap(InstanceSource.InstanceSource, (source) => source.list).pipe(
+  Effect.mapError((error) => new SourceUnavailableError({ message: `cannot list the instances: ${error.reason}` }))
+)
+
+// Finds the instance in the listing and reads that one only (not every VM of the host, as `list` does).
 const stats = Command.make("stats", { id, ...collectOptions }, (input) =>
   Effect.gen(function* () {
-    const snapshot = yield* readable
-    const found = lookup(snapshot.stats, input.id)
+    const instances = (yield* listed).map((info) => ({ instanceId: info.id, instanceName: info.name, info }))
+    const found = lookup(instances, input.id)
     if (Either.isLeft(found)) {
       return yield* new NotFoundError({
         message:
@@ -188,8 +203,9 @@ const stats = Command.make("stats", { id, ...collectOptions }, (input) =>
             : `${found.left.matches} instances match ${JSON.stringify(input.id)}, use the full id`
       })
     }
-    yield* Console.log(statsJson(found.right))
-  }).pipe(Effect.provide(collectLayer(input)), Logging.withFormat(input.logFormat))
+    const vm = yield* Effect.flatMap(Collector.Collector, (collector) => collector.getInstanceStats(found.right.info))
+    yield* Console.log(statsJson(vm))
+  }).pipe(Effect.provide(oneInstanceLayer(input)), Logging.withFormat(input.logFormat))
 ).pipe(Command.withDescription("print the JSON of one instance, as GET /instances/{id}/stats returns it"))
 
 const topOptions = {

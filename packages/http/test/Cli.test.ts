@@ -7,6 +7,8 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as MetricGroup from "@vm-metrics/core/MetricGroup"
 import * as MetricOptions from "@vm-metrics/otel/MetricOptions"
+import { tapSkipReason } from "@vm-metrics/testing/Skip"
+import { createTap, deleteTap, pushFrames, sysCounter } from "@vm-metrics/testing/Tap"
 import { ConfigProvider, Duration, Effect, Either, Option } from "effect"
 import * as AppConfig from "../src/AppConfig.js"
 import { parseDuration } from "../src/AppConfig.js"
@@ -344,6 +346,39 @@ describe("vm-metrics CLI", () => {
       fs.rmSync(dir, { recursive: true, force: true })
     }
   }, 180_000)
+
+  it.skipIf(tapSkipReason() !== undefined)(
+    "stats reads the one instance it names (its TAP's counters, VM perspective); an id prefix of two instances exits 3",
+    async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-cli-"))
+      const tap = createTap()
+      try {
+        const vms = [
+          { id: "pair-a1", name: "a1", pid: process.pid, tap, vcpus: 1, memory: "1G" },
+          { id: "pair-a2", name: "a2", pid: process.pid, vcpus: 1, memory: "1G" }
+        ]
+        fs.writeFileSync(path.join(dir, "vms.json"), JSON.stringify(vms))
+        const source = ["--source", "file", "--instances-file", path.join(dir, "vms.json")]
+        pushFrames(tap, 5, 100) // from the guest: the TAP's rx, the VM's tx
+        const stats = await cli(["stats", "pair-a1", ...source])
+        assert.strictEqual(stats.code, 0, stats.stderr)
+        const body = JSON.parse(stats.stdout)
+        assert.strictEqual(body.instance_id, "pair-a1")
+        assert.strictEqual(body.pid, process.pid)
+        assert.strictEqual(BigInt(body.network_tx_bytes), sysCounter(tap, "rx_bytes"))
+        assert.strictEqual(BigInt(body.network_rx_bytes), sysCounter(tap, "tx_bytes"))
+        assert.strictEqual(body.network_tx_bytes, 5 * (100 + 14))
+        const ambiguous = await cli(["stats", "pair-a", ...source])
+        assert.strictEqual(ambiguous.code, ExitCode.notFound, ambiguous.stderr)
+        assert.strictEqual(ambiguous.stdout, "")
+        assert.match(ambiguous.stderr, /^vm-metrics: 2 instances match "pair-a", use the full id$/m)
+      } finally {
+        deleteTap(tap)
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    },
+    120_000
+  )
 
   it("serve: env fallbacks, a static file source and the bearer token from a file", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-cli-"))
