@@ -1,6 +1,7 @@
 /**
  * The composition root: the one place the product's layer graph is built, from an AppConfig.
- * `layerCollect`: source → readers → collector; `layerPipeline`: … → metrics (→ OTLP push);
+ * `layerCollect`: source → readers → collector; `layerOneInstance`: the source and a collector for
+ * reading one instance (`stats <id>`); `layerPipeline`: … → metrics (→ OTLP push);
  * `layerApp`: the pipeline behind the HTTP app without a socket (with the collection loop of
  * `--collection background`, see Serving); `layerServe`: the whole server.
  * The CLI, the tests and the bench all build through these. A caller may swap the instance source or
