@@ -223,8 +223,12 @@ export const make = (
       return asks
     }
 
-    /** Reads a chunk of instances: one batched call per port, then plain per-VM code. */
-    const sampleChunk = (infos: ReadonlyArray<InstanceInfo>, sampledAtMs: number) =>
+    /**
+     * Reads a chunk of instances: one batched call per port, then plain per-VM code. `collection`: the
+     * collection the chunk belongs to, whose chunks share what the TAP reader read for it (a net/dev);
+     * undefined for a read of its own (`getInstanceStats`), which must not be given that collection's counters.
+     */
+    const sampleChunk = (infos: ReadonlyArray<InstanceInfo>, sampledAtMs: number, collection: number | undefined) =>
       Effect.gen(function* () {
         const pids: Array<number> = []
         // Every valid NIC of every VM (asksFor answers the invalid ones).
@@ -242,7 +246,7 @@ export const make = (
           }
         }
         const procSamples = yield* proc.sample(pids, procGroups.files)
-        const tapSamples = yield* taps.sample(requests, netGroups.wanted, generation)
+        const tapSamples = yield* taps.sample(requests, netGroups.wanted, collection)
         for (const pid of pids) heldPids.set(pid, generation)
         for (let r = 0; r < requests.length; r++) {
           const held = heldTaps.get(keys[r])
@@ -334,7 +338,7 @@ export const make = (
       if (prepared) yield* prepare(generation)
       for (let c = 0; c < chunks.length; c++) {
         if (c > 0 || prepared) yield* yieldToHost
-        for (const vm of yield* sampleChunk(chunks[c], sampledAtMs)) stats.push(vm)
+        for (const vm of yield* sampleChunk(chunks[c], sampledAtMs, generation)) stats.push(vm)
       }
       // A reused listing with a VM that exited since the last snapshot is stale (discovery lists live
       // processes only): list now, so a VM that is gone leaves the snapshot at once, not a listing later.
@@ -415,7 +419,7 @@ export const make = (
     const getInstanceStats = (info: InstanceInfo) =>
       Effect.gen(function* () {
         const sampledAtMs = yield* Clock.currentTimeMillis
-        const [vm] = yield* sampleChunk([info], sampledAtMs)
+        const [vm] = yield* sampleChunk([info], sampledAtMs, undefined)
         return vm
       })
 

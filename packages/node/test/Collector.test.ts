@@ -151,6 +151,26 @@ describe.skipIf(skipTap !== undefined)("Collector over a real TAP", () => {
   )
 })
 
+describe.skipIf(skipTap !== undefined)("getInstanceStats over the agent's own net/dev", () => {
+  it.live("reads the TAP now, not the net/dev of the collection before it", () =>
+    Effect.gen(function* () {
+      const tap = createTap()
+      const info = vm("g", process.pid, tap)
+      const memory = InstanceSource.makeMemory([info])
+      yield* Effect.gen(function* () {
+        const collector = yield* Collector.Collector
+        pushFrames(tap, 3, 100, 0)
+        const collected = (yield* collector.refresh).stats[0]!
+        assert.strictEqual(collected.netTxBytes, 3n * 114n)
+        pushFrames(tap, 4, 100, 0) // after the collection
+        const now = yield* collector.getInstanceStats(info)
+        assert.strictEqual(now.netTxBytes, 7n * 114n)
+        assert.strictEqual(now.netTxBytes, ipLinkBytes(tap).rx)
+      }).pipe(Effect.provide(collectorWith(memory)), Effect.ensuring(Effect.sync(() => deleteTap(tap))))
+    })
+  )
+})
+
 /** The namespace's commands: "start N" a sleep as pid N, "busy N" one that burns CPU first, "kill N", "cpu N". */
 const pidNamespace = () =>
   PidNamespace.pidNamespace(`
