@@ -80,7 +80,8 @@ export class TapReader extends Context.Tag("@vm-metrics/core/TapReader")<
   {
     /**
      * One sample per request, in the same order. `collection`: the collection the call belongs to; calls
-     * of one collection (its chunks) may share one read of a file that lists every TAP (a net/dev).
+     * of one collection (its chunks) may share one read of a file that lists every TAP (a net/dev). A call
+     * without one is read on its own, now.
      */
     readonly sample: (
       taps: ReadonlyArray<TapRequest>,

@@ -80,27 +80,18 @@ export const layerCollect = <ES = never, ER = never>(
 }
 
 /**
- * What `stats <id>` needs to read one instance: the source, to find it, and a collector over readers
- * that read a TAP's own sysfs files. For one VM those two reads cost less than the host's net/dev (one
- * line per interface of the host) and the check, on its first use, that net/dev shows sysfs's
- * namespace (a sysfs read per interface): ~60 ms at 1,000 TAPs.
+ * What `stats <id>` needs to read one instance: the source, to find it, and a collector to read it
+ * with (`getInstanceStats`, which reads that VM's files alone: its TAPs from their own sysfs files).
  *
  * @category layers
  */
 export const layerOneInstance = (
   config: Partial<CollectConfig> = {}
-): Layer.Layer<Collector.Collector | InstanceSource, UsageError> => {
-  const readers = NodeReaders.layer({
-    procRoot: config.procRoot ?? defaults.procRoot,
-    sysRoot: config.sysRoot ?? defaults.sysRoot,
-    selfNetDev: false
-  }).pipe(Layer.mapError(asUsage))
-  const source = layerSource(config)
-  return Collector.layer({ groups: config.groups ?? defaults.groups, yieldToHost: EventLoop.yieldToEventLoop }).pipe(
-    Layer.provide(readers),
-    Layer.provideMerge(source)
+): Layer.Layer<Collector.Collector | InstanceSource, UsageError> =>
+  Collector.layer({ groups: config.groups ?? defaults.groups, yieldToHost: EventLoop.yieldToEventLoop }).pipe(
+    Layer.provide(layerReaders(config)),
+    Layer.provideMerge(layerSource(config))
   )
-}
 
 /**
  * Source → readers → collector → metrics (with the agent's own series: build info, process metrics of

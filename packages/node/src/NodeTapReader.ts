@@ -8,7 +8,8 @@
  * While the agent's own network namespace is the one `<sysRoot>/class/net` shows (checked at first
  * use and at a low rate: internal/hostNetDev.ts), the host's TAPs are read instead from one read of
  * `<procRoot>/self/net/dev` per collection (shared by its chunks: `sample`'s `collection`): the same kernel counters, without 2–8 sysfs files per TAP (and
- * without their fds). `via` stays "sysfs": it names the namespace (the one sysfs shows), so a NIC's
+ * without their fds). A call without a collection (one VM read alone) reads its TAPs' sysfs files: for a
+ * few TAPs fewer reads than the host's whole net/dev. `via` stays "sysfs": it names the namespace (the one sysfs shows), so a NIC's
  * series keeps its labels whichever file the numbers came from. In a pod without hostNetwork, whose
  * namespace is not the host's, sysfs is read as before.
  *

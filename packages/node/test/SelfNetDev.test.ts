@@ -158,6 +158,26 @@ describe.skipIf(skip !== undefined)("the host's TAPs from the agent's own net/de
     }
   })
 
+  it("a call without a collection (one VM read alone) reads the TAP's sysfs files, not net/dev and its check", () => {
+    const tap = createTap()
+    const reader = makeSyncTapReader("/sys", "/proc", new FdBudget(100), { recheckMs: 0 })
+    try {
+      pushFrames(tap, 3, 100)
+      const alone = Either.getOrThrow(reader.sample([{ name: tap }], allCounters)[0]!.counters)
+      assert.deepStrictEqual([alone.rxPackets, alone.rxBytes], [3n, 3n * 114n])
+      assert.strictEqual(reader.selfNetDevChecks(), 0) // net/dev never read, nor sysfs for every interface
+      assert.strictEqual(reader.openTaps(), 1) // its own sysfs files
+      pushFrames(tap, 2, 100)
+      // A collection reads net/dev (once the check passes: other tests' TAPs may come and go meanwhile).
+      const collected = Either.getOrThrow(sampleInUse(reader, tap).counters)
+      assert.deepStrictEqual([collected.rxPackets, collected.rxBytes], [5n, 5n * 114n])
+      assert.strictEqual(reader.openTaps(), 0) // and gives the sysfs fds back
+    } finally {
+      reader.closeAll()
+      deleteTap(tap)
+    }
+  })
+
   it("prepare reads net/dev for a collection now: that collection's chunks see the counters as of prepare", () => {
     const tap = createTap()
     let clock = 0
