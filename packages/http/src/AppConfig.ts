@@ -456,7 +456,14 @@ export const markdownTable = (): string =>
     )
   ].join("\n")
 
-/** "500ms", "2s", "1.5 seconds", "250 millis" → a Duration; anything else is a UsageError. @category parsers */
+/** The longest delay a timer holds (2^31 − 1 ms, ~24.8 days); Node runs a longer one after 1 ms. */
+const MAX_TIMER_MS = 2_147_483_647
+
+/**
+ * "500ms", "2s", "1.5 seconds", "250 millis" → a Duration of at most MAX_TIMER_MS (every duration flag
+ * ends up in a timer: a grace of 10^10 s would otherwise be 1 ms); anything else is a UsageError.
+ * @category parsers
+ */
 export const parseDuration = (text: string): Either.Either<Duration.Duration, UsageError> => {
   const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|millis|milliseconds|s|sec|seconds|m|min|minutes)?\s*$/.exec(text)
   if (match === null)
@@ -469,8 +476,16 @@ export const parseDuration = (text: string): Either.Either<Duration.Duration, Us
       : unit.startsWith("s")
         ? value * 1000
         : value * 60_000
+  if (!(millis <= MAX_TIMER_MS))
+    return Either.left(
+      new UsageError({ message: `too long: ${JSON.stringify(text)} (at most 2147483647ms, ~24 days)` })
+    )
   return Either.right(Duration.millis(millis))
 }
+
+/** A duration flag's value; a bad one is a UsageError naming the flag. */
+const durationOf = (flag: string, text: string): Either.Either<Duration.Duration, UsageError> =>
+  Either.mapLeft(parseDuration(text), (error) => new UsageError({ message: `--${flag}: ${error.message}` }))
 
 /**
  * A token as given, less one final newline. Empty or with whitespace inside, it is refused: a server
@@ -686,10 +701,10 @@ export const resolveGroups = (
 /** @category constructors */
 export const resolveCollect = (input: CollectInput): Effect.Effect<CollectConfig, UsageError> =>
   Effect.gen(function* () {
-    const maxAge = yield* parseDuration(input.maxAge)
-    const discoveryInterval = yield* Either.mapLeft(
-      parseDuration(input.discoveryInterval ?? settings.discoveryInterval.default),
-      (error) => new UsageError({ message: `--discovery-interval: ${error.message}` })
+    const maxAge = yield* durationOf("max-age", input.maxAge)
+    const discoveryInterval = yield* durationOf(
+      "discovery-interval",
+      input.discoveryInterval ?? settings.discoveryInterval.default
     )
     const groups = yield* resolveGroups(input)
     return {
@@ -731,9 +746,11 @@ export const readToken = (file: Option.Option<string>) =>
 /** The connection settings as Connections.Limits, the max checked against the open-files soft limit (logged). */
 const connectionLimits = (input: ServeInput) =>
   Effect.gen(function* () {
-    const ms = (text: string) => Effect.map(parseDuration(text), Duration.toMillis)
-    const headersTimeoutMs = yield* ms(input.headersTimeout)
-    const requestTimeoutMs = yield* ms(input.requestTimeout)
+    const ms = (flag: string, text: string) => Effect.map(durationOf(flag, text), Duration.toMillis)
+    const headersTimeoutMs = yield* ms("headers-timeout", input.headersTimeout)
+    const requestTimeoutMs = yield* ms("request-timeout", input.requestTimeout)
+    const keepAliveTimeoutMs = yield* ms("keep-alive-timeout", input.keepAliveTimeout)
+    const shutdownGraceMs = yield* ms("shutdown-grace", input.shutdownGrace)
     if (headersTimeoutMs < 1 || requestTimeoutMs < headersTimeoutMs)
       return yield* new UsageError({
         message: `--headers-timeout must be > 0 and at most --request-timeout (${input.headersTimeout} > ${input.requestTimeout})`
@@ -747,14 +764,13 @@ const connectionLimits = (input: ServeInput) =>
     const note = chosen.clamped ? "lowered to half the open-files soft limit" : "half the soft limit is the collector's"
     yield* log(`connections: at most ${chosen.max}; open files: soft limit ${softLimit ?? "unlimited"} (${note})`)
     // Node reads a keep-alive timeout of 0 as "never close an idle connection".
-    const keepAliveTimeoutMs = yield* ms(input.keepAliveTimeout)
     if (keepAliveTimeoutMs < 1)
       return yield* new UsageError({ message: `--keep-alive-timeout must be > 0, got ${input.keepAliveTimeout}` })
     return {
       headersTimeoutMs,
       requestTimeoutMs,
       keepAliveTimeoutMs,
-      shutdownGraceMs: yield* ms(input.shutdownGrace),
+      shutdownGraceMs,
       maxConnections: chosen.max
     } satisfies Connections.Limits
   })
@@ -808,7 +824,7 @@ export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageE
       return yield* new UsageError({ message: `--port must be 1-65535, got ${input.port}` })
     const collect = yield* resolveCollect(input)
     const intervalText = input.interval ?? settings.collectInterval.default
-    const collectInterval = yield* parseDuration(intervalText)
+    const collectInterval = yield* durationOf("interval", intervalText)
     if (Duration.toMillis(collectInterval) < 1)
       return yield* new UsageError({ message: `--interval must be > 0, got ${intervalText}` })
     const authToken = yield* readToken(input.authTokenFile)

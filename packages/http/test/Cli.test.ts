@@ -47,6 +47,14 @@ describe("parseDuration", () => {
     assert.strictEqual(Duration.toMillis(Either.getOrThrow(parseDuration("250 millis"))), 250)
     assert.strictEqual(Duration.toMillis(Either.getOrThrow(parseDuration("1m"))), 60_000)
     for (const bad of ["soon", "", "-1s", "1h", "5 parsecs"]) assert.isTrue(Either.isLeft(parseDuration(bad)), bad)
+    // What a timer holds, and no more (Node would run a longer timer after 1 ms).
+    assert.strictEqual(Duration.toMillis(Either.getOrThrow(parseDuration("2147483647ms"))), 2_147_483_647)
+    assert.strictEqual(Duration.toMillis(Either.getOrThrow(parseDuration("35791 min"))), 35_791 * 60_000)
+    for (const long of ["2147483648ms", "10000000000s", `1${"0".repeat(400)}s`]) {
+      const parsed = parseDuration(long)
+      assert.isTrue(Either.isLeft(parsed), long)
+      if (Either.isLeft(parsed)) assert.include(parsed.left.message, "too long")
+    }
   })
 })
 
@@ -295,6 +303,7 @@ describe("vm-metrics CLI", () => {
       [["serve", "--auth-token-file", "/nonexistent/token"], {}, "auth token file"],
       [["serve", "--headers-timeout", "40s"], {}, "at most --request-timeout"],
       [["serve", "--keep-alive-timeout", "0s"], {}, "--keep-alive-timeout must be > 0"],
+      [["serve", "--shutdown-grace", "10000000000s"], {}, '--shutdown-grace: too long: "10000000000s"'],
       [["serve"], { VM_METRICS_MAX_CONNECTIONS: "0" }, "--max-connections must be a positive integer"],
       [["serve"], { OTEL_METRIC_EXPORT_INTERVAL: "soon" }, "OTEL_METRIC_EXPORT_INTERVAL"],
       [["serve", "--collect", "vcpus"], {}, "cpu, memory, disk, network, packets, vcpu, interfaces"],
