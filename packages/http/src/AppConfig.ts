@@ -755,6 +755,9 @@ const connectionLimits = (input: ServeInput) =>
       return yield* new UsageError({
         message: `--headers-timeout must be > 0 and at most --request-timeout (${input.headersTimeout} > ${input.requestTimeout})`
       })
+    // Node reads a keep-alive timeout of 0 as "never close an idle connection".
+    if (keepAliveTimeoutMs < 1)
+      return yield* new UsageError({ message: `--keep-alive-timeout must be > 0, got ${input.keepAliveTimeout}` })
     const softLimit = Connections.fdSoftLimit()
     const chosen = yield* Either.mapLeft(
       Connections.chooseMax(Option.getOrUndefined(input.maxConnections), softLimit),
@@ -763,9 +766,6 @@ const connectionLimits = (input: ServeInput) =>
     const log = chosen.clamped ? Effect.logWarning : Effect.logInfo
     const note = chosen.clamped ? "lowered to half the open-files soft limit" : "half the soft limit is the collector's"
     yield* log(`connections: at most ${chosen.max}; open files: soft limit ${softLimit ?? "unlimited"} (${note})`)
-    // Node reads a keep-alive timeout of 0 as "never close an idle connection".
-    if (keepAliveTimeoutMs < 1)
-      return yield* new UsageError({ message: `--keep-alive-timeout must be > 0, got ${input.keepAliveTimeout}` })
     return {
       headersTimeoutMs,
       requestTimeoutMs,
