@@ -841,9 +841,9 @@ export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageE
         message: `VM_METRICS_SERIES_BUDGET must be a positive integer, got ${seriesBudget}`
       })
     const interval = Option.getOrElse(yield* fromEnv(settings.otlpInterval), () => settings.otlpInterval.default)
-    if (!Number.isSafeInteger(interval) || interval < 1)
+    if (!Number.isSafeInteger(interval) || interval < 1 || interval > MAX_TIMER_MS)
       return yield* new UsageError({
-        message: `OTEL_METRIC_EXPORT_INTERVAL must be a positive integer, got ${interval}`
+        message: `OTEL_METRIC_EXPORT_INTERVAL must be a positive integer of ms up to ${MAX_TIMER_MS} (~24 days), got ${interval}`
       })
     const push = yield* otlpPush(input.otlp === "on")
     return {

@@ -123,6 +123,7 @@ describe("AppConfig: the one table of settings", () => {
       for (const [variable, value] of [
         ["OTEL_METRIC_EXPORT_INTERVAL", "soon"],
         ["OTEL_METRIC_EXPORT_INTERVAL", "0"],
+        ["OTEL_METRIC_EXPORT_INTERVAL", "2147483648"], // beyond a timer: Node would push every 1 ms
         ["VM_METRICS_LABEL_BUDGET", "many"],
         ["VM_METRICS_SERIES_BUDGET", "0"],
         ["VM_METRICS_UTILIZATION_RATIO", "perhaps"]
