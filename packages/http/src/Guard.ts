@@ -146,6 +146,11 @@ export const guard =
           const tag = Option.map(failure, tagOf)
           if (Option.contains(tag, "RouteNotFound")) {
             const allowed = allowedMethods(routes, decodeURI(path))
+            // A route's shape and method, yet not routed: a parameter beyond the router's maxParamLength
+            // (Server.ts), an id far over the schema's 256 characters. Not a 405 naming the method asked.
+            if (allowed.includes(request.method)) {
+              return Effect.succeed(refuse(400, "bad_request", decodeFailureMessage({ issues: [{ path: ["id"] }] })))
+            }
             return Effect.succeed(
               allowed.length === 0
                 ? refuse(404, "not_found", "no such path")

@@ -294,6 +294,12 @@ layer(serverWith(Option.none()), { excludeTestServices: true })("HTTP API", (it)
       assert.include(jsonOf(res.body).message, "id")
       assert.notInclude(res.body, "aaaaaaaaaa")
       assert.notInclude(res.body, "_tag")
+      // Beyond the router's parameter limit (1,024) too: 400, not a 405 refusing the GET it is.
+      for (const method of ["GET", "HEAD"]) {
+        const huge = yield* raw(`/instances/${"c".repeat(5000)}/stats`, {}, method)
+        assert.strictEqual(huge.status, 400, `${method}: ${huge.body}`)
+        if (method === "GET") assertErrorBody(huge, "bad_request")
+      }
       // Up to 256 characters an id is looked up like any other (the router does not cut it at 100).
       const longest = yield* raw(`/instances/${"b".repeat(256)}/stats`)
       assert.strictEqual(longest.status, 404)
