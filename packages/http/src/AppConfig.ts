@@ -698,9 +698,32 @@ export const resolveGroups = (
     return MetricGroup.select(MetricGroup.defaultGroups, add, remove)
   })
 
+/** statfs(2) f_type of procfs and sysfs (linux/magic.h). */
+const PROC_SUPER_MAGIC = 0x9fa0
+const SYSFS_MAGIC = 0x62656572
+
+/**
+ * Why `root` is not a mount of the filesystem the flag names, or undefined. The agent reads only from
+ * /proc and /sys: a root elsewhere (a host's /proc mounted at /host/proc is still procfs) would have it
+ * read `<root>/<pid>/…` of any directory tree. A relative root is refused later, by the readers.
+ */
+const mountProblem = (flag: string, root: string, magic: number, kind: string): string | undefined => {
+  if (!root.startsWith("/")) return undefined
+  try {
+    return fs.statfsSync(root).type === magic ? undefined : `--${flag} ${root} is not a ${kind} mount`
+  } catch (error) {
+    return `--${flag} ${root}: cannot read it (${(error as NodeJS.ErrnoException).code ?? "unknown error"})`
+  }
+}
+
 /** @category constructors */
 export const resolveCollect = (input: CollectInput): Effect.Effect<CollectConfig, UsageError> =>
   Effect.gen(function* () {
+    const mounts = [
+      mountProblem("proc-root", input.procRoot, PROC_SUPER_MAGIC, "procfs"),
+      mountProblem("sys-root", input.sysRoot, SYSFS_MAGIC, "sysfs")
+    ].filter((problem) => problem !== undefined)
+    if (mounts.length > 0) return yield* new UsageError({ message: mounts.join("; ") })
     const maxAge = yield* durationOf("max-age", input.maxAge)
     const discoveryInterval = yield* durationOf(
       "discovery-interval",

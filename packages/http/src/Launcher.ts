@@ -15,11 +15,13 @@
  */
 import * as fs from "node:fs"
 import * as BuildInfo from "./BuildInfo.js"
+import { exitQuietlyWhenStdoutCloses } from "./ClosedStdout.js"
 import { capturedText } from "./HelpKey.js"
 
 // No help.json beside the bundle: readFileSync throws and the full CLI answers.
 const text = capturedText(process.argv.slice(2), BuildInfo.summary, () =>
   fs.readFileSync(new URL("./help.json", import.meta.url), "utf8")
 )
+exitQuietlyWhenStdoutCloses()
 if (text !== undefined) process.stdout.write(text)
 else await import(new URL("./cli.mjs", import.meta.url).href)

@@ -10,11 +10,13 @@
  */
 import * as sea from "node:sea"
 import * as BuildInfo from "./BuildInfo.js"
+import { exitQuietlyWhenStdoutCloses } from "./ClosedStdout.js"
 import { capturedText } from "./HelpKey.js"
 
 // In an executable process.argv[1] is the executable itself, as the script's path is for `node script`.
 // Outside an executable getAsset throws: the CLI answers help (the version line is the same either way).
 const text = capturedText(process.argv.slice(2), BuildInfo.summary, () => sea.getAsset("help.json", "utf8"))
+exitQuietlyWhenStdoutCloses()
 if (text !== undefined) process.stdout.write(text)
 // Bundled, not fetched: the bundler inlines this module and runs it only here.
 else void import("./bin.js")

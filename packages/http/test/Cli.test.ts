@@ -300,6 +300,9 @@ describe("vm-metrics CLI", () => {
       [["serve", "--max-age", "soon"], {}, "not a duration"],
       [["serve", "--source", "file"], {}, "--instances-file"],
       [["serve", "--proc-root", "relative"], {}, "procRoot"],
+      [["list", "--proc-root", "/etc"], {}, "--proc-root /etc is not a procfs mount"],
+      [["stats", "x", "--sys-root", "/proc"], {}, "--sys-root /proc is not a sysfs mount"],
+      [["list", "--proc-root", "/nonexistent"], {}, "--proc-root /nonexistent: cannot read it (ENOENT)"],
       [["serve"], { VM_METRICS_PORT: "nope" }, "VM_METRICS_PORT"],
       [["serve", "--auth-token-file", "/nonexistent/token"], {}, "auth token file"],
       [["serve", "--headers-timeout", "40s"], {}, "at most --request-timeout"],
@@ -389,6 +392,34 @@ describe("vm-metrics CLI", () => {
     },
     120_000
   )
+
+  it("list into a reader that stops early (`| head -1`) stops quietly: status 0, nothing on stderr", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-cli-"))
+    try {
+      // 3,000 rows: far more than a pipe holds, so the CLI is still writing when the reader goes.
+      const vms = Array.from({ length: 3000 }, (_, i) => ({ id: `pipe-${i}`, vcpus: 1, memory: "1G" }))
+      fs.writeFileSync(path.join(dir, "vms.json"), JSON.stringify(vms))
+      const child = spawn(
+        process.execPath,
+        [BIN, "list", "--source", "file", "--instances-file", path.join(dir, "vms.json")],
+        { stdio: ["ignore", "pipe", "pipe"] }
+      )
+      let stderr = ""
+      child.stderr.on("data", (chunk: Buffer) => {
+        stderr += chunk.toString()
+      })
+      const first = await new Promise<string>((resolve) =>
+        child.stdout.once("data", (chunk: Buffer) => resolve(String(chunk)))
+      )
+      child.stdout.destroy() // the reader is gone, as `head` exits after its line
+      const code = await new Promise<number | null>((resolve) => child.on("close", resolve))
+      assert.match(first, /^ID\s+NAME/)
+      assert.strictEqual(code, 0, stderr)
+      assert.strictEqual(stderr, "")
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  }, 120_000)
 
   it("serve: env fallbacks, a static file source and the bearer token from a file", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-cli-"))
