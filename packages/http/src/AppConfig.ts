@@ -149,14 +149,14 @@ export const settings = {
     flag: "proc-root",
     env: "VM_METRICS_PROC_ROOT",
     default: "/proc",
-    description: "where the host's /proc is mounted (absolute, no ..)",
+    description: "where the host's /proc is mounted (absolute, no .., a procfs mount)",
     scope: "collect"
   }),
   sysRoot: text({
     flag: "sys-root",
     env: "VM_METRICS_SYS_ROOT",
     default: "/sys",
-    description: "where the host's /sys is mounted",
+    description: "where the host's /sys is mounted (a sysfs mount)",
     scope: "collect"
   }),
   discoveryUids: list({
