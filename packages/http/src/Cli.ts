@@ -215,13 +215,22 @@ const topOptions = {
   ...collectOptions
 }
 
+/** Whether `text` is an http(s) URL the URL parser accepts (a host, no whitespace). */
+const isHttpUrl = (text: string): boolean => {
+  if (!/^https?:\/\/[^\s]+$/.test(text)) return false
+  try {
+    return new URL(text).host !== ""
+  } catch {
+    return false
+  }
+}
+
 const top = Command.make("top", topOptions, (config) =>
   Effect.gen(function* () {
     const every = yield* AppConfig.parseDuration(config.interval)
     if (Option.isSome(config.url)) {
       const base = config.url.value
-      if (!/^https?:\/\/[^\s]+$/.test(base))
-        return yield* new AppConfig.UsageError({ message: `not an http(s) URL: ${base}` })
+      if (!isHttpUrl(base)) return yield* new AppConfig.UsageError({ message: `not an http(s) URL: ${base}` })
       const Top = yield* importTop
       return yield* Top.run(yield* Top.remote(base, yield* AppConfig.readToken(config.authTokenFile)), every)
     }

@@ -313,6 +313,8 @@ describe("vm-metrics CLI", () => {
       [["serve", "--collect", "vcpus"], {}, "cpu, memory, disk, network, packets, vcpu, interfaces"],
       [["list"], { VM_METRICS_NO_COLLECT: "cpu,bogus" }, 'unknown metric group "bogus"'],
       [["stats"], {}, "Missing argument"],
+      [["top", "--url", "ftp://x"], {}, "not an http(s) URL: ftp://x"],
+      [["top", "--url", "http://[::1"], {}, "not an http(s) URL: http://[::1"],
       [["frobnicate"], {}, "serve"]
     ]
     // One at a time: ten tsx CLIs at once on two loaded cores can take longer than any sane timeout.
