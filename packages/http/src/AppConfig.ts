@@ -703,12 +703,20 @@ const PROC_SUPER_MAGIC = 0x9fa0
 const SYSFS_MAGIC = 0x62656572
 
 /**
- * Why `root` is not a mount of the filesystem the flag names, or undefined. The agent reads only from
- * /proc and /sys: a root elsewhere (a host's /proc mounted at /host/proc is still procfs) would have it
- * read `<root>/<pid>/…` of any directory tree. A relative root is refused later, by the readers.
+ * Why a root given in place of /proc or /sys is not a mount of the filesystem it stands for, or
+ * undefined. The agent reads only from /proc and /sys: a root elsewhere (a host's /proc mounted at
+ * /host/proc is still procfs) would have it read `<root>/<pid>/…` of any directory tree. The defaults
+ * are the machine's own /proc and /sys, taken as they are (a sandbox may have a tmpfs at /sys); a
+ * relative root is refused later, by the readers.
  */
-const mountProblem = (flag: string, root: string, magic: number, kind: string): string | undefined => {
-  if (!root.startsWith("/")) return undefined
+const mountProblem = (
+  flag: string,
+  root: string,
+  standsFor: string,
+  magic: number,
+  kind: string
+): string | undefined => {
+  if (!root.startsWith("/") || root.replace(/\/+$/, "") === standsFor) return undefined
   try {
     return fs.statfsSync(root).type === magic ? undefined : `--${flag} ${root} is not a ${kind} mount`
   } catch (error) {
@@ -720,8 +728,8 @@ const mountProblem = (flag: string, root: string, magic: number, kind: string): 
 export const resolveCollect = (input: CollectInput): Effect.Effect<CollectConfig, UsageError> =>
   Effect.gen(function* () {
     const mounts = [
-      mountProblem("proc-root", input.procRoot, PROC_SUPER_MAGIC, "procfs"),
-      mountProblem("sys-root", input.sysRoot, SYSFS_MAGIC, "sysfs")
+      mountProblem("proc-root", input.procRoot, "/proc", PROC_SUPER_MAGIC, "procfs"),
+      mountProblem("sys-root", input.sysRoot, "/sys", SYSFS_MAGIC, "sysfs")
     ].filter((problem) => problem !== undefined)
     if (mounts.length > 0) return yield* new UsageError({ message: mounts.join("; ") })
     const maxAge = yield* durationOf("max-age", input.maxAge)
