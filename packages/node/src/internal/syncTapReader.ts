@@ -103,13 +103,12 @@ export const makeSyncTapReader = (
   let batch = 0
   /** The host's net/dev is read once per round: a collection (all its chunks). */
   let round = 0
-  let roundCollection: number | undefined
   /**
-   * The batch in progress is a call of its own (no collection: `getInstanceStats`): its TAPs' sysfs files
-   * are read, a few reads where the host's net/dev lists every interface (and its first use runs the
-   * namespace check, a sysfs read per interface: ~60 ms at 1,000 TAPs).
+   * The collection of the round; undefined for a call of its own (`getInstanceStats`), whose TAPs' sysfs
+   * files are read: a few reads where the host's net/dev lists every interface (and its first use runs
+   * the namespace check, a sysfs read per interface: ~60 ms at 1,000 TAPs).
    */
-  let ownCall = false
+  let roundCollection: number | undefined
   /** The test helper `sampleOne` makes each call a collection of its own (negative numbers). */
   let helperCollection = 0
 
@@ -247,7 +246,7 @@ export const makeSyncTapReader = (
       if (inNetns !== undefined) return { via: "netns", counters: inNetns }
       entry.netns = false
     }
-    const hostInterfaces = ownCall ? undefined : host?.interfaces(round)
+    const hostInterfaces = roundCollection === undefined ? undefined : host?.interfaces(round)
     const inHost = hostInterfaces?.get(entry.name)
     if (inHost !== undefined) {
       closeSysfs(entry) // read from net/dev: its sysfs fds go back to the budget
@@ -281,7 +280,6 @@ export const makeSyncTapReader = (
   const sample = (requests: ReadonlyArray<TapRequest>, wanted: TapWanted, collection?: number): Array<TapSample> => {
     batch++
     enterRound(collection)
-    ownCall = collection === undefined
     const samples = new Array<TapSample>(requests.length)
     for (let i = 0; i < requests.length; i++) samples[i] = sampleOne(requests[i], wanted)
     return samples
