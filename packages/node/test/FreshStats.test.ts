@@ -98,13 +98,34 @@ const ticksOf = (sample: ReturnType<ReturnType<typeof makeSyncProcReader>["sampl
   return sample.stat.right.utimeTicks + sample.stat.right.stimeTicks
 }
 
+/**
+ * A busy fake QEMU, a scanner and `readers` proc readers sharing one FreshStats, handed to `body`; all
+ * stopped and closed after it.
+ */
+const withScanAndReaders = async (
+  readers: number,
+  body: (
+    child: ChildProcess & { pid: number },
+    scanner: ReturnType<typeof makeScanner>,
+    readers: Array<ReturnType<typeof makeSyncProcReader>>
+  ) => Promise<void> | void
+) => {
+  const child = await busyQemu()
+  const fresh = new FreshStats(FRESH_ENOUGH)
+  const scanner = makeScanner("/proc", [], { fresh })
+  const made = Array.from({ length: readers }, () => makeSyncProcReader("/proc", { fresh }))
+  try {
+    await body(child, scanner, made)
+  } finally {
+    child.kill("SIGKILL")
+    for (const reader of made) reader.closeAll()
+    scanner.close()
+  }
+}
+
 describe("discovery's stat read serves the collection that follows", () => {
-  it("a sample right after a scan takes the scan's read (no stat fd of the reader's); later ones read it", async () => {
-    const child = await busyQemu()
-    const fresh = new FreshStats(FRESH_ENOUGH)
-    const scanner = makeScanner("/proc", [], { fresh })
-    const reader = makeSyncProcReader("/proc", { fresh })
-    try {
+  it("a sample right after a scan takes the scan's read (no stat fd of the reader's); later ones read it", () =>
+    withScanAndReaders(1, (child, scanner, [reader]) => {
       const listed = Either.getOrThrow(scanner.scan())
       assert.isTrue(listed.some((vm) => vm.hypervisorPid === child.pid))
       assert.strictEqual(fdsOn(child.pid, "stat"), 1, "discovery's kept fd")
@@ -115,21 +136,12 @@ describe("discovery's stat read serves the collection that follows", () => {
       const second = reader.sampleOne(child.pid) // no scan since: read by the reader
       assert.strictEqual(fdsOn(child.pid, "stat"), 2)
       assert.isTrue(ticksOf(second) >= ticksOf(first))
-    } finally {
-      child.kill("SIGKILL")
-      reader.closeAll()
-      scanner.close()
-    }
-  })
+    }))
 
-  it("a busy process's CPU time never goes back across scans, samples and a second reader, interleaved", async () => {
-    const child = await busyQemu()
-    const fresh = new FreshStats(FRESH_ENOUGH)
-    const scanner = makeScanner("/proc", [], { fresh })
-    const readers = [makeSyncProcReader("/proc", { fresh }), makeSyncProcReader("/proc", { fresh })]
-    const last = [0n, 0n]
-    let taken = 0
-    try {
+  it("a busy process's CPU time never goes back across scans, samples and a second reader, interleaved", () =>
+    withScanAndReaders(2, async (child, scanner, readers) => {
+      const last = [0n, 0n]
+      let taken = 0
       for (let round = 0; round < 300; round++) {
         if (round % 3 !== 2) Either.getOrThrow(scanner.scan())
         const which = round % 5 === 4 ? 1 : 0
@@ -142,19 +154,10 @@ describe("discovery's stat read serves the collection that follows", () => {
       }
       assert.isAbove(Number(last[0]), 0, "the process ran")
       assert.isAbove(taken, 100, "most samples after a scan took its read")
-    } finally {
-      child.kill("SIGKILL")
-      for (const reader of readers) reader.closeAll()
-      scanner.close()
-    }
-  })
+    }))
 
-  it("a pid that exits after a scan is read as gone at the next, not served from the earlier scan", async () => {
-    const child = await busyQemu()
-    const fresh = new FreshStats(FRESH_ENOUGH)
-    const scanner = makeScanner("/proc", [], { fresh })
-    const reader = makeSyncProcReader("/proc", { fresh })
-    try {
+  it("a pid that exits after a scan is read as gone at the next, not served from the earlier scan", () =>
+    withScanAndReaders(1, async (child, scanner, [reader]) => {
       Either.getOrThrow(scanner.scan()) // offers a read nobody takes
       child.kill("SIGKILL")
       await new Promise((resolve) => child.once("exit", resolve))
@@ -162,10 +165,5 @@ describe("discovery's stat read serves the collection that follows", () => {
       assert.isFalse(listed.some((vm) => vm.hypervisorPid === child.pid))
       const { stat } = reader.sampleOne(child.pid)
       assert.strictEqual(Either.isLeft(stat) && stat.left._tag, "ProcessGone")
-    } finally {
-      child.kill("SIGKILL")
-      reader.closeAll()
-      scanner.close()
-    }
-  })
+    }))
 })
