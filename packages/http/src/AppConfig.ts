@@ -478,7 +478,7 @@ export const parseDuration = (text: string): Either.Either<Duration.Duration, Us
         : value * 60_000
   if (!(millis <= MAX_TIMER_MS))
     return Either.left(
-      new UsageError({ message: `too long: ${JSON.stringify(text)} (at most 2147483647ms, ~24 days)` })
+      new UsageError({ message: `too long: ${JSON.stringify(text)} (at most ${MAX_TIMER_MS}ms, ~24 days)` })
     )
   return Either.right(Duration.millis(millis))
 }

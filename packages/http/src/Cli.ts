@@ -153,12 +153,14 @@ const serve = Command.make("serve", serveOptions, (input) =>
   )
 )
 
+const sourceUnavailable = (reason: string) =>
+  new SourceUnavailableError({ message: `cannot list the instances: ${reason}` })
+
 /** A fresh snapshot for a one-shot command; a source that could not be listed at all is an error. */
 const readable = Effect.flatMap(Collector.Collector, (c) => c.refresh).pipe(
   Effect.filterOrFail(
     (snapshot) => snapshot.sourceError === null,
-    (snapshot) =>
-      new SourceUnavailableError({ message: `cannot list the instances: ${snapshot.sourceError?.reason ?? "unknown"}` })
+    (snapshot) => sourceUnavailable(snapshot.sourceError?.reason ?? "unknown")
   )
 )
 
@@ -187,7 +189,7 @@ const id = Args.text({ name: "id" }).pipe(Args.withDescription("instance id, nam
 
 /** The source's listing, for a one-shot command; a source that cannot be listed is an error. */
 const listed = Effect.flatMap(InstanceSource.InstanceSource, (source) => source.list).pipe(
-  Effect.mapError((error) => new SourceUnavailableError({ message: `cannot list the instances: ${error.reason}` }))
+  Effect.mapError((error) => sourceUnavailable(error.reason))
 )
 
 // Finds the instance in the listing and reads that one only (not every VM of the host, as `list` does).

@@ -16,11 +16,11 @@ import { exitQuietlyWhenStdoutCloses } from "./ClosedStdout.js"
 import { ExitCode } from "./ExitCode.js"
 import * as Logging from "./Logging.js"
 
+exitQuietlyWhenStdoutCloses()
+
 // Ctrl-C signals the whole process group: `pnpm start` passes its own SIGINT on to us as a second one. The
 // runtime handles the first (a graceful stop, bounded by --shutdown-grace, then exit 0) and stops listening;
 // Node's default action for the second would kill the process mid-stop, and pnpm would report a failure.
-exitQuietlyWhenStdoutCloses()
-
 const stopping = () => {}
 process.on("SIGINT", stopping)
 process.on("SIGTERM", stopping)
