@@ -4,7 +4,9 @@
  *
  * - One instance's failed read never fails a collection; it is recorded as unavailable and counted.
  * - A failing InstanceSource is reported in the snapshot (`sourceError`) and counted; the last good
- *   listing is read again meanwhile, so running VMs do not vanish from the scrape.
+ *   listing is read again meanwhile, so running VMs do not vanish from the scrape. The failure is
+ *   logged when it starts and when its reason changes, and its end once (not every collection: a
+ *   broken file would log once a second until fixed); the count tells how often it failed.
  * - Concurrent callers share one in-flight collection, and a snapshot younger than `maxAge` is reused.
  * - Kept resources (open fds) are released when an instance leaves the listing or changes pid/TAP.
  * - Only the enabled metric groups' files are read (option `groups`, MetricGroup.ts); the values of
@@ -206,6 +208,10 @@ export const make = (
     /** When `lastGoodListing` was listed; a failed listing leaves it, so the next collection lists again. */
     let listedAtMs: number | undefined
     let sourceErrorsTotal = 0
+    /** The reason of the failure logged last, while the source keeps failing; undefined once it lists. */
+    let loggedSourceReason: string | undefined
+    /** Failed listings since the source last listed. */
+    let failedListings = 0
     let sequence = 0
 
     /**
@@ -322,12 +328,22 @@ export const make = (
       if (Either.isRight(listing)) {
         lastGoodListing = listing.right
         if (lists) listedAtMs = sampledAtMs
+        if (lists && loggedSourceReason !== undefined) {
+          yield* Effect.logInfo("instance source lists again").pipe(
+            Effect.annotateLogs({ failed_listings: failedListings, instances: listing.right.length })
+          )
+          loggedSourceReason = undefined
+        }
       } else {
         sourceError = listing.left
         sourceErrorsTotal++
-        yield* Effect.logWarning("instance source failed; reading the last good listing").pipe(
-          Effect.annotateLogs({ reason: sourceError.reason, instances: lastGoodListing.length })
-        )
+        failedListings = loggedSourceReason === undefined ? 1 : failedListings + 1
+        if (sourceError.reason !== loggedSourceReason) {
+          loggedSourceReason = sourceError.reason
+          yield* Effect.logWarning(
+            "instance source failed; reading the last good listing (logged again when the reason changes)"
+          ).pipe(Effect.annotateLogs({ reason: sourceError.reason, instances: lastGoodListing.length }))
+        }
       }
       const infos = lastGoodListing
       let stats: Array<VmStats> = []

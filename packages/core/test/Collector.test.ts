@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
+import { Effect, Exit, Fiber, HashMap, Layer, Logger, Option, TestClock } from "effect"
 import * as Collector from "../src/Collector.js"
 import { InstanceSourceError, PermissionDenied, ReadFailed } from "../src/Errors.js"
 import type { InstanceInfo } from "../src/Instance.js"
@@ -822,6 +822,38 @@ describe("Collector", () => {
         )
         assert.strictEqual(r.source.calls(), 4)
       }).pipe(Effect.provide(r.layer))
+    })
+
+    it.effect("a failing source is logged when it starts failing and when its reason changes, its end once", () => {
+      const r = rig({ instances: [vm("a", { hypervisorPid: 1 })] })
+      r.procs.set(1, running(1, { utime: 1 }))
+      const logs: Array<string> = []
+      const logger = Logger.make(({ logLevel, message, annotations }) => {
+        const reason = HashMap.get(annotations, "reason").pipe(Option.getOrElse(() => "-"))
+        logs.push(`${logLevel.label} ${String(message)} ${String(reason)}`)
+      })
+      return Effect.gen(function* () {
+        const collector = yield* Collector.Collector
+        yield* collector.collectAll
+        r.source.fail(new InstanceSourceError({ reason: "boom" }))
+        for (let i = 0; i < 3; i++) yield* collector.refresh
+        r.source.fail(new InstanceSourceError({ reason: "bang" }))
+        const failed = yield* collector.refresh
+        r.source.fail(undefined)
+        yield* collector.refresh
+        yield* collector.refresh
+        r.source.fail(new InstanceSourceError({ reason: "boom" }))
+        yield* collector.refresh
+        assert.strictEqual(failed.sourceErrorsTotal, 4) // every failure is counted, logged or not
+        const warning =
+          "WARN instance source failed; reading the last good listing (logged again when the reason changes)"
+        assert.deepStrictEqual(logs, [
+          `${warning} boom`,
+          `${warning} bang`,
+          "INFO instance source lists again -",
+          `${warning} boom`
+        ])
+      }).pipe(Effect.provide(r.layer), Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
     })
 
     it.effect("a source that fails on the first call gives empty stats with the error", () => {

@@ -123,11 +123,31 @@ const DECODE_CHUNK = 100
 /** The keys a path may name: any other key is the file's content (a typo, or a secret file's first word). */
 const knownKeys = new Set(["instances", ...Object.keys(Entry.from.fields)])
 
-/** `instances[0]` + `.memory`; an unknown key shows as `.<unknown key>`. */
+/**
+ * Keys a user reaches for and the key meant: the library's `InstanceInfo` fields, the JSON API's names
+ * and other spellings. Named in messages: they are words of this list, not of the file.
+ */
+const MEANT = new Map(
+  Object.entries({
+    id: ["instanceId", "instance_id", "ID", "Id"],
+    name: ["instanceName", "instance_name"],
+    pid: ["hypervisorPid", "hypervisor_pid", "PID", "Pid"],
+    pidfile: ["pidFile", "pid_file", "pidFilePath"],
+    tap: ["tapDevice", "tap_device", "tapName", "tap_name"],
+    taps: ["tapDevices", "tap_devices"],
+    networkEnabled: ["network_enabled", "networkenabled"],
+    vcpus: ["allocatedVcpus", "allocated_vcpus", "vcpu", "cpus"],
+    memory: ["allocatedMemoryBytes", "allocated_memory_bytes", "memoryBytes", "memory_bytes", "mem"]
+  }).flatMap(([key, spellings]) => spellings.map((spelling) => [spelling, key] as const))
+)
+
+const isUnknown = (key: PropertyKey): key is string => typeof key === "string" && !knownKeys.has(key)
+
+/** `instances[0]` + `.memory`; an unknown key shows as `.<unknown key>` unless it is one of MEANT's. */
 const pathText = (path: ReadonlyArray<PropertyKey>): string =>
   path
     .map((key) =>
-      typeof key === "number" ? `[${key}]` : knownKeys.has(String(key)) ? `.${String(key)}` : ".<unknown key>"
+      typeof key === "number" ? `[${key}]` : isUnknown(key) && !MEANT.has(key) ? ".<unknown key>" : `.${String(key)}`
     )
     .join("")
 
@@ -137,11 +157,26 @@ const pathText = (path: ReadonlyArray<PropertyKey>): string =>
  */
 const withoutValue = (message: string): string => message.replace(/, actual [\s\S]*$/, "")
 
-const issuesOf = (error: ParseResult.ParseError, prefix: string): Array<string> =>
-  ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => {
+/** An issue's message; in an entry, a key of MEANT's is told which key it should be. */
+const messageOf = (issue: ParseResult.ArrayFormatterIssue, inEntry: boolean): string => {
+  const key = issue.path[0]
+  const meant = inEntry && issue.path.length === 1 && isUnknown(key) ? MEANT.get(key) : undefined
+  return meant === undefined ? withoutValue(issue.message) : `is not a key of an instance; the key is "${meant}"`
+}
+
+/** The issues of a decode, each once: the same unknown key message for several keys is counted. */
+const issuesOf = (error: ParseResult.ParseError, prefix: string, inEntry: boolean): Array<string> => {
+  const counts = new Map<string, number>()
+  for (const issue of ParseResult.ArrayFormatter.formatErrorSync(error)) {
     const where = `${prefix}${pathText(issue.path)}`.replace(/^\./, "")
-    return where === "" ? withoutValue(issue.message) : `${where}: ${withoutValue(issue.message)}`
-  })
+    const message = messageOf(issue, inEntry)
+    const text = where === "" ? message : `${where}: ${message}`
+    counts.set(text, (counts.get(text) ?? 0) + 1)
+  }
+  return Array.from(counts, ([text, count]) =>
+    count === 1 ? text : text.replace("<unknown key>:", `<unknown key> (${count} keys):`)
+  )
+}
 
 const joinIssues = (issues: ReadonlyArray<string>): string =>
   issues.slice(0, MAX_ISSUES).join("; ") +
@@ -173,7 +208,7 @@ export const decodeInstances = (data: unknown): Effect.Effect<ReadonlyArray<Entr
     if (Array.isArray(data)) items = data
     else if (typeof data === "object" && data !== null) {
       const wrapped = decodeWrapped(data)
-      if (Either.isLeft(wrapped)) return yield* Effect.fail(invalid(joinIssues(issuesOf(wrapped.left, ""))))
+      if (Either.isLeft(wrapped)) return yield* Effect.fail(invalid(joinIssues(issuesOf(wrapped.left, "", false))))
       items = wrapped.right.instances
       prefix = "instances"
     } else {
@@ -187,7 +222,7 @@ export const decodeInstances = (data: unknown): Effect.Effect<ReadonlyArray<Entr
       if (i > 0 && i % DECODE_CHUNK === 0) yield* Effect.yieldNow()
       const decoded = decodeEntry(items[i])
       if (Either.isRight(decoded)) entries.push(decoded.right)
-      else issues.push(...issuesOf(decoded.left, `${prefix}[${i}]`))
+      else issues.push(...issuesOf(decoded.left, `${prefix}[${i}]`, true))
     }
     if (issues.length > 0) return yield* Effect.fail(invalid(joinIssues(issues)))
     const firstIndex = new Map<string, number>()

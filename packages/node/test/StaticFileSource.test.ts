@@ -212,7 +212,26 @@ describe("StaticFileSource", () => {
         '[0].memory: expected bytes or a size such as "1G" or "512M", got string'
       ],
       [
-        '[{"id":"a","vcpus":1,"memory":1,"pidFile":"x"}]',
+        '[{"id":"a","vcpus":1,"memory":1,"pidfle":"x"}]',
+        '[0].<unknown key>: is unexpected, expected: "id" | "name" | "pid" | "pidfile" | "tap" | "taps" | "networkEnabled" | "vcpus" | "memory"'
+      ],
+      [
+        '[{"id":"a","vcpus":1,"memory":1,"pidfle":"x","tpa":"t","nmae":"n"}]',
+        '[0].<unknown key> (3 keys): is unexpected, expected: "id" | "name" | "pid" | "pidfile" | "tap" | "taps" | "networkEnabled" | "vcpus" | "memory"'
+      ],
+      // The library's and the JSON API's names for the fields are told the key meant.
+      [
+        '[{"id":"a","hypervisorPid":7,"tapDevice":"t","allocatedVcpus":2,"allocatedMemoryBytes":1}]',
+        '[0].hypervisorPid: is not a key of an instance; the key is "pid"; [0].tapDevice: is not a key of an instance; the key is "tap"; [0].allocatedVcpus: is not a key of an instance; the key is "vcpus"; [0].allocatedMemoryBytes: is not a key of an instance; the key is "memory"; [0].vcpus: is missing; and 1 more'
+      ],
+      [
+        '[{"instance_id":"a","vcpus":1,"memory":1,"pidFile":"x"}]',
+        '[0].instance_id: is not a key of an instance; the key is "id"; [0].pidFile: is not a key of an instance; the key is "pidfile"; [0].id: is missing'
+      ],
+      // Outside an entry a spelling of the list is an unknown key like any other.
+      ['{"instanceId":"a"}', 'instanceId: is unexpected, expected: "instances"; instances: is missing'],
+      [
+        '[{"id":"a","vcpus":1,"memory":1,"constructor":1}]',
         '[0].<unknown key>: is unexpected, expected: "id" | "name" | "pid" | "pidfile" | "tap" | "taps" | "networkEnabled" | "vcpus" | "memory"'
       ],
       ['[{"id":"a","vcpus":1,"memory":1,"pid":5,"pidfile":"x"}]', "[0]: give either pid or pidfile, not both"],
