@@ -43,14 +43,16 @@ export const makeCache = <K>(toText: (key: K) => string): ((key: K) => Encoded) 
 }
 
 /**
- * Whether an `Accept-Encoding` header accepts gzip (RFC 9110 §12.5.3): `gzip` (or `x-gzip`) with a
- * q-value above 0, else `*` above 0. `gzip;q=0` refuses it whatever `*` says; no header: no gzip.
+ * Whether to answer gzip to an `Accept-Encoding` header (RFC 9110 §12.5.3): `gzip` (or `x-gzip`) with a
+ * q-value above 0, else `*` above 0, unless `identity` is listed with a higher q-value (the client prefers
+ * plain). `gzip;q=0` refuses it whatever `*` says; no header: no gzip.
  * @category predicates
  */
 export const acceptsGzip = (header: string | undefined): boolean => {
   if (header === undefined) return false
   let gzip: number | undefined
   let any: number | undefined
+  let identity: number | undefined
   for (const part of header.split(",")) {
     const [coding, ...params] = part.split(";").map((s) => s.trim().toLowerCase())
     let q = 1
@@ -62,6 +64,8 @@ export const acceptsGzip = (header: string | undefined): boolean => {
     if (Number.isNaN(q)) q = 0
     if (coding === "gzip" || coding === "x-gzip") gzip = Math.max(gzip ?? 0, q)
     else if (coding === "*") any = q
+    else if (coding === "identity") identity = q
   }
-  return gzip !== undefined ? gzip > 0 : any !== undefined && any > 0
+  const weight = gzip ?? any ?? 0
+  return weight > 0 && (identity === undefined || weight >= identity)
 }

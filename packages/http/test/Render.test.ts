@@ -110,7 +110,7 @@ describe("EncodedBody", () => {
     assert.isBelow(body.gzip().length, body.plain.length)
   })
 
-  it("Accept-Encoding: gzip with q > 0 (or *) is gzip; q=0, identity or no header is not", () => {
+  it("Accept-Encoding: gzip with q > 0 (or *) is gzip unless identity weighs more; q=0, identity or no header is not", () => {
     const cases: ReadonlyArray<readonly [string | undefined, boolean]> = [
       [undefined, false],
       ["", false],
@@ -127,7 +127,13 @@ describe("EncodedBody", () => {
       ["*;q=0", false],
       ["*, gzip;q=0", false],
       ["deflate, br", false],
-      ["gzip;q=nonsense", false]
+      ["gzip;q=nonsense", false],
+      // identity listed with a higher q-value: the client prefers plain; an equal one leaves gzip.
+      ["gzip;q=0.5, identity;q=1", false],
+      ["*;q=0.2, identity;q=0.5", false],
+      ["gzip;q=0.5, identity;q=0.5", true],
+      ["identity;q=0.1, gzip", true],
+      ["identity;q=0, gzip;q=0.3", true]
     ]
     for (const [header, expected] of cases) assert.strictEqual(EncodedBody.acceptsGzip(header), expected, `${header}`)
   })
