@@ -595,6 +595,11 @@ export interface AppConfig extends PipelineConfig {
   /** Serve HTTPS with this certificate and key (read and checked); None: plain HTTP. */
   readonly tls: Option.Option<Tls.Credentials>
   readonly limits: Connections.Limits
+  /**
+   * The line that says how the connection limit was chosen (logged once the pipeline is built, so a
+   * bad option never follows a log line); a warning when the limit was lowered. None: nothing to say.
+   */
+  readonly connectionsNote: Option.Option<{ readonly message: string; readonly warning: boolean }>
   /** Collect in a background loop (every `interval`) or inline on demand. */
   readonly collection: Serving.Mode
   readonly interval: Duration.DurationInput
@@ -628,6 +633,7 @@ export const defaults: AppConfig = {
   metricsWithoutAuth: settings.metricsWithoutAuth.default,
   tls: Option.none(),
   limits: Connections.defaults,
+  connectionsNote: Option.none(),
   collection: settings.collection.default,
   interval: Either.getOrThrow(parseDuration(settings.collectInterval.default))
 }
@@ -774,7 +780,14 @@ export const readToken = (file: Option.Option<string>) =>
     return Option.some(yield* checkToken(given.value, "VM_METRICS_AUTH_TOKEN"))
   })
 
-/** The connection settings as Connections.Limits, the max checked against the open-files soft limit (logged). */
+/** Where MetricOptions' options come from, for their errors. */
+const SETTING_OF_OPTION: Record<string, string> = {
+  prefix: "--metric-prefix (VM_METRICS_METRIC_PREFIX)",
+  labelBudget: "VM_METRICS_LABEL_BUDGET",
+  seriesBudget: "VM_METRICS_SERIES_BUDGET"
+}
+
+/** The connection settings as Connections.Limits, the max checked against the open-files soft limit (and the note saying so). */
 const connectionLimits = (input: ServeInput) =>
   Effect.gen(function* () {
     const ms = (flag: string, text: string) => Effect.map(durationOf(flag, text), Duration.toMillis)
@@ -794,16 +807,16 @@ const connectionLimits = (input: ServeInput) =>
       Connections.chooseMax(Option.getOrUndefined(input.maxConnections), softLimit),
       (message) => new UsageError({ message })
     )
-    const log = chosen.clamped ? Effect.logWarning : Effect.logInfo
-    const note = chosen.clamped ? "lowered to half the open-files soft limit" : "half the soft limit is the collector's"
-    yield* log(`connections: at most ${chosen.max}; open files: soft limit ${softLimit ?? "unlimited"} (${note})`)
-    return {
+    const why = chosen.clamped ? "lowered to half the open-files soft limit" : "half the soft limit is the collector's"
+    const limits: Connections.Limits = {
       headersTimeoutMs,
       requestTimeoutMs,
       keepAliveTimeoutMs,
       shutdownGraceMs,
       maxConnections: chosen.max
-    } satisfies Connections.Limits
+    }
+    const message = `connections: at most ${chosen.max}; open files: soft limit ${softLimit ?? "unlimited"} (${why})`
+    return { limits, note: { message, warning: chosen.clamped } }
   })
 
 /** The resource options from OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES. */
@@ -863,7 +876,7 @@ export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageE
       Tls.load(input.tlsCertFile ?? Option.none(), input.tlsKeyFile ?? Option.none()),
       (error) => new UsageError({ message: error.message })
     )
-    const limits = yield* connectionLimits(input)
+    const { limits, note } = yield* connectionLimits(input)
     const utilizationRatio = yield* fromEnv(settings.utilizationRatio)
     const labelBudget = yield* fromEnv(settings.labelBudget)
     const seriesBudget = Option.getOrElse(yield* fromEnv(settings.seriesBudget), () => defaults.metrics.seriesBudget)
@@ -877,6 +890,16 @@ export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageE
         message: `OTEL_METRIC_EXPORT_INTERVAL must be a positive integer of ms up to ${MAX_TIMER_MS} (~24 days), got ${interval}`
       })
     const push = yield* otlpPush(input.otlp === "on")
+    const metrics = yield* Effect.mapError(
+      MetricOptions.make({
+        prefix: input.metricPrefix,
+        utilizationRatio: Option.getOrElse(utilizationRatio, () => defaults.metrics.utilizationRatio),
+        labelBudget: Option.getOrElse(labelBudget, () => defaults.metrics.labelBudget),
+        seriesBudget,
+        groups: collect.groups
+      }),
+      (error) => new UsageError({ message: `${SETTING_OF_OPTION[error.option] ?? error.option}: ${error.reason}` })
+    )
     return {
       ...collect,
       host: input.host,
@@ -885,15 +908,10 @@ export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageE
       metricsWithoutAuth: input.metricsWithoutAuth,
       tls,
       limits,
+      connectionsNote: Option.some(note),
       collection: input.collection ?? settings.collection.default,
       interval: collectInterval,
-      metrics: {
-        prefix: input.metricPrefix,
-        utilizationRatio: Option.getOrElse(utilizationRatio, () => defaults.metrics.utilizationRatio),
-        labelBudget: Option.getOrElse(labelBudget, () => defaults.metrics.labelBudget),
-        seriesBudget,
-        groups: collect.groups
-      },
+      metrics,
       resource: yield* resourceFromEnv,
       ...push,
       otlpInterval: Duration.millis(interval)

@@ -174,10 +174,20 @@ export const layerApp = <ES = never, ER = never>(config: Partial<AppConfig> = {}
     )
   ).pipe(Layer.provideMerge(layerServed(config, ports)))
 
+/** The connections note, logged once the pipeline is built: after any bad option it could still reject. */
+const announceConnections = (note: AppConfig["connectionsNote"]) =>
+  Layer.effectDiscard(
+    Option.match(note, {
+      onNone: () => Effect.void,
+      onSome: ({ message, warning }) => (warning ? Effect.logWarning(message) : Effect.logInfo(message))
+    })
+  )
+
 /** The whole server: pipeline, HTTP listener, SIGHUP reload. @category layers */
 export const layerServe = <ES = never, ER = never>(config: Partial<AppConfig> = {}, ports: Ports<ES, ER> = {}) => {
   const c = { ...defaults, ...config }
   return Layer.mergeAll(
+    announceConnections(c.connectionsNote),
     Layer.unwrapEffect(
       Effect.map(importServer, (Server) =>
         Server.layer({

@@ -315,13 +315,22 @@ describe("vm-metrics CLI", () => {
       [["stats"], {}, "Missing argument"],
       [["top", "--url", "ftp://x"], {}, "not an http(s) URL: ftp://x"],
       [["top", "--url", "http://[::1"], {}, "not an http(s) URL: http://[::1"],
-      [["frobnicate"], {}, "serve"]
+      [["frobnicate"], {}, "serve"],
+      [
+        ["serve", "--metric-prefix", "1bad"],
+        {},
+        "--metric-prefix (VM_METRICS_METRIC_PREFIX): not a Prometheus name: 1bad"
+      ],
+      [["serve"], { VM_METRICS_LABEL_BUDGET: "0" }, "VM_METRICS_LABEL_BUDGET: must be a positive integer"],
+      [["serve", "--discovery-uid", "no-such-user-here"], {}, '--discovery-uid: no user "no-such-user-here"']
     ]
     // One at a time: ten tsx CLIs at once on two loaded cores can take longer than any sane timeout.
     for (const [args, env, expected] of cases) {
       const { code, stderr, stdout } = await cli(args, env)
       assert.strictEqual(code, ExitCode.usage, `${args.join(" ")}: ${stderr}`)
       assert.include(stderr + stdout, expected, args.join(" "))
+      // The error alone: no log line of a server that was never going to start comes before it.
+      assert.notInclude(stderr + stdout, "level=", args.join(" "))
     }
   }, 600_000)
 

@@ -245,6 +245,14 @@ describe("vm-metrics logs (the bundle, real stderr)", () => {
       assert.strictEqual(startup[0]!.docs, `http://[::1]:${port}/docs`)
       assert.include(startup[0]!.message, `listening on [::1]:${port}`)
       assert.include(startup[0]!.message, "2 VMs found")
+      // How the connection limit was chosen is said once, before the start-up line.
+      const connections = records.findIndex((fields) => fields.message?.startsWith("connections: at most") === true)
+      assert.isAtLeast(connections, 0, logfmt.stderr())
+      assert.isBelow(connections, records.indexOf(startup[0]!), logfmt.stderr())
+      assert.match(
+        records[connections]!.message!,
+        /^connections: at most \d+; open files: soft limit (\d+|unlimited) \(/
+      )
 
       // JSON through the environment (the config model), IPv4 through --host/--port.
       const port4 = await freePort()
