@@ -13,7 +13,7 @@ import * as ValidationError from "@effect/cli/ValidationError"
 import * as Collector from "@vm-metrics/core/Collector"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
 import { cpuSeconds } from "@vm-metrics/core/VmStats"
-import { Console, Data, Effect, Either, Layer, Option } from "effect"
+import { Console, Data, Effect, Either, Layer, Logger, LogLevel, Option } from "effect"
 import * as AppConfig from "./AppConfig.js"
 import * as BuildInfo from "./BuildInfo.js"
 import { summary as exitCodes } from "./ExitCode.js"
@@ -156,8 +156,15 @@ const serve = Command.make("serve", serveOptions, (input) =>
 const sourceUnavailable = (reason: string) =>
   new SourceUnavailableError({ message: `cannot list the instances: ${reason}` })
 
+/**
+ * The collector's own warnings kept off: a command that shows a failing source itself (`list` exits
+ * with it, `top` shows it on screen) would print it twice, or into the middle of its screen.
+ */
+const withoutCollectorWarnings = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Logger.withMinimumLogLevel(effect, LogLevel.Error)
+
 /** A fresh snapshot for a one-shot command; a source that could not be listed at all is an error. */
-const readable = Effect.flatMap(Collector.Collector, (c) => c.refresh).pipe(
+const readable = Effect.flatMap(Collector.Collector, (c) => withoutCollectorWarnings(c.refresh)).pipe(
   Effect.filterOrFail(
     (snapshot) => snapshot.sourceError === null,
     (snapshot) => sourceUnavailable(snapshot.sourceError?.reason ?? "unknown")
@@ -237,7 +244,7 @@ const top = Command.make("top", topOptions, (config) =>
       return yield* Top.run(yield* Top.remote(base, yield* AppConfig.readToken(config.authTokenFile)), every)
     }
     const Top = yield* importTop
-    return yield* Effect.flatMap(Top.local, (source) => Top.run(source, every)).pipe(
+    return yield* withoutCollectorWarnings(Effect.flatMap(Top.local, (source) => Top.run(source, every))).pipe(
       Effect.provide(collectLayer(config))
     )
   }).pipe(Logging.withFormat(config.logFormat))
