@@ -411,9 +411,13 @@ export const exporterVariables = [
   {
     env: "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT",
     default: "http://localhost:4318/v1/metrics (grpc: http://localhost:4317)",
-    description: "where the OTLP push goes (with --otlp on)"
+    description: "where the OTLP push goes (with --otlp on); an http(s) URL, else a usage error"
   },
-  { env: "OTEL_EXPORTER_OTLP_HEADERS", default: "none", description: "headers for the push, e.g. an API key" }
+  {
+    env: "OTEL_EXPORTER_OTLP_METRICS_HEADERS / OTEL_EXPORTER_OTLP_HEADERS",
+    default: "none",
+    description: "headers for the push, e.g. an API key: name=value,… with percent-encoded values, else a usage error"
+  }
 ] as const
 
 /** The default as shown, or "none". @category getters */
@@ -858,7 +862,23 @@ export const otlpPush = (flagOn: boolean) =>
     const otlpProtocol = Option.isSome(given)
       ? yield* Either.mapLeft(MetricsExporter.parseProtocol(given.value[1], given.value[0]), usage)
       : MetricsExporter.defaultProtocol
-    return { otlp: flagOn || exporters?.has("otlp") === true, otlpProtocol }
+    const otlp = flagOn || exporters?.has("otlp") === true
+    // Read by the OTel exporter, which would push to its default, or without them, rather than refuse them.
+    const exporterText = (variable: string) => Effect.orDie(Config.option(Config.string(variable)))
+    for (const variable of otlp ? ["OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"] : []) {
+      const text = yield* exporterText(variable)
+      const problem = Option.flatMapNullable(text, (value) =>
+        MetricsExporter.endpointProblem(value, variable, otlpProtocol)
+      )
+      if (Option.isSome(problem)) return yield* usage(problem.value)
+    }
+    for (const variable of otlp ? ["OTEL_EXPORTER_OTLP_METRICS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"] : []) {
+      const problem = Option.flatMapNullable(yield* exporterText(variable), (value) =>
+        MetricsExporter.headersProblem(value, variable)
+      )
+      if (Option.isSome(problem)) return yield* usage(problem.value)
+    }
+    return { otlp, otlpProtocol }
   })
 
 /** Everything `serve` runs with: the flags given, plus the environment-only settings. @category constructors */

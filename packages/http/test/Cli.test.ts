@@ -322,7 +322,14 @@ describe("vm-metrics CLI", () => {
         "--metric-prefix (VM_METRICS_METRIC_PREFIX): not a Prometheus name: 1bad"
       ],
       [["serve"], { VM_METRICS_LABEL_BUDGET: "0" }, "VM_METRICS_LABEL_BUDGET: must be a positive integer"],
-      [["serve", "--discovery-uid", "no-such-user-here"], {}, '--discovery-uid: no user "no-such-user-here"']
+      [["serve", "--discovery-uid", "no-such-user-here"], {}, '--discovery-uid: no user "no-such-user-here"'],
+      // The OTel exporter would push to localhost, or without the key, rather than refuse these.
+      [
+        ["serve", "--otlp", "on"],
+        { OTEL_EXPORTER_OTLP_ENDPOINT: "collector.example:4318" },
+        'OTEL_EXPORTER_OTLP_ENDPOINT="collector.example:4318": not an http(s) URL'
+      ],
+      [["serve"], { OTEL_METRICS_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_HEADERS: "s3cret" }, "item 1 has no '='"]
     ]
     // One at a time: ten tsx CLIs at once on two loaded cores can take longer than any sane timeout.
     for (const [args, env, expected] of cases) {

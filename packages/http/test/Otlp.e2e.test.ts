@@ -19,7 +19,7 @@ import {
   tempDir,
   waitFor
 } from "@vm-metrics/testing"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, HashMap, Layer, Logger, Option } from "effect"
 import {
   findVictoriaMetrics,
   instantQuery,
@@ -165,9 +165,18 @@ describe.skipIf(skipVictoriaMetrics)("OTLP push into VictoriaMetrics", () => {
           interval: "1 hour",
           timeout: "3 seconds"
         })
-        const pushed = yield* Effect.exit(pushOnce)
+        const warnings: Array<string> = []
+        const logger = Logger.make(({ logLevel, message, annotations }) => {
+          const reason = Option.getOrElse(HashMap.get(annotations, "reason"), () => "")
+          warnings.push(`${logLevel.label} ${String(message)} reason=${String(reason)}`)
+        })
+        const pushed = yield* Effect.exit(pushOnce.pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger))))
         assert.isTrue(pushed._tag === "Success", `pushOnce must not fail or die: ${String(pushed)}`)
         assert.strictEqual(pushed._tag === "Success" ? pushed.value : undefined, false)
+        // One line saying why: the error's message, not a stack trace.
+        assert.deepStrictEqual(warnings, [
+          `WARN OTLP push failed; trying again next interval reason=connect ECONNREFUSED 127.0.0.1:${deadPort}`
+        ])
 
         const text = yield* metrics.prometheusText
         const cpu = text.match(/^hypeman_vm_cpu_seconds_total\{instance_id="e2e-vm-1",instance_name="web-1"\} (\S+)$/m)

@@ -10,6 +10,10 @@
  * - `none`: no exporter is started, so no push (alone only: with another value it is a contradiction).
  * `console` (and the deprecated `logging`) are refused: the agent has no console exporter.
  *
+ * The push's endpoint and headers are read by the OTel exporter itself, which skips a value it cannot
+ * use (with a diagnostic nobody sees) and pushes to its default, `localhost`, or without the API key:
+ * `endpointProblem` and `headersProblem` let a caller refuse them at start instead.
+ *
  * @since 0.1.0
  */
 import { Either } from "effect"
@@ -59,4 +63,53 @@ export const parseExporters = (
     else return bad(`unknown exporter ${JSON.stringify(value)}; use otlp, prometheus or none`)
   }
   return Either.right(exporters)
+}
+
+/**
+ * Why an `OTEL_EXPORTER_OTLP_*ENDPOINT` value is not an endpoint the push can use, or undefined: an
+ * http(s) URL with a host (for grpc, a `host:port` without a scheme is taken as https, as its exporter
+ * does, and `unix:` is accepted). Blank is the specification's "unset". @category parsers
+ */
+export const endpointProblem = (text: string, variable: string, protocol: Protocol): string | undefined => {
+  const value = text.trim()
+  if (value === "") return undefined
+  const bad = `${variable}=${JSON.stringify(text)}: not an http(s) URL`
+  if (protocol === "grpc" && value.startsWith("unix:")) return undefined
+  const url = protocol === "grpc" && !/^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? `https://${value}` : value
+  try {
+    const parsed = new URL(url)
+    return (parsed.protocol === "http:" || parsed.protocol === "https:") && parsed.hostname !== "" ? undefined : bad
+  } catch {
+    return bad
+  }
+}
+
+/** An HTTP header name (RFC 9110 token). */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+
+/**
+ * Why an `OTEL_EXPORTER_OTLP_*HEADERS` value is not a list of headers, or undefined: comma-separated
+ * `name=value` pairs, name a header name, value percent-encoded and, decoded, free of control characters
+ * (no header can be smuggled in with a line break). Empty items are skipped, as the specification's
+ * W3C-baggage format allows. The message never quotes the value: it may hold an API key. @category parsers
+ */
+export const headersProblem = (text: string, variable: string): string | undefined => {
+  const items = text.split(",").map((item) => item.trim())
+  for (let i = 0; i < items.length; i++) {
+    if (items[i] === "") continue
+    const bad = (why: string) => `${variable}: item ${i + 1} ${why} (expected name=value,…, values percent-encoded)`
+    const equals = items[i].indexOf("=")
+    if (equals < 0) return bad("has no '='")
+    const name = items[i].slice(0, equals).trim()
+    if (!TOKEN.test(name)) return bad("does not start with a header name")
+    let value: string
+    try {
+      value = decodeURIComponent(items[i].slice(equals + 1).trim())
+    } catch {
+      return bad("has a value that is not valid percent-encoding")
+    }
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+    if (/[\u0000-\u0008\u000a-\u001f\u007f]/.test(value)) return bad("has a control character in its value")
+  }
+  return undefined
 }

@@ -21,7 +21,7 @@ import { ExportResultCode } from "@opentelemetry/core"
 import { resourceFromAttributes } from "@opentelemetry/resources"
 import { MeterProvider, MetricReader, type PushMetricExporter, type ResourceMetrics } from "@opentelemetry/sdk-metrics"
 import { Collector } from "@vm-metrics/core/Collector"
-import { Config, type ConfigError, Duration, Effect, Layer, Option, Schedule } from "effect"
+import { Cause, Config, type ConfigError, Duration, Effect, Layer, Option, Schedule } from "effect"
 import type { Protocol } from "./MetricsExporter.js"
 import { VmMetrics } from "./VmMetrics.js"
 
@@ -87,6 +87,12 @@ const exporterFor = async (options: Options, timeout: Duration.Duration): Promis
 /** The interval from OTEL_METRIC_EXPORT_INTERVAL (milliseconds), if set. @category config */
 export const intervalConfig = Config.option(Config.integer("OTEL_METRIC_EXPORT_INTERVAL"))
 
+/** What went wrong, in one line: the error's message, not its stack (a refused connection is no program error). */
+const reasonOf = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.squash(cause)
+  return (error instanceof Error ? error.message : String(error)).replace(/\s+/g, " ").trim()
+}
+
 /** Starts pushing; stops (after a final shutdown of the exporter) when the scope closes. @category constructors */
 export const make = (options: Options = {}) =>
   Effect.gen(function* () {
@@ -112,7 +118,12 @@ export const make = (options: Options = {}) =>
     }).pipe(
       Effect.as(true),
       Effect.catchAllCause((cause) =>
-        Effect.as(Effect.logWarning("OTLP push failed; trying again next interval", cause), false)
+        Effect.as(
+          Effect.logWarning("OTLP push failed; trying again next interval").pipe(
+            Effect.annotateLogs({ reason: reasonOf(cause) })
+          ),
+          false
+        )
       )
     )
 

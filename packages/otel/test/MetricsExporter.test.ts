@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
-import { parseExporters, parseProtocol } from "../src/MetricsExporter.js"
+import { endpointProblem, headersProblem, parseExporters, parseProtocol } from "../src/MetricsExporter.js"
 
 const exporters = (text: string) => {
   const result = parseExporters(text)
@@ -47,5 +47,47 @@ describe("OTEL_EXPORTER_OTLP_*PROTOCOL", () => {
           `OTEL_EXPORTER_OTLP_PROTOCOL=${JSON.stringify(name)}: expected one of http/protobuf, http/json, grpc`
         )
       )
+  })
+})
+
+describe("OTEL_EXPORTER_OTLP_*ENDPOINT", () => {
+  it("an http(s) URL with a host, blank as unset; for grpc also host:port and unix:", () => {
+    for (const good of ["http://collector:4318/v1/metrics", "https://otel.example.com", "http://[::1]:4318", " ", ""])
+      assert.isUndefined(endpointProblem(good, "V", "http/protobuf"), good)
+    for (const good of ["collector:4317", "http://collector:4317", "unix:///run/otel.sock"])
+      assert.isUndefined(endpointProblem(good, "V", "grpc"), good)
+    for (const [bad, protocol] of [
+      ["notaurl", "http/protobuf"],
+      ["collector:4318", "http/json"],
+      ["ftp://collector", "http/protobuf"],
+      ["http://[::1", "http/protobuf"],
+      ["http://", "http/protobuf"],
+      ["ftp://collector", "grpc"],
+      ["unix:///run/otel.sock", "http/protobuf"]
+    ] as const)
+      assert.strictEqual(
+        endpointProblem(bad, "OTEL_EXPORTER_OTLP_ENDPOINT", protocol),
+        `OTEL_EXPORTER_OTLP_ENDPOINT=${JSON.stringify(bad)}: not an http(s) URL`,
+        `${bad} ${protocol}`
+      )
+  })
+})
+
+describe("OTEL_EXPORTER_OTLP_*HEADERS", () => {
+  it("name=value pairs, values percent-encoded without control characters; the message never quotes a value", () => {
+    for (const good of ["api-key=s3cr%3Dt", "a=1, b = 2", "a=1,,b=2", "", "x-empty="])
+      assert.isUndefined(headersProblem(good, "V"), good)
+    const cases: ReadonlyArray<readonly [string, string]> = [
+      ["s3cret", "item 1 has no '='"],
+      ["a=1,=2", "item 2 does not start with a header name"],
+      ["a b=1", "item 1 does not start with a header name"],
+      ["api-key=s3cret%zz", "item 1 has a value that is not valid percent-encoding"],
+      ["api-key=s3cret%0D%0AX-Injected: 1", "item 1 has a control character in its value"]
+    ]
+    for (const [bad, why] of cases) {
+      const problem = headersProblem(bad, "OTEL_EXPORTER_OTLP_HEADERS")
+      assert.strictEqual(problem, `OTEL_EXPORTER_OTLP_HEADERS: ${why} (expected name=value,…, values percent-encoded)`)
+      assert.notInclude(problem, "s3cret")
+    }
   })
 })
