@@ -82,8 +82,40 @@ const exactIntegers = HttpClient.transformResponse(
 )
 
 /** What a failed request says: the API's `{code, message}`, else the client's own message. */
-const failureText = (error: { readonly message: string; readonly code?: string }) =>
-  error.code === undefined ? error.message : `${error.code}: ${error.message}`
+/**
+ * Why a request got no answer: the errno code down its cause chain (fetch's "fetch failed" holds the
+ * socket's error), else the innermost message (fetch's own refusals, such as "bad port").
+ */
+const whyNoAnswer = (cause: unknown): string | undefined => {
+  let innermost: string | undefined
+  for (let at = cause, depth = 0; typeof at === "object" && at !== null && depth < 5; depth++) {
+    const { code, message } = at as { readonly code?: unknown; readonly message?: unknown }
+    if (typeof code === "string" && /^E[A-Z]+$/.test(code)) return code
+    if (typeof message === "string") innermost = message
+    at = (at as { readonly cause?: unknown }).cause
+  }
+  return innermost
+}
+
+/**
+ * What went wrong with a refresh, in words: the server's own error (its code), an answer that is not
+ * the API's (another server at that URL), or no answer (the socket's error code).
+ */
+const failureText = (error: {
+  readonly _tag?: string
+  readonly message: string
+  readonly code?: string
+  readonly reason?: string
+  readonly response?: { readonly status: number }
+  readonly cause?: unknown
+}): string => {
+  if (error.code !== undefined) return `${error.code}: ${error.message}`
+  if (error._tag === "ResponseError" && error.response !== undefined)
+    return `HTTP ${error.response.status}, not an answer of the vm-metrics API (is this its URL?)`
+  if (error._tag === "RequestError") return `no answer (${whyNoAnswer(error.cause) ?? error.reason ?? "unknown"})`
+  if (error._tag === "ParseError") return "the answer is not the vm-metrics API's /instances body (is this its URL?)"
+  return error.message
+}
 
 /**
  * The API's typed client for a server at `url`: the bearer token on every request, integers exact.
