@@ -24,9 +24,22 @@ export const bytes = (n: number | bigint | null, style: "short" | "iec" = "short
   return `${value.toFixed(unit === 0 ? 0 : 1)}${suffix}`
 }
 
+// C0 and C1 controls and DEL (escape sequences, line breaks, bells), bidirectional marks, embeddings,
+// overrides and isolates, and the line and paragraph separators.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is matched
+const UNPRINTABLE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g
+
+/**
+ * `text` safe to write to a terminal: every control character, bidirectional control and line separator
+ * becomes "?". A VM's name or id comes from a command line, a file or a remote server: written as it is,
+ * it could move the cursor, clear the screen, retitle the window or reorder what follows it.
+ * @category format
+ */
+export const printable = (text: string): string => text.replace(UNPRINTABLE, "?")
+
 /**
  * Columns two spaces apart, each as wide as its widest cell; the columns `rightAligned` picks (numbers)
- * are padded on the left, the others on the right; no trailing spaces.
+ * are padded on the left, the others on the right; no trailing spaces. Cells are made `printable`.
  * @category format
  */
 export const table = (
@@ -34,7 +47,7 @@ export const table = (
   rows: ReadonlyArray<ReadonlyArray<string>>,
   rightAligned: (column: number) => boolean = () => false
 ): string => {
-  const all = [header, ...rows]
+  const all = [header, ...rows].map((row) => row.map(printable))
   const widths = header.map((_, c) => Math.max(...all.map((row) => (row[c] ?? "").length)))
   return all
     .map((row) =>

@@ -8,7 +8,7 @@
  *
  * @since 0.1.0
  */
-import { bytes } from "./TextFormat.js"
+import { bytes, printable } from "./TextFormat.js"
 
 /** One VM in one sample, as the server's JSON (or the local collector) gives it. @category models */
 export interface VmSample {
@@ -212,12 +212,14 @@ export const screen = (
   }
 ): string => {
   const width = Math.max(0, options.width ?? Number.POSITIVE_INFINITY)
-  const header = `vm-metrics top — ${options.source} — ${options.at.toISOString().slice(11, 19)} — ${all.length} VMs — sort: ${options.sort}`
+  // What the sources and the rows say is made printable: a name, an id or a remote server's error must not
+  // drive the terminal.
+  const header = `vm-metrics top — ${printable(options.source)} — ${options.at.toISOString().slice(11, 19)} — ${all.length} VMs — sort: ${options.sort}`
   const help = "keys: c cpu  s steal  m memory  n network  a name  q quit"
   const rows = sorted(all, options.sort)
   const column = (title: string, cell: (row: Row) => string, right = false, minWidth?: number): Column => ({
     title,
-    cells: rows.map(cell),
+    cells: rows.map((row) => printable(cell(row))),
     right,
     ...(minWidth === undefined ? {} : { minWidth })
   })
@@ -235,7 +237,7 @@ export const screen = (
     column("TX/s", (row) => bytes(row.txPerSecond), true),
     column("ID", (row) => row.id, false, 8)
   ]
-  const top = [header, help, options.error === undefined ? "" : `error: ${options.error}`]
+  const top = [header, help, options.error === undefined ? "" : `error: ${printable(options.error)}`]
   let table = fittedTable(columns, width, DROP_ORDER)
   const room = (options.height ?? Number.POSITIVE_INFINITY) - top.length
   if (table.length > room) {

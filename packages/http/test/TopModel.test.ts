@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { bytes, table } from "../src/TextFormat.js"
+import { bytes, printable, table } from "../src/TextFormat.js"
 import { clip, rows, type Sample, screen, sorted, type VmSample } from "../src/TopModel.js"
 
 const vm = (over: Partial<VmSample> & Pick<VmSample, "id">): VmSample => ({
@@ -248,5 +248,31 @@ describe("text for a terminal (list and top)", () => {
       table(["N", "V", "ID"], rows, (c) => c === 1),
       "N     V  ID\na     1  x\nbbb  22"
     )
+  })
+})
+
+describe("names, ids and errors cannot drive the terminal", () => {
+  // A title change, a screen clear, a line break and a right-to-left override, as a hostile name would hold.
+  const hostile = "evil\u001b]0;pwned\u0007\u001b[2Jname\r\nX\u202etxt\u009b1m\u2066"
+
+  it("printable: every control, bidirectional control and line separator is '?'; the rest stays", () => {
+    assert.strictEqual(printable(hostile), "evil?]0;pwned??[2Jname??X?txt?1m?")
+    assert.strictEqual(printable("web-1 é 漢字 🙂"), "web-1 é 漢字 🙂")
+    for (let c = 0; c < 0x20; c++) assert.strictEqual(printable(String.fromCharCode(c)), "?", `U+${c.toString(16)}`)
+    assert.strictEqual(printable("\u007f\u0080\u009f\u200e\u200f\u2028\u2029\u202a\u2069\u061c"), "??????????")
+  })
+
+  it("list's table and top's screen show them as printable text, one line per VM", () => {
+    const listed = table(["ID", "NAME"], [[hostile, hostile]])
+    assert.notMatch(listed, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e\u2066]/)
+    assert.lengthOf(listed.split("\n"), 2)
+
+    const all = rows(at(0, [vm({ id: hostile, name: hostile })]), at(1000, [vm({ id: hostile, name: hostile })]))
+    const text = screen(all, { sort: "cpu", source: `http://x/${hostile}`, at: new Date(0), error: hostile })
+    assert.notMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e\u2066]/)
+    const lines = text.split("\n")
+    assert.lengthOf(lines, 5) // header, keys, error, titles, the one VM
+    assert.strictEqual(lines[2], `error: ${printable(hostile)}`)
+    assert.isTrue(lines[4]!.startsWith(printable(hostile)), lines[4])
   })
 })
