@@ -43,8 +43,37 @@ const scriptMissing = () =>
   skipReason(hasCommand("script") ? undefined : "needs script (util-linux) for a pseudo-terminal", "terminal tests")
 
 /** Runs the command line under a pseudo-terminal (util-linux `script`): what a terminal would show, both streams. */
+const quotedCommand = (args: ReadonlyArray<string>) =>
+  [process.execPath, ...args].map((word) => `'${word.replace(/'/g, "'\\''")}'`).join(" ")
+
+/**
+ * A server on a terminal until its output matches `seen`, then Ctrl-C (SIGINT to its process group): what
+ * it wrote. No clock decides when: only the output (the 90 s bound is a failure, not a wait).
+ */
+const onTerminalUntil = (args: ReadonlyArray<string>, extra: Record<string, string>, seen: RegExp) =>
+  new Promise<string>((resolve, reject) => {
+    const child = spawn("script", ["-qefc", quotedCommand(args), "/dev/null"], {
+      env: envWith(extra),
+      detached: true,
+      stdio: ["ignore", "pipe", "ignore"]
+    })
+    let output = ""
+    const bound = setTimeout(() => {
+      process.kill(-(child.pid ?? 0), "SIGKILL")
+      reject(new Error(`no match for ${seen} within 90 s: ${output}`))
+    }, 90_000)
+    child.stdout.on("data", (chunk: Buffer) => {
+      output += chunk.toString("utf8")
+      if (seen.test(Ansi.strip(output))) process.kill(-(child.pid ?? 0), "SIGINT")
+    })
+    child.on("exit", () => {
+      clearTimeout(bound)
+      resolve(output)
+    })
+  })
+
 const onTerminal = (args: ReadonlyArray<string>, extra: Record<string, string> = {}) => {
-  const quoted = [process.execPath, ...args].map((word) => `'${word.replace(/'/g, "'\\''")}'`).join(" ")
+  const quoted = quotedCommand(args)
   const result = spawnSync("script", ["-qefc", quoted, "/dev/null"], {
     env: envWith(extra),
     encoding: "utf8",
@@ -337,14 +366,19 @@ describe("vm-metrics logs (the bundle, real stderr)", () => {
     // Logs of a one-shot command: pretty on a terminal, coloured unless NO_COLOR.
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-logs-"))
     try {
-      // A file that is not JSON: the source logs why it cannot be read.
+      // A file that is not JSON: the server logs why it cannot be read, then is stopped with Ctrl-C.
       const bad = path.join(dir, "bad.json")
       fs.writeFileSync(bad, "{not json")
-      const coloured = onTerminal([BIN, "list", "--source", "file", "--instances-file", bad])
-      assert.match(Ansi.strip(coloured.output), /^\[\d\d:\d\d:\d\d\.\d{3}\] (WARN|ERROR|INFO)/m, coloured.output)
+      const logLine = /^\[\d\d:\d\d:\d\d\.\d{3}\] (WARN|ERROR|INFO)/m
+      const serving = async (extra: Record<string, string>) => {
+        const args = ["serve", "--port", String(await freePort()), "--source", "file", "--instances-file", bad]
+        return { output: await onTerminalUntil([BIN, ...args], extra, /instance source failed/) }
+      }
+      const coloured = await serving({})
+      assert.match(Ansi.strip(coloured.output), logLine, coloured.output)
       assert.include(coloured.output, ESC)
-      const uncoloured = onTerminal([BIN, "list", "--source", "file", "--instances-file", bad], { NO_COLOR: "1" })
-      assert.match(uncoloured.output, /^\[\d\d:\d\d:\d\d\.\d{3}\] (WARN|ERROR|INFO)/m, uncoloured.output)
+      const uncoloured = await serving({ NO_COLOR: "1" })
+      assert.match(uncoloured.output, logLine, uncoloured.output)
       assert.notInclude(uncoloured.output, ESC)
     } finally {
       fs.rmSync(dir, { recursive: true, force: true })
