@@ -18,6 +18,7 @@ import * as AppConfig from "./AppConfig.js"
 import * as BuildInfo from "./BuildInfo.js"
 import { summary as exitCodes } from "./ExitCode.js"
 import { helpKey } from "./HelpKey.js"
+import { withCleanHelp } from "./HelpText.js"
 import * as Logging from "./Logging.js"
 import { lookup } from "./Lookup.js"
 import type * as MainModule from "./Main.js"
@@ -294,5 +295,5 @@ const cli = Command.run(command, { name: "vm-metrics", version: BuildInfo.versio
 export const run = (argv: ReadonlyArray<string>) =>
   Effect.if(helpKey(argv.slice(2)) === "version", {
     onTrue: () => Console.log(BuildInfo.summary),
-    onFalse: () => cli(argv)
+    onFalse: () => withCleanHelp(cli(argv))
   })

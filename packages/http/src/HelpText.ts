@@ -1,0 +1,49 @@
+/**
+ * The help @effect/cli renders, less its stock sentences: under every option it says what a text or an
+ * integer is ("A user-defined piece of text."), that the option "can be set from environment variables"
+ * and that it "is optional", which our own line under each option already says better (its variable, its
+ * default); eight lines an option made `serve --help` 200 lines long. Only those exact lines go, each
+ * with the blank line after it; escapes (colour on a terminal) are looked through.
+ *
+ * @since 0.1.0
+ */
+import { Effect } from "effect"
+
+const STOCK = new Set([
+  "A user-defined piece of text.",
+  "An integer.",
+  "A true or false value.",
+  "This option can be set from environment variables.",
+  "This argument can be set from environment variables.",
+  "This setting is optional."
+])
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the escape character is what is matched
+const ESCAPES = /\x1b\[[0-?]*[ -/]*[@-~]/g
+
+/** `text` without @effect/cli's stock lines (and the blank line after each). @category utils */
+export const withoutStockLines = (text: string): string => {
+  const plain = (line: string | undefined) => line?.replace(ESCAPES, "").trim()
+  const lines = text.split("\n")
+  const kept: Array<string> = []
+  let skipBlank = false
+  for (const line of lines) {
+    const bare = plain(line)
+    if (skipBlank && bare === "") {
+      skipBlank = false
+      continue
+    }
+    skipBlank = bare !== undefined && STOCK.has(bare)
+    if (!skipBlank) kept.push(line)
+  }
+  return kept.join("\n")
+}
+
+/** `effect` with the current console's `log` printing texts without the stock lines. @category combinators */
+export const withCleanHelp = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Effect.consoleWith((console) =>
+    Effect.withConsole(effect, {
+      ...console,
+      log: (...args) => console.log(...args.map((arg) => (typeof arg === "string" ? withoutStockLines(arg) : arg)))
+    })
+  )
