@@ -2,8 +2,9 @@
  * The help @effect/cli renders, less its stock sentences: under every option it says what a text or an
  * integer is ("A user-defined piece of text."), that the option "can be set from environment variables"
  * and that it "is optional", which our own line under each option already says better (its variable, its
- * default); eight lines an option made `serve --help` 200 lines long. Only those exact lines go, each
- * with the blank line after it; escapes (colour on a terminal) are looked through.
+ * default); they made `serve --help` 318 lines long. Only those exact lines go, each with the blank
+ * line after it; escapes (colour on a terminal) are looked through. And the usage line shows the options
+ * that may be given any number of times in brackets, as the optional ones are.
  *
  * @since 0.1.0
  */
@@ -39,11 +40,21 @@ export const withoutStockLines = (text: string): string => {
   return kept.join("\n")
 }
 
-/** `effect` with the current console's `log` printing texts without the stock lines. @category combinators */
+/**
+ * A usage line's repeatable options in brackets: @effect/cli writes `--collect text...`, which reads as
+ * required, for an option given zero or more times. @category utils
+ */
+export const bracketedRepeats = (text: string): string =>
+  text.replace(/^(\$ .*)$/gm, (line) => line.replace(/(?<=^|\s)(--[a-z][a-z-]* text)\.\.\.(?=\s|$)/g, "[$1]..."))
+
+/** The help as it is printed: without the stock lines, repeatable options in brackets. @category utils */
+export const cleaned = (text: string): string => bracketedRepeats(withoutStockLines(text))
+
+/** `effect` with the current console's `log` printing texts `cleaned`. @category combinators */
 export const withCleanHelp = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.consoleWith((console) =>
     Effect.withConsole(effect, {
       ...console,
-      log: (...args) => console.log(...args.map((arg) => (typeof arg === "string" ? withoutStockLines(arg) : arg)))
+      log: (...args) => console.log(...args.map((arg) => (typeof arg === "string" ? cleaned(arg) : arg)))
     })
   )

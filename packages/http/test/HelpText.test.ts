@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { withoutStockLines } from "../src/HelpText.js"
+import { bracketedRepeats, withoutStockLines } from "../src/HelpText.js"
 
 describe("help without @effect/cli's stock lines", () => {
   it("drops each stock line and the blank line after it, coloured or not; keeps everything else", () => {
@@ -25,5 +25,16 @@ describe("help without @effect/cli's stock lines", () => {
     // A description that merely contains a stock sentence is not a stock line.
     const own = "  An integer. Or so it says."
     assert.strictEqual(withoutStockLines(own), own)
+  })
+})
+
+describe("the usage line's repeatable options", () => {
+  it("are in brackets, as optional; other lines and other options are left as they are", () => {
+    const usage =
+      "$ list [--source discovery | file | libvirt] --discovery-uid text... --collect text... [--log-format logfmt]"
+    assert.strictEqual(
+      bracketedRepeats(`USAGE\n\n${usage}\n\n--collect text...\n`),
+      "USAGE\n\n$ list [--source discovery | file | libvirt] [--discovery-uid text]... [--collect text]... [--log-format logfmt]\n\n--collect text...\n"
+    )
   })
 })
