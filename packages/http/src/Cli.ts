@@ -235,15 +235,26 @@ const isHttpUrl = (text: string): boolean => {
   }
 }
 
+/** top redraws a screen: into a pipe or a file that is a stream of escape sequences, so it is refused. */
+const needsTerminal = Effect.suspend(() =>
+  process.stdout.isTTY === true
+    ? Effect.void
+    : new AppConfig.UsageError({
+        message: "top draws on a terminal and stdout is not one; for text use list, or stats <id> for JSON"
+      })
+)
+
 const top = Command.make("top", topOptions, (config) =>
   Effect.gen(function* () {
     const every = yield* AppConfig.parseDuration(config.interval)
     if (Option.isSome(config.url)) {
       const base = config.url.value
       if (!isHttpUrl(base)) return yield* new AppConfig.UsageError({ message: `not an http(s) URL: ${base}` })
+      yield* needsTerminal
       const Top = yield* importTop
       return yield* Top.run(yield* Top.remote(base, yield* AppConfig.readToken(config.authTokenFile)), every)
     }
+    yield* needsTerminal
     const Top = yield* importTop
     return yield* withoutCollectorWarnings(Effect.flatMap(Top.local, (source) => Top.run(source, every))).pipe(
       Effect.provide(collectLayer(config))

@@ -315,6 +315,8 @@ describe("vm-metrics CLI", () => {
       [["stats"], {}, "Missing argument"],
       [["top", "--url", "ftp://x"], {}, "not an http(s) URL: ftp://x"],
       [["top", "--url", "http://[::1"], {}, "not an http(s) URL: http://[::1"],
+      [["top"], {}, "top draws on a terminal and stdout is not one"],
+      [["top", "--url", "http://127.0.0.1:9"], {}, "top draws on a terminal and stdout is not one"],
       [["frobnicate"], {}, "serve"],
       [
         ["serve", "--metric-prefix", "1bad"],
