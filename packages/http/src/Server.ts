@@ -72,7 +72,7 @@ export const layer = (options: Options) =>
     (app) =>
       Layer.mergeAll(
         app,
-        StartupLine.layer(options.source ?? "unknown", options.tls === undefined ? "http" : "https"),
+        StartupLine.layer(options.source ?? "unknown", options.tls === undefined ? "http" : "https", options.host),
         FastPath.layerStats(options.authToken)
       ),
     Layer.provide(

@@ -42,19 +42,29 @@ export const message = (facts: Facts): string => {
 }
 
 /**
+ * The address to name: the platform reports a server bound to `::` (every IPv6 and IPv4 address) as
+ * `0.0.0.0`, which reads as IPv4 only; the host asked for says which it is. @category utils
+ */
+export const shownHost = (reported: string, requested: string | undefined): string =>
+  reported === "0.0.0.0" && requested === "::" ? "::" : reported
+
+/**
  * Logs the line once the server listens and the first snapshot is in (forked: it never holds up the server).
  * @category layers
  */
 export const layer = (
   source: string,
-  scheme: "http" | "https" = "http"
+  scheme: "http" | "https" = "http",
+  /** The host the server was asked to listen on. */
+  requestedHost?: string
 ): Layer.Layer<never, never, HttpServer.HttpServer | Serving> =>
   Layer.scopedDiscard(
     Effect.gen(function* () {
       const server = yield* HttpServer.HttpServer
       const serving = yield* Serving
       if (server.address._tag !== "TcpAddress") return
-      const { hostname, port } = server.address
+      const { port } = server.address
+      const hostname = shownHost(server.address.hostname, requestedHost)
       const snapshot = yield* serving.snapshot
       const facts: Facts = {
         address: hostPort(hostname, port),

@@ -201,6 +201,10 @@ describe("pure parts", () => {
     assert.strictEqual(StartupLine.docsUrl("http", "::", 9464), "http://[::1]:9464/docs")
     assert.strictEqual(StartupLine.docsUrl("https", "0.0.0.0", 1), "https://127.0.0.1:1/docs")
     assert.strictEqual(StartupLine.docsUrl("http", "fe80::1", 2), "http://[fe80::1]:2/docs")
+    // The platform reports a server bound to :: as 0.0.0.0: the host asked for tells them apart.
+    assert.strictEqual(StartupLine.shownHost("0.0.0.0", "::"), "::")
+    assert.strictEqual(StartupLine.shownHost("0.0.0.0", "0.0.0.0"), "0.0.0.0")
+    assert.strictEqual(StartupLine.shownHost("::1", "::1"), "::1")
     const facts = { address: "[::1]:1", source: "file", vms: 1, docs: "http://[::1]:1/docs" }
     assert.match(
       StartupLine.message(facts),
