@@ -250,6 +250,12 @@ const top = Command.make("top", topOptions, (config) =>
     if (Option.isSome(config.url)) {
       const base = config.url.value
       if (!isHttpUrl(base)) return yield* new AppConfig.UsageError({ message: `not an http(s) URL: ${base}` })
+      // fetch refuses them, and they would show in the header: the token goes by file or variable.
+      if (new URL(base).username !== "" || new URL(base).password !== "")
+        return yield* new AppConfig.UsageError({
+          message:
+            "--url must not hold a user or password; give the token with --auth-token-file or VM_METRICS_AUTH_TOKEN"
+        })
       yield* needsTerminal
       const Top = yield* importTop
       return yield* Top.run(yield* Top.remote(base, yield* AppConfig.readToken(config.authTokenFile)), every)

@@ -316,6 +316,7 @@ describe("vm-metrics CLI", () => {
       [["top", "--url", "ftp://x"], {}, "not an http(s) URL: ftp://x"],
       [["top", "--url", "http://[::1"], {}, "not an http(s) URL: http://[::1"],
       [["top"], {}, "top draws on a terminal and stdout is not one"],
+      [["top", "--url", "http://user:s3cret@127.0.0.1:9"], {}, "--url must not hold a user or password"],
       [["top", "--url", "http://127.0.0.1:9"], {}, "top draws on a terminal and stdout is not one"],
       [["frobnicate"], {}, "serve"],
       [
