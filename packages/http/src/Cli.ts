@@ -19,6 +19,7 @@ import * as BuildInfo from "./BuildInfo.js"
 import { summary as exitCodes } from "./ExitCode.js"
 import { helpKey } from "./HelpKey.js"
 import { withCleanHelp } from "./HelpText.js"
+import { ignoredNote } from "./IgnoredNote.js"
 import * as Logging from "./Logging.js"
 import { lookup } from "./Lookup.js"
 import type * as MainModule from "./Main.js"
@@ -190,6 +191,8 @@ const list = Command.make("list", collectOptions, (input) =>
       bytes(vm.netTxBytes, "iec")
     ])
     yield* Console.log(table(header, rows))
+    const note = ignoredNote(snapshot.sourceIgnored ?? [])
+    if (note !== undefined) yield* Console.error(`vm-metrics: ${note}`)
   }).pipe(Effect.provide(collectLayer(input)), Logging.withFormat(input.logFormat))
 ).pipe(Command.withDescription("print a table of the instances found and their current usage"))
 

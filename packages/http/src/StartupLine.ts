@@ -2,13 +2,15 @@
  * The one log line that says the server is up: the address it listens on (an IPv6 one in brackets), the
  * instance source, how many VMs the first collection found, and the URL of the API docs. Structured too
  * (`address`, `source`, `vms`, `docs`), so that a logfmt or JSON pipeline reads the fields, not the text.
- * A source that could not be listed is said (`source_error`, a warning): "0 VMs found" would hide it.
+ * A source that could not be listed is said (`source_error`, a warning): "0 VMs found" would hide it; so
+ * are hypervisor processes discovery did not list (a warning after it, IgnoredNote.ts).
  *
  * @since 0.1.0
  */
 import * as HttpServer from "@effect/platform/HttpServer"
 import { Effect, Layer } from "effect"
 import * as BuildInfo from "./BuildInfo.js"
+import { ignoredNote } from "./IgnoredNote.js"
 import { Serving } from "./Serving.js"
 
 /** `host:port`, `[v6]:port`. @category utils */
@@ -75,5 +77,7 @@ export const layer = (
       }
       const log = facts.source_error === undefined ? Effect.logInfo : Effect.logWarning
       yield* log(message(facts)).pipe(Effect.annotateLogs({ ...facts }))
+      const note = ignoredNote(snapshot.sourceIgnored ?? [])
+      if (note !== undefined) yield* Effect.logWarning(note)
     }).pipe(Effect.forkScoped)
   )

@@ -1,5 +1,5 @@
 /** The `vm-metrics` binary, run as a user runs it: flags, env fallbacks, exit codes, list/stats/serve. */
-import { type ChildProcess, spawn } from "node:child_process"
+import { type ChildProcess, execFile, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -7,7 +7,8 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import * as MetricGroup from "@vm-metrics/core/MetricGroup"
 import * as MetricOptions from "@vm-metrics/otel/MetricOptions"
-import { tapSkipReason } from "@vm-metrics/testing/Skip"
+import { hasCommand } from "@vm-metrics/testing"
+import { skipReason, tapSkipReason } from "@vm-metrics/testing/Skip"
 import { createTap, deleteTap, pushFrames, sysCounter } from "@vm-metrics/testing/Tap"
 import { ConfigProvider, Duration, Effect, Either, Option } from "effect"
 import * as AppConfig from "../src/AppConfig.js"
@@ -380,6 +381,48 @@ describe("vm-metrics CLI", () => {
       fs.rmSync(dir, { recursive: true, force: true })
     }
   }, 180_000)
+
+  const asNobodyMissing =
+    process.getuid?.() !== 0
+      ? "not root (the test runs list as nobody)"
+      : hasCommand("setpriv")
+        ? undefined
+        : "no setpriv"
+  it.skipIf(skipReason(asNobodyMissing, "list-as-another-user test") !== undefined)(
+    "list as a user who cannot verify root's hypervisor: not listed, and said on stderr, not a silent empty table",
+    async () => {
+      const dir = fs.mkdtempSync(path.join(fs.existsSync("/run") ? "/run" : os.homedir(), "vm-metrics-cli-"))
+      fs.chmodSync(dir, 0o755)
+      const qemu = fakeQemu(dir)
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        const asNobody = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+          const args = ["--reuid", "nobody", "--regid", "nogroup", "--clear-groups", process.execPath, BIN, "list"]
+          execFile(
+            "setpriv",
+            args,
+            { env: { ...process.env, NO_COLOR: "1" }, timeout: 90_000 },
+            (error, stdout, stderr) =>
+              resolve({ code: error === null ? 0 : typeof error.code === "number" ? error.code : -1, stdout, stderr })
+          )
+        })
+        assert.strictEqual(asNobody.code, 0, asNobody.stderr)
+        assert.notInclude(asNobody.stdout, "cli-vm")
+        // Other tests' QEMUs may be running too: at least this one is counted.
+        assert.match(
+          asNobody.stderr,
+          /^vm-metrics: \d+ hypervisor process(es)? not listed; \d+ unverifiable: their owner or executable cannot be read by this user \(run as root, or with CAP_SYS_PTRACE/m
+        )
+        // As root the same process is listed, and nothing is said.
+        const asRoot = await cli(["list"])
+        assert.include(asRoot.stdout, "cli-vm")
+      } finally {
+        qemu.kill("SIGKILL")
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    },
+    180_000
+  )
 
   it.skipIf(tapSkipReason() !== undefined)(
     "stats reads the one instance it names (its TAP's counters, VM perspective); an id prefix of two instances exits 3",
