@@ -254,7 +254,8 @@ const top = Command.make("top", topOptions, (config) =>
       const base = config.url.value
       if (!isHttpUrl(base)) return yield* new AppConfig.UsageError({ message: `not an http(s) URL: ${base}` })
       // fetch refuses them, and they would show in the header: the token goes by file or variable.
-      if (new URL(base).username !== "" || new URL(base).password !== "")
+      const { username, password } = new URL(base)
+      if (username !== "" || password !== "")
         return yield* new AppConfig.UsageError({
           message:
             "--url must not hold a user or password; give the token with --auth-token-file or VM_METRICS_AUTH_TOKEN"

@@ -50,11 +50,14 @@ export const bracketedRepeats = (text: string): string =>
 /** The help as it is printed: without the stock lines, repeatable options in brackets. @category utils */
 export const cleaned = (text: string): string => bracketedRepeats(withoutStockLines(text))
 
-/** `effect` with the current console's `log` printing texts `cleaned`. @category combinators */
+/** Whether a printed text is a help text (it has a USAGE section): nothing else is touched, a VM's row least of all. @category predicates */
+export const isHelp = (text: string): boolean => /^USAGE$/m.test(text.replace(ESCAPES, ""))
+
+/** `effect` with the current console's `log` printing help texts `cleaned`. @category combinators */
 export const withCleanHelp = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Effect.consoleWith((console) =>
     Effect.withConsole(effect, {
       ...console,
-      log: (...args) => console.log(...args.map((arg) => (typeof arg === "string" ? cleaned(arg) : arg)))
+      log: (...args) => console.log(...args.map((arg) => (typeof arg === "string" && isHelp(arg) ? cleaned(arg) : arg)))
     })
   )

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { bracketedRepeats, withoutStockLines } from "../src/HelpText.js"
+import { bracketedRepeats, isHelp, withoutStockLines } from "../src/HelpText.js"
 
 describe("help without @effect/cli's stock lines", () => {
   it("drops each stock line and the blank line after it, coloured or not; keeps everything else", () => {
@@ -36,5 +36,14 @@ describe("the usage line's repeatable options", () => {
       bracketedRepeats(`USAGE\n\n${usage}\n\n--collect text...\n`),
       "USAGE\n\n$ list [--source discovery | file | libvirt] [--discovery-uid text]... [--collect text]... [--log-format logfmt]\n\n--collect text...\n"
     )
+  })
+})
+
+describe("what is cleaned", () => {
+  it("only help texts (a USAGE section, coloured or not); any other output is printed as it is", () => {
+    assert.isTrue(isHelp("vm-metrics\n\nUSAGE\n\n$ list [--source text]\n"))
+    assert.isTrue(isHelp("vm-metrics\n\n\u001b[1mUSAGE\u001b[0m\n\n$ list\n"))
+    assert.isFalse(isHelp("ID  NAME\nvm-1  This setting is optional.\n"))
+    assert.isFalse(isHelp('{"instance_id":"USAGE"}'))
   })
 })
