@@ -20,7 +20,9 @@
  * has the wrong shape, and an empty file (a writer caught half-way), fail the listing with an
  * `InstanceSourceError` whose reason names the file and what is wrong; the collector then keeps
  * reading the last good listing. A pidfile that is missing or does not hold a pid only leaves that
- * instance without a pid (`no-process`).
+ * instance without a pid (`no-process`). So does a pidfile that belongs to neither root, the agent's
+ * user nor the instances file's owner (logged once per pidfile): a pidfile kept where other users may
+ * write (`/tmp`, before the VM has made it) must not let them name their own process as the VM.
  *
  * @since 0.1.0
  */
@@ -35,7 +37,7 @@ import { tapNameFor, tapNameProblem } from "@vm-metrics/core/TapName"
 import { type Context, Effect, Either, Layer, ParseResult, Schema } from "effect"
 import { JOB, parseInstancesText, type Reply } from "./internal/instancesFileWorker.mjs"
 import { errnoOf } from "./internal/keptFile.js"
-import { NOT_REGULAR, SmallFileReader, TOO_LARGE } from "./internal/smallFile.js"
+import { NOT_OWNED, NOT_REGULAR, SmallFileReader, TOO_LARGE } from "./internal/smallFile.js"
 
 /** @category models */
 export interface Options {
@@ -389,16 +391,38 @@ export const makeListing = (
       what: code === TOO_LARGE ? `larger than ${MAX_FILE_BYTES} bytes` : `cannot read: ${code}`
     })
 
-    const pidOf = (entry: Entry): number | undefined => {
+    /** Pidfiles refused for their owner, each logged once (again only after it was accepted meanwhile). */
+    const refused = new Set<string>()
+    /** The uids a pidfile may belong to: root, the agent's user, the instances file's owner. */
+    let owners: ReadonlySet<number> = new Set([0, process.getuid?.() ?? 0])
+
+    const pidOf = (entry: Entry, warnings: Array<string>): number | undefined => {
       if (entry.pidfile === undefined) return entry.pid
-      const bytes = reader.read(nodePath.resolve(directory, entry.pidfile), { limit: 4096, regularOnly: true })
+      const path = nodePath.resolve(directory, entry.pidfile)
+      const bytes = reader.read(path, { limit: 4096, regularOnly: true, owners })
+      if (bytes === NOT_OWNED) {
+        if (!refused.has(path)) warnings.push(path)
+        refused.add(path)
+        return undefined
+      }
+      refused.delete(path)
       return typeof bytes === "string" ? undefined : parsePidfile(bytes.toString("latin1"))
     }
 
-    const fromLoaded = ({ result, fixed }: Loaded): Either.Either<ReadonlyArray<InstanceInfo>, InstanceSourceError> =>
-      fixed !== undefined
-        ? Either.right(fixed)
-        : Either.map(result, (entries) => entries.map((entry) => toInstanceInfo(entry, pidOf(entry))))
+    const fromLoaded = ({ result, fixed }: Loaded): Effect.Effect<ReadonlyArray<InstanceInfo>, InstanceSourceError> => {
+      if (fixed !== undefined) return Effect.succeed(fixed)
+      if (Either.isLeft(result)) return Effect.fail(result.left)
+      const warnings: Array<string> = []
+      const infos = result.right.map((entry) => toInstanceInfo(entry, pidOf(entry, warnings)))
+      return Effect.as(
+        Effect.forEach(warnings, (path) =>
+          Effect.logWarning(
+            `pidfile ${path} ignored: it belongs to neither root, this user nor the instances file's owner`
+          )
+        ),
+        infos
+      )
+    }
 
     const load = (version: string, bytes: Uint8Array) =>
       Effect.map(Effect.either(Effect.mapError(parseInstancesFile(bytes, json), toError)), (result) => {
@@ -415,6 +439,7 @@ export const makeListing = (
       try {
         const stat = fs.statSync(file, { bigint: true })
         version = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`
+        owners = new Set([0, process.getuid?.() ?? 0, Number(stat.uid)])
       } catch (error) {
         return Effect.fail(toError(readFailure(errnoOf(error))))
       }

@@ -7,7 +7,7 @@ import * as Collector from "@vm-metrics/core/Collector"
 import type { InstanceSourceError } from "@vm-metrics/core/Errors"
 import { InstanceSource } from "@vm-metrics/core/InstanceSource"
 import { makeTempDir, removeTempDirs } from "@vm-metrics/testing"
-import { Effect, Either, FastCheck, Layer } from "effect"
+import { Effect, Either, FastCheck, Layer, Logger } from "effect"
 import * as FileParser from "../src/internal/instancesFileWorker.mjs"
 import * as NodeReaders from "../src/NodeReaders.js"
 import * as StaticFileSource from "../src/StaticFileSource.js"
@@ -156,6 +156,37 @@ describe("StaticFileSource", () => {
       allocatedMemoryBytes: 256 * MiB
     })
   })
+
+  it.skipIf(process.getuid?.() !== 0)(
+    "a pidfile of another user (not root, the agent's nor the file's owner) is no pid, logged once; its owner's is read",
+    async () => {
+      const dir = tempDir()
+      fs.chmodSync(dir, 0o1777) // a /tmp-like directory: anyone may create the pidfile before the VM does
+      const file = path.join(dir, "vms.json")
+      fs.writeFileSync(file, JSON.stringify([{ id: "vm-a", pidfile: "vm-a.pid", vcpus: 1, memory: "1G" }]))
+      const pidfile = path.join(dir, "vm-a.pid")
+      fs.writeFileSync(pidfile, `${process.pid}\n`)
+      fs.chownSync(pidfile, 65534, 65534) // nobody's
+      const logs: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => logs.push(`${logLevel.label} ${String(message)}`))
+      const source = Effect.runSync(StaticFileSource.make({ path: file }))
+      const list = () =>
+        Effect.runPromise(Effect.either(source.list).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, logger))))
+      const pid = async () => Either.getOrThrow(await list())[0]?.hypervisorPid
+      assert.isUndefined(await pid())
+      assert.isUndefined(await pid())
+      assert.deepStrictEqual(logs, [
+        `WARN pidfile ${pidfile} ignored: it belongs to neither root, this user nor the instances file's owner`
+      ])
+      // Root's pidfile is read; so is one of the instances file's owner.
+      fs.chownSync(pidfile, 0, 0)
+      assert.strictEqual(await pid(), process.pid)
+      fs.chownSync(pidfile, 65534, 65534)
+      fs.chownSync(file, 65534, 65534)
+      assert.strictEqual(await pid(), process.pid)
+      assert.lengthOf(logs, 1)
+    }
+  )
 
   it("re-reads the file only when it changes: same listing object while unchanged, new one after a rewrite", async () => {
     const dir = tempDir()

@@ -14,6 +14,9 @@ export const TOO_LARGE = "EFBIG"
 /** Returned when `regularOnly` is set and the path is not a regular file (a FIFO, a device, a dir). @internal */
 export const NOT_REGULAR = "ENOTREG"
 
+/** Returned when `owners` is set and the file belongs to another uid. @internal */
+export const NOT_OWNED = "ENOTOWNED"
+
 /** @internal */
 export interface ReadOptions {
   /** The most bytes accepted; a longer file reads `TOO_LARGE`. */
@@ -27,6 +30,8 @@ export interface ReadOptions {
    * content always arrives in one read. Saves the `read` that would return 0.
    */
   readonly oneRead?: boolean
+  /** With `regularOnly`: the uids the file may belong to; another owner reads `NOT_OWNED`. */
+  readonly owners?: ReadonlySet<number>
 }
 
 const flagsOf = (options: ReadOptions): number =>
@@ -50,6 +55,7 @@ export class SmallFileReader {
       if (options.regularOnly === true) {
         const stat = fs.fstatSync(fd)
         if (!stat.isFile()) return NOT_REGULAR
+        if (options.owners !== undefined && !options.owners.has(stat.uid)) return NOT_OWNED
         if (stat.size > options.limit) return TOO_LARGE
       }
       let length = 0
