@@ -82,6 +82,9 @@ const exactIntegers = HttpClient.transformResponse(
 )
 
 /** What a failed request says: the API's `{code, message}`, else the client's own message. */
+/** Node's codes for a certificate it cannot verify (self-signed, unknown issuer, another name, expired). */
+const CERTIFICATE_CODES = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/
+
 /**
  * Why a request got no answer: the errno code down its cause chain (fetch's "fetch failed" holds the
  * socket's error), else the innermost message (fetch's own refusals, such as "bad port").
@@ -91,6 +94,8 @@ const whyNoAnswer = (cause: unknown): string | undefined => {
   for (let at = cause, depth = 0; typeof at === "object" && at !== null && depth < 5; depth++) {
     const { code, message } = at as { readonly code?: unknown; readonly message?: unknown }
     if (typeof code === "string" && /^E[A-Z]+$/.test(code)) return code
+    if (typeof code === "string" && CERTIFICATE_CODES.test(code) && typeof message === "string")
+      return `${message}: trust the server's CA with NODE_EXTRA_CA_CERTS=<its PEM file>`
     if (typeof message === "string") innermost = message
     at = (at as { readonly cause?: unknown }).cause
   }
