@@ -120,6 +120,11 @@ export interface Options {
   readonly listMaxAge?: Duration.DurationInput
   /** The metric groups read (MetricGroup.ts); the files of the others are never opened. Default `defaultGroups`. */
   readonly groups?: ReadonlySet<MetricGroup>
+  /**
+   * Whether a failing source is logged (when it starts failing, when its reason changes, when it lists
+   * again). Default true; off for a caller that reports `sourceError` itself (a CLI that exits with it).
+   */
+  readonly logSourceFailures?: boolean
 }
 
 /** Whether a VM is exited in `stats` that was not in the previous snapshot. */
@@ -193,6 +198,7 @@ export const make = (
     const chunkSize = Math.max(1, options.chunkSize ?? 32)
     const yieldToHost = options.yieldToHost ?? timerYield
     const listMaxAgeMs = Duration.toMillis(Duration.decode(options.listMaxAge ?? 0))
+    const logSourceFailures = options.logSourceFailures ?? true
     const netGroups = netGroupsOf(options.groups ?? defaultGroups)
     const procGroups = procGroupsOf(options.groups ?? defaultGroups)
 
@@ -329,9 +335,10 @@ export const make = (
         lastGoodListing = listing.right
         if (lists) listedAtMs = sampledAtMs
         if (lists && loggedSourceReason !== undefined) {
-          yield* Effect.logInfo("instance source lists again").pipe(
-            Effect.annotateLogs({ failed_listings: failedListings, instances: listing.right.length })
-          )
+          if (logSourceFailures)
+            yield* Effect.logInfo("instance source lists again").pipe(
+              Effect.annotateLogs({ failed_listings: failedListings, instances: listing.right.length })
+            )
           loggedSourceReason = undefined
         }
       } else {
@@ -340,9 +347,10 @@ export const make = (
         failedListings = loggedSourceReason === undefined ? 1 : failedListings + 1
         if (sourceError.reason !== loggedSourceReason) {
           loggedSourceReason = sourceError.reason
-          yield* Effect.logWarning(
-            "instance source failed; reading the last good listing (logged again when the reason changes)"
-          ).pipe(Effect.annotateLogs({ reason: sourceError.reason, instances: lastGoodListing.length }))
+          if (logSourceFailures)
+            yield* Effect.logWarning(
+              "instance source failed; reading the last good listing (logged again when the reason changes)"
+            ).pipe(Effect.annotateLogs({ reason: sourceError.reason, instances: lastGoodListing.length }))
         }
       }
       const infos = lastGoodListing

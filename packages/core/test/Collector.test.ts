@@ -856,6 +856,23 @@ describe("Collector", () => {
       }).pipe(Effect.provide(r.layer), Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
     })
 
+    it.effect("logSourceFailures: false logs nothing of a failing source, and still reports and counts it", () => {
+      const r = rig({ instances: [vm("a", { hypervisorPid: 1 })], collector: { logSourceFailures: false } })
+      r.procs.set(1, running(1, { utime: 1 }))
+      const logs: Array<string> = []
+      const logger = Logger.make(({ message }) => logs.push(String(message)))
+      return Effect.gen(function* () {
+        const collector = yield* Collector.Collector
+        r.source.fail(new InstanceSourceError({ reason: "boom" }))
+        const failed = yield* collector.refresh
+        r.source.fail(undefined)
+        yield* collector.refresh
+        assert.strictEqual(failed.sourceError?.reason, "boom")
+        assert.strictEqual(failed.sourceErrorsTotal, 1)
+        assert.deepStrictEqual(logs, [])
+      }).pipe(Effect.provide(r.layer), Effect.provide(Logger.replace(Logger.defaultLogger, logger)))
+    })
+
     it.effect("a source that fails on the first call gives empty stats with the error", () => {
       const r = rig({ instances: [vm("a", { hypervisorPid: 1 })] })
       r.source.fail(new InstanceSourceError({ reason: "not ready" }))

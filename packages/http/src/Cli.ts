@@ -126,11 +126,11 @@ const serveOptions = {
 const importMain: Effect.Effect<typeof MainModule> = Effect.promise(() => import("./Main.js"))
 const importTop = Effect.promise(() => import("./Top.js"))
 
-/** Source → readers → collector, from the collect settings given. */
+/** Source → readers → collector, from the collect settings given; the commands report a failing source themselves. */
 const collectLayer = (input: AppConfig.CollectInput) =>
   Layer.unwrapEffect(
     Effect.flatMap(AppConfig.resolveCollect(input), (config) =>
-      Effect.map(importMain, (Main) => Main.layerCollect(config))
+      Effect.map(importMain, (Main) => Main.layerCollect(config, {}, true))
     )
   )
 
@@ -158,15 +158,11 @@ const serve = Command.make("serve", serveOptions, (input) =>
 const sourceUnavailable = (reason: string) =>
   new SourceUnavailableError({ message: `cannot list the instances: ${reason}` })
 
-/**
- * The collector's own warnings kept off: a command that shows a failing source itself (`list` exits
- * with it, `top` shows it on screen) would print it twice, or into the middle of its screen.
- */
-const withoutCollectorWarnings = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Logger.withMinimumLogLevel(effect, LogLevel.Error)
+/** No warning while `top` draws: a log line would land in the middle of its screen (it shows errors itself). */
+const withoutWarnings = <A, E, R>(effect: Effect.Effect<A, E, R>) => Logger.withMinimumLogLevel(effect, LogLevel.Error)
 
 /** A fresh snapshot for a one-shot command; a source that could not be listed at all is an error. */
-const readable = Effect.flatMap(Collector.Collector, (c) => withoutCollectorWarnings(c.refresh)).pipe(
+const readable = Effect.flatMap(Collector.Collector, (c) => c.refresh).pipe(
   Effect.filterOrFail(
     (snapshot) => snapshot.sourceError === null,
     (snapshot) => sourceUnavailable(snapshot.sourceError?.reason ?? "unknown")
@@ -266,7 +262,7 @@ const top = Command.make("top", topOptions, (config) =>
     }
     yield* needsTerminal
     const Top = yield* importTop
-    return yield* withoutCollectorWarnings(Effect.flatMap(Top.local, (source) => Top.run(source, every))).pipe(
+    return yield* withoutWarnings(Effect.flatMap(Top.local, (source) => Top.run(source, every))).pipe(
       Effect.provide(collectLayer(config))
     )
   }).pipe(Logging.withFormat(config.logFormat))

@@ -66,7 +66,9 @@ export const layerReaders = (config: Partial<CollectConfig> = {}): Layer.Layer<P
  */
 export const layerCollect = <ES = never, ER = never>(
   config: Partial<CollectConfig> = {},
-  ports: Ports<ES, ER> = {}
+  ports: Ports<ES, ER> = {},
+  /** A one-shot command that reports a failing source itself: the collector does not log it too. */
+  reportsSourceItself = false
 ): Layer.Layer<Collector.Collector, UsageError | ES | ER> => {
   const readers: Layer.Layer<ProcReader | TapReader, UsageError | ER> = ports.readers ?? layerReaders(config)
   const source: Layer.Layer<InstanceSource, UsageError | ES> = ports.source ?? layerSource(config)
@@ -75,7 +77,8 @@ export const layerCollect = <ES = never, ER = never>(
     maxAge: config.maxAge ?? defaults.maxAge,
     groups: config.groups ?? defaults.groups,
     yieldToHost: EventLoop.yieldToEventLoop,
-    listMaxAge: discovers ? (config.discoveryInterval ?? defaults.discoveryInterval) : 0
+    listMaxAge: discovers ? (config.discoveryInterval ?? defaults.discoveryInterval) : 0,
+    logSourceFailures: !reportsSourceItself
   }).pipe(Layer.provide(Layer.merge(readers, source)))
 }
 

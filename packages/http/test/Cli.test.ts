@@ -529,6 +529,26 @@ describe("vm-metrics CLI", () => {
       fs.rmSync(dir, { recursive: true, force: true })
     }
   }, 180_000)
+  it.skipIf(process.getuid?.() !== 0)(
+    "list keeps the source's own warnings: another user's pidfile is said, the VM is no-process",
+    async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "vm-metrics-cli-"))
+      try {
+        const file = path.join(dir, "vms.json")
+        fs.writeFileSync(file, JSON.stringify([{ id: "vm-p", pidfile: "vm-p.pid", vcpus: 1, memory: "1G" }]))
+        fs.writeFileSync(path.join(dir, "vm-p.pid"), `${process.pid}\n`)
+        fs.chownSync(path.join(dir, "vm-p.pid"), 65534, 65534)
+        const listed = await cli(["list", "--source", "file", "--instances-file", file])
+        assert.strictEqual(listed.code, 0, listed.stderr)
+        assert.match(listed.stdout, /^vm-p\s+vm-p\s+no-process\s+-\s/m)
+        assert.include(listed.stderr, `pidfile ${path.join(dir, "vm-p.pid")} ignored: it belongs to neither root`)
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    },
+    180_000
+  )
+
   it("list and stats of a source that cannot be read exit 4, the error alone on stderr and nothing on stdout", async () => {
     for (const command of [["list"], ["stats", "any"]]) {
       const result = await cli([...command, "--source", "file", "--instances-file", "/nonexistent/vms.json"])
