@@ -487,8 +487,8 @@ export const parseDuration = (text: string): Either.Either<Duration.Duration, Us
   return Either.right(Duration.millis(millis))
 }
 
-/** A duration flag's value; a bad one is a UsageError naming the flag. */
-const durationOf = (flag: string, text: string): Either.Either<Duration.Duration, UsageError> =>
+/** A duration flag's value; a bad one is a UsageError naming the flag. @category parsers */
+export const durationOf = (flag: string, text: string): Either.Either<Duration.Duration, UsageError> =>
   Either.mapLeft(parseDuration(text), (error) => new UsageError({ message: `--${flag}: ${error.message}` }))
 
 /**

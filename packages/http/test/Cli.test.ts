@@ -317,6 +317,8 @@ describe("vm-metrics CLI", () => {
       [["top", "--url", "ftp://x"], {}, "not an http(s) URL: ftp://x"],
       [["top", "--url", "http://[::1"], {}, "not an http(s) URL: http://[::1"],
       [["top"], {}, "top draws on a terminal and stdout is not one"],
+      [["top", "--interval", "0s"], {}, "--interval must be > 0, got 0s"],
+      [["top", "--interval", "soon"], {}, '--interval: not a duration: "soon"'],
       [["top", "--url", "http://user:s3cret@127.0.0.1:9"], {}, "--url must not hold a user or password"],
       [["top", "--url", "http://127.0.0.1:9"], {}, "top draws on a terminal and stdout is not one"],
       [["frobnicate"], {}, "serve"],
