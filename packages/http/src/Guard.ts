@@ -106,13 +106,18 @@ export interface GuardOptions {
 
 const tagOf = (error: unknown) => (error as { _tag?: unknown } | null)?._tag
 
-/** The schema names of the parameters that failed to decode; never the values (they are the client's input). */
-const decodeFailureMessage = (error: unknown): string => {
-  const issues = (error as { issues?: ReadonlyArray<{ path?: ReadonlyArray<unknown> }> }).issues ?? []
-  const names = [...new Set(issues.map((issue) => (issue.path ?? []).map(String).join(".")).filter((n) => n !== ""))]
-  return names.length === 0
+/** The message for parameters that failed to decode, by their schema names; never the values (the client's input). */
+const invalidParameters = (names: ReadonlyArray<string>): string =>
+  names.length === 0
     ? "the request does not match the API"
     : `invalid ${names.join(", ")} (see the OpenAPI document: an id is 1 to 256 characters)`
+
+/** The schema names of the parameters that failed to decode, as `invalidParameters` says them. */
+const decodeFailureMessage = (error: unknown): string => {
+  const issues = (error as { issues?: ReadonlyArray<{ path?: ReadonlyArray<unknown> }> }).issues ?? []
+  return invalidParameters([
+    ...new Set(issues.map((issue) => (issue.path ?? []).map(String).join(".")).filter((n) => n !== ""))
+  ])
 }
 
 /** @category middleware */
@@ -149,7 +154,7 @@ export const guard =
             // A route's shape and method, yet not routed: a parameter beyond the router's maxParamLength
             // (Server.ts), an id far over the schema's 256 characters. Not a 405 naming the method asked.
             if (allowed.includes(request.method)) {
-              return Effect.succeed(refuse(400, "bad_request", decodeFailureMessage({ issues: [{ path: ["id"] }] })))
+              return Effect.succeed(refuse(400, "bad_request", invalidParameters(["id"])))
             }
             return Effect.succeed(
               allowed.length === 0
