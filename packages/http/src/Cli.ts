@@ -224,14 +224,20 @@ const topOptions = {
   ...collectOptions
 }
 
-/** Whether `text` is an http(s) URL the URL parser accepts (a host, no whitespace). */
-const isHttpUrl = (text: string): boolean => {
-  if (!/^https?:\/\/[^\s]+$/.test(text)) return false
+/**
+ * Why `--url` cannot be used, or undefined: it must be an http(s) URL the URL parser accepts (a host, no
+ * whitespace), without a user or password (fetch refuses them, and they would show in the header: the
+ * token goes by file or variable).
+ */
+const urlProblem = (text: string): string | undefined => {
+  let url: URL | undefined
   try {
-    return new URL(text).host !== ""
-  } catch {
-    return false
-  }
+    url = new URL(text)
+  } catch {}
+  if (!/^https?:\/\/[^\s]+$/.test(text) || url === undefined || url.host === "") return `not an http(s) URL: ${text}`
+  return url.username !== "" || url.password !== ""
+    ? "--url must not hold a user or password; give the token with --auth-token-file or VM_METRICS_AUTH_TOKEN"
+    : undefined
 }
 
 /** top redraws a screen: into a pipe or a file that is a stream of escape sequences, so it is refused. */
@@ -251,14 +257,8 @@ const top = Command.make("top", topOptions, (config) =>
       return yield* new AppConfig.UsageError({ message: `--interval must be > 0, got ${config.interval}` })
     if (Option.isSome(config.url)) {
       const base = config.url.value
-      if (!isHttpUrl(base)) return yield* new AppConfig.UsageError({ message: `not an http(s) URL: ${base}` })
-      // fetch refuses them, and they would show in the header: the token goes by file or variable.
-      const { username, password } = new URL(base)
-      if (username !== "" || password !== "")
-        return yield* new AppConfig.UsageError({
-          message:
-            "--url must not hold a user or password; give the token with --auth-token-file or VM_METRICS_AUTH_TOKEN"
-        })
+      const problem = urlProblem(base)
+      if (problem !== undefined) return yield* new AppConfig.UsageError({ message: problem })
       yield* needsTerminal
       const Top = yield* importTop
       return yield* Top.run(yield* Top.remote(base, yield* AppConfig.readToken(config.authTokenFile)), every)

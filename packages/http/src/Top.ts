@@ -81,7 +81,6 @@ const exactIntegers = HttpClient.transformResponse(
   )
 )
 
-/** What a failed request says: the API's `{code, message}`, else the client's own message. */
 /** Node's codes for a certificate it cannot verify (self-signed, unknown issuer, another name, expired). */
 const CERTIFICATE_CODES = /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/
 
