@@ -491,6 +491,14 @@ export const parseDuration = (text: string): Either.Either<Duration.Duration, Us
 export const durationOf = (flag: string, text: string): Either.Either<Duration.Duration, UsageError> =>
   Either.mapLeft(parseDuration(text), (error) => new UsageError({ message: `--${flag}: ${error.message}` }))
 
+/** A duration flag's value that must be at least 1 ms (a timer of 0 fires without pause). @category parsers */
+export const positiveDurationOf = (flag: string, text: string): Either.Either<Duration.Duration, UsageError> =>
+  Either.flatMap(durationOf(flag, text), (duration) =>
+    Duration.toMillis(duration) < 1
+      ? Either.left(new UsageError({ message: `--${flag} must be > 0, got ${text}` }))
+      : Either.right(duration)
+  )
+
 /**
  * A token as given, less one final newline. Empty or with whitespace inside, it is refused: a server
  * started with it would answer 401 to every client. @category parsers
@@ -797,15 +805,15 @@ const connectionLimits = (input: ServeInput) =>
     const ms = (flag: string, text: string) => Effect.map(durationOf(flag, text), Duration.toMillis)
     const headersTimeoutMs = yield* ms("headers-timeout", input.headersTimeout)
     const requestTimeoutMs = yield* ms("request-timeout", input.requestTimeout)
-    const keepAliveTimeoutMs = yield* ms("keep-alive-timeout", input.keepAliveTimeout)
+    // Node reads a keep-alive timeout of 0 as "never close an idle connection".
+    const keepAliveTimeoutMs = Duration.toMillis(
+      yield* positiveDurationOf("keep-alive-timeout", input.keepAliveTimeout)
+    )
     const shutdownGraceMs = yield* ms("shutdown-grace", input.shutdownGrace)
     if (headersTimeoutMs < 1 || requestTimeoutMs < headersTimeoutMs)
       return yield* new UsageError({
         message: `--headers-timeout must be > 0 and at most --request-timeout (${input.headersTimeout} > ${input.requestTimeout})`
       })
-    // Node reads a keep-alive timeout of 0 as "never close an idle connection".
-    if (keepAliveTimeoutMs < 1)
-      return yield* new UsageError({ message: `--keep-alive-timeout must be > 0, got ${input.keepAliveTimeout}` })
     const softLimit = Connections.fdSoftLimit()
     const chosen = yield* Either.mapLeft(
       Connections.chooseMax(Option.getOrUndefined(input.maxConnections), softLimit),
@@ -887,10 +895,7 @@ export const resolveServe = (input: ServeInput): Effect.Effect<AppConfig, UsageE
     if (input.port < 1 || input.port > 65535)
       return yield* new UsageError({ message: `--port must be 1-65535, got ${input.port}` })
     const collect = yield* resolveCollect(input)
-    const intervalText = input.interval ?? settings.collectInterval.default
-    const collectInterval = yield* durationOf("interval", intervalText)
-    if (Duration.toMillis(collectInterval) < 1)
-      return yield* new UsageError({ message: `--interval must be > 0, got ${intervalText}` })
+    const collectInterval = yield* positiveDurationOf("interval", input.interval ?? settings.collectInterval.default)
     const authToken = yield* readToken(input.authTokenFile)
     const tls = yield* Effect.mapError(
       Tls.load(input.tlsCertFile ?? Option.none(), input.tlsKeyFile ?? Option.none()),

@@ -13,7 +13,7 @@ import * as ValidationError from "@effect/cli/ValidationError"
 import * as Collector from "@vm-metrics/core/Collector"
 import * as InstanceSource from "@vm-metrics/core/InstanceSource"
 import { cpuSeconds } from "@vm-metrics/core/VmStats"
-import { Console, Data, Duration, Effect, Either, Layer, Logger, LogLevel, Option } from "effect"
+import { Console, Data, Effect, Either, Layer, Logger, LogLevel, Option } from "effect"
 import * as AppConfig from "./AppConfig.js"
 import * as BuildInfo from "./BuildInfo.js"
 import { summary as exitCodes } from "./ExitCode.js"
@@ -251,10 +251,8 @@ const needsTerminal = Effect.suspend(() =>
 
 const top = Command.make("top", topOptions, (config) =>
   Effect.gen(function* () {
-    const every = yield* AppConfig.durationOf("interval", config.interval)
     // 0 would redraw without pause, a core at 100 % for a screen no one can read.
-    if (Duration.toMillis(every) < 1)
-      return yield* new AppConfig.UsageError({ message: `--interval must be > 0, got ${config.interval}` })
+    const every = yield* AppConfig.positiveDurationOf("interval", config.interval)
     if (Option.isSome(config.url)) {
       const base = config.url.value
       const problem = urlProblem(base)
