@@ -9,6 +9,7 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
+import { strip } from "./Ansi.js"
 
 const STOCK = new Set([
   "A user-defined piece of text.",
@@ -19,22 +20,18 @@ const STOCK = new Set([
   "This setting is optional."
 ])
 
-// biome-ignore lint/suspicious/noControlCharactersInRegex: the escape character is what is matched
-const ESCAPES = /\x1b\[[0-?]*[ -/]*[@-~]/g
-
 /** `text` without @effect/cli's stock lines (and the blank line after each). @category utils */
 export const withoutStockLines = (text: string): string => {
-  const plain = (line: string | undefined) => line?.replace(ESCAPES, "").trim()
   const lines = text.split("\n")
   const kept: Array<string> = []
   let skipBlank = false
   for (const line of lines) {
-    const bare = plain(line)
+    const bare = strip(line).trim()
     if (skipBlank && bare === "") {
       skipBlank = false
       continue
     }
-    skipBlank = bare !== undefined && STOCK.has(bare)
+    skipBlank = STOCK.has(bare)
     if (!skipBlank) kept.push(line)
   }
   return kept.join("\n")
@@ -51,7 +48,7 @@ export const bracketedRepeats = (text: string): string =>
 export const cleaned = (text: string): string => bracketedRepeats(withoutStockLines(text))
 
 /** Whether a printed text is a help text (it has a USAGE section): nothing else is touched, a VM's row least of all. @category predicates */
-export const isHelp = (text: string): boolean => /^USAGE$/m.test(text.replace(ESCAPES, ""))
+export const isHelp = (text: string): boolean => /^USAGE$/m.test(strip(text))
 
 /** `effect` with the current console's `log` printing help texts `cleaned`. @category combinators */
 export const withCleanHelp = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
