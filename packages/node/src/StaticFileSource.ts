@@ -391,12 +391,11 @@ export const makeListing = (
       what: code === TOO_LARGE ? `larger than ${MAX_FILE_BYTES} bytes` : `cannot read: ${code}`
     })
 
-    /** Pidfiles refused for their owner, each logged once (again only after it was accepted meanwhile). */
+    /** Pidfiles refused for their owner, each logged once (again only after a read that was not refused). */
     const refused = new Set<string>()
-    /** The uids a pidfile may belong to: root, the agent's user, the instances file's owner. */
-    let owners: ReadonlySet<number> = new Set([0, process.getuid?.() ?? 0])
 
-    const pidOf = (entry: Entry, warnings: Array<string>): number | undefined => {
+    /** `owners`: the uids a pidfile may belong to (root, the agent's user, the instances file's owner). */
+    const pidOf = (entry: Entry, owners: ReadonlySet<number>, warnings: Array<string>): number | undefined => {
       if (entry.pidfile === undefined) return entry.pid
       const path = nodePath.resolve(directory, entry.pidfile)
       const bytes = reader.read(path, { limit: 4096, regularOnly: true, owners })
@@ -409,11 +408,15 @@ export const makeListing = (
       return typeof bytes === "string" ? undefined : parsePidfile(bytes.toString("latin1"))
     }
 
-    const fromLoaded = ({ result, fixed }: Loaded): Effect.Effect<ReadonlyArray<InstanceInfo>, InstanceSourceError> => {
+    const fromLoaded = (
+      { result, fixed }: Loaded,
+      fileOwner: number
+    ): Effect.Effect<ReadonlyArray<InstanceInfo>, InstanceSourceError> => {
       if (fixed !== undefined) return Effect.succeed(fixed)
       if (Either.isLeft(result)) return Effect.fail(result.left)
+      const owners = new Set([0, process.getuid?.() ?? 0, fileOwner])
       const warnings: Array<string> = []
-      const infos = result.right.map((entry) => toInstanceInfo(entry, pidOf(entry, warnings)))
+      const infos = result.right.map((entry) => toInstanceInfo(entry, pidOf(entry, owners, warnings)))
       return Effect.as(
         Effect.forEach(warnings, (path) =>
           Effect.logWarning(
@@ -436,18 +439,20 @@ export const makeListing = (
 
     const list = Effect.suspend(() => {
       let version: string
+      let fileOwner: number
       try {
         const stat = fs.statSync(file, { bigint: true })
         version = `${stat.dev}:${stat.ino}:${stat.size}:${stat.mtimeNs}:${stat.ctimeNs}`
-        owners = new Set([0, process.getuid?.() ?? 0, Number(stat.uid)])
+        fileOwner = Number(stat.uid)
       } catch (error) {
         return Effect.fail(toError(readFailure(errnoOf(error))))
       }
-      if (loaded?.version === version) return fromLoaded(loaded)
+      if (loaded?.version === version) return fromLoaded(loaded, fileOwner)
       const bytes = reader.read(file, { limit: MAX_FILE_BYTES, regularOnly: true })
       // A read failure is not remembered: the next listing tries again even if nothing changed.
       if (typeof bytes === "string") return Effect.fail(toError(readFailure(bytes)))
-      return Effect.flatMap(load(version, new Uint8Array(bytes)), fromLoaded) // a copy: the reader reuses its buffer
+      // a copy: the reader reuses its buffer
+      return Effect.flatMap(load(version, new Uint8Array(bytes)), (parsed) => fromLoaded(parsed, fileOwner))
     })
 
     return lock.withPermits(1)(list)
