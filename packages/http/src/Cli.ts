@@ -234,7 +234,9 @@ const urlProblem = (text: string): string | undefined => {
   try {
     url = new URL(text)
   } catch {}
-  if (!/^https?:\/\/[^\s]+$/.test(text) || url === undefined || url.host === "") return `not an http(s) URL: ${text}`
+  if (!/^https?:\/\/[^\s]+$/.test(text) || url === undefined || url.host === "") {
+    return `--url: not an http(s) URL: ${text}`
+  }
   return url.username !== "" || url.password !== ""
     ? "--url must not hold a user or password; give the token with --auth-token-file or VM_METRICS_AUTH_TOKEN"
     : undefined

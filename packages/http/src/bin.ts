@@ -15,6 +15,7 @@ import { run } from "./Cli.js"
 import { exitQuietlyWhenStdoutCloses } from "./ClosedStdout.js"
 import { ExitCode } from "./ExitCode.js"
 import * as Logging from "./Logging.js"
+import { printable } from "./TextFormat.js"
 
 exitQuietlyWhenStdoutCloses()
 
@@ -26,8 +27,9 @@ process.on("SIGINT", stopping)
 process.on("SIGTERM", stopping)
 
 const exit = (code: number) => Effect.sync(() => process.exit(code))
+// The message may quote what a user typed or a file held: written printable, it stays one line.
 const fail = (code: number) => (error: { readonly message: string }) =>
-  Effect.zipRight(Console.error(`vm-metrics: ${error.message}`), exit(code))
+  Effect.zipRight(Console.error(`vm-metrics: ${printable(error.message)}`), exit(code))
 
 run(process.argv).pipe(
   Effect.catchTags({

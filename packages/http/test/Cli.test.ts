@@ -314,7 +314,7 @@ describe("vm-metrics CLI", () => {
       [["serve", "--collect", "vcpus"], {}, "cpu, memory, disk, network, packets, vcpu, interfaces"],
       [["list"], { VM_METRICS_NO_COLLECT: "cpu,bogus" }, 'unknown metric group "bogus"'],
       [["stats"], {}, "Missing argument"],
-      [["top", "--url", "ftp://x"], {}, "not an http(s) URL: ftp://x"],
+      [["top", "--url", "ftp://x"], {}, "--url: not an http(s) URL: ftp://x"],
       [["top", "--url", "http://[::1"], {}, "not an http(s) URL: http://[::1"],
       [["top"], {}, "top draws on a terminal and stdout is not one"],
       [["top", "--interval", "0s"], {}, "--interval must be > 0, got 0s"],
@@ -346,6 +346,12 @@ describe("vm-metrics CLI", () => {
       assert.notInclude(stderr + stdout, "level=", args.join(" "))
     }
   }, 600_000)
+
+  it("an error quoting what was typed is one printable line: escapes in a flag are not written to the terminal", async () => {
+    const { code, stderr } = await cli(["top", "--url", "http://x\u001b]0;owned\u0007\u001b[2J y\nz"])
+    assert.strictEqual(code, ExitCode.usage, stderr)
+    assert.strictEqual(stderr, "vm-metrics: --url: not an http(s) URL: http://x?]0;owned??[2J y?z\n")
+  }, 120_000)
 
   it("list and stats show a discovered hypervisor process; stats of an unknown id exits 3 (not found)", async () => {
     // Not under /tmp: discovery ignores an executable in a world-writable directory (untrusted_exe).
