@@ -49,7 +49,8 @@ import { type CliServer, serveCli } from "./rig.js"
 const guestDir = (): string =>
   process.env.VM_METRICS_GUEST_DIR ?? path.join(process.env.VM_METRICS_CI_CACHE ?? "/var/cache/vm-metrics-ci", "guest")
 
-const guest = () => ({ kernel: path.join(guestDir(), "vmlinuz"), initrd: path.join(guestDir(), "initrd.gz") })
+/** The tiny guest's kernel and initrd. */
+export const guest = () => ({ kernel: path.join(guestDir(), "vmlinuz"), initrd: path.join(guestDir(), "initrd.gz") })
 
 /** Why a real QEMU guest cannot run here, or undefined when it can. */
 const qemuMissing = (): string | undefined => {
