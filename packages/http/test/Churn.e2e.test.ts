@@ -14,6 +14,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
 import { removeTempDirs, tapSkipReason, trustedFakeBinary } from "@vm-metrics/testing"
+import { deleteTaps } from "@vm-metrics/testing/FakeHypervisors"
 import { afterAll } from "vitest"
 import { get, type Served, serve, stop, until } from "./cliRig.js"
 
@@ -52,13 +53,11 @@ const procPidsHeldBy = (agent: number): Set<number> => {
 describe.skipIf(skip !== undefined)("vm-metrics serve under churn (discovery)", () => {
   afterAll(() => {
     removeTempDirs()
-    execFileSync("ip", ["-batch", "-", "-force"], {
-      input: taps.map((tap) => `link delete ${tap}`).join("\n"),
-      stdio: ["pipe", "ignore", "ignore"]
-    })
+    deleteTaps(taps)
   })
 
   it("lists, counts and forgets processes that come and go, with no error, no counter going back and no fd kept", async () => {
+    deleteTaps(taps) // a leftover of a run that was killed
     execFileSync("ip", ["-batch", "-"], { input: taps.map((tap) => `tuntap add dev ${tap} mode tap`).join("\n") })
     const binary = trustedFakeBinary()
     const children = new Set<ChildProcess>()
