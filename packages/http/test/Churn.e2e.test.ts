@@ -77,8 +77,14 @@ describe.skipIf(skip !== undefined)("vm-metrics serve under churn (discovery)", 
         if (child.pid !== undefined) spawned.add(child.pid)
         children.add(child)
         child.once("exit", () => children.delete(child))
+        child.once("error", () => children.delete(child)) // not started (EAGAIN under load): no exit follows
         return child
       }
+      const ended = (child: ChildProcess) =>
+        new Promise((resolve) => {
+          child.once("exit", resolve)
+          child.once("error", resolve)
+        })
       // Processes that come and go under a dozen names, every 40 ms.
       const churn = (async () => {
         for (let k = 0; spawning; k++) {
@@ -92,7 +98,7 @@ describe.skipIf(skip !== undefined)("vm-metrics serve under churn (discovery)", 
       // VMs that a supervisor restarts as soon as they exit: the same id, another process, often with no
       // collection in between, so the agent still remembers the id when it sees the new process.
       const restarter = async (name: string) => {
-        while (spawning) await new Promise((resolve) => start(name, [], "0.4").once("exit", resolve))
+        while (spawning) await ended(start(name, [], "0.4"))
       }
       const restarters = Promise.all([restarter(`${tag}-r0`), restarter(`${tag}-r1`)])
 
@@ -102,8 +108,8 @@ describe.skipIf(skip !== undefined)("vm-metrics serve under churn (discovery)", 
       const pidsOfId = new Map<string, Set<number>>()
       let reads = 0
       let restarts = 0
-      const until_ = Date.now() + CHURN_MS
-      while (Date.now() < until_) {
+      const churnEnds = Date.now() + CHURN_MS
+      while (Date.now() < churnEnds) {
         const instances = await get(`${served.base}/instances`)
         const metrics = await get(`${served.base}/metrics`)
         reads++
