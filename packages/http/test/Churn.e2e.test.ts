@@ -10,20 +10,20 @@
  *   two different epochs (two series).
  * - Once every such process has exited, none is listed, and the agent holds no fd of theirs.
  */
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
-import { removeTempDirs, tapSkipReason, trustedFakeBinary } from "@vm-metrics/testing"
-import { deleteTaps } from "@vm-metrics/testing/FakeHypervisors"
+import { createTap, deleteTap, removeTempDirs, tapSkipReason, trustedFakeBinary } from "@vm-metrics/testing"
 import { afterAll } from "vitest"
 import { get, type Served, serve, stop, until } from "./cliRig.js"
 
 const skip = tapSkipReason()
 const CHURN_MS = 15_000
 const NAMES = 12
-/** A prefix of this run's TAPs and VM names, so parallel tests and leftovers never mix in. */
+/** A prefix of this run's VM names, so parallel tests and leftovers never mix in. */
 const tag = `ch${process.pid % 10_000}`
-const taps = [0, 1, 2].map((i) => `${tag}t${i}`)
+/** The real TAPs three of the names are on (testing's createTap: unique names, made in the test). */
+const taps: Array<string> = []
 
 interface Listed {
   readonly instance_id: string
@@ -53,12 +53,11 @@ const procPidsHeldBy = (agent: number): Set<number> => {
 describe.skipIf(skip !== undefined)("vm-metrics serve under churn (discovery)", () => {
   afterAll(() => {
     removeTempDirs()
-    deleteTaps(taps)
+    for (const tap of taps) deleteTap(tap)
   })
 
   it("lists, counts and forgets processes that come and go, with no error, no counter going back and no fd kept", async () => {
-    deleteTaps(taps) // a leftover of a run that was killed
-    execFileSync("ip", ["-batch", "-"], { input: taps.map((tap) => `tuntap add dev ${tap} mode tap`).join("\n") })
+    for (let i = 0; i < 3; i++) taps.push(createTap())
     const binary = trustedFakeBinary()
     const children = new Set<ChildProcess>()
     const spawned = new Set<number>()
