@@ -129,9 +129,14 @@ export interface Options {
 
 /** Whether a VM is exited in `stats` that was not in the previous snapshot. */
 const exitedSince = (previous: Snapshot | undefined, stats: ReadonlyArray<VmStats>): boolean => {
-  if (!stats.some((vm) => vm.state === "exited")) return false
-  const before = new Map(previous?.stats.map((vm) => [vm.instanceId, vm.state]))
-  return stats.some((vm) => vm.state === "exited" && before.get(vm.instanceId) !== "exited")
+  // Loops, not some() with an arrow: a callback made per collection is compiled again and again.
+  let anyExited = false
+  for (let i = 0; i < stats.length && !anyExited; i++) anyExited = stats[i].state === "exited"
+  if (!anyExited) return false
+  const before = new Map<string, VmStats["state"]>()
+  for (const vm of previous?.stats ?? []) before.set(vm.instanceId, vm.state)
+  for (const vm of stats) if (vm.state === "exited" && before.get(vm.instanceId) !== "exited") return true
+  return false
 }
 
 /** An instance's NICs as the readers are asked for them (Collector's `asksOf`). */
@@ -235,6 +240,12 @@ export const make = (
       return asks
     }
 
+    /** Whether any listed instance has a NIC to read (a loop: see exitedSince). */
+    const anyNics = (infos: ReadonlyArray<InstanceInfo>): boolean => {
+      for (let i = 0; i < infos.length; i++) if (asksOf(infos[i]).names.length > 0) return true
+      return false
+    }
+
     /**
      * Reads a chunk of instances: one batched call per port, then plain per-VM code. `collection`: the
      * collection the chunk belongs to, whose chunks share what the TAP reader read for it (a net/dev);
@@ -294,26 +305,24 @@ export const make = (
 
     /** Forgets identities and releases fds of whatever this collection did not touch. */
     const prune = Effect.gen(function* () {
-      // forEach, not for…of: destructuring each entry made an array per VM and collection.
-      identities.forEach((identity, id) => {
-        if (identity.seen !== generation) identities.delete(id)
-      })
+      // Over keys(), neither entries (an array per VM and collection) nor forEach (an arrow made per
+      // collection, which V8 compiles again after each major GC drops the last one's code).
+      for (const id of identities.keys()) if (identities.get(id)?.seen !== generation) identities.delete(id)
       const stalePids: Array<number> = []
-      heldPids.forEach((used, pid) => {
-        if (used !== generation) stalePids.push(pid)
-      })
+      for (const pid of heldPids.keys()) if (heldPids.get(pid) !== generation) stalePids.push(pid)
       for (const pid of stalePids) {
         heldPids.delete(pid)
         yield* proc.release(pid)
       }
-      const staleTaps: Array<{ readonly key: string; readonly tap: TapRequest }> = []
-      heldTaps.forEach((held, key) => {
-        if (held.used !== generation) staleTaps.push({ key, tap: held.tap })
-      })
-      for (const { key, tap } of staleTaps) {
-        heldTaps.delete(key)
-        yield* taps.release(tap)
+      const staleTaps: Array<TapRequest> = []
+      for (const key of heldTaps.keys()) {
+        const held = heldTaps.get(key)
+        if (held !== undefined && held.used !== generation) {
+          heldTaps.delete(key)
+          staleTaps.push(held.tap)
+        }
       }
+      for (const tap of staleTaps) yield* taps.release(tap)
     })
 
     const totals = (): ReadonlyArray<UnavailableTotal> =>
@@ -358,7 +367,7 @@ export const make = (
       const chunks = chunksOf(infos, chunkSize)
       // The reads the chunks share (the host's net/dev: ~3–5 ms at 1,000 TAPs) as a step of their own.
       const prepare = taps.prepare
-      const prepared = prepare !== undefined && infos.some((info) => asksOf(info).names.length > 0)
+      const prepared = prepare !== undefined && anyNics(infos)
       if (prepared) yield* prepare(generation)
       for (let c = 0; c < chunks.length; c++) {
         if (c > 0 || prepared) yield* yieldToHost

@@ -82,30 +82,38 @@ export const makeRenderer = (options: MetricOptions, resource: ResourceAttribute
 
   return (snapshot, counts, groups = options.groups) => {
     if (labels.size > 2 * snapshot.stats.length + 64) labels.clear() // forget instances that are gone
-    const vmLabels = snapshot.stats.map((vm) => labelsOf(vm.instanceId, vm.instanceName))
-    const texts = vmLabels.map((l) => l.text)
-    const inners = vmLabels.map((l) => l.inner)
+    // Plain loops, no arrows per render: V8 compiles a callback made per call again after a major GC.
+    const stats = snapshot.stats
+    const texts = new Array<string>(stats.length)
+    const inners = new Array<string>(stats.length)
+    for (let i = 0; i < stats.length; i++) {
+      const vmLabels = labelsOf(stats[i].instanceId, stats[i].instanceName)
+      texts[i] = vmLabels.text
+      inners[i] = vmLabels.inner
+    }
     const { plain, plainHeaders, labeled } = familiesOf(groups)
     let out = targetInfo
     // A family without samples is left out entirely, as the OTel SDK leaves it out.
-    plain.forEach((family, f) => {
+    for (let f = 0; f < plain.length; f++) {
+      const family = plain[f]
       let body = ""
-      snapshot.stats.forEach((vm, i) => {
-        const value = family.value(vm)
+      for (let i = 0; i < stats.length; i++) {
+        const value = family.value(stats[i])
         if (value !== null) body += `${family.name}${texts[i]}${value}\n`
-      })
+      }
       if (body !== "") out += plainHeaders[f] + body
-    })
+    }
     for (const family of labeled) {
       const names = family.labels.map(labelName)
       let body = ""
-      snapshot.stats.forEach((vm, i) => {
+      for (let i = 0; i < stats.length; i++) {
+        const vm = stats[i]
         for (const sample of family.samples(vm)) {
           if (sample.value === null) continue
           const own = sample.labels.map((v, l) => `,${names[l]}="${escapeLabel(v)}"`).join("")
           body += `${family.name}{${inners[i]}${own}} ${sample.value}\n`
         }
-      })
+      }
       if (body !== "") out += header(family) + body
     }
     for (const family of service) {
