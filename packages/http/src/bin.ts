@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+import * as HelpDoc from "@effect/cli/HelpDoc"
 import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
@@ -15,6 +16,7 @@ import { run } from "./Cli.js"
 import { exitQuietlyWhenStdoutCloses } from "./ClosedStdout.js"
 import { ExitCode } from "./ExitCode.js"
 import * as Logging from "./Logging.js"
+import * as ParseErrors from "./ParseErrors.js"
 import { printable } from "./TextFormat.js"
 
 exitQuietlyWhenStdoutCloses()
@@ -31,16 +33,31 @@ const exit = (code: number) => Effect.sync(() => process.exit(code))
 const fail = (code: number) => (error: { readonly message: string }) =>
   Effect.zipRight(Console.error(`vm-metrics: ${printable(error.message)}`), exit(code))
 
-run(process.argv).pipe(
+// What @effect/cli says about a bad command line, written as our other errors are (ParseErrors.ts).
+const parseErrors = ParseErrors.make()
+/** Whatever was held back although the command line parsed (nothing @effect/cli prints today): never lost. */
+const heldBack = Effect.suspend(() => {
+  const message = parseErrors.message()
+  return message === "" ? Effect.void : Console.error(`vm-metrics: ${printable(message)}`)
+})
+const badCommandLine = (error: ValidationError.ValidationError) => {
+  const held = parseErrors.message()
+  return fail(ExitCode.usage)({
+    message: held !== "" ? held : ParseErrors.oneLine([HelpDoc.toAnsiText(error.error)])
+  })
+}
+
+ParseErrors.hold(parseErrors, run(process.argv)).pipe(
+  Effect.zipLeft(heldBack),
   Effect.catchTags({
     UsageError: fail(ExitCode.usage),
     NotFoundError: fail(ExitCode.notFound),
     SourceUnavailableError: fail(ExitCode.sourceUnavailable),
     ListenError: fail(ExitCode.cannotListen)
   }),
-  // @effect/cli has already printed what is wrong with the flags; help and version are no error.
+  // Help is no error; anything else is what is wrong with the command line, as one line.
   Effect.catchIf(ValidationError.isValidationError, (error) =>
-    ValidationError.isHelpRequested(error) ? Effect.void : exit(ExitCode.usage)
+    ValidationError.isHelpRequested(error) ? heldBack : badCommandLine(error)
   ),
   // Anything else is a bug: the whole cause, on stderr. Interruption (SIGTERM, SIGINT) is a clean stop.
   Effect.catchAllCause((cause) =>

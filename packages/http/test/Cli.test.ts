@@ -347,6 +347,26 @@ describe("vm-metrics CLI", () => {
     }
   }, 600_000)
 
+  it("what @effect/cli finds wrong with a command line is one line, as the binary's other errors are", async () => {
+    const cases: ReadonlyArray<[ReadonlyArray<string>, Record<string, string>, string]> = [
+      [["stats"], {}, "vm-metrics: Missing argument <id>\n"],
+      [["serve", "--bogus"], {}, "vm-metrics: Received unknown argument: '--bogus'\n"],
+      [["stats", "a", "b"], {}, "vm-metrics: Received unknown argument: 'b'\n"],
+      [
+        ["frobnicate"],
+        {},
+        "vm-metrics: Invalid subcommand for vm-metrics - use one of 'serve', 'list', 'stats', 'top', 'help', 'version'\n"
+      ],
+      [["list", "--source", "nope"], {}, "vm-metrics: Expected one of the following cases: discovery, file, libvirt\n"]
+    ]
+    for (const [args, env, expected] of cases) {
+      const { code, stderr, stdout } = await cli(args, env)
+      assert.strictEqual(code, ExitCode.usage, `${args.join(" ")}: ${stderr}`)
+      assert.strictEqual(stderr, expected, args.join(" "))
+      assert.strictEqual(stdout, "", args.join(" "))
+    }
+  }, 600_000)
+
   it("an error quoting what was typed is one printable line: escapes in a flag are not written to the terminal", async () => {
     const { code, stderr } = await cli(["top", "--url", "http://x\u001b]0;owned\u0007\u001b[2J y\nz"])
     assert.strictEqual(code, ExitCode.usage, stderr)
