@@ -396,6 +396,13 @@ export const settings = {
   })
 } as const
 
+/** The flags that take a value, as typed (`--port`): every setting's flag but the booleans. @category constants */
+export const valuedFlags: ReadonlySet<string> = new Set(
+  Object.values(settings).flatMap((setting: Setting<unknown>) =>
+    setting.flag === null || setting.type._tag === "boolean" ? [] : [`--${setting.flag}`]
+  )
+)
+
 /** @category models */
 export type Settings = typeof settings
 /** @category models */

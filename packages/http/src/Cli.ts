@@ -315,5 +315,19 @@ const cli = Command.run(command, { name: "vm-metrics", version: BuildInfo.versio
 export const run = (argv: ReadonlyArray<string>) =>
   Effect.if(helpKey(argv.slice(2)) === "version", {
     onTrue: () => Console.log(BuildInfo.summary),
-    onFalse: () => withCleanHelp(cli(argv))
+    onFalse: () => {
+      const dangling = danglingFlag(argv.slice(2))
+      return dangling === undefined
+        ? withCleanHelp(cli(argv))
+        : Effect.fail(new AppConfig.UsageError({ message: `${dangling} needs a value` }))
+    }
   })
+
+/**
+ * A flag that takes a value given last, without one. @effect/cli calls it an unknown argument, and a
+ * repeatable one (`--collect`, `--no-collect`) it takes as given no times: the defaults, silently.
+ */
+export const danglingFlag = (args: ReadonlyArray<string>): string | undefined => {
+  const last = args[args.length - 1]
+  return last !== undefined && AppConfig.valuedFlags.has(last) ? last : undefined
+}

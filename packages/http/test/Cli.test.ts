@@ -357,7 +357,11 @@ describe("vm-metrics CLI", () => {
         {},
         "vm-metrics: Invalid subcommand for vm-metrics - use one of 'serve', 'list', 'stats', 'top', 'help', 'version'\n"
       ],
-      [["list", "--source", "nope"], {}, "vm-metrics: Expected one of the following cases: discovery, file, libvirt\n"]
+      [["list", "--source", "nope"], {}, "vm-metrics: Expected one of the following cases: discovery, file, libvirt\n"],
+      // A flag last without its value: @effect/cli said "unknown argument", or took a repeatable one as not given.
+      [["serve", "--port"], {}, "vm-metrics: --port needs a value\n"],
+      [["list", "--no-collect"], {}, "vm-metrics: --no-collect needs a value\n"],
+      [["list", "--collect"], {}, "vm-metrics: --collect needs a value\n"]
     ]
     for (const [args, env, expected] of cases) {
       const { code, stderr, stdout } = await cli(args, env)
