@@ -35,7 +35,7 @@ const fail = (code: number) => (error: { readonly message: string }) =>
 
 // What @effect/cli says about a bad command line, written as our other errors are (ParseErrors.ts).
 const parseErrors = ParseErrors.make()
-/** Whatever was held back although the command line parsed (nothing @effect/cli prints today): never lost. */
+/** Whatever was held back although the command line parsed (nothing prints so today): written, never lost. */
 const heldBack = Effect.suspend(() => {
   const message = parseErrors.message()
   return message === "" ? Effect.void : Console.error(`vm-metrics: ${printable(message)}`)
@@ -49,6 +49,7 @@ const badCommandLine = (error: ValidationError.ValidationError) => {
 
 ParseErrors.hold(parseErrors, run(process.argv)).pipe(
   Effect.zipLeft(heldBack),
+  Effect.tapError((error) => (ValidationError.isValidationError(error) ? Effect.void : heldBack)),
   Effect.catchTags({
     UsageError: fail(ExitCode.usage),
     NotFoundError: fail(ExitCode.notFound),
