@@ -30,15 +30,15 @@ process.on("SIGTERM", stopping)
 
 const exit = (code: number) => Effect.sync(() => process.exit(code))
 // The message may quote what a user typed or a file held: written printable, it stays one line.
-const fail = (code: number) => (error: { readonly message: string }) =>
-  Effect.zipRight(Console.error(`vm-metrics: ${printable(error.message)}`), exit(code))
+const say = (message: string) => Console.error(`vm-metrics: ${printable(message)}`)
+const fail = (code: number) => (error: { readonly message: string }) => Effect.zipRight(say(error.message), exit(code))
 
 // What @effect/cli says about a bad command line, written as our other errors are (ParseErrors.ts).
 const parseErrors = ParseErrors.make()
 /** Whatever was held back although the command line parsed (nothing prints so today): written, never lost. */
 const heldBack = Effect.suspend(() => {
   const message = parseErrors.message()
-  return message === "" ? Effect.void : Console.error(`vm-metrics: ${printable(message)}`)
+  return message === "" ? Effect.void : say(message)
 })
 const badCommandLine = (error: ValidationError.ValidationError) => {
   const held = parseErrors.message()
