@@ -17,7 +17,7 @@ import { parseBootTimeMs } from "../src/BootTime.js"
 import type { ParseError } from "../src/Errors.js"
 import { latin1 as decodeLatin1 } from "../src/internal/latin1.js"
 import { statLine } from "../src/internal/statLine.js"
-import { type NetDevInterface, parseNetDev, parseNetDevText } from "../src/NetDev.js"
+import { type NetDevInterface, NetDevTable, parseNetDev, parseNetDevText } from "../src/NetDev.js"
 import { type ProcIo, parseProcIo, parseProcIoText } from "../src/ProcIo.js"
 import { type ProcStat, parseProcStat, parseProcStatText } from "../src/ProcStat.js"
 import { type ProcStatm, parseProcStatm, parseProcStatmText } from "../src/ProcStatm.js"
@@ -449,6 +449,41 @@ const validNetDev = fc
   })
 
 /**
+ * Reads one table is filled with, one after another: mostly the same interfaces with other values
+ * (what a reader sees every second), now and then with one dropped, added, moved or listed twice,
+ * and any file (valid or mutated) in between.
+ */
+const netDevReads = fc.array(ifName, { minLength: 1, maxLength: 5 }).chain((names) =>
+  fc.array(
+    fc
+      .oneof(
+        { weight: 4, arbitrary: fc.tuple(fc.constant(names), fc.constantFrom("same", "drop", "add", "move", "twice")) },
+        { weight: 1, arbitrary: fc.tuple(fc.constant(names), fc.constant("any")) }
+      )
+      .chain(([base, change]) => {
+        if (change === "any") return fileText(validNetDev)
+        const listed =
+          change === "drop"
+            ? base.slice(1)
+            : change === "add"
+              ? [...base, "tap-new"]
+              : change === "move"
+                ? [...base.slice(1), base[0]]
+                : change === "twice"
+                  ? [...base, base[0]]
+                  : base
+        return fc
+          .array(fc.array(u64, { minLength: 16, maxLength: 16 }), {
+            minLength: listed.length,
+            maxLength: listed.length
+          })
+          .map((rows) => NET_DEV_HEADER + rows.map((values, k) => netDevLine(listed[k], values)).join(""))
+      }),
+    { minLength: 2, maxLength: 6 }
+  )
+)
+
+/**
  * A length for a buffer: mostly within it (a prefix), else raw values that may lie outside it, be
  * negative, fractional or NaN (out of the parsers' contract: they must still give a ParseError).
  */
@@ -494,6 +529,7 @@ const RUNS = {
   io: 8_000,
   schedstat: 8_000,
   netDev: 8_000,
+  netDevTable: 2_000,
   newLengths: 4 * 2_500,
   auxv: 15_000
 }
@@ -619,6 +655,45 @@ describe("parsers, property-based (text = bytes = oracle)", () => {
     const check = textChecker(parseNetDevText, parseNetDev, netDevOracle, "/proc/<pid>/net/dev", counts)
     fc.assert(fc.property(fileText(validNetDev), check), { seed: SEED + 11, numRuns: RUNS.netDev })
     assertMixed(counts, RUNS.netDev)
+  })
+
+  it("/proc/<pid>/net/dev into one NetDevTable, read after read", () => {
+    const counts = tally()
+    const table = new NetDevTable()
+    const check = (texts: ReadonlyArray<string>) => {
+      const named = new Set<string>() // every name listed so far: one not listed now has no row
+      for (const text of texts) {
+        // Not bytes of a file (the text entry points refuse it).
+        if ([...text].some((c) => c.charCodeAt(0) > 0xff)) continue
+        const expected = netDevOracle(text)
+        const error = table.fill(latin1(text))
+        if (expected === undefined) {
+          counts.left++
+          assert.isDefined(error, text)
+          assert.strictEqual(error?.file, "/proc/<pid>/net/dev")
+          assert.strictEqual(table.size, 0)
+          // The same reason as a fresh parse of the file.
+          assert.deepStrictEqual(plain(parseNetDev(latin1(text))), {
+            tag: "ParseError",
+            file: error?.file,
+            reason: error?.reason
+          })
+        } else {
+          counts.right++
+          assert.isUndefined(error, error?.reason)
+          assert.deepStrictEqual(table.toMap(), expected)
+          assert.strictEqual(table.size, expected.size)
+          for (const [row, name] of [...expected.keys()].entries()) {
+            assert.strictEqual(table.row(name), row)
+            assert.strictEqual(table.nameAt(row), name)
+          }
+          for (const name of named) if (!expected.has(name)) assert.isUndefined(table.row(name), name)
+          for (const name of expected.keys()) named.add(name)
+        }
+      }
+    }
+    fc.assert(fc.property(netDevReads, check), { seed: SEED + 16, numRuns: RUNS.netDevTable })
+    assertMixed(counts, RUNS.netDevTable)
   })
 
   it("byte paths of status, io, schedstat and net/dev with any length argument", () => {

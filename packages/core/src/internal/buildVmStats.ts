@@ -40,6 +40,9 @@ interface Identity {
   net: NetMemory | null
   /** The process counters of the series (procStats.ts). */
   proc: ProcMemory | null
+  /** processStartTimeMs of `startTicks` under `startTimeKernel`, worked out once per process. */
+  startTimeMs: number | null
+  startTimeKernel: KernelInfo | null
 }
 
 /** Per-instance process identity, kept across collections by the collector. @internal */
@@ -105,7 +108,9 @@ const identityOf = (identities: Identities, info: InstanceInfo, generation: numb
       cpuUsec: null,
       guestUsec: null,
       net: null,
-      proc: null
+      proc: null,
+      startTimeMs: null,
+      startTimeKernel: null
     }
     identities.set(info.id, identity)
     return identity
@@ -124,10 +129,34 @@ const identityOf = (identities: Identities, info: InstanceInfo, generation: numb
     identity.net = null
     identity.proc = null
     identity.startTicks = expected
+    identity.startTimeKernel = null
   }
   identity.pid = pid
   return identity
 }
+
+/**
+ * The wall-clock start (boot time + start ticks) of the identity's pinned process, worked out once per
+ * process: a double made per VM and collection lives as long as its snapshot, which V8 promotes.
+ */
+const startTimeMsOf = (identity: Identity, kernel: KernelInfo): number | null => {
+  if (identity.startTimeKernel !== kernel) {
+    identity.startTimeKernel = kernel
+    // A double of ms, exact to well below a ms for any real uptime (start ticks stay far below 2^53).
+    identity.startTimeMs =
+      identity.startTicks === null || kernel.bootTimeMs === null
+        ? null
+        : kernel.bootTimeMs + (Number(identity.startTicks) * 1000) / kernel.clockTicksPerSecond
+  }
+  return identity.startTimeMs
+}
+
+/**
+ * What buildVmStats appends unavailable values to, emptied into the VmStats it builds: most VMs have
+ * none, and share one empty array instead of each keeping its own.
+ */
+const pending: Array<Unavailable> = []
+const NONE_UNAVAILABLE: ReadonlyArray<Unavailable> = Object.freeze([])
 
 /** @internal */
 export const buildVmStats = (
@@ -144,7 +173,8 @@ export const buildVmStats = (
   generation: number,
   sampledAtMs: number
 ): VmStats => {
-  const unavailable: Array<Unavailable> = []
+  const unavailable = pending
+  unavailable.length = 0 // a build that threw midway leaves nothing behind
   const pid = info.hypervisorPid ?? null
   const identity = identityOf(identities, info, generation)
   let state: VmState = "no-process"
@@ -181,8 +211,12 @@ export const buildVmStats = (
         const hz = kernel.clockTicksPerSecond
         cpuUsec = ticksToUsec(s.utimeTicks + s.stimeTicks, hz)
         guestUsec = s.guestTimeTicks === null ? null : ticksToUsec(s.guestTimeTicks, hz)
-        startTicks = found
-        if (identity.startTicks === null) identity.startTicks = found // the first reading pins the process
+        if (identity.startTicks === null && found !== null) {
+          identity.startTicks = found // the first reading pins the process
+          identity.startTimeKernel = null
+        }
+        // The pinned value when it is this one (it is, unless none was read): no new bigint kept per collection.
+        startTicks = found === null ? null : identity.startTicks
       } else {
         unavailable.push(unavailableOf("stat", stat.left))
       }
@@ -232,11 +266,7 @@ export const buildVmStats = (
   identity.proc = rememberProc(identity.proc, procValues, proc)
   identity.sampledAtMs = sampledAtMs
 
-  // A double of ms, exact to well below a ms for any real uptime (start ticks stay far below 2^53).
-  const processStartTimeMs =
-    startTicks === null || kernel.bootTimeMs === null
-      ? null
-      : kernel.bootTimeMs + (Number(startTicks) * 1000) / kernel.clockTicksPerSecond
+  const processStartTimeMs = startTicks === null ? null : startTimeMsOf(identity, kernel)
   return {
     instanceId: info.id,
     instanceName: info.name,
@@ -256,7 +286,7 @@ export const buildVmStats = (
     netTxBytes: net.sums[1],
     allocatedVcpus: info.allocatedVcpus,
     allocatedMemoryBytes: info.allocatedMemoryBytes,
-    unavailable,
+    unavailable: unavailable.length === 0 ? NONE_UNAVAILABLE : unavailable.splice(0),
     // Every field written out, in noGroupValues' order (the JSON's): spreads of three objects made
     // two of them per VM and collection only to copy them.
     systemUsec: procValues.systemUsec,

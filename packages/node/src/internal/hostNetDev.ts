@@ -21,7 +21,7 @@
  * @internal
  */
 import * as fs from "node:fs"
-import { type NetDevInterface, parseNetDev } from "@vm-metrics/core/NetDev"
+import { NetDevTable } from "@vm-metrics/core/NetDev"
 import { parseSysfsCounterText } from "@vm-metrics/core/SysfsCounter"
 import { validateTapName } from "@vm-metrics/core/TapName"
 import { Either } from "effect"
@@ -36,7 +36,7 @@ export interface HostNetDevOptions {
   readonly now?: () => number
 }
 
-type Interfaces = ReadonlyMap<string, NetDevInterface>
+type Interfaces = NetDevTable
 
 /** A check that saw interfaces come and go (VMs starting or stopping) runs again this soon (ms). */
 const RETRY_MS = 5_000
@@ -67,24 +67,27 @@ export const makeHostNetDev = (
   let checks = 0
   let roundRead = -1
   let current: Interfaces | undefined
+  // Filled again in place by each read: the collections' own, and the check's two (before and after).
+  const collected = new NetDevTable()
+  const checkedBefore = new NetDevTable()
+  const checkedAfter = new NetDevTable()
 
-  /** The agent's interfaces now, or undefined when the file cannot be read or parsed. */
-  const readNow = (): Interfaces | undefined => {
+  /** The agent's interfaces now (in `into`), or undefined when the file cannot be read or parsed. */
+  const readNow = (into: NetDevTable = collected): Interfaces | undefined => {
     const length = file.read(buffer, true) // a page holds ~30 interfaces
     if (typeof length === "string") return undefined
-    const parsed = parseNetDev(buffer.bytes, length)
-    return Either.isRight(parsed) ? parsed.right : undefined
+    return into.fill(buffer.bytes, length) === undefined ? into : undefined
   }
 
   const sameNames = (a: Interfaces, b: Interfaces): boolean => {
     if (a.size !== b.size) return false
-    for (const name of a.keys()) if (!b.has(name)) return false
+    for (let row = 0; row < a.size; row++) if (b.row(a.nameAt(row)) === undefined) return false
     return true
   }
 
   /** One comparison (see the header): the interfaces when they match, "changed" when net/dev changed meanwhile. */
   const compare = (): Interfaces | undefined | "changed" => {
-    const before = readNow()
+    const before = readNow(checkedBefore)
     if (before === undefined) return undefined
     let listed: Array<string>
     try {
@@ -96,23 +99,24 @@ export const makeHostNetDev = (
     } catch {
       return undefined
     }
-    if (listed.length !== before.size || !listed.every((name) => before.has(name))) {
-      const later = readNow()
+    if (listed.length !== before.size || !listed.every((name) => before.row(name) !== undefined)) {
+      const later = readNow(checkedAfter)
       return later !== undefined && !sameNames(before, later) ? "changed" : undefined
     }
     const sysfs: Array<{ readonly name: string; readonly earlier: bigint; readonly value: bigint }> = []
-    for (const [name, earlier] of before) {
+    for (let row = 0; row < before.size; row++) {
+      const name = before.nameAt(row)
       if (Either.isLeft(validateTapName(name))) continue // compared by name only, never made a path
       const value = sysfsRxBytes(`${sysRoot}/class/net/${name}/statistics/rx_bytes`)
       if (value === undefined) return "changed" // gone meanwhile, or no counter there: tried again, then sysfs
-      sysfs.push({ name, earlier: earlier.rxBytes, value })
+      sysfs.push({ name, earlier: before.counter(row, "rxBytes"), value })
     }
-    const after = readNow()
+    const after = readNow(checkedAfter)
     if (after === undefined) return undefined
     if (!sameNames(before, after)) return "changed"
     for (const { name, earlier, value } of sysfs) {
-      const later = after.get(name)
-      if (later === undefined || earlier > value || value > later.rxBytes) return undefined
+      const later = after.row(name)
+      if (later === undefined || earlier > value || value > after.counter(later, "rxBytes")) return undefined
     }
     return after
   }
@@ -158,7 +162,7 @@ export const makeHostNetDev = (
     disagrees: (name: string): void => {
       if (!same) return
       const fresh = readNow()
-      if (fresh?.has(name) === true) {
+      if (fresh !== undefined && fresh.row(name) !== undefined) {
         current = fresh
         return
       }

@@ -5,7 +5,7 @@
  * @internal
  */
 import { PermissionDenied, ReadFailed, TapMissing, type TapReadError } from "@vm-metrics/core/Errors"
-import { type NetDevInterface, parseNetDev } from "@vm-metrics/core/NetDev"
+import { type NetDevInterface, type NetDevTable, parseNetDev } from "@vm-metrics/core/NetDev"
 import { parseSysfsCounter } from "@vm-metrics/core/SysfsCounter"
 import { validateTapName } from "@vm-metrics/core/TapName"
 import {
@@ -68,6 +68,18 @@ export interface SyncTapReaderOptions extends HostNetDevOptions {
    */
   readonly selfNetDev?: boolean
 }
+
+/** A TAP's counters from a row of the host's net/dev table, null where not wanted. */
+const tableCounters = (table: NetDevTable, row: number, wanted: TapWanted): TapCounters => ({
+  rxBytes: table.counter(row, "rxBytes"),
+  txBytes: table.counter(row, "txBytes"),
+  rxPackets: wanted.packets ? table.counter(row, "rxPackets") : null,
+  txPackets: wanted.packets ? table.counter(row, "txPackets") : null,
+  rxErrors: wanted.packets ? table.counter(row, "rxErrors") : null,
+  txErrors: wanted.packets ? table.counter(row, "txErrors") : null,
+  rxDropped: wanted.dropped ? table.counter(row, "rxDropped") : null,
+  txDropped: wanted.dropped ? table.counter(row, "txDropped") : null
+})
 
 /** A TAP's counters from a net/dev line, null where not wanted. */
 const netDevCounters = (found: NetDevInterface, wanted: TapWanted): TapCounters => ({
@@ -247,10 +259,10 @@ export const makeSyncTapReader = (
       entry.netns = false
     }
     const hostInterfaces = roundCollection === undefined ? undefined : host?.interfaces(round)
-    const inHost = hostInterfaces?.get(entry.name)
-    if (inHost !== undefined) {
+    const inHost = hostInterfaces?.row(entry.name)
+    if (hostInterfaces !== undefined && inHost !== undefined) {
       closeSysfs(entry) // read from net/dev: its sysfs fds go back to the budget
-      return { via: "sysfs", counters: Either.right(netDevCounters(inHost, wanted)) }
+      return { via: "sysfs", counters: Either.right(tableCounters(hostInterfaces, inHost, wanted)) }
     }
     const read = readSysfs(entry, indicesFor(wanted))
     if (hostInterfaces !== undefined && Either.isRight(read)) host?.disagrees(entry.name)
