@@ -1,8 +1,8 @@
 /**
  * A response body encoded once and served to every client until what it shows changes: its UTF-8 bytes
- * and, made on first demand, their gzip. `/metrics` and `/instances` keep one each, keyed by what the
- * text is made from (the rendered text, the snapshot), so a scrape of an unchanged snapshot costs a
- * lookup and a socket write, not a render. Node-only (node:zlib), so it lives in http, not core/otel.
+ * and, made on first demand, their gzip. `/metrics` and `/instances` keep them by snapshot (and, for
+ * `/metrics`, its rendered text), so a scrape of an unchanged snapshot costs a lookup and a socket write,
+ * not a render; a body goes with its snapshot. Node-only (node:zlib), so it lives in http, not core/otel.
  *
  * @since 0.1.0
  */
@@ -29,15 +29,33 @@ export const encode = (text: string): Encoded => {
 }
 
 /**
- * A one-entry cache: the body of the last key, made again (by `toText`) only when the key is a
- * different value (`!==`). @category constructors
+ * A cache of the body of a key (a snapshot), made (by `toText`) once per key. Kept only as long as the key
+ * is (a WeakMap): a cache holding the last snapshot it served kept that snapshot, and its ~1,000 VmStats,
+ * alive until the next request, however long that was. @category constructors
  */
-export const makeCache = <K>(toText: (key: K) => string): ((key: K) => Encoded) => {
-  let last: { readonly key: K; readonly body: Encoded } | undefined
+export const makeCache = <K extends object>(toText: (key: K) => string): ((key: K) => Encoded) => {
+  const bodies = new WeakMap<K, Encoded>()
   return (key) => {
-    if (last !== undefined && last.key === key) return last.body
-    const body = encode(toText(key))
-    last = { key, body }
+    let body = bodies.get(key)
+    if (body === undefined) {
+      body = encode(toText(key))
+      bodies.set(key, body)
+    }
+    return body
+  }
+}
+
+/**
+ * Like `makeCache` for a text made elsewhere: the body of a key's text, made again when the key comes
+ * with another text (`!==`, e.g. the same snapshot rendered with other export counts). @category constructors
+ */
+export const makeTextCache = <K extends object>(): ((key: K, text: string) => Encoded) => {
+  const bodies = new WeakMap<K, { readonly text: string; readonly body: Encoded }>()
+  return (key, text) => {
+    const last = bodies.get(key)
+    if (last !== undefined && last.text === text) return last.body
+    const body = encode(text)
+    bodies.set(key, { text, body })
     return body
   }
 }

@@ -88,12 +88,11 @@ const MetricsLive = HttpApiBuilder.group(VmMetricsApi, "metrics", (handlers) =>
   Effect.gen(function* () {
     const metrics = yield* VmMetrics
     const { current } = yield* snapshotSource
-    // Keyed by the text: VmMetrics.render gives back the same string for the same snapshot and counts.
-    const metricsBody = EncodedBody.makeCache((text: string) => text)
+    // By snapshot and text: VmMetrics.render gives back the same string for the same snapshot and counts.
+    const metricsBody = EncodedBody.makeTextCache<Snapshot>()
     return handlers.handle("metrics", () =>
-      current.pipe(
-        Effect.flatMap(metrics.render),
-        Effect.flatMap((text) => encodedResponse(metricsBody(text), CONTENT_TYPE))
+      Effect.flatMap(current, (snapshot) =>
+        Effect.flatMap(metrics.render(snapshot), (text) => encodedResponse(metricsBody(snapshot, text), CONTENT_TYPE))
       )
     )
   })

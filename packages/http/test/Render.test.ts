@@ -5,6 +5,8 @@
  * client accepts it, round-tripping to the exact plain text).
  */
 import * as http from "node:http"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
 import * as zlib from "node:zlib"
 import { HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
@@ -100,6 +102,36 @@ describe("EncodedBody", () => {
     assert.strictEqual(made, 2)
     assert.notStrictEqual(second, first)
     assert.strictEqual(Buffer.from(second.plain).toString("utf8"), "text 2\n")
+  })
+
+  it("a body is kept by its key's text; another text of the same key makes it anew", () => {
+    const cache = EncodedBody.makeTextCache<{ readonly n: number }>()
+    const key = { n: 1 }
+    const first = cache(key, "a\n")
+    assert.strictEqual(cache(key, "a\n"), first)
+    const other = cache(key, "b\n")
+    assert.notStrictEqual(other, first)
+    assert.strictEqual(Buffer.from(other.plain).toString("utf8"), "b\n")
+    assert.notStrictEqual(cache({ n: 1 }, "b\n"), other, "an equal but other key is another key")
+  })
+
+  it("neither cache keeps its key (a snapshot) alive once nothing else does", async () => {
+    v8.setFlagsFromString("--expose-gc")
+    const gc = vm.runInNewContext("gc") as () => void
+    const cache = EncodedBody.makeCache((key: { readonly n: number }) => `text ${key.n}\n`)
+    const textCache = EncodedBody.makeTextCache<{ readonly n: number }>()
+    const refs = ((): Array<WeakRef<object>> => {
+      const a = { n: 1 }
+      const b = { n: 2 }
+      cache(a)
+      textCache(b, "text\n")
+      return [new WeakRef(a), new WeakRef(b)]
+    })()
+    // A WeakRef's target stays alive until the job that made it ends.
+    await new Promise((resolve) => setImmediate(resolve))
+    gc()
+    assert.isUndefined(refs[0].deref(), "makeCache kept its key")
+    assert.isUndefined(refs[1].deref(), "makeTextCache kept its key")
   })
 
   it("the gzip decompresses to the exact plain bytes", () => {

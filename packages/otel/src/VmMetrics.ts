@@ -104,20 +104,22 @@ export const make = (options: Options = {}) =>
       groupDrops: budget.groupDrops(),
       ...(agent === undefined ? {} : { agent })
     })
-    // The agent's sample of the last snapshot asked for: every path reading that snapshot shares it.
-    let agentSampled: { readonly snapshot: Snapshot; readonly sample: AgentSample } | undefined
+    // The agent's sample of a snapshot asked for: every path reading that snapshot shares it. Weakly
+    // keyed, as the texts below: a snapshot is not kept alive for a scrape that may never come.
+    const agentSampled = new WeakMap<Snapshot, AgentSample>()
     const agentOf = (snapshot: Snapshot): Effect.Effect<AgentSample | undefined> => {
       const agent = options.agent
       if (agent === undefined) return Effect.succeed(undefined)
-      return Effect.suspend(() =>
-        agentSampled?.snapshot === snapshot
-          ? Effect.succeed(agentSampled.sample)
+      return Effect.suspend(() => {
+        const sampled = agentSampled.get(snapshot)
+        return sampled !== undefined
+          ? Effect.succeed(sampled)
           : Effect.map(agent.process, (process) => {
               const sample = { build: agent.build, process }
-              agentSampled = { snapshot, sample }
+              agentSampled.set(snapshot, sample)
               return sample
             })
-      )
+      })
     }
     let observedSequence = 0
 
@@ -131,7 +133,7 @@ export const make = (options: Options = {}) =>
 
     // The text depends on the snapshot and the export counts only (no clock), so the same snapshot with
     // the same counts gives back the same string (the same object, which http's byte cache keys on).
-    let rendered: { readonly snapshot: Snapshot; readonly countsKey: string; readonly text: string } | undefined
+    const rendered = new WeakMap<Snapshot, { readonly countsKey: string; readonly text: string }>()
     const countsKey = (current: ExportCounts) =>
       `${current.budgetTransitions}|${current.dropped.map((d) => `${d.metric}\u0000${d.reason}\u0000${d.count}`).join("|")}|${[...budget.groups()].join(",")}|${(current.groupDrops ?? []).map((d) => `${d.group}:${d.count}`).join(",")}`
 
@@ -142,10 +144,10 @@ export const make = (options: Options = {}) =>
           Effect.sync(() => {
             const current = counts(agent)
             const key = countsKey(current)
-            if (rendered !== undefined && rendered.snapshot === snapshot && rendered.countsKey === key)
-              return rendered.text
+            const last = rendered.get(snapshot)
+            if (last !== undefined && last.countsKey === key) return last.text
             const text = renderer(snapshot, current, budget.groups())
-            rendered = { snapshot, countsKey: key, text }
+            rendered.set(snapshot, { countsKey: key, text })
             return text
           })
         )
