@@ -21,7 +21,14 @@
  */
 import { Either } from "effect"
 import { ParseError } from "./Errors.js"
-import { excerpt, latin1Bytes, lengthProblem, parseUnsigned, SEPARATOR_MAX } from "./internal/decimal.js"
+import {
+  excerpt,
+  latin1Bytes,
+  lengthProblem,
+  parseExactUnsigned,
+  parseUnsigned,
+  SEPARATOR_MAX
+} from "./internal/decimal.js"
 import { latin1 } from "./internal/latin1.js"
 
 /** @category models */
@@ -108,8 +115,8 @@ const COLUMN_OF: Readonly<Record<NetDevCounter, number>> = {
   txDropped: 7
 }
 const KEPT_COLUMNS = 8
-/** The largest integer a double holds exactly: counters up to it are kept as numbers. */
-const EXACT_MAX = 2 ** 53
+/** Counters below 2^53 are kept as doubles (exact there), the others apart as bigint. */
+const EXACT_LIMIT = 2n ** 53n
 
 /**
  * The interfaces of one net/dev read, as a table filled again in place by every read (`fill`): a
@@ -228,7 +235,7 @@ export class NetDevTable {
         if (count === COLUMNS) return `line ${line}: more than ${COLUMNS} numbers`
         if (KEPT[count]) {
           const index = base + kept++
-          const small = i - start <= DOUBLE_DIGITS ? digitsValue(bytes, start, i) : -1
+          const small = parseExactUnsigned(bytes, start, i)
           if (small >= 0) this.#values[index] = small
           else {
             const value = parseUnsigned(bytes, start, i)
@@ -268,7 +275,7 @@ export class NetDevTable {
   }
 
   #store(index: number, value: bigint): void {
-    if (value < EXACT_MAX_BIG) this.#values[index] = Number(value)
+    if (value < EXACT_LIMIT) this.#values[index] = Number(value)
     else {
       this.#values[index] = Number.NaN
       this.#large.set(index, value)
@@ -282,22 +289,6 @@ export class NetDevTable {
     values.set(this.#values)
     this.#values = values
   }
-}
-
-const EXACT_MAX_BIG = BigInt(EXACT_MAX)
-/** Up to 15 digits a double holds exactly: read without a bigint. */
-const DOUBLE_DIGITS = 15
-
-/** bytes[start, end) (1–15 bytes) as a number, or −1 when they are not all digits. */
-const digitsValue = (bytes: Uint8Array, start: number, end: number): number => {
-  if (end === start) return -1
-  let n = 0
-  for (let i = start; i < end; i++) {
-    const d = bytes[i] - 0x30
-    if (d < 0 || d > 9) return -1
-    n = n * 10 + d
-  }
-  return n
 }
 
 /** Whether bytes[start, end) decode (Latin-1) to `name`, without making a string. */

@@ -40,8 +40,9 @@ interface Identity {
   net: NetMemory | null
   /** The process counters of the series (procStats.ts). */
   proc: ProcMemory | null
-  /** processStartTimeMs of `startTicks` under `startTimeKernel`, worked out once per process. */
+  /** processStartTimeMs, worked out once per process: from `startTimeTicks` under `startTimeKernel`. */
   startTimeMs: number | null
+  startTimeTicks: bigint | null
   startTimeKernel: KernelInfo | null
 }
 
@@ -110,6 +111,7 @@ const identityOf = (identities: Identities, info: InstanceInfo, generation: numb
       net: null,
       proc: null,
       startTimeMs: null,
+      startTimeTicks: null,
       startTimeKernel: null
     }
     identities.set(info.id, identity)
@@ -129,7 +131,6 @@ const identityOf = (identities: Identities, info: InstanceInfo, generation: numb
     identity.net = null
     identity.proc = null
     identity.startTicks = expected
-    identity.startTimeKernel = null
   }
   identity.pid = pid
   return identity
@@ -140,8 +141,9 @@ const identityOf = (identities: Identities, info: InstanceInfo, generation: numb
  * process: a double made per VM and collection lives as long as its snapshot, which V8 promotes.
  */
 const startTimeMsOf = (identity: Identity, kernel: KernelInfo): number | null => {
-  if (identity.startTimeKernel !== kernel) {
+  if (identity.startTimeKernel !== kernel || identity.startTimeTicks !== identity.startTicks) {
     identity.startTimeKernel = kernel
+    identity.startTimeTicks = identity.startTicks
     // A double of ms, exact to well below a ms for any real uptime (start ticks stay far below 2^53).
     identity.startTimeMs =
       identity.startTicks === null || kernel.bootTimeMs === null
@@ -211,10 +213,7 @@ export const buildVmStats = (
         const hz = kernel.clockTicksPerSecond
         cpuUsec = ticksToUsec(s.utimeTicks + s.stimeTicks, hz)
         guestUsec = s.guestTimeTicks === null ? null : ticksToUsec(s.guestTimeTicks, hz)
-        if (identity.startTicks === null && found !== null) {
-          identity.startTicks = found // the first reading pins the process
-          identity.startTimeKernel = null
-        }
+        if (identity.startTicks === null) identity.startTicks = found // the first reading pins the process
         // The pinned value when it is this one (it is, unless none was read): no new bigint kept per collection.
         startTicks = found === null ? null : identity.startTicks
       } else {

@@ -19,18 +19,31 @@ const U64_DIGITS = 20
  */
 export const SEPARATOR_MAX = 0x20
 
+/** Digits a double always holds exactly: up to this many, a value is read as a number. @internal */
+export const EXACT_DIGITS = 15
+
+/**
+ * bytes[start, end) as a number, for 1 to EXACT_DIGITS bytes; −1 when empty, longer, or not all
+ * digits. The common case of parseUnsigned, for a caller that keeps numbers. @internal
+ */
+export const parseExactUnsigned = (bytes: Uint8Array, start: number, end: number): number => {
+  if (end <= start || end - start > EXACT_DIGITS) return -1
+  let n = 0
+  for (let i = start; i < end; i++) {
+    const d = bytes[i] - 0x30
+    if (d < 0 || d > 9) return -1
+    n = n * 10 + d
+  }
+  return n
+}
+
 /** Parses bytes[start, end) as an unsigned decimal; undefined if empty, not all digits, or above u64. @internal */
 export const parseUnsigned = (bytes: Uint8Array, start: number, end: number): bigint | undefined => {
   const length = end - start
   if (length <= 0) return undefined
-  if (length <= 15) {
-    let n = 0
-    for (let i = start; i < end; i++) {
-      const d = bytes[i] - 0x30
-      if (d < 0 || d > 9) return undefined
-      n = n * 10 + d
-    }
-    return BigInt(n)
+  if (length <= EXACT_DIGITS) {
+    const n = parseExactUnsigned(bytes, start, end)
+    return n < 0 ? undefined : BigInt(n)
   }
   let first = start
   while (first < end - 1 && bytes[first] === 0x30) first++

@@ -5,7 +5,7 @@
  * @internal
  */
 import { PermissionDenied, ReadFailed, TapMissing, type TapReadError } from "@vm-metrics/core/Errors"
-import { type NetDevInterface, type NetDevTable, parseNetDev } from "@vm-metrics/core/NetDev"
+import { NetDevTable } from "@vm-metrics/core/NetDev"
 import { parseSysfsCounter } from "@vm-metrics/core/SysfsCounter"
 import { validateTapName } from "@vm-metrics/core/TapName"
 import {
@@ -57,7 +57,9 @@ interface NetDevFile {
   readonly file: KeptFile
   readonly users: Set<TapEntry>
   batch: number
-  parsed: Either.Either<ReadonlyMap<string, NetDevInterface>, TapReadError | "gone"> | undefined
+  /** Filled again in place by each batch's read. */
+  readonly table: NetDevTable
+  parsed: Either.Either<NetDevTable, TapReadError | "gone"> | undefined
 }
 
 /** @internal */
@@ -69,7 +71,7 @@ export interface SyncTapReaderOptions extends HostNetDevOptions {
   readonly selfNetDev?: boolean
 }
 
-/** A TAP's counters from a row of the host's net/dev table, null where not wanted. */
+/** A TAP's counters from a row of a net/dev table, null where not wanted. */
 const tableCounters = (table: NetDevTable, row: number, wanted: TapWanted): TapCounters => ({
   rxBytes: table.counter(row, "rxBytes"),
   txBytes: table.counter(row, "txBytes"),
@@ -79,18 +81,6 @@ const tableCounters = (table: NetDevTable, row: number, wanted: TapWanted): TapC
   txErrors: wanted.packets ? table.counter(row, "txErrors") : null,
   rxDropped: wanted.dropped ? table.counter(row, "rxDropped") : null,
   txDropped: wanted.dropped ? table.counter(row, "txDropped") : null
-})
-
-/** A TAP's counters from a net/dev line, null where not wanted. */
-const netDevCounters = (found: NetDevInterface, wanted: TapWanted): TapCounters => ({
-  rxBytes: found.rxBytes,
-  txBytes: found.txBytes,
-  rxPackets: wanted.packets ? found.rxPackets : null,
-  txPackets: wanted.packets ? found.txPackets : null,
-  rxErrors: wanted.packets ? found.rxErrors : null,
-  txErrors: wanted.packets ? found.txErrors : null,
-  rxDropped: wanted.dropped ? found.rxDropped : null,
-  txDropped: wanted.dropped ? found.txDropped : null
 })
 
 /**
@@ -194,6 +184,7 @@ export const makeSyncTapReader = (
         file: new KeptFile(`${procRoot}/${entry.pid}/net/dev`, "ESRCH", budget),
         users: new Set(),
         batch: -1,
+        table: new NetDevTable(),
         parsed: undefined
       }
       netDevs.set(entry.pid, netDev)
@@ -202,12 +193,15 @@ export const makeSyncTapReader = (
     if (netDev.batch !== batch || netDev.parsed === undefined) {
       const length = netDev.file.read(buffer, true) // more than a page with many interfaces
       netDev.batch = batch
-      netDev.parsed =
-        typeof length !== "string"
-          ? parseNetDev(buffer.bytes, length)
-          : length === "ENOENT" || length === "ESRCH"
+      if (typeof length === "string") {
+        netDev.parsed =
+          length === "ENOENT" || length === "ESRCH"
             ? Either.left("gone" as const)
             : Either.left(errorOf("", netDev.file.path, length))
+      } else {
+        const error = netDev.table.fill(buffer.bytes, length)
+        netDev.parsed = error === undefined ? Either.right(netDev.table) : Either.left(error)
+      }
     }
     return netDev.parsed
   }
@@ -219,12 +213,12 @@ export const makeSyncTapReader = (
       leaveNetDev(entry)
       return interfaces.left === "gone" ? undefined : Either.left(interfaces.left)
     }
-    const found = interfaces.right.get(entry.name)
-    if (found === undefined) {
+    const row = interfaces.right.row(entry.name)
+    if (row === undefined) {
       leaveNetDev(entry)
       return undefined
     }
-    return Either.right(netDevCounters(found, wanted))
+    return Either.right(tableCounters(interfaces.right, row, wanted))
   }
 
   /** The entry of a request, made (after the name is validated) on first use; or why there is none. */
