@@ -56,6 +56,24 @@ describe("SelfProcess", () => {
     })
   )
 
+  it.effect("outside procfs the fds are listed: a directory's size is no fd count there", () =>
+    Effect.gen(function* () {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "self-process-"))
+      try {
+        fs.mkdirSync(path.join(dir, "fd"))
+        for (const fd of ["0", "1", "2"]) fs.writeFileSync(path.join(dir, "fd", fd), "")
+        assert.notStrictEqual(fs.statSync(path.join(dir, "fd")).size, 3, "this file system gives sizes apart")
+        const sampler = yield* SelfProcess.make({
+          dir,
+          kernel: { clockTicksPerSecond: 100, pageSize: 4096, bootTimeMs: 1_700_000_000_000 }
+        })
+        assert.strictEqual((yield* sampler).openFds, 3)
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true })
+      }
+    })
+  )
+
   it.effect("missing or garbled files are null (never 0) and counted per file and reason, across samples", () =>
     Effect.gen(function* () {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "self-process-"))
