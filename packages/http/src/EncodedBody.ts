@@ -1,8 +1,9 @@
 /**
  * A response body encoded once and served to every client until what it shows changes: its UTF-8 bytes
- * and, made on first demand, their gzip. `/metrics` and `/instances` keep them by snapshot (and, for
- * `/metrics`, its rendered text), so a scrape of an unchanged snapshot costs a lookup and a socket write,
- * not a render; a body goes with its snapshot. Node-only (node:zlib), so it lives in http, not core/otel.
+ * and, made on first demand, their gzip. `/instances` keeps them by snapshot, `/metrics` by the bytes
+ * rendered from a snapshot, so a scrape of an unchanged snapshot costs a lookup and a socket write, not a
+ * render; a body goes with what it was made from. Node-only (node:zlib), so it lives in http, not
+ * core/otel.
  *
  * @since 0.1.0
  */
@@ -15,9 +16,8 @@ export interface Encoded {
   readonly gzip: () => Uint8Array
 }
 
-/** @category constructors */
-export const encode = (text: string): Encoded => {
-  const plain = Buffer.from(text, "utf8")
+/** A body of bytes already encoded (a render's), sent as they are. @category constructors */
+export const fromBytes = (plain: Uint8Array): Encoded => {
   let gzipped: Uint8Array | undefined
   return {
     plain,
@@ -27,6 +27,9 @@ export const encode = (text: string): Encoded => {
     }
   }
 }
+
+/** @category constructors */
+export const encode = (text: string): Encoded => fromBytes(Buffer.from(text, "utf8"))
 
 /**
  * A cache of the body of a key (a snapshot), made (by `toText`) once per key. Kept only as long as the key
@@ -46,16 +49,17 @@ export const makeCache = <K extends object>(toText: (key: K) => string): ((key: 
 }
 
 /**
- * Like `makeCache` for a text made elsewhere: the body of a key's text, made again when the key comes
- * with another text (`!==`, e.g. the same snapshot rendered with other export counts). @category constructors
+ * The body of bytes made elsewhere (VmMetrics.renderBytes, which gives back the same array for the same
+ * snapshot and counts), with its gzip made once; kept as long as the bytes are. @category constructors
  */
-export const makeTextCache = <K extends object>(): ((key: K, text: string) => Encoded) => {
-  const bodies = new WeakMap<K, { readonly text: string; readonly body: Encoded }>()
-  return (key, text) => {
-    const last = bodies.get(key)
-    if (last !== undefined && last.text === text) return last.body
-    const body = encode(text)
-    bodies.set(key, { text, body })
+export const makeBytesCache = (): ((bytes: Uint8Array) => Encoded) => {
+  const bodies = new WeakMap<Uint8Array, Encoded>()
+  return (bytes) => {
+    let body = bodies.get(bytes)
+    if (body === undefined) {
+      body = fromBytes(bytes)
+      bodies.set(bytes, body)
+    }
     return body
   }
 }

@@ -88,11 +88,11 @@ const MetricsLive = HttpApiBuilder.group(VmMetricsApi, "metrics", (handlers) =>
   Effect.gen(function* () {
     const metrics = yield* VmMetrics
     const { current } = yield* snapshotSource
-    // By snapshot and text: VmMetrics.render gives back the same string for the same snapshot and counts.
-    const metricsBody = EncodedBody.makeTextCache<Snapshot>()
+    // By the rendered bytes: VmMetrics.renderBytes gives back the same array for the same snapshot and counts.
+    const metricsBody = EncodedBody.makeBytesCache()
     return handlers.handle("metrics", () =>
       Effect.flatMap(current, (snapshot) =>
-        Effect.flatMap(metrics.render(snapshot), (text) => encodedResponse(metricsBody(snapshot, text), CONTENT_TYPE))
+        Effect.flatMap(metrics.renderBytes(snapshot), (bytes) => encodedResponse(metricsBody(bytes), CONTENT_TYPE))
       )
     )
   })

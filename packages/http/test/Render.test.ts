@@ -104,34 +104,35 @@ describe("EncodedBody", () => {
     assert.strictEqual(Buffer.from(second.plain).toString("utf8"), "text 2\n")
   })
 
-  it("a body is kept by its key's text; another text of the same key makes it anew", () => {
-    const cache = EncodedBody.makeTextCache<{ readonly n: number }>()
-    const key = { n: 1 }
-    const first = cache(key, "a\n")
-    assert.strictEqual(cache(key, "a\n"), first)
-    const other = cache(key, "b\n")
-    assert.notStrictEqual(other, first)
-    assert.strictEqual(Buffer.from(other.plain).toString("utf8"), "b\n")
-    assert.notStrictEqual(cache({ n: 1 }, "b\n"), other, "an equal but other key is another key")
+  it("a body of rendered bytes is kept by the array: the same array, the same body; other bytes, anew", () => {
+    const cache = EncodedBody.makeBytesCache()
+    const bytes = new TextEncoder().encode("a\n")
+    const first = cache(bytes)
+    assert.strictEqual(cache(bytes), first)
+    assert.strictEqual(first.plain, bytes, "the bytes are sent as they are, not copied")
+    assert.strictEqual(zlib.gunzipSync(first.gzip()).toString("utf8"), "a\n")
+    assert.strictEqual(first.gzip(), first.gzip(), "the gzip is made once")
+    const equal = new TextEncoder().encode("a\n")
+    assert.notStrictEqual(cache(equal), first, "equal bytes in another array are another key")
   })
 
   it("neither cache keeps its key (a snapshot) alive once nothing else does", async () => {
     v8.setFlagsFromString("--expose-gc")
     const gc = vm.runInNewContext("gc") as () => void
     const cache = EncodedBody.makeCache((key: { readonly n: number }) => `text ${key.n}\n`)
-    const textCache = EncodedBody.makeTextCache<{ readonly n: number }>()
+    const bytesCache = EncodedBody.makeBytesCache()
     const refs = ((): Array<WeakRef<object>> => {
       const a = { n: 1 }
-      const b = { n: 2 }
+      const b = new Uint8Array(16)
       cache(a)
-      textCache(b, "text\n")
+      bytesCache(b)
       return [new WeakRef(a), new WeakRef(b)]
     })()
     // A WeakRef's target stays alive until the job that made it ends.
     await new Promise((resolve) => setImmediate(resolve))
     gc()
     assert.isUndefined(refs[0].deref(), "makeCache kept its key")
-    assert.isUndefined(refs[1].deref(), "makeTextCache kept its key")
+    assert.isUndefined(refs[1].deref(), "makeBytesCache kept its bytes")
   })
 
   it("the gzip decompresses to the exact plain bytes", () => {

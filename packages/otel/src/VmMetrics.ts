@@ -39,7 +39,7 @@ import * as LabelBudget from "./LabelBudget.js"
 import * as MetricOptions from "./MetricOptions.js"
 import { toScopeMetrics } from "./OtelData.js"
 import * as OtelValue from "./OtelValue.js"
-import { makeRenderer } from "./PrometheusText.js"
+import { makeByteRenderer } from "./PrometheusText.js"
 import * as ResourceAttributes from "./ResourceAttributes.js"
 
 /** @category tags */
@@ -54,6 +54,11 @@ export class VmMetrics extends Context.Tag("@vm-metrics/otel/VmMetrics")<
      * counts): asked again, it returns the same string.
      */
     readonly render: (snapshot: Snapshot) => Effect.Effect<string>
+    /**
+     * The same text as UTF-8 bytes (what a server sends), made without a string: once per snapshot (and
+     * export counts), the same array when asked again. Do not write to it.
+     */
+    readonly renderBytes: (snapshot: Snapshot) => Effect.Effect<Uint8Array>
     /** A snapshot no older than the max age, per collect: give it to a reader as `metricProducers: [producer]`. */
     readonly producer: MetricProducer
     /**
@@ -76,6 +81,13 @@ export interface AgentOptions {
   readonly process: Effect.Effect<SelfProcess>
 }
 
+/** A snapshot's render: its bytes, and their text once asked for (decoded on first demand). */
+interface Rendered {
+  readonly countsKey: string
+  readonly bytes: Uint8Array
+  text: string | undefined
+}
+
 /** @category models */
 export interface Options {
   readonly metrics?: Partial<MetricOptions.MetricOptions>
@@ -96,7 +108,7 @@ export const make = (options: Options = {}) =>
     })
     const runtime = yield* Effect.runtime<never>()
     const serviceStartMs = yield* Clock.currentTimeMillis
-    const renderer = makeRenderer(metricOptions, resource)
+    const renderer = makeByteRenderer(metricOptions, resource)
     const drops = OtelValue.makeDropCounter()
     const counts = (agent?: AgentSample): ExportCounts => ({
       budgetTransitions: budget.transitions(),
@@ -132,12 +144,13 @@ export const make = (options: Options = {}) =>
       })
 
     // The text depends on the snapshot and the export counts only (no clock), so the same snapshot with
-    // the same counts gives back the same string (the same object, which http's byte cache keys on).
-    const rendered = new WeakMap<Snapshot, { readonly countsKey: string; readonly text: string }>()
+    // the same counts gives back the same bytes (the same array, which http's body cache keys on) and the
+    // same string.
+    const rendered = new WeakMap<Snapshot, Rendered>()
     const countsKey = (current: ExportCounts) =>
       `${current.budgetTransitions}|${current.dropped.map((d) => `${d.metric}\u0000${d.reason}\u0000${d.count}`).join("|")}|${[...budget.groups()].join(",")}|${(current.groupDrops ?? []).map((d) => `${d.group}:${d.count}`).join(",")}`
 
-    const render = (snapshot: Snapshot) =>
+    const renderedOf = (snapshot: Snapshot) =>
       Effect.zipRight(
         observe(snapshot),
         Effect.flatMap(agentOf(snapshot), (agent) =>
@@ -145,13 +158,24 @@ export const make = (options: Options = {}) =>
             const current = counts(agent)
             const key = countsKey(current)
             const last = rendered.get(snapshot)
-            if (last !== undefined && last.countsKey === key) return last.text
-            const text = renderer(snapshot, current, budget.groups())
-            rendered.set(snapshot, { countsKey: key, text })
-            return text
+            if (last !== undefined && last.countsKey === key) return last
+            const entry: Rendered = {
+              countsKey: key,
+              bytes: renderer(snapshot, current, budget.groups()),
+              text: undefined
+            }
+            rendered.set(snapshot, entry)
+            return entry
           })
         )
       )
+    const decoder = new TextDecoder()
+    const renderBytes = (snapshot: Snapshot) => Effect.map(renderedOf(snapshot), (entry) => entry.bytes)
+    const render = (snapshot: Snapshot) =>
+      Effect.map(renderedOf(snapshot), (entry) => {
+        entry.text ??= decoder.decode(entry.bytes)
+        return entry.text
+      })
 
     // A reader can outlive this service (e.g. shut down after it). Once released, the OTel paths give
     // nothing rather than ask a collector whose scope is closed (that would never answer).
@@ -277,6 +301,7 @@ export const make = (options: Options = {}) =>
       resource,
       prometheusText: Effect.flatMap(collector.collectAll, render),
       render,
+      renderBytes,
       producer,
       registerOn
     })
