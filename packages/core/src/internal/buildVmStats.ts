@@ -40,6 +40,9 @@ interface Identity {
   net: NetMemory | null
   /** The process counters of the series (procStats.ts). */
   proc: ProcMemory | null
+  /** The last resident and virtual sizes read (gauges: not reset with the series), for `kept`. */
+  rss: bigint | null
+  vms: bigint | null
   /** processStartTimeMs, worked out once per process: from `startTimeTicks` under `startTimeKernel`. */
   startTimeMs: number | null
   startTimeTicks: bigint | null
@@ -90,6 +93,13 @@ const times = (value: bigint, unit: number): bigint => {
   return product <= Number.MAX_SAFE_INTEGER ? BigInt(product) : value * BigInt(unit)
 }
 
+/**
+ * The last reading's value when the new one equals it: an idle VM's numbers are then no new objects
+ * (a bigint is one), and the snapshot holds none made in this collection that V8 would promote.
+ */
+const kept = (now: bigint | null, before: bigint | null | undefined): bigint | null =>
+  now !== null && before != null && now === before ? before : now
+
 /** Whether a counter went down since the last reading of its series (a null on either side is no evidence). */
 const wentDown = (now: bigint | null, before: bigint | null): boolean => now !== null && before !== null && now < before
 
@@ -110,6 +120,8 @@ const identityOf = (identities: Identities, info: InstanceInfo, generation: numb
       guestUsec: null,
       net: null,
       proc: null,
+      rss: null,
+      vms: null,
       startTimeMs: null,
       startTimeTicks: null,
       startTimeKernel: null
@@ -259,8 +271,16 @@ export const buildVmStats = (
     identity.epoch++
     identity.seriesStartMs = identity.sampledAtMs
   }
+  cpuUsec = kept(cpuUsec, identity.cpuUsec)
+  guestUsec = kept(guestUsec, identity.guestUsec)
+  rss = kept(rss, identity.rss)
+  vms = kept(vms, identity.vms)
+  const netRxBytes = kept(net.sums[0], identity.net?.sums[0])
+  const netTxBytes = kept(net.sums[1], identity.net?.sums[1])
   if (cpuUsec !== null) identity.cpuUsec = cpuUsec
   if (guestUsec !== null) identity.guestUsec = guestUsec
+  if (rss !== null) identity.rss = rss
+  if (vms !== null) identity.vms = vms
   identity.net = rememberNet(identity.net, net)
   identity.proc = rememberProc(identity.proc, procValues, proc)
   identity.sampledAtMs = sampledAtMs
@@ -281,8 +301,8 @@ export const buildVmStats = (
     guestUsec,
     memoryRssBytes: rss,
     memoryVmsBytes: vms,
-    netRxBytes: net.sums[0],
-    netTxBytes: net.sums[1],
+    netRxBytes,
+    netTxBytes,
     allocatedVcpus: info.allocatedVcpus,
     allocatedMemoryBytes: info.allocatedMemoryBytes,
     unavailable: unavailable.length === 0 ? NONE_UNAVAILABLE : unavailable.splice(0),

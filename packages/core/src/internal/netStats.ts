@@ -183,7 +183,8 @@ export const rememberNet = (memory: NetMemory | null, values: NetValues): NetMem
   const kept: NetMemory = memory ?? { sums: FIELDS.map(() => null), nics: new Map() }
   for (let f = 0; f < FIELDS.length; f++) {
     const value = values.sums[f]
-    if (value !== null) kept.sums[f] = value
+    // An equal value (bigints compare by value) keeps the object there: one made now would be promoted.
+    if (value !== null && value !== kept.sums[f]) kept.sums[f] = value
   }
   for (const nic of values.nics) {
     let before = kept.nics.get(nic.name)
@@ -193,7 +194,7 @@ export const rememberNet = (memory: NetMemory | null, values: NetValues): NetMem
     }
     for (let f = 0; f < FIELDS.length; f++) {
       const value = nic[FIELDS[f]]
-      if (value !== null) before[f] = value
+      if (value !== null && value !== before[f]) before[f] = value
     }
   }
   if (kept.nics.size > values.nics.length) {
