@@ -160,42 +160,65 @@ const sumsOf = (nics: ReadonlyArray<NicStats>): Array<bigint | null> => {
 const wentDown = (now: bigint | null | undefined, before: bigint | null | undefined): boolean =>
   now !== null && now !== undefined && before !== null && before !== undefined && now < before
 
+/** Whether any of a NIC's counters went down since `before` (its values in FIELDS order). */
+const nicWentDown = (nic: NicStats, before: ReadonlyArray<bigint | null>): boolean =>
+  // Field by field, not nic[FIELDS[f]]: a load by a computed key was most of this check's cost.
+  wentDown(nic.rxBytes, before[0]) ||
+  wentDown(nic.txBytes, before[1]) ||
+  wentDown(nic.rxPackets, before[2]) ||
+  wentDown(nic.txPackets, before[3]) ||
+  wentDown(nic.rxErrors, before[4]) ||
+  wentDown(nic.txErrors, before[5]) ||
+  wentDown(nic.rxDropped, before[6]) ||
+  wentDown(nic.txDropped, before[7])
+
 /** Whether any sum or any NIC's counter went down since the last reading of the series. @internal */
 export const netWentDown = (memory: NetMemory | null, values: NetValues): boolean => {
   if (memory === null) return false
   for (let f = 0; f < FIELDS.length; f++) if (wentDown(values.sums[f], memory.sums[f])) return true
   for (const nic of values.nics) {
     const before = memory.nics.get(nic.name)
-    if (before === undefined) continue
-    for (let f = 0; f < FIELDS.length; f++) if (wentDown(nic[FIELDS[f]], before[f])) return true
+    if (before !== undefined && nicWentDown(nic, before)) return true
   }
   return false
 }
 
 /**
+ * The value to remember: the one read, unless none was (a null is no evidence either way) or it equals
+ * the one kept (bigints compare by value): that object stays, one made now would be promoted.
+ */
+const remembered = (value: bigint | null, kept: bigint | null): bigint | null =>
+  value !== null && value !== kept ? value : kept
+
+/** A NIC's values written into `before`, in FIELDS order. */
+const rememberNic = (nic: NicStats, before: Array<bigint | null>): void => {
+  before[0] = remembered(nic.rxBytes, before[0])
+  before[1] = remembered(nic.txBytes, before[1])
+  before[2] = remembered(nic.rxPackets, before[2])
+  before[3] = remembered(nic.txPackets, before[3])
+  before[4] = remembered(nic.rxErrors, before[4])
+  before[5] = remembered(nic.txErrors, before[5])
+  before[6] = remembered(nic.rxDropped, before[6])
+  before[7] = remembered(nic.txDropped, before[7])
+}
+
+/**
  * The memory after this reading, updated in place (no allocation per VM and collection once its NICs
- * are known): every value read replaces the last one; a value not read keeps it (a null is no evidence
- * either way). NICs no longer listed are forgotten.
+ * are known): every value read replaces the last one; a value not read keeps it. NICs no longer listed
+ * are forgotten.
  *
  * @internal
  */
 export const rememberNet = (memory: NetMemory | null, values: NetValues): NetMemory => {
   const kept: NetMemory = memory ?? { sums: FIELDS.map(() => null), nics: new Map() }
-  for (let f = 0; f < FIELDS.length; f++) {
-    const value = values.sums[f]
-    // An equal value (bigints compare by value) keeps the object there: one made now would be promoted.
-    if (value !== null && value !== kept.sums[f]) kept.sums[f] = value
-  }
+  for (let f = 0; f < FIELDS.length; f++) kept.sums[f] = remembered(values.sums[f], kept.sums[f])
   for (const nic of values.nics) {
     let before = kept.nics.get(nic.name)
     if (before === undefined) {
       before = FIELDS.map(() => null)
       kept.nics.set(nic.name, before)
     }
-    for (let f = 0; f < FIELDS.length; f++) {
-      const value = nic[FIELDS[f]]
-      if (value !== null && value !== before[f]) before[f] = value
-    }
+    rememberNic(nic, before)
   }
   if (kept.nics.size > values.nics.length) {
     for (const name of kept.nics.keys()) if (!values.nics.some((nic) => nic.name === name)) kept.nics.delete(name)
