@@ -204,11 +204,12 @@ export const directRender = async (runtime: PipelineRuntime): Promise<Approach> 
   const { metrics, snapshot } = await runtime.runPromise(
     Effect.all({ metrics: VmMetrics.VmMetrics, snapshot: Effect.flatMap(Collector.Collector, (c) => c.refresh) })
   )
-  // A copy per run: VmMetrics keeps the text of the last snapshot rendered, and this times the render itself.
+  // A copy per run: VmMetrics keeps the bytes of each snapshot rendered, and this times the render itself.
+  // The bytes, as the server sends them (`render` would decode them into a string for a caller).
   // runPromise: the render may yield (a log line of the label budget goes through an async logger).
   return {
     name: "render direct",
-    run: () => runtime.runPromise(metrics.render({ ...snapshot })),
+    run: () => runtime.runPromise(metrics.renderBytes({ ...snapshot })),
     checksum: () => 0n,
     close: () => {}
   }
