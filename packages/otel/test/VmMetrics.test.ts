@@ -204,6 +204,22 @@ describe("what is and is not exported", () => {
       assert.include(text, "} 9007199254740993\n")
     }).pipe(Effect.provide(layerFor(world)))
   })
+
+  it.effect("the bytes sent are the text's UTF-8, names beyond ASCII included; the same array when asked again", () => {
+    const world = makeWorld([vm("ü", 10, { name: "vm-é→😀" }), vm("b", 20)])
+    world.setProcess(10, { utime: 250, rss: 3 })
+    world.setProcess(20, { utime: 1 })
+    return Effect.gen(function* () {
+      const metrics = yield* VmMetrics
+      const snapshot = yield* Effect.flatMap(Collector, (c) => c.refresh)
+      const bytes = yield* metrics.renderBytes(snapshot)
+      const text = yield* metrics.render(snapshot)
+      assert.deepStrictEqual(bytes, new TextEncoder().encode(text))
+      assert.strictEqual(yield* metrics.renderBytes(snapshot), bytes, "rendered once per snapshot")
+      assert.include(text, 'hypeman_vm_cpu_seconds_total{instance_id="ü",instance_name="vm-é→😀"} 2.5\n')
+      assert.include(text, 'hypeman_vm_memory_rss_bytes{instance_id="ü",instance_name="vm-é→😀"} 12288\n')
+    }).pipe(Effect.provide(layerFor(world)))
+  })
 })
 
 describe("label budget guardrail (more instances than the budget is over)", () => {
