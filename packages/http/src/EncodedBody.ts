@@ -31,17 +31,13 @@ export const fromBytes = (plain: Uint8Array): Encoded => {
 /** @category constructors */
 export const encode = (text: string): Encoded => fromBytes(Buffer.from(text, "utf8"))
 
-/**
- * A cache of the body of a key (a snapshot), made (by `toText`) once per key. Kept only as long as the key
- * is (a WeakMap): a cache holding the last snapshot it served kept that snapshot, and its ~1,000 VmStats,
- * alive until the next request, however long that was. @category constructors
- */
-export const makeCache = <K extends object>(toText: (key: K) => string): ((key: K) => Encoded) => {
+/** Bodies made once per key and kept only as long as the key is (a WeakMap). */
+const weakBodies = <K extends object>(made: (key: K) => Encoded): ((key: K) => Encoded) => {
   const bodies = new WeakMap<K, Encoded>()
   return (key) => {
     let body = bodies.get(key)
     if (body === undefined) {
-      body = encode(toText(key))
+      body = made(key)
       bodies.set(key, body)
     }
     return body
@@ -49,20 +45,18 @@ export const makeCache = <K extends object>(toText: (key: K) => string): ((key: 
 }
 
 /**
+ * A cache of the body of a key (a snapshot), made (by `toText`) once per key. Kept only as long as the key
+ * is: a cache holding the last snapshot it served kept that snapshot, and its ~1,000 VmStats, alive until
+ * the next request, however long that was. @category constructors
+ */
+export const makeCache = <K extends object>(toText: (key: K) => string): ((key: K) => Encoded) =>
+  weakBodies((key: K) => encode(toText(key)))
+
+/**
  * The body of bytes made elsewhere (VmMetrics.renderBytes, which gives back the same array for the same
  * snapshot and counts), with its gzip made once; kept as long as the bytes are. @category constructors
  */
-export const makeBytesCache = (): ((bytes: Uint8Array) => Encoded) => {
-  const bodies = new WeakMap<Uint8Array, Encoded>()
-  return (bytes) => {
-    let body = bodies.get(bytes)
-    if (body === undefined) {
-      body = fromBytes(bytes)
-      bodies.set(bytes, body)
-    }
-    return body
-  }
-}
+export const makeBytesCache = (): ((bytes: Uint8Array) => Encoded) => weakBodies(fromBytes)
 
 /**
  * Whether to answer gzip to an `Accept-Encoding` header (RFC 9110 §12.5.3): `gzip` (or `x-gzip`) with a

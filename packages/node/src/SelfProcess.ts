@@ -93,16 +93,17 @@ export const make = (options: Options = {}): Effect.Effect<Effect.Effect<SelfPro
     )
     // The size of a procfs fd directory is its count on Linux 6.2+ and 0 before; elsewhere (a test's
     // directory) it means nothing. A process holds at least one fd (this one holds many), so 0 is "list".
-    const onProcfs = isProcfs(dir)
-    const openFdsOf = Effect.suspend(() => {
-      let size: number
-      try {
-        size = fs.statSync(fdDir).size
-      } catch (error) {
-        return Effect.succeed(count("self_fd", reasonOf(error)))
-      }
-      return onProcfs && size > 0 ? Effect.succeed(size) : listFds
-    })
+    const openFdsOf = isProcfs(dir)
+      ? Effect.suspend(() => {
+          let size: number
+          try {
+            size = fs.statSync(fdDir).size
+          } catch (error) {
+            return Effect.succeed(count("self_fd", reasonOf(error)))
+          }
+          return size > 0 ? Effect.succeed(size) : listFds
+        })
+      : listFds
     // The fds are counted before the other three files are opened: counted while one is open, the count
     // would include it.
     const others = Effect.all([

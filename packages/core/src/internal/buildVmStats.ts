@@ -98,7 +98,7 @@ const times = (value: bigint, unit: number): bigint => {
  * (a bigint is one), and the snapshot holds none made in this collection that V8 would promote.
  */
 const kept = (now: bigint | null, before: bigint | null | undefined): bigint | null =>
-  now !== null && before != null && now === before ? before : now
+  now !== null && now === before ? before : now
 
 /** Whether a counter went down since the last reading of its series (a null on either side is no evidence). */
 const wentDown = (now: bigint | null, before: bigint | null): boolean => now !== null && before !== null && now < before
