@@ -2,7 +2,7 @@
  * The server in its own process for `pnpm bench`, as an operator runs it (`serve`, discovery, background
  * collection every 1 s): time to its first good answer, the stats endpoint under a fixed request rate
  * (hey when installed, else autocannon; spawned), its RSS (/proc/<pid>/status) and the CPU time it spends (/proc/<pid>/stat).
- * The command is `node --max-semi-space-size=2 dist/vm-metrics.mjs serve` (what `pnpm start`, the unit and the
+ * The command is `node --max-semi-space-size=2 --heap-growing-percent=50 dist/vm-metrics.mjs serve` (what `pnpm start`, the unit and the
  * bundle's shebang run) when that bundle is built, else `node --import tsx
  * packages/http/src/bin.ts serve`, or BENCH_SERVE (a command line taking the same flags).
  */
@@ -22,7 +22,7 @@ const serveCommand = (): Array<string> =>
   process.env.BENCH_SERVE !== undefined && process.env.BENCH_SERVE !== ""
     ? process.env.BENCH_SERVE.split(/\s+/)
     : fs.existsSync(bundle)
-      ? [process.execPath, "--max-semi-space-size=2", bundle, "serve"]
+      ? [process.execPath, "--max-semi-space-size=2", "--heap-growing-percent=50", bundle, "serve"]
       : [process.execPath, "--import", "tsx", path.join(root, "packages/http/src/bin.ts"), "serve"]
 
 export const serveCommandLine = (): string =>
