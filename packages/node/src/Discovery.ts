@@ -11,7 +11,8 @@
  * listing of `<procRoot>` plus one `pread` per process; a hypervisor whose stat shows a zombie is no
  * longer listed. That stat read is offered to this process's proc reader on the same root
  * (internal/freshStats.ts): the collection that follows the scan takes it instead of reading the file
- * again. A hypervisor's status (its uids) and cmdline are read again every `recheck` (30 s),
+ * again. The other way, a hypervisor the reader saw running moments before (its own stat, ≤ 1.5 s old,
+ * the same start time and comm) is not read by the scan at all. A hypervisor's status (its uids) and cmdline are read again every `recheck` (30 s),
  * which is when a setuid() or an exec() into the same program with other arguments is seen. Pids gone
  * from the listing are forgotten and their fds closed; so are all of them when the layer is released.
  * - a process that vanishes between the listing and its reads is skipped; so is a zombie (empty

@@ -1,9 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process"
 import * as fs from "node:fs"
 import { afterAll, assert, describe, it } from "@effect/vitest"
+import type { ProcStat } from "@vm-metrics/core/ProcStat"
 import { removeTempDirs, sleepMs, trustedFakeBinary } from "@vm-metrics/testing"
 import { Either } from "effect"
-import { FreshStats } from "../src/internal/freshStats.js"
+import { FreshStats, SIGHTING_MS } from "../src/internal/freshStats.js"
 import { makeScanner } from "../src/internal/processScanner.js"
 import { makeSyncProcReader } from "../src/internal/syncProcReader.js"
 
@@ -61,6 +62,57 @@ describe("FreshStats", () => {
   })
 })
 
+const running = (startTimeTicks: bigint, comm = "qemu-system-x86", state = "S"): ProcStat => ({
+  comm,
+  state,
+  majorFaults: 0n,
+  utimeTicks: 1n,
+  stimeTicks: 1n,
+  startTimeTicks,
+  guestTimeTicks: 0n
+})
+
+describe("FreshStats sightings", () => {
+  it("vouch for the same process (start time and comm) seen running within SIGHTING_MS, nothing else", () => {
+    const clock = manualClock()
+    const fresh = new FreshStats(200, clock.now)
+    fresh.sight(7, clock.now(), running(500n))
+    assert.isTrue(fresh.sawRunning(7, 500n, "qemu-system-x86"))
+    assert.isFalse(fresh.sawRunning(7, 501n, "qemu-system-x86"), "another start time: a reused pid")
+    assert.isFalse(fresh.sawRunning(7, 500n, "bash"), "another comm: an exec()")
+    assert.isFalse(fresh.sawRunning(8, 500n, "qemu-system-x86"), "never seen")
+    clock.advance(SIGHTING_MS)
+    assert.isTrue(fresh.sawRunning(7, 500n, "qemu-system-x86"), "as old as allowed")
+    clock.advance(1)
+    assert.isFalse(fresh.sawRunning(7, 500n, "qemu-system-x86"), "older than SIGHTING_MS")
+    fresh.sight(7, clock.now(), running(500n))
+    assert.isTrue(fresh.sawRunning(7, 500n, "qemu-system-x86"), "seen again: the same object updated")
+    assert.strictEqual(fresh.sighted, 1)
+  })
+
+  it("are cleared by a failed read, a process not running, the reader's release and discovery's forget", () => {
+    const fresh = new FreshStats()
+    const seen = () => fresh.sawRunning(7, 500n, "qemu-system-x86")
+    fresh.sight(7, fresh.now(), running(500n))
+    fresh.sight(7, fresh.now(), undefined)
+    assert.isFalse(seen(), "a failed read")
+    for (const state of ["Z", "X"]) {
+      fresh.sight(7, fresh.now(), running(500n))
+      fresh.sight(7, fresh.now(), running(500n, "qemu-system-x86", state))
+      assert.isFalse(seen(), `state ${state}`)
+    }
+    fresh.sight(7, fresh.now(), { ...running(500n), startTimeTicks: null })
+    assert.isFalse(seen(), "no start time: nothing to bind it to the process")
+    fresh.sight(7, fresh.now(), running(500n))
+    fresh.unsight(7)
+    assert.isFalse(seen(), "the reader released the pid")
+    fresh.sight(7, fresh.now(), running(500n))
+    fresh.forget(7)
+    assert.isFalse(seen(), "discovery forgot the pid")
+    assert.strictEqual(fresh.sighted, 0)
+  })
+})
+
 afterAll(removeTempDirs)
 
 /**
@@ -107,15 +159,17 @@ const withScanAndReaders = async (
   body: (
     child: ChildProcess & { pid: number },
     scanner: ReturnType<typeof makeScanner>,
-    readers: Array<ReturnType<typeof makeSyncProcReader>>
+    readers: Array<ReturnType<typeof makeSyncProcReader>>,
+    fresh: FreshStats
   ) => Promise<void> | void
 ) => {
   const child = await busyQemu()
-  const fresh = new FreshStats(FRESH_ENOUGH)
+  // Sightings too stay fresh for FRESH_ENOUGH: their age rule has its own test above.
+  const fresh = new FreshStats(FRESH_ENOUGH, undefined, FRESH_ENOUGH)
   const scanner = makeScanner("/proc", [], { fresh })
   const made = Array.from({ length: readers }, () => makeSyncProcReader("/proc", { fresh }))
   try {
-    await body(child, scanner, made)
+    await body(child, scanner, made, fresh)
   } finally {
     child.kill("SIGKILL")
     for (const reader of made) reader.closeAll()
@@ -165,5 +219,44 @@ describe("discovery's stat read serves the collection that follows", () => {
       assert.isFalse(listed.some((vm) => vm.hypervisorPid === child.pid))
       const { stat } = reader.sampleOne(child.pid)
       assert.strictEqual(Either.isLeft(stat) && stat.left._tag, "ProcessGone")
+    }))
+})
+
+describe("the collection's stat read serves the rescan that follows (sightings)", () => {
+  const exited = (child: ChildProcess) => new Promise((resolve) => child.once("exit", resolve))
+  const listedPids = (scanner: ReturnType<typeof makeScanner>) =>
+    Either.getOrThrow(scanner.scan()).map((vm) => vm.hypervisorPid)
+
+  it("a rescan right after a sample reads nothing for the hypervisor the reader saw, and lists it", () =>
+    withScanAndReaders(1, (child, scanner, [reader]) => {
+      assert.include(listedPids(scanner), child.pid)
+      assert.strictEqual(scanner.counters().sighted, 0, "the first scan inspects it")
+      reader.sampleOne(child.pid) // takes the scan's read
+      reader.sampleOne(child.pid) // reads it itself
+      assert.include(listedPids(scanner), child.pid)
+      assert.strictEqual(scanner.counters().sighted, 1, "the one hypervisor this reader sampled")
+    }))
+
+  it("a hypervisor whose last sample failed is read by the rescan itself, and dropped", () =>
+    withScanAndReaders(1, async (child, scanner, [reader]) => {
+      listedPids(scanner)
+      reader.sampleOne(child.pid)
+      child.kill("SIGKILL")
+      await exited(child)
+      const { stat } = reader.sampleOne(child.pid)
+      assert.strictEqual(Either.isLeft(stat) && stat.left._tag, "ProcessGone")
+      assert.notInclude(listedPids(scanner), child.pid)
+      assert.strictEqual(scanner.counters().sighted, 0)
+    }))
+
+  it("a sighting of another process at the pid (a reused pid: another start time) vouches for nothing", () =>
+    withScanAndReaders(1, (child, scanner, [reader], fresh) => {
+      listedPids(scanner)
+      reader.sampleOne(child.pid) // takes the first scan's read
+      const { stat } = reader.sampleOne(child.pid)
+      if (Either.isLeft(stat)) return assert.fail(stat.left._tag)
+      fresh.sight(child.pid, fresh.now(), { ...stat.right, startTimeTicks: (stat.right.startTimeTicks ?? 0n) + 1n })
+      assert.include(listedPids(scanner), child.pid)
+      assert.strictEqual(scanner.counters().sighted, 0, "the rescan read the process's stat itself")
     }))
 })

@@ -8,7 +8,7 @@ import * as fs from "node:fs"
 import { InstanceSourceError } from "@vm-metrics/core/Errors"
 import type { InstanceInfo } from "@vm-metrics/core/Instance"
 import { type IgnoredTotal, kindOfErrno } from "@vm-metrics/core/InstanceSource"
-import { isNotRunningState } from "@vm-metrics/core/ProcStat"
+import { isNotRunningState, parseProcStat } from "@vm-metrics/core/ProcStat"
 import { Either } from "effect"
 import {
   firecrackerInfo,
@@ -118,11 +118,13 @@ interface Other {
 /**
  * A hypervisor process, remembered by a kept fd on its `stat`, read every scan: ESRCH once it is reaped
  * (even if its pid is already reused), a state of Z or X once it exited (a zombie: not listed), another
- * comm after an exec() into another program. Its `status` (the uids: setuid() can change them) and
+ * comm after an exec() into another program. Unless the proc reader saw it (freshStats.ts): its own
+ * stat of the pid, no older than `SIGHTING_MS`, showing the same start time and comm, running, says the
+ * same and that scan reads nothing for it. Its `status` (the uids: setuid() can change them) and
  * `cmdline` (an exec() into the same program with other arguments) are re-read by path when `checkAt`
- * comes, every `recheckMs`: right after the stat fd vouched for the process, so the path names the same
- * process. Without a kept fd (at the fd limit) nothing vouches for it between scans, so all three are
- * read every scan.
+ * comes, every `recheckMs`: right after the stat fd vouched for the process (never a sighting), so the
+ * path names the same process. Without a kept fd (at the fd limit) nothing vouches for it between
+ * scans, so all three are read every scan.
  */
 interface Known {
   readonly kind: "hypervisor"
@@ -130,6 +132,10 @@ interface Known {
   readonly cmdline: Buffer
   /** The comm as read when inspected (no newline: as stat shows it); other bytes mean an exec(). */
   readonly name: Buffer
+  /** The same comm decoded as Latin-1, as ProcStat's parser decodes it: to compare with a sighting. */
+  readonly comm: string
+  /** Its start time (stat field 22) as read when inspected; null when not read (no kept fd): no sighting vouches. */
+  readonly startTicks: bigint | null
   /** The kept fd on its stat, or -1: read by path, and everything re-checked, every scan. */
   fd: number
   /** Derived once it is trusted: nothing of an untrusted process is parsed (nor its config file read). */
@@ -212,6 +218,8 @@ export interface ScanCounters {
   readonly inspected: number
   /** Re-checks of a known hypervisor's status and cmdline (when due, or every scan without a kept fd). */
   readonly rechecked: number
+  /** Known hypervisors a scan took as still the same from the proc reader's sighting, reading nothing. */
+  readonly sighted: number
 }
 
 /** @category models */
@@ -264,7 +272,8 @@ export interface Scanner {
  * Incremental: what a process is (its comm, command line, derived info and executable verdict) is
  * read once and remembered with a kept fd that identifies the process itself: on its comm, or on its
  * stat for a hypervisor (which also tells a zombie, not to be listed). A later scan costs one listing
- * of `procRoot` plus one `pread` per remembered process. A kept fd that fails (ESRCH: the process was
+ * of `procRoot` plus one `pread` per remembered process, none for a hypervisor the proc reader saw
+ * running moments before (its sighting, see `Known`). A kept fd that fails (ESRCH: the process was
  * reaped, even if its pid is already reused), reads another comm (an exec() into another program) or,
  * for a hypervisor, a zombie drops the entry and the pid is inspected afresh. A hypervisor's status
  * (its uids, since setuid() can change them) and cmdline (an exec() into the same program with other
@@ -300,6 +309,7 @@ export const makeScanner = (
   let lastFound: ReadonlyArray<InstanceInfo> = []
   let lastListing: ReadonlyArray<InstanceInfo> | undefined
   let rechecked = 0
+  let sighted = 0
   let hypervisors = 0
   let commBudget = Math.max(0, options.keptCommFds ?? DEFAULT_KEPT_COMM_FDS)
   let commFds = 0
@@ -321,13 +331,18 @@ export const makeScanner = (
     return length < 0 ? undefined : kept.bytes.subarray(0, length)
   }
 
-  /** Whether a hypervisor's kept stat fd shows it alive as `name`; that read is offered to the proc reader. */
-  const vouches = (pid: number, fd: number, name: Buffer): boolean => {
+  /**
+   * The length of a hypervisor's stat read through its kept fd into the shared buffer when it shows it
+   * alive as `name` (that read is offered to the proc reader), else -1.
+   */
+  const vouchedLength = (pid: number, fd: number, name: Buffer): number => {
     const length = readQuietly(fd) // -1 on failure: not shown
-    if (!liveAs(kept.bytes, length, name)) return false
+    if (!liveAs(kept.bytes, length, name)) return -1
     fresh?.offer(pid, kept.bytes, length)
-    return true
+    return length
   }
+
+  const vouches = (pid: number, fd: number, name: Buffer): boolean => vouchedLength(pid, fd, name) >= 0
 
   /** Why uids in a status text are not all trusted, or undefined when they are. */
   const uidVerdict = (status: string): IgnoreReason | undefined => {
@@ -378,6 +393,12 @@ export const makeScanner = (
 
   /** Whether a remembered process is still the one remembered (a hypervisor re-checked when due). */
   const stillSame = (name: string, pid: number, entry: Entry): boolean => {
+    if (entry.kind === "hypervisor" && entry.fd >= 0 && entry.startTicks !== null && clock() < entry.checkAt) {
+      if (fresh?.sawRunning(pid, entry.startTicks, entry.comm) === true) {
+        sighted++
+        return true
+      }
+    }
     if (!stillAlive(name, pid, entry)) return false
     if (entry.kind === "other") return true
     const now = clock()
@@ -501,12 +522,19 @@ export const makeScanner = (
     const exe = exeProblem(procRoot, pid, trusted)
     if (exe === "gone") return release()
     // The stat fd still shows the same live process: the files read by path above were its own.
-    if (statFd >= 0 && !vouches(pid, statFd, name)) return release()
+    let startTicks: bigint | null = null
+    if (statFd >= 0) {
+      const length = vouchedLength(pid, statFd, name)
+      if (length < 0) return release()
+      startTicks = Either.getOrNull(parseProcStat(kept.bytes, length))?.startTimeTicks ?? null
+    }
     return {
       kind: "hypervisor",
       hypervisor,
       cmdline: copy,
       name,
+      comm: name.toString("latin1"),
+      startTicks,
       fd: statFd,
       info: undefined,
       exe,
@@ -636,7 +664,7 @@ export const makeScanner = (
     begin,
     known: () => hypervisors,
     cached: () => cache.size,
-    counters: () => ({ scans: generation, inspected, rechecked }),
+    counters: () => ({ scans: generation, inspected, rechecked, sighted }),
     ignoredTotals,
     close
   }

@@ -93,6 +93,7 @@ export const makeSyncProcReader = (procRoot: string, options: SyncOptions = {}) 
   }
 
   const release = (pid: number): void => {
+    fresh.unsight(pid)
     const files = kept.get(pid)
     if (files === undefined) return
     files.stat.close()
@@ -117,12 +118,17 @@ export const makeSyncProcReader = (procRoot: string, options: SyncOptions = {}) 
   /** A pid's stat: the one discovery read moments ago when there is such (see freshStats.ts), else read now. */
   const readStat = (pid: number, files: KeptFiles): Either.Either<ProcStat, ProcReadError> => {
     const offer = fresh.take(pid, files.statAt)
+    let stat: Either.Either<ProcStat, ProcReadError>
     if (offer !== undefined) {
       files.statAt = offer.at
-      return parseProcStat(offer.bytes, offer.length)
+      stat = parseProcStat(offer.bytes, offer.length)
+    } else {
+      files.statAt = fresh.now()
+      stat = read(pid, files.stat, parseProcStat)
     }
-    files.statAt = fresh.now()
-    return read(pid, files.stat, parseProcStat)
+    // What discovery's next rescan may take instead of reading this pid's stat itself (freshStats.ts).
+    fresh.sight(pid, files.statAt, Either.isRight(stat) ? stat.right : undefined)
+    return stat
   }
 
   const sampleOne = (pid: number, wanted: ProcFiles = NO_FILES): ProcSample => {
