@@ -16,9 +16,12 @@
  *   collection.
  *
  * - With `listMaxAge`, a collection reuses a listing younger than that and reads the listed VMs
- *   again (a VM found newly exited makes that collection list again, so a source that lists live
- *   processes only drops it at once; a new one shows up with the next listing);
- *   `refresh` always lists. The default (0) lists on every collection.
+ *   again; a new one shows up with the next listing. `refresh` always lists. The default (0) lists on
+ *   every collection.
+ * - A VM found newly exited (not exited in the last snapshot) makes that collection list again, so a
+ *   source that lists live processes only drops it at once: after a reused listing, and after one made
+ *   just before, which may be a moment behind the processes (discovery takes the reader's last sight of
+ *   a process, up to 1.5 s old, for a read of its own). Once per VM that exits.
  *
  * Reads run synchronously in chunks (default 32 VMs, ~1–2 ms at ~40 µs/VM) and the collection gives
  * the host's event loop a turn between chunks (`yieldToHost`), so a server answers requests while a
@@ -373,9 +376,10 @@ export const make = (
         if (c > 0 || prepared) yield* yieldToHost
         for (const vm of yield* sampleChunk(chunks[c], sampledAtMs, generation)) stats.push(vm)
       }
-      // A reused listing with a VM that exited since the last snapshot is stale (discovery lists live
-      // processes only): list now, so a VM that is gone leaves the snapshot at once, not a listing later.
-      if (!lists && exitedSince((yield* Ref.get(cache)).latest, stats)) {
+      // A listing with a VM that exited since the last snapshot is stale (discovery lists live processes
+      // only; one made just now may rest on the reader's sight of a process from the last collection):
+      // list now, so a VM that is gone leaves the snapshot at once, not a listing later.
+      if (exitedSince((yield* Ref.get(cache)).latest, stats)) {
         const relisted = yield* Effect.either(source.list)
         if (Either.isRight(relisted)) {
           lastGoodListing = relisted.right

@@ -1197,10 +1197,11 @@ describe("Collector listMaxAge", () => {
         )
         assert.strictEqual(r.source.calls(), 2)
 
-        // a source that still lists an exited VM (a file) is not listed again for it: once exited, it stays
+        // a source that still lists an exited VM (a file) is listed again once, when the VM is first found
+        // exited (right after the refresh's own listing too), and not again for it: once exited, it stays
         r.source.set([vm("b", { hypervisorPid: 2 }), vm("d", { hypervisorPid: 4 })])
         assert.lengthOf((yield* collector.refresh).stats, 2)
-        assert.strictEqual(r.source.calls(), 3)
+        assert.strictEqual(r.source.calls(), 4)
         const exitedOnce = yield* collector.collect
         assert.deepStrictEqual(
           exitedOnce.stats.map((s) => [s.instanceId, s.state]),
@@ -1209,15 +1210,49 @@ describe("Collector listMaxAge", () => {
             ["d", "exited"]
           ]
         )
-        assert.strictEqual(r.source.calls(), 3)
+        assert.strictEqual(r.source.calls(), 4)
 
         // refresh lists whatever the listing's age; so does collectAll once the snapshot is older than maxAge
         r.source.set([vm("b", { hypervisorPid: 2 }), vm("c")])
         assert.lengthOf((yield* collector.refresh).stats, 2)
-        assert.strictEqual(r.source.calls(), 4)
+        assert.strictEqual(r.source.calls(), 5)
       }).pipe(Effect.provide(r.layer))
     }
   )
+
+  it.effect("a listing made just before that still shows a VM now exited is made again at once", () => {
+    // Discovery may list a process from the reader's last sight of it (up to 1.5 s old): the collection
+    // that reads it as exited lists again, and the source, having seen it gone meanwhile, drops it.
+    const a = vm("a", { hypervisorPid: 1 })
+    const b = vm("b", { hypervisorPid: 2 })
+    let listings = 0
+    const source = InstanceSource.layerEffect(Effect.sync(() => (++listings <= 2 ? [a, b] : [b])))
+    const procs = ProcReader.makeMemory(fallbackKernelInfo)
+    procs.set(1, running(1))
+    procs.set(2, running(2))
+    const layer = Collector.layer({ groups: new Set() }).pipe(
+      Layer.provide(
+        Layer.mergeAll(ProcReader.layerMemory(procs), TapReader.layerMemory(TapReader.makeMemory()), source)
+      )
+    )
+    return Effect.gen(function* () {
+      const collector = yield* Collector.Collector
+      assert.lengthOf((yield* collector.refresh).stats, 2)
+      assert.strictEqual(listings, 1)
+      procs.remove(1) // the second listing still shows a: a moment behind
+      const after = yield* collector.refresh
+      assert.deepStrictEqual(
+        after.stats.map((s) => [s.instanceId, s.state]),
+        [["b", "running"]]
+      )
+      assert.strictEqual(listings, 3, "the refresh's listing, and once more for a")
+      assert.deepStrictEqual(
+        (yield* collector.refresh).stats.map((s) => s.instanceId),
+        ["b"]
+      )
+      assert.strictEqual(listings, 4, "b running: no second listing")
+    }).pipe(Effect.provide(layer))
+  })
 
   it.effect("a failed listing is not reused: the next collection lists again", () => {
     const r = rig({ instances: [vm("a")], collector: { listMaxAge: "1 hour" } })

@@ -24,8 +24,9 @@
  * that follows reads stat and statm together. A failed read, or one of a process that is not running,
  * clears the pid's sighting, so an exit the collection saw is seen by the next rescan at once. A process
  * that exits and is reaped leaves /proc's listing, which no sighting changes; one that exited since the
- * last collection but is still there (a zombie, a reused pid) is listed by that rescan as if it had exited
- * just after it, and the collection that follows reads it as `exited` (or `pid_reused`).
+ * last collection but is still there (a zombie, a reused pid) is listed by that rescan; the collection
+ * that follows reads it as `exited` (or `pid_reused`), which clears the sighting, and lists again at once
+ * (Collector: a VM found newly exited), so it never reaches a snapshot.
  *
  * One per proc root per process (`sharedFreshStats`), like the fd budget: discovery and the readers are
  * separate layers that a user composes, and sharing by root needs no wiring and changes nothing when
